@@ -1,0 +1,169 @@
+"""The headless command line: the same jobs the window runs, printed.
+
+``workbench info|generate|bench`` (or ``workbench-cli``). Every command works
+on the embedded default model with no arguments, and bad input exits with
+status 2 and a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core.errors import Cancelled, WorkbenchError
+from core.jobs import Progress
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", "-m", default="default",
+        help="'default' (embedded SmolLM2-135M-Instruct), a local HF folder, or a hub id",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights dtype (auto: float32 on CPU, bf16/fp16 on CUDA)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all usable)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Compression Workbench, headless. With no command, `workbench` opens the window.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="describe a model: architecture, size, parameters")
+    _add_model_args(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+
+    gen = sub.add_parser("generate", help="generate text, streamed, and print tokens/s")
+    _add_model_args(gen)
+    gen.add_argument("--prompt", "-p", default="The capital of France is", help="prompt text")
+    gen.add_argument("--max-new-tokens", "-n", type=int, default=64)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
+    gen.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+
+    bench = sub.add_parser("bench", help="measure prefill and decode speed (the protocol)")
+    _add_model_args(bench)
+    bench.add_argument("--prompt-tokens", type=int, default=128)
+    bench.add_argument("--new-tokens", type=int, default=64)
+    bench.add_argument("--warmup", type=int, default=1)
+    bench.add_argument("--min-repeats", type=int, default=5)
+    bench.add_argument("--min-time", type=float, default=5.0, help="seconds (default 5)")
+    bench.add_argument("--max-repeats", type=int, default=50)
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _progress(event: Progress) -> None:
+    print(f"[{event.stage}]", file=sys.stderr, flush=True)
+
+
+def _load(args):
+    from core.loading import load_model
+    from core.runtime.device import set_threads
+
+    set_threads(args.threads)
+    dtype = None if args.dtype == "auto" else args.dtype
+    return load_model(args.model, device=args.device, dtype=dtype, progress=_progress)
+
+
+def cmd_info(args) -> None:
+    from core.description import human_bytes
+
+    d = _load(args).description
+    if args.json:
+        print(json.dumps(d.to_dict(), indent=2))
+        return
+    print(f"{d.architecture} ({d.model_type}) from {d.source}")
+    print(f"  layers {d.layers}, hidden {d.hidden_size}, heads {d.attention_heads}/{d.kv_heads} kv,"
+          f" MLP {d.intermediate_size}, vocab {d.vocab_size}")
+    print(f"  parameters {d.parameters:,}; in memory {human_bytes(d.bytes_in_memory)} "
+          f"{d.bytes_by_dtype}; on disk {human_bytes(d.bytes_on_disk)}; device {d.device}")
+    for note in d.notes:
+        print(f"  note: {note}")
+
+
+def cmd_generate(args) -> None:
+    from core.generation import GenerationSummary, TextToken, stream_generation
+    from core.runtime.sampling import Sampling
+
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
+    loaded = _load(args)
+    summary = None
+    for event in stream_generation(loaded, args.prompt, args.max_new_tokens, sampling, args.chat):
+        if isinstance(event, TextToken) and not args.json:
+            print(event.text, end="", flush=True)
+        elif isinstance(event, GenerationSummary):
+            summary = event
+    if args.json:
+        print(json.dumps(summary.__dict__, indent=2))
+        return
+    tps = f"{summary.tokens_per_s:.1f} tokens/s" if summary.tokens_per_s else "n/a tokens/s"
+    print(f"\n\n[{summary.new_tokens} tokens, first after {summary.prefill_ms:.0f} ms, "
+          f"then {tps}; stopped: {summary.stop_reason}]", file=sys.stderr)
+
+
+def cmd_bench(args) -> None:
+    from core.measure import BenchSettings, RunTiming, benchmark
+
+    settings = BenchSettings(
+        prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, warmup=args.warmup,
+        min_repeats=args.min_repeats, min_time_s=args.min_time, max_repeats=args.max_repeats,
+    )
+    loaded = _load(args)
+    result = None
+    for event in benchmark(loaded, settings):
+        if isinstance(event, RunTiming):
+            label = "warm-up" if event.warmup else f"run {event.run - settings.warmup + 1}"
+            print(f"[{label}: prefill {event.prefill_ms:.1f} ms, "
+                  f"decode {event.decode_ms_per_token:.2f} ms/token]", file=sys.stderr, flush=True)
+        result = event
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    env = result.environment
+    print(f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
+          f"{env.threads} threads")
+    print(f"  prefill  {data['prefill_ms']:.1f} ms  [p10 {data['prefill_ms_p10']:.1f}, "
+          f"p90 {data['prefill_ms_p90']:.1f}]")
+    print(f"  decode   {data['decode_ms_per_token']:.2f} ms/token  "
+          f"[p10 {data['decode_ms_per_token_p10']:.2f}, p90 {data['decode_ms_per_token_p90']:.2f}]"
+          f"  = {data['tokens_per_s']:.1f} tokens/s")
+    print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
+    print(f"  protocol {result.protocol}; {result.runs} runs")
+
+
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (WorkbenchError, ValueError) as err:
+        if isinstance(err, Cancelled):
+            print("cancelled", file=sys.stderr)
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

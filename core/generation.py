@@ -1,0 +1,118 @@
+"""The generate job: prompt in, text streamed out, with timings per token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from core.jobs import CancelToken
+from core.loading import LoadedModel
+from core.runtime.sampling import GREEDY, Sampling
+from core.runtime.torch_runner import generate_steps, stop_token_ids
+
+
+@dataclass(frozen=True)
+class TextToken:
+    """A streamed token: ``text`` is what it adds to the output (may be empty
+    while a multi-byte character is incomplete)."""
+
+    index: int
+    token_id: int
+    text: str
+    elapsed_s: float
+    step_s: float
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    prompt_tokens: int
+    new_tokens: int
+    text: str
+    prefill_ms: float  # time to first token
+    decode_ms_per_token: float | None  # mean over tokens after the first
+    tokens_per_s: float | None
+    stop_reason: str  # "length", "stop token" or "cancelled"
+
+
+def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
+    tokenizer = loaded.tokenizer
+    if chat and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )["input_ids"]
+    else:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+    if ids.shape[1] == 0:
+        raise ValueError("the prompt is empty")
+    return ids.to(loaded.device)
+
+
+class IncrementalDecoder:
+    """Turns a growing list of token ids into text deltas.
+
+    Decoding tokens one by one breaks characters that span tokens and drops
+    the spaces some tokenizers attach to the following token, so each step
+    decodes the whole output and emits what was added, holding back an
+    incomplete character (U+FFFD at the end).
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._emitted = ""
+
+    def add(self, token_id: int) -> str:
+        self._ids.append(token_id)
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""
+        delta = text[len(self._emitted) :] if text.startswith(self._emitted) else text
+        self._emitted = text
+        return delta
+
+    @property
+    def text(self) -> str:
+        return self._emitted
+
+
+def stream_generation(
+    loaded: LoadedModel,
+    prompt: str,
+    max_new_tokens: int = 64,
+    sampling: Sampling = GREEDY,
+    chat: bool = False,
+    cancel: CancelToken | None = None,
+) -> Iterator[TextToken | GenerationSummary]:
+    """Yield a TextToken per generated token, then one GenerationSummary."""
+    cancel = cancel or CancelToken()
+    input_ids = encode_prompt(loaded, prompt, chat)
+    stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
+    decoder = IncrementalDecoder(loaded.tokenizer)
+    steps = []
+    for step in generate_steps(
+        loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel
+    ):
+        steps.append(step)
+        yield TextToken(
+            step.index, step.token_id, decoder.add(step.token_id), step.elapsed_s, step.step_s
+        )
+    if cancel.cancelled:
+        reason = "cancelled"
+    elif steps and steps[-1].token_id in stop_ids:
+        reason = "stop token"
+    else:
+        reason = "length"
+    decode = steps[1:]
+    decode_s = sum(s.step_s for s in decode)
+    yield GenerationSummary(
+        prompt_tokens=int(input_ids.shape[1]),
+        new_tokens=len(steps),
+        text=decoder.text,
+        prefill_ms=steps[0].step_s * 1e3 if steps else 0.0,
+        decode_ms_per_token=decode_s / len(decode) * 1e3 if decode else None,
+        tokens_per_s=len(decode) / decode_s if decode_s > 0 else None,
+        stop_reason=reason,
+    )

@@ -1,0 +1,160 @@
+"""Load a model from the embedded default, a local folder or a Hugging Face id.
+
+Every way loading can fail maps to one of the errors in ``core.errors`` with a
+one-line message; the user's files are only ever read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import default_model
+from core.description import ModelDescription, describe
+from core.errors import (
+    CorruptModelError,
+    ModelNotFoundError,
+    NotAModelError,
+    OutOfMemoryError,
+    UnsupportedModelError,
+    WorkbenchError,
+)
+from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+
+DEFAULT_SOURCE = "default"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run. Compression makes new ones; this one is never changed."""
+
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any
+    source: str
+    folder: Path | None
+    description: ModelDescription
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+
+def load_model(
+    source: str | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> LoadedModel:
+    """Load ``source``: ``None``/``"default"``, a folder path, or a hub id."""
+    import torch
+
+    from core.runtime.device import resolve_device, resolve_dtype
+
+    cancel = cancel or CancelToken()
+    source = source or DEFAULT_SOURCE
+    notes: list[str] = []
+    if source == DEFAULT_SOURCE:
+        folder = default_model.ensure_default_model(progress, cancel)
+        notes.append(default_model.QUANT_GRID_NOTE)
+        name: str | Path = folder
+    else:
+        folder, name = _resolve_location(source)
+    cancel.raise_if_cancelled()
+
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    progress(Progress(f"Loading {source}", None))
+    try:
+        model, tokenizer = _load_causal_lm(name, torch_dtype)
+        model.to(target)
+    except WorkbenchError:
+        raise
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise OutOfMemoryError(
+            f"Out of memory loading {source} on {target}: try the CPU or a smaller dtype."
+        ) from err
+    model.eval()
+    cancel.raise_if_cancelled()
+    description = describe(model, source, folder, notes)
+    progress(Progress(f"Loaded {description.architecture}", 1.0))
+    return LoadedModel(model, tokenizer, source, folder, description)
+
+
+def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
+    """A local folder if the path exists, else a hub id if it looks like one."""
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.is_file():
+            if path.suffix == ".onnx":
+                raise UnsupportedModelError(
+                    f"{path} is an ONNX file; this version loads Hugging Face folders only."
+                )
+            raise NotAModelError(f"{path} is a file; give the folder that holds config.json.")
+        if not (path / "config.json").is_file():
+            raise NotAModelError(
+                f"{path} is not a Hugging Face model folder (it has no config.json)."
+            )
+        return path, path
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
+    if looks_local or not _HUB_ID.match(source):
+        raise ModelNotFoundError(f"No such folder: {path}")
+    return None, source
+
+
+def _load_causal_lm(name: str | Path, dtype):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except OSError as err:
+        if isinstance(name, Path):
+            raise CorruptModelError(f"Cannot read {name}/config.json: {_first_line(err)}") from err
+        raise ModelNotFoundError(
+            f"{name!s} is not a local folder and could not be fetched from the Hugging Face "
+            f"Hub ({_first_line(err)})."
+        ) from err
+    except ValueError as err:  # unknown model_type, malformed JSON
+        raise UnsupportedModelError(f"{name}: {_first_line(err)}") from err
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            name, config=config, dtype=dtype, output_loading_info=True
+        )
+    except ValueError as err:
+        if "Unrecognized configuration class" in str(err):
+            raise UnsupportedModelError(
+                f"{name}: architecture {config.model_type!r} is not a causal language model "
+                "this version can run."
+            ) from err
+        raise CorruptModelError(f"{name}: {_first_line(err)}") from err
+    except OSError as err:
+        raise CorruptModelError(f"{name}: weights cannot be read ({_first_line(err)}).") from err
+    except Exception as err:  # safetensors and torch raise their own types on damaged files
+        if "OutOfMemory" in type(err).__name__ or isinstance(err, MemoryError):
+            raise
+        if "Safetensor" in type(err).__name__ or "deserializ" in str(err).lower():
+            raise CorruptModelError(
+                f"{name}: weight file is damaged ({_first_line(err)})."
+            ) from err
+        raise
+    # transformers fills missing weights with random values and only warns;
+    # a model that is partly random would give meaningless numbers.
+    missing = [k for k in info.get("missing_keys", []) if "rotary" not in k]
+    if missing:
+        raise CorruptModelError(
+            f"{name}: {len(missing)} weights are missing from the files "
+            f"(first: {missing[0]}); the download or copy is incomplete."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise NotAModelError(f"{name}: no usable tokenizer ({_first_line(err)}).") from err
+    return model, tokenizer
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]

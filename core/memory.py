@@ -1,0 +1,61 @@
+"""Peak memory during a timed region.
+
+On CUDA this is torch's allocator peak. On the CPU it is the process's peak
+resident set size: Linux lets us reset the high-water mark (``clear_refs``)
+before the region and read ``VmHWM`` after, so the number belongs to the
+region, not to whatever the process did before (such as a model conversion).
+Where the reset is not possible the lifetime peak is reported and labelled so.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class PeakMemory:
+    bytes: int
+    kind: str  # what the number is, shown beside it
+
+
+class PeakMemoryTracker:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._rss_reset = False
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # 5: reset the peak RSS (VmHWM) to the current RSS
+            self._rss_reset = True
+        except OSError:
+            self._rss_reset = False
+
+    def stop(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            return PeakMemory(torch.cuda.max_memory_allocated(self.device), "cuda allocator peak")
+        if self._rss_reset:
+            hwm = _vm_hwm_bytes()
+            if hwm is not None:
+                return PeakMemory(hwm, "process peak RSS during the run")
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+        return PeakMemory(maxrss * scale, "process peak RSS since start")
+
+
+def _vm_hwm_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,1 @@
+"""Runners: the code that executes a model and streams its tokens."""

@@ -1,0 +1,70 @@
+"""PyTorch inference with a KV cache, one event per generated token.
+
+The loop is ours rather than ``model.generate`` so that each token can be
+timed and streamed as it is produced and cancelled between tokens; it calls
+the model exactly as ``generate`` does (a DynamicCache, logits of the last
+position only), and benchmarks/decode_speed.py checks it is not slower.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from core.jobs import CancelToken
+from core.runtime.sampling import GREEDY, Sampling, make_generator, pick_next
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated token. Step 0 includes the prefill (time to first token)."""
+
+    index: int
+    token_id: int
+    elapsed_s: float  # since generation started
+    step_s: float  # time of this step alone
+
+
+def stop_token_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(value)
+    return ids
+
+
+@torch.inference_mode()
+def generate_steps(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    sampling: Sampling = GREEDY,
+    stop_ids: set[int] | frozenset[int] = frozenset(),
+    cancel: CancelToken | None = None,
+) -> Iterator[TokenStep]:
+    """Yield tokens one at a time; stops at ``max_new_tokens``, a stop id, or cancel.
+
+    Reading each token as a Python int synchronises the device, so step times
+    include all queued GPU work.
+    """
+    device = input_ids.device
+    generator = make_generator(sampling, device)
+    cache = DynamicCache(config=model.config)
+    ids = input_ids
+    start = time.perf_counter()
+    for index in range(max_new_tokens):
+        step_start = time.perf_counter()
+        logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        next_ids = pick_next(logits[:, -1, :], sampling, generator)
+        token = int(next_ids[0, 0])
+        now = time.perf_counter()
+        yield TokenStep(index, token, now - start, now - step_start)
+        if token in stop_ids or (cancel is not None and cancel.cancelled):
+            return
+        ids = next_ids

@@ -1,0 +1,2 @@
+"""The Qt application. Importing this package does not import Qt; the
+window modules do."""

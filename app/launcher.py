@@ -1,0 +1,24 @@
+"""`workbench`: with no arguments, the window; with a command, the headless CLI.
+
+The CLI path never imports Qt, so `workbench bench` runs on a machine without
+a display or Qt's system libraries.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] not in ("--model", "-m"):
+        from core.cli import main as cli_main
+
+        return cli_main(args)
+    from app.application import run_window
+
+    return run_window(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

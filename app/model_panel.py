@@ -1,0 +1,113 @@
+"""Choose a model (embedded default, local folder, hub id) and see what it is."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.description import ModelDescription, human_bytes
+
+SOURCES = [
+    ("Embedded default (SmolLM2-135M-Instruct)", "default"),
+    ("Local folder", "folder"),
+    ("Hugging Face id", "hub"),
+]
+
+
+class ModelPanel(QGroupBox):
+    load_requested = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Model", parent)
+        self.source_kind = QComboBox()
+        for label, key in SOURCES:
+            self.source_kind.addItem(label, key)
+        self.location = QLineEdit()
+        self.location.setPlaceholderText("folder path or org/name")
+        self.browse = QPushButton("Browse…")
+        self.load_button = QPushButton("Load")
+        self.load_button.setDefault(True)
+
+        row = QHBoxLayout()
+        row.addWidget(self.location, 1)
+        row.addWidget(self.browse)
+
+        self.fields: dict[str, QLabel] = {}
+        form = QFormLayout()
+        for key, label in [
+            ("architecture", "Architecture"),
+            ("shape", "Layers · hidden · heads"),
+            ("parameters", "Parameters"),
+            ("memory", "In memory"),
+            ("disk", "On disk"),
+            ("device", "Device"),
+        ]:
+            value = QLabel("–")
+            value.setWordWrap(True)
+            self.fields[key] = value
+            form.addRow(label, value)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #8a6d00;")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.source_kind)
+        layout.addLayout(row)
+        layout.addWidget(self.load_button)
+        layout.addLayout(form)
+        layout.addWidget(self.note)
+        layout.addStretch(1)
+
+        self.source_kind.currentIndexChanged.connect(self._on_kind_changed)
+        self.browse.clicked.connect(self._browse)
+        self.load_button.clicked.connect(self._request_load)
+        self.location.returnPressed.connect(self._request_load)
+        self._on_kind_changed()
+
+    def source(self) -> str:
+        if self.source_kind.currentData() == "default":
+            return "default"
+        return self.location.text().strip()
+
+    def set_busy(self, busy: bool) -> None:
+        self.load_button.setEnabled(not busy)
+
+    def show_description(self, d: ModelDescription) -> None:
+        dtypes = ", ".join(f"{k} {human_bytes(v)}" for k, v in d.bytes_by_dtype.items())
+        self.fields["architecture"].setText(f"{d.architecture} ({d.model_type})")
+        self.fields["shape"].setText(
+            f"{d.layers} · {d.hidden_size} · {d.attention_heads} ({d.kv_heads} kv)"
+        )
+        self.fields["parameters"].setText(f"{d.parameters:,}")
+        self.fields["memory"].setText(dtypes)
+        self.fields["disk"].setText(human_bytes(d.bytes_on_disk))
+        self.fields["device"].setText(d.device)
+        self.note.setText("\n".join(d.notes))
+        self.setTitle(f"Model: {d.source}")
+
+    def _on_kind_changed(self) -> None:
+        kind = self.source_kind.currentData()
+        self.location.setEnabled(kind != "default")
+        self.browse.setEnabled(kind == "folder")
+        self.location.setPlaceholderText(
+            {"folder": "/path/to/model folder", "hub": "org/name"}.get(kind, "")
+        )
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder")
+        if folder:
+            self.location.setText(folder)
+
+    def _request_load(self) -> None:
+        self.load_requested.emit(self.source())

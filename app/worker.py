@@ -1,0 +1,110 @@
+"""One worker type that runs a core job off the GUI thread.
+
+A job is ``fn(progress, cancel)`` returning an iterable of plain dataclass
+events (or None). The worker runs it on a QThread and re-emits each event,
+each progress step and the outcome as signals; Qt queues them to the GUI
+thread, so only GUI-thread slots touch widgets. Cancel sets the job's
+CancelToken, which core jobs check inside their inner loops.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+from core.errors import Cancelled, WorkbenchError
+from core.jobs import CancelToken, Progress
+
+Job = Callable[[Callable[[Progress], None], CancelToken], Iterable | None]
+
+
+class _JobThread(QThread):
+    event = Signal(object)
+    progress = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, job: Job, cancel: CancelToken, parent=None) -> None:
+        super().__init__(parent)
+        self._job = job
+        self._cancel = cancel
+
+    def run(self) -> None:
+        try:
+            events = self._job(self.progress.emit, self._cancel)
+            for event in events or ():
+                self.event.emit(event)
+            if self._cancel.cancelled:
+                self.cancelled.emit()
+        except Cancelled:
+            self.cancelled.emit()
+        except (WorkbenchError, ValueError) as err:
+            self.failed.emit(str(err))
+        except MemoryError:
+            self.failed.emit("Out of memory: close other programs or use a smaller model.")
+        except Exception as err:  # a bug: keep the window alive and say what happened
+            traceback.print_exc()
+            name = "Out of memory" if "OutOfMemory" in type(err).__name__ else type(err).__name__
+            self.failed.emit(f"{name}: {err}".splitlines()[0][:400])
+
+
+class JobRunner(QObject):
+    """Starts, cancels and reports one job at a time."""
+
+    event = Signal(object)  # each dataclass the job yields
+    progress = Signal(object)  # core.jobs.Progress
+    failed = Signal(str, str)  # job name, message
+    cancelled = Signal(str)  # job name
+    finished = Signal(str)  # job name, after failed/cancelled/success
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._thread: _JobThread | None = None
+        self._cancel: CancelToken | None = None
+        self._name = ""
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def job_name(self) -> str:
+        return self._name
+
+    def start(self, name: str, job: Job) -> bool:
+        """Run ``job``; refused (False) while another job runs."""
+        if self._thread is not None:
+            return False
+        self._name = name
+        self._cancel = CancelToken()
+        thread = _JobThread(job, self._cancel, self)
+        thread.event.connect(self.event)
+        thread.progress.connect(self.progress)
+        thread.failed.connect(lambda message: self.failed.emit(name, message))
+        thread.cancelled.connect(lambda: self.cancelled.emit(name))
+        thread.finished.connect(self._on_thread_finished)
+        self._thread = thread
+        self.busy_changed.emit(True)
+        thread.start()
+        return True
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Cancel and wait for the thread: called when the window closes."""
+        if self._thread is not None:
+            self.cancel()
+            self._thread.wait(timeout_ms)
+
+    def _on_thread_finished(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.deleteLater()
+        name = self._name
+        self.busy_changed.emit(False)
+        self.finished.emit(name)

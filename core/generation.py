@@ -31,7 +31,7 @@ class GenerationSummary:
     prefill_ms: float  # time to first token
     decode_ms_per_token: float | None  # mean over tokens after the first
     tokens_per_s: float | None
-    stop_reason: str  # "length", "stop token" or "cancelled"
+    stop_reason: str  # "length", "stop token", "context full" or "cancelled"
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
@@ -48,6 +48,15 @@ def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
     if ids.shape[1] == 0:
         raise ValueError("the prompt is empty")
     return ids.to(loaded.device)
+
+
+def context_length(config) -> int:
+    """Positions the model can attend to (prompt + generated)."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return 2**31
 
 
 class IncrementalDecoder:
@@ -89,6 +98,10 @@ def stream_generation(
     """Yield a TextToken per generated token, then one GenerationSummary."""
     cancel = cancel or CancelToken()
     input_ids = encode_prompt(loaded, prompt, chat)
+    room = context_length(loaded.model.config) - input_ids.shape[1]
+    if room < 1:
+        raise ValueError(f"the prompt ({input_ids.shape[1]} tokens) fills the model's context")
+    max_new_tokens = min(max_new_tokens, room)
     stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
     decoder = IncrementalDecoder(loaded.tokenizer)
     steps = []
@@ -103,6 +116,8 @@ def stream_generation(
         reason = "cancelled"
     elif steps and steps[-1].token_id in stop_ids:
         reason = "stop token"
+    elif len(steps) == room:
+        reason = "context full"
     else:
         reason = "length"
     decode = steps[1:]

@@ -1,0 +1,25 @@
+import os
+
+# Qt must never need a display in tests.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Never reach for the model hub from a test.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from tests.tiny_models import save_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    return save_tiny_model("gpt2", tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    return save_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def tiny_dir(request, tiny_gpt2_dir, tiny_llama_dir):
+    return {"gpt2": tiny_gpt2_dir, "llama": tiny_llama_dir}[request.param]

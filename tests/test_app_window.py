@@ -1,0 +1,82 @@
+"""The window, driven as a user would, offscreen."""
+
+import pytest
+
+from app.main_window import MainWindow
+from core.generation import GenerationSummary
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow(threads=1)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+    # A job thread left running after close would outlive the test.
+    assert not w.runner.busy
+
+
+def load(qtbot, window, folder):
+    window.model_panel.source_kind.setCurrentIndex(1)  # local folder
+    window.model_panel.location.setText(str(folder))
+    with qtbot.waitSignal(window.runner.finished, timeout=60_000):
+        qtbot.mouseClick(window.model_panel.load_button, qtbot_button())
+
+
+def qtbot_button():
+    from PySide6.QtCore import Qt
+
+    return Qt.MouseButton.LeftButton
+
+
+def test_load_then_generate_streams_text(qtbot, window, tiny_llama_dir):
+    load(qtbot, window, tiny_llama_dir)
+    assert window.loaded is not None
+    assert window.model_panel.fields["architecture"].text().startswith("LlamaForCausalLM")
+    assert window.generate_panel.generate_button.isEnabled()
+
+    received = []
+    window.runner.event.connect(received.append)
+    window.generate_panel.prompt.setPlainText("while True:")
+    window.generate_panel.chat.setChecked(False)
+    window.generate_panel.max_tokens.setValue(20)
+    with qtbot.waitSignal(window.runner.finished, timeout=60_000):
+        qtbot.mouseClick(window.generate_panel.generate_button, qtbot_button())
+
+    summary = received[-1]
+    assert isinstance(summary, GenerationSummary) and summary.new_tokens == 20
+    assert window.generate_panel.output.toPlainText() == summary.text
+    assert "tokens/s" in window.generate_panel.speed.text()
+    qtbot.waitUntil(lambda: window.generate_panel.chart.points_drawn() == 20, timeout=2000)
+
+
+def test_bad_folder_shows_error_and_app_stays_usable(qtbot, window, tmp_path, tiny_gpt2_dir):
+    load(qtbot, window, tmp_path / "does-not-exist")
+    assert window.loaded is None
+    assert any("No such folder" in m for m in window.notifications.messages())
+    assert window.model_panel.load_button.isEnabled()
+    load(qtbot, window, tiny_gpt2_dir)
+    assert window.loaded is not None
+    assert window.model_panel.fields["architecture"].text().startswith("GPT2LMHeadModel")
+
+
+def test_cancel_stops_generation(qtbot, window, tiny_gpt2_dir):
+    load(qtbot, window, tiny_gpt2_dir)
+    window.generate_panel.max_tokens.setValue(4000)
+    window.generate_panel.chat.setChecked(False)
+    summaries = []
+    window.runner.event.connect(
+        lambda e: summaries.append(e) if isinstance(e, GenerationSummary) else None
+    )
+    qtbot.mouseClick(window.generate_panel.generate_button, qtbot_button())
+    qtbot.waitUntil(lambda: window.generate_panel.output.toPlainText() != "", timeout=10_000)
+    with qtbot.waitSignal(window.runner.finished, timeout=1000):
+        qtbot.mouseClick(window.cancel_button, qtbot_button())
+    assert summaries and summaries[0].stop_reason == "cancelled"
+    assert summaries[0].new_tokens < 4000
+
+
+def test_generate_without_model_says_so(qtbot, window):
+    window.generate(prompt="hi", max_tokens=4, sampling=None, chat=False)
+    assert any("Load a model first" in m for m in window.notifications.messages())

@@ -1,0 +1,83 @@
+"""The CLI through a real subprocess, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "app.launcher", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_info_json(tiny_gpt2_dir):
+    out = run_cli("info", "--model", str(tiny_gpt2_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["architecture"] == "GPT2LMHeadModel"
+    assert data["layers"] == 2 and data["parameters"] > 0
+
+
+def test_generate_streams_and_reports_speed(tiny_llama_dir):
+    out = run_cli("generate", "-m", str(tiny_llama_dir), "-p", "class", "-n", "12", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["new_tokens"] == 12 and summary["tokens_per_s"] > 0
+
+
+def test_bench_json(tiny_gpt2_dir):
+    out = run_cli("bench", "-m", str(tiny_gpt2_dir), "--json", "--prompt-tokens", "16",
+                  "--new-tokens", "8", "--min-repeats", "2", "--min-time", "0", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    for key in ("prefill_ms", "decode_ms_per_token", "tokens_per_s", "peak_memory_bytes"):
+        assert data[key] > 0
+    assert data["environment"]["threads"] == 1
+    assert data["runs"] == 2
+
+
+@pytest.mark.parametrize("command", ["info", "generate", "bench"])
+def test_bad_path_exits_nonzero_with_one_line(command, tmp_path):
+    out = run_cli(command, "--model", str(tmp_path / "missing" / "model"))
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: No such folder")
+
+
+def test_not_a_model_folder(tmp_path):
+    out = run_cli("info", "--model", str(tmp_path))
+    assert out.returncode == 2 and "config.json" in out.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "generate", "bench"])
+def test_help(command):
+    out = run_cli(command, "--help")
+    assert out.returncode == 0 and "--model" in out.stdout
+
+
+def test_core_import_pulls_no_qt_and_no_heavy_libraries():
+    code = (
+        "import sys, core, core.cli, core.jobs, core.errors;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('PySide6', 'pyqtgraph', 'app', 'torch', 'onnxruntime', 'transformers')];"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_whole_core_imports_without_qt():
+    """Every core module imported, then: no Qt anywhere in sys.modules."""
+    code = (
+        "import pkgutil, importlib, sys, core;"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(core.__path__, 'core.')];"
+        "print([m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'app')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

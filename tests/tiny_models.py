@@ -1,0 +1,60 @@
+"""Tiny GPT-2- and Llama-style models with random weights, saved as real
+Hugging Face folders (config, safetensors, tokenizer), built in milliseconds
+and without any download."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+
+@lru_cache(maxsize=1)
+def tiny_tokenizer():
+    """A byte-level BPE trained on the standard library's own help texts."""
+    from pydoc_data.topics import topics
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(list(topics.values())[:200], trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+
+
+def tiny_config(kind: str):
+    from transformers import GPT2Config, LlamaConfig
+
+    vocab = len(tiny_tokenizer())
+    eos = tiny_tokenizer().eos_token_id
+    if kind == "gpt2":
+        return GPT2Config(
+            vocab_size=vocab, n_positions=256, n_embd=64, n_layer=2, n_head=4,
+            bos_token_id=eos, eos_token_id=eos,
+        )
+    if kind == "llama":
+        return LlamaConfig(
+            vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+            bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True,
+        )
+    raise ValueError(kind)
+
+
+def save_tiny_model(kind: str, folder: Path, seed: int = 0) -> Path:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(kind))
+    model.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder

@@ -6,4 +6,5 @@ cd "$(dirname "$0")"
 export QT_QPA_PLATFORM=offscreen
 scripts/setup.sh
 .venv/bin/python -m ruff check core app tests benchmarks
+.venv/bin/python -m ruff format --check core app tests benchmarks
 exec .venv/bin/python -m pytest "$@"

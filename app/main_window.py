@@ -3,7 +3,6 @@ notifications. All long work goes through one JobRunner."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,

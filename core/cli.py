@@ -19,12 +19,16 @@ EXIT_BAD_INPUT = 2
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", "-m", default="default",
+        "--model",
+        "-m",
+        default="default",
         help="'default' (embedded SmolLM2-135M-Instruct), a local HF folder, or a hub id",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
         help="weights dtype (auto: float32 on CPU, bf16/fp16 on CUDA)",
     )
     parser.add_argument(
@@ -35,7 +39,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
-        description="Compression Workbench, headless. With no command, `workbench` opens the window.",
+        description="Compression Workbench, headless. `workbench` alone opens the window.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -87,10 +91,14 @@ def cmd_info(args) -> None:
         print(json.dumps(d.to_dict(), indent=2))
         return
     print(f"{d.architecture} ({d.model_type}) from {d.source}")
-    print(f"  layers {d.layers}, hidden {d.hidden_size}, heads {d.attention_heads}/{d.kv_heads} kv,"
-          f" MLP {d.intermediate_size}, vocab {d.vocab_size}")
-    print(f"  parameters {d.parameters:,}; in memory {human_bytes(d.bytes_in_memory)} "
-          f"{d.bytes_by_dtype}; on disk {human_bytes(d.bytes_on_disk)}; device {d.device}")
+    print(
+        f"  layers {d.layers}, hidden {d.hidden_size}, heads {d.attention_heads}/{d.kv_heads} kv,"
+        f" MLP {d.intermediate_size}, vocab {d.vocab_size}"
+    )
+    print(
+        f"  parameters {d.parameters:,}; in memory {human_bytes(d.bytes_in_memory)} "
+        f"{d.bytes_by_dtype}; on disk {human_bytes(d.bytes_on_disk)}; device {d.device}"
+    )
     for note in d.notes:
         print(f"  note: {note}")
 
@@ -111,37 +119,54 @@ def cmd_generate(args) -> None:
         print(json.dumps(summary.__dict__, indent=2))
         return
     tps = f"{summary.tokens_per_s:.1f} tokens/s" if summary.tokens_per_s else "n/a tokens/s"
-    print(f"\n\n[{summary.new_tokens} tokens, first after {summary.prefill_ms:.0f} ms, "
-          f"then {tps}; stopped: {summary.stop_reason}]", file=sys.stderr)
+    print(
+        f"\n\n[{summary.new_tokens} tokens, first after {summary.prefill_ms:.0f} ms, "
+        f"then {tps}; stopped: {summary.stop_reason}]",
+        file=sys.stderr,
+    )
 
 
 def cmd_bench(args) -> None:
     from core.measure import BenchSettings, RunTiming, benchmark
 
     settings = BenchSettings(
-        prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, warmup=args.warmup,
-        min_repeats=args.min_repeats, min_time_s=args.min_time, max_repeats=args.max_repeats,
+        prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens,
+        warmup=args.warmup,
+        min_repeats=args.min_repeats,
+        min_time_s=args.min_time,
+        max_repeats=args.max_repeats,
     )
     loaded = _load(args)
     result = None
     for event in benchmark(loaded, settings):
         if isinstance(event, RunTiming):
             label = "warm-up" if event.warmup else f"run {event.run - settings.warmup + 1}"
-            print(f"[{label}: prefill {event.prefill_ms:.1f} ms, "
-                  f"decode {event.decode_ms_per_token:.2f} ms/token]", file=sys.stderr, flush=True)
+            print(
+                f"[{label}: prefill {event.prefill_ms:.1f} ms, "
+                f"decode {event.decode_ms_per_token:.2f} ms/token]",
+                file=sys.stderr,
+                flush=True,
+            )
         result = event
     data = result.to_dict()
     if args.json:
         print(json.dumps(data, indent=2))
         return
     env = result.environment
-    print(f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
-          f"{env.threads} threads")
-    print(f"  prefill  {data['prefill_ms']:.1f} ms  [p10 {data['prefill_ms_p10']:.1f}, "
-          f"p90 {data['prefill_ms_p90']:.1f}]")
-    print(f"  decode   {data['decode_ms_per_token']:.2f} ms/token  "
-          f"[p10 {data['decode_ms_per_token_p10']:.2f}, p90 {data['decode_ms_per_token_p90']:.2f}]"
-          f"  = {data['tokens_per_s']:.1f} tokens/s")
+    print(
+        f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
+        f"{env.threads} threads"
+    )
+    print(
+        f"  prefill  {data['prefill_ms']:.1f} ms  [p10 {data['prefill_ms_p10']:.1f}, "
+        f"p90 {data['prefill_ms_p90']:.1f}]"
+    )
+    print(
+        f"  decode   {data['decode_ms_per_token']:.2f} ms/token  "
+        f"[p10 {data['decode_ms_per_token_p10']:.2f}, p90 {data['decode_ms_per_token_p90']:.2f}]"
+        f"  = {data['tokens_per_s']:.1f} tokens/s"
+    )
     print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
     print(f"  protocol {result.protocol}; {result.runs} runs")
 

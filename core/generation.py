@@ -105,9 +105,7 @@ def stream_generation(
     stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
     decoder = IncrementalDecoder(loaded.tokenizer)
     steps = []
-    for step in generate_steps(
-        loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel
-    ):
+    for step in generate_steps(loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel):
         steps.append(step)
         yield TextToken(
             step.index, step.token_id, decoder.add(step.token_id), step.elapsed_s, step.step_s

@@ -10,7 +10,9 @@ import pytest
 def run_cli(*args, timeout=300):
     return subprocess.run(
         [sys.executable, "-m", "app.launcher", *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -30,8 +32,22 @@ def test_generate_streams_and_reports_speed(tiny_llama_dir):
 
 
 def test_bench_json(tiny_gpt2_dir):
-    out = run_cli("bench", "-m", str(tiny_gpt2_dir), "--json", "--prompt-tokens", "16",
-                  "--new-tokens", "8", "--min-repeats", "2", "--min-time", "0", "--threads", "1")
+    out = run_cli(
+        "bench",
+        "-m",
+        str(tiny_gpt2_dir),
+        "--json",
+        "--prompt-tokens",
+        "16",
+        "--new-tokens",
+        "8",
+        "--min-repeats",
+        "2",
+        "--min-time",
+        "0",
+        "--threads",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     for key in ("prefill_ms", "decode_ms_per_token", "tokens_per_s", "peak_memory_bytes"):

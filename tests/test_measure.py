@@ -15,8 +15,9 @@ def loaded(tiny_gpt2_dir):
 
 
 def test_protocol_warmup_repeats_and_fields(loaded):
-    settings = BenchSettings(prompt_tokens=16, new_tokens=8, warmup=2, min_repeats=3,
-                             min_time_s=0.0)
+    settings = BenchSettings(
+        prompt_tokens=16, new_tokens=8, warmup=2, min_repeats=3, min_time_s=0.0
+    )
     events = list(benchmark(loaded, settings))
     runs = [e for e in events if isinstance(e, RunTiming)]
     steps = [e for e in events if isinstance(e, TokenStep)]
@@ -38,15 +39,17 @@ def test_protocol_warmup_repeats_and_fields(loaded):
 
 
 def test_minimum_time_keeps_repeating(loaded):
-    settings = BenchSettings(prompt_tokens=8, new_tokens=4, warmup=0, min_repeats=1,
-                             min_time_s=0.3, max_repeats=10_000)
+    settings = BenchSettings(
+        prompt_tokens=8, new_tokens=4, warmup=0, min_repeats=1, min_time_s=0.3, max_repeats=10_000
+    )
     result = [e for e in benchmark(loaded, settings)][-1]
     assert result.runs > 1
 
 
 def test_max_repeats_caps(loaded):
-    settings = BenchSettings(prompt_tokens=8, new_tokens=4, warmup=0, min_repeats=2,
-                             min_time_s=1000, max_repeats=3)
+    settings = BenchSettings(
+        prompt_tokens=8, new_tokens=4, warmup=0, min_repeats=2, min_time_s=1000, max_repeats=3
+    )
     assert [e for e in benchmark(loaded, settings)][-1].runs == 3
 
 

@@ -14,6 +14,7 @@ import torch
 def tiny_tokenizer():
     """A byte-level BPE trained on the standard library's own help texts."""
     from pydoc_data.topics import topics
+
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -38,14 +39,26 @@ def tiny_config(kind: str):
     eos = tiny_tokenizer().eos_token_id
     if kind == "gpt2":
         return GPT2Config(
-            vocab_size=vocab, n_positions=256, n_embd=64, n_layer=2, n_head=4,
-            bos_token_id=eos, eos_token_id=eos,
+            vocab_size=vocab,
+            n_positions=256,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            bos_token_id=eos,
+            eos_token_id=eos,
         )
     if kind == "llama":
         return LlamaConfig(
-            vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-            bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True,
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            tie_word_embeddings=True,
         )
     raise ValueError(kind)
 

@@ -60,8 +60,8 @@ def generate_steps(
     start = time.perf_counter()
     for index in range(max_new_tokens):
         step_start = time.perf_counter()
-        logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-        next_ids = pick_next(logits[:, -1, :], sampling, generator)
+        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        next_ids = pick_next(out.logits[:, -1, :], sampling, generator)
         token = int(next_ids[0, 0])
         now = time.perf_counter()
         yield TokenStep(index, token, now - start, now - step_start)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,12 +50,12 @@ def _config_value(config, *names):
 def describe(
     model: torch.nn.Module, source: str, folder: Path | None, notes: list[str] | None = None
 ) -> ModelDescription:
+    from core.size import measure_size
+
     config = model.config
-    bytes_by_dtype: Counter[str] = Counter()
-    # Parameters only: buffers such as rotary tables are rebuilt, not stored.
-    params = unique_tensors_of(model.parameters())
-    for tensor in params:
-        bytes_by_dtype[str(tensor.dtype).removeprefix("torch.")] += tensor.nbytes
+    # Stored tensors as exported: parameters, quantized weights and scales;
+    # not non-persistent buffers such as rotary tables, which are rebuilt.
+    size = measure_size(model)
     architectures = getattr(config, "architectures", None) or [type(model).__name__]
     return ModelDescription(
         source=source,
@@ -68,9 +67,9 @@ def describe(
         kv_heads=_config_value(config, "num_key_value_heads", "num_attention_heads", "n_head"),
         intermediate_size=_config_value(config, "intermediate_size", "n_inner"),
         vocab_size=_config_value(config, "vocab_size"),
-        parameters=sum(t.numel() for t in params),
-        bytes_by_dtype=dict(bytes_by_dtype),
-        bytes_in_memory=sum(bytes_by_dtype.values()),
+        parameters=size.weights,
+        bytes_by_dtype=size.by_dtype,
+        bytes_in_memory=size.total_bytes,
         bytes_on_disk=bytes_on_disk(folder),
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
         device=str(next(model.parameters()).device),

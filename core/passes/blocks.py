@@ -1,0 +1,68 @@
+"""The parts of a decoder that structured pruning cuts, for the two families
+we support: Llama-style (q/k/v/o_proj, gate/up/down_proj; Mistral, Qwen2,
+SmolLM are the same shape) and GPT-2-style (fused c_attn, c_fc/c_proj,
+converted from Conv1D to Linear first)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.passes.linear_layers import convert_conv1d_to_linear
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The ModuleList holding the transformer blocks."""
+    count = getattr(model.config, "num_hidden_layers", None) or model.config.n_layer
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError("cannot find the decoder layers of this model")
+
+
+def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
+    """(layers producing the hidden MLP width, layer consuming it)."""
+    mlp = getattr(layer, "mlp", None)
+    if mlp is not None and all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj")):
+        return [mlp.gate_proj, mlp.up_proj], mlp.down_proj
+    if mlp is not None and isinstance(getattr(mlp, "c_fc", None), nn.Linear):
+        return [mlp.c_fc], mlp.c_proj
+    raise ValueError(f"unsupported MLP block: {type(mlp).__name__}")
+
+
+def slice_linear(linear: nn.Linear, rows=None, columns=None) -> nn.Linear:
+    """A new Linear keeping the given output rows and/or input columns."""
+    weight = linear.weight.detach()
+    bias = None if linear.bias is None else linear.bias.detach()
+    if rows is not None:
+        weight = weight[rows]
+        bias = None if bias is None else bias[rows]
+    if columns is not None:
+        weight = weight[:, columns]
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    new.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def prepare_for_structured_pruning(model: nn.Module) -> None:
+    convert_conv1d_to_linear(model)
+    layer = decoder_layers(model)[0]
+    mlp_parts(layer)  # raises on an unsupported family
+
+
+def config_set(config, value, *names) -> None:
+    """Set the first of ``names`` that the config has (names differ by family)."""
+    for name in names:
+        if hasattr(config, name):
+            setattr(config, name, value)
+            return
+    setattr(config, names[0], value)
+
+
+def module_path(root: nn.Module, target: nn.Module) -> str:
+    """The dotted name of ``target`` inside ``root``."""
+    return next(name for name, module in root.named_modules() if module is target)

@@ -1,0 +1,57 @@
+"""Running calibration text through a model and collecting what passes need:
+input statistics of linear layers (for GPTQ and activation-aware methods)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.jobs import CancelToken
+
+
+def require_calibration(pass_name: str, calibration) -> list[torch.Tensor]:
+    if not calibration:
+        raise ValueError(f"{pass_name} needs calibration text; none was given.")
+    return calibration
+
+
+@torch.no_grad()
+def run_calibration(model: nn.Module, calibration: list[torch.Tensor], cancel: CancelToken):
+    device = next(model.parameters()).device
+    for ids in calibration:
+        cancel.raise_if_cancelled()
+        model(input_ids=ids.view(1, -1).to(device), use_cache=False)
+
+
+@torch.no_grad()
+def collect_input_hessians(
+    model: nn.Module,
+    layers: list[tuple[str, nn.Linear]],
+    calibration: list[torch.Tensor],
+    cancel: CancelToken,
+) -> dict[str, torch.Tensor]:
+    """H = 2/n * sum X^T X of each layer's inputs over the calibration tokens."""
+    hessians: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def hook_for(name: str, in_features: int):
+        hessians[name] = torch.zeros(in_features, in_features)
+        counts[name] = 0
+
+        def hook(_module, inputs, _output):
+            x = inputs[0].detach().reshape(-1, in_features).float().cpu()
+            n = counts[name]
+            counts[name] = n + x.shape[0]
+            hessians[name].mul_(n / counts[name]).addmm_(x.t(), x, alpha=2 / counts[name])
+
+        return hook
+
+    handles = [
+        module.register_forward_hook(hook_for(name, module.in_features)) for name, module in layers
+    ]
+    try:
+        run_calibration(model, calibration, cancel)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return hessians

@@ -1,0 +1,44 @@
+"""fp16 / bf16: cast every floating-point weight, stored and run in that dtype."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.passes.base import PassConfig, PassContext, option, register
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 matmuls are only fast on CPUs with AVX512-BF16 or AMX."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@register
+@dataclass(frozen=True)
+class CastConfig(PassConfig):
+    name = "cast"
+    kind = "quantize"
+    title = "Half precision (fp16 / bf16)"
+    dtype: str = option(
+        "bfloat16",
+        label="dtype",
+        description="16-bit float type the weights are stored and run in",
+        choices=("bfloat16", "float16"),
+    )
+
+    def apply(self, model, context: PassContext):
+        device = next(model.parameters()).device
+        if device.type == "cpu" and not cpu_has_fast_bf16():
+            context.notes.append(
+                f"{self.dtype} on this CPU has no native 16-bit matmul: half the bytes, "
+                "but usually slower than float32."
+            )
+        return model.to(DTYPES[self.dtype])

@@ -1,0 +1,69 @@
+"""int4 weight-only, group-wise, packed two weights per byte, run by torch's
+int4 packed matmul (bf16 activations). Round-to-nearest, or GPTQ with
+calibration text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.passes.base import PassConfig, PassContext, option, register
+from core.passes.calibration import collect_input_hessians, require_calibration
+from core.passes.gptq import gptq_quantize
+from core.passes.linear_layers import (
+    block_linears,
+    convert_conv1d_to_linear,
+    replace_module,
+    unsupported_layers_error,
+)
+from core.passes.quantized_linear import Int4WeightOnlyLinear
+
+
+@register
+@dataclass(frozen=True)
+class Int4WeightOnlyConfig(PassConfig):
+    name = "int4_weight_only"
+    kind = "quantize"
+    title = "int4 weight-only (group-wise)"
+    group_size: int = option(
+        128,
+        label="group size",
+        description="input columns sharing one scale and minimum (smaller: more accurate, larger)",
+        choices=(32, 64, 128),
+    )
+    method: str = option(
+        "rtn",
+        label="method",
+        description="rtn: round to nearest; gptq: correct rounding errors using calibration text",
+        choices=("rtn", "gptq"),
+    )
+
+    @property
+    def needs_calibration(self) -> bool:  # type: ignore[override]
+        return self.method == "gptq"
+
+    def apply(self, model, context: PassContext):
+        if next(model.parameters()).device.type != "cpu":
+            raise ValueError("int4_weight_only runs on torch's CPU int4 kernel; load on the CPU.")
+        convert_conv1d_to_linear(model)
+        layers = block_linears(model)
+        if not layers:
+            raise unsupported_layers_error(self.name, model)
+        hessians = {}
+        if self.method == "gptq":
+            calibration = require_calibration(self.name, context.calibration)
+            context.progress_fraction(0, 1, "GPTQ: collecting calibration statistics")
+            hessians = collect_input_hessians(model, layers, calibration, context.cancel)
+        for index, (name, linear) in enumerate(layers):
+            context.cancel.raise_if_cancelled()
+            if self.method == "gptq":
+                q, scale, minimum = gptq_quantize(
+                    linear.weight, hessians.pop(name), self.group_size
+                )
+                new = Int4WeightOnlyLinear.from_quantized(
+                    q, scale, minimum, linear.bias, linear.in_features, self.group_size
+                )
+            else:
+                new = Int4WeightOnlyLinear.from_linear(linear, self.group_size)
+            replace_module(model, name, new)
+            context.progress_fraction(index + 1, len(layers), f"int4 {self.method}: {name}")
+        return model

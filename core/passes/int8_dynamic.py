@@ -1,0 +1,49 @@
+"""W8A8: int8 weights (per output channel) and int8 activations quantised
+dynamically per call, run by torch's fbgemm quantized linear kernel."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from core.passes.base import PassConfig, PassContext, register
+from core.passes.linear_layers import (
+    block_linears,
+    convert_conv1d_to_linear,
+    unsupported_layers_error,
+)
+
+
+@register
+@dataclass(frozen=True)
+class Int8DynamicConfig(PassConfig):
+    name = "int8_dynamic"
+    kind = "quantize"
+    title = "W8A8 (int8 weights, dynamic int8 activations)"
+
+    def apply(self, model, context: PassContext):
+        if next(model.parameters()).device.type != "cpu":
+            raise ValueError("int8_dynamic runs on the CPU kernels (fbgemm); load on the CPU.")
+        convert_conv1d_to_linear(model)
+        names = [name for name, _ in block_linears(model)]
+        if not names:
+            raise unsupported_layers_error(self.name, model)
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        # torch.ao's eager quantization is marked deprecated in favour of
+        # torchao, whose CPU W8A8 path is only fast under torch.compile; the
+        # fbgemm kernel is still the fastest eager option here (measured).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            torch.backends.quantized.engine = "fbgemm"
+            quantize_dynamic(
+                model,
+                {name: per_channel_dynamic_qconfig for name in names},
+                dtype=torch.qint8,
+                inplace=True,
+            )
+        context.progress_fraction(1, 1)
+        return model

@@ -1,0 +1,34 @@
+"""int8 weight-only: weights stored as int8 with a scale per output channel,
+run by torch's int8 weight-packed matmul."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.passes.base import PassConfig, PassContext, register
+from core.passes.linear_layers import (
+    block_linears,
+    convert_conv1d_to_linear,
+    replace_module,
+    unsupported_layers_error,
+)
+from core.passes.quantized_linear import Int8WeightOnlyLinear
+
+
+@register
+@dataclass(frozen=True)
+class Int8WeightOnlyConfig(PassConfig):
+    name = "int8_weight_only"
+    kind = "quantize"
+    title = "int8 weight-only"
+
+    def apply(self, model, context: PassContext):
+        convert_conv1d_to_linear(model)
+        layers = block_linears(model)
+        if not layers:
+            raise unsupported_layers_error(self.name, model)
+        for index, (name, linear) in enumerate(layers):
+            context.cancel.raise_if_cancelled()
+            replace_module(model, name, Int8WeightOnlyLinear.from_linear(linear))
+            context.progress_fraction(index + 1, len(layers))
+        return model

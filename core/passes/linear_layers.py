@@ -1,0 +1,71 @@
+"""Finding and replacing the linear layers a pass works on.
+
+GPT-2 stores its projections as transformers' ``Conv1D`` (a transposed
+linear); quantisation libraries skip it silently, so passes convert it to
+``nn.Linear`` first (same maths, weight transposed).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ATTENTION_HINTS = ("attn", "attention")
+MLP_HINTS = ("mlp", "feed_forward", "ffn")
+
+
+def component_of(name: str) -> str:
+    """Which part of the model a parameter or module path belongs to."""
+    parts = name.split(".")
+    if any(p in ("lm_head", "score", "classifier") for p in parts):
+        return "head"
+    if any(p in ("embed_tokens", "wte", "wpe", "embeddings", "embed_positions") for p in parts):
+        return "embeddings"
+    if any(any(h in p for h in ATTENTION_HINTS) for p in parts):
+        return "attention"
+    if any(any(h in p for h in MLP_HINTS) for p in parts):
+        return "mlp"
+    return "other"
+
+
+def convert_conv1d_to_linear(model: nn.Module) -> int:
+    """Replace every transformers Conv1D by an equivalent nn.Linear; returns how many."""
+    from transformers.pytorch_utils import Conv1D
+
+    count = 0
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Conv1D):
+            in_features, out_features = module.weight.shape
+            linear = nn.Linear(in_features, out_features, bias=module.bias is not None)
+            linear.to(device=module.weight.device, dtype=module.weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(module.weight.t())
+                if module.bias is not None:
+                    linear.bias.copy_(module.bias)
+            replace_module(model, name, linear)
+            count += 1
+    return count
+
+
+def block_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The nn.Linear layers inside the transformer blocks (attention and MLP),
+    not the embeddings or the output head."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and component_of(name) in ("attention", "mlp")
+    ]
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def unsupported_layers_error(pass_name: str, model: nn.Module) -> ValueError:
+    kinds = sorted({type(m).__name__ for m in model.modules() if len(list(m.children())) == 0})
+    return ValueError(
+        f"{pass_name}: this model has no linear layers in its transformer blocks that the "
+        f"pass can handle (leaf module types: {', '.join(kinds[:8])})."
+    )

@@ -1,0 +1,143 @@
+"""Structured: remove attention heads. q/k/v/o shrink for real.
+
+Llama-style grouped-query attention shares each key/value head among a
+group of query heads, so the same number of query heads goes from every
+group (the fraction actually removed is the nearest achievable one, and
+is reported); when groups have one head (plain multi-head attention), the
+key/value head goes with it. GPT-2 (fused c_attn) removes q, k and v rows
+together. Importance is measured on calibration text: the norm of each
+head's output entering the output projection, times that projection's
+weights for the head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.passes.base import PassConfig, PassContext, option, register
+from core.passes.blocks import (
+    config_set,
+    decoder_layers,
+    module_path,
+    prepare_for_structured_pruning,
+    slice_linear,
+)
+from core.passes.calibration import require_calibration, run_calibration
+from core.passes.linear_layers import replace_module
+
+
+def _attention(layer):
+    attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
+    if attn is None:
+        raise ValueError("unsupported attention block")
+    return attn
+
+
+def _output_projection(attn):
+    return attn.o_proj if hasattr(attn, "o_proj") else attn.c_proj
+
+
+@register
+@dataclass(frozen=True)
+class PruneHeadsConfig(PassConfig):
+    name = "prune_heads"
+    kind = "prune"
+    title = "Remove attention heads (structured)"
+    needs_calibration = True
+    fraction: float = option(
+        0.25,
+        label="heads removed",
+        description="fraction of query heads removed per layer (nearest achievable value)",
+        minimum=0.0,
+        maximum=0.75,
+        step=0.05,
+    )
+
+    def apply(self, model, context: PassContext):
+        prepare_for_structured_pruning(model)
+        calibration = require_calibration(self.name, context.calibration)
+        config = model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        group = heads // kv_heads
+        per_group_removed = round(self.fraction * group) if group > 1 else 0
+        kv_removed = round(self.fraction * kv_heads) if group == 1 else 0
+        if per_group_removed == 0 and kv_removed == 0:
+            context.notes.append(f"prune_heads: {self.fraction:.0%} rounds to no head removed")
+            return model
+        layers = decoder_layers(model)
+        scores = measure_head_importance(model, layers, heads, head_dim, calibration, context)
+        for index, layer in enumerate(layers):
+            attn = _attention(layer)
+            per_head = scores[index].view(kv_heads, group)
+            if group > 1:
+                keep_in_group = (
+                    per_head.topk(group - per_group_removed, dim=1).indices.sort().values
+                )
+                q_heads = (keep_in_group + torch.arange(kv_heads)[:, None] * group).flatten()
+                kv_keep = torch.arange(kv_heads)
+            else:
+                kv_keep = per_head[:, 0].topk(kv_heads - kv_removed).indices.sort().values
+                q_heads = kv_keep
+            _shrink_attention(model, attn, q_heads, kv_keep, head_dim)
+        new_heads = len(q_heads)
+        config.head_dim = head_dim  # keep it explicit once heads * head_dim != hidden
+        config_set(config, new_heads, "num_attention_heads", "n_head")
+        if hasattr(config, "num_key_value_heads"):
+            config.num_key_value_heads = len(kv_keep)
+        context.notes.append(
+            f"prune_heads: {heads - new_heads} of {heads} query heads removed per layer "
+            f"({(heads - new_heads) / heads:.0%}; asked {self.fraction:.0%})"
+        )
+        return model
+
+
+def _rows(heads: torch.Tensor, head_dim: int, offset: int = 0) -> torch.Tensor:
+    return (heads[:, None] * head_dim + torch.arange(head_dim)).flatten() + offset
+
+
+def _shrink_attention(model, attn, q_heads, kv_keep, head_dim) -> None:
+    prefix = module_path(model, attn)
+    q_rows = _rows(q_heads, head_dim)
+    if hasattr(attn, "q_proj"):
+        kv_rows = _rows(kv_keep, head_dim)
+        replace_module(model, f"{prefix}.q_proj", slice_linear(attn.q_proj, rows=q_rows))
+        replace_module(model, f"{prefix}.k_proj", slice_linear(attn.k_proj, rows=kv_rows))
+        replace_module(model, f"{prefix}.v_proj", slice_linear(attn.v_proj, rows=kv_rows))
+        replace_module(model, f"{prefix}.o_proj", slice_linear(attn.o_proj, columns=q_rows))
+        attn.num_key_value_groups = len(q_heads) // len(kv_keep)
+    else:  # GPT-2: c_attn rows are [q | k | v], each embed_dim wide
+        embed = attn.c_attn.out_features // 3
+        rows = torch.cat([q_rows + part * embed for part in range(3)])
+        replace_module(model, f"{prefix}.c_attn", slice_linear(attn.c_attn, rows=rows))
+        replace_module(model, f"{prefix}.c_proj", slice_linear(attn.c_proj, columns=q_rows))
+        attn.num_heads = len(q_heads)
+        attn.split_size = len(q_heads) * head_dim
+
+
+@torch.no_grad()
+def measure_head_importance(model, layers, heads, head_dim, calibration, context):
+    sums = [torch.zeros(heads) for _ in layers]
+
+    def hook_for(i):
+        def hook(_module, inputs):
+            x = inputs[0].detach().float().reshape(-1, heads, head_dim)
+            sums[i] += x.norm(dim=-1).sum(0).cpu()
+
+        return hook
+
+    projections = [_output_projection(_attention(layer)) for layer in layers]
+    handles = [p.register_forward_pre_hook(hook_for(i)) for i, p in enumerate(projections)]
+    try:
+        context.progress_fraction(0, 1, "Measuring attention head importance")
+        run_calibration(model, calibration, context.cancel)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [
+        sums[i] * p.weight.detach().float().cpu().view(-1, heads, head_dim).norm(dim=(0, 2))
+        for i, p in enumerate(projections)
+    ]

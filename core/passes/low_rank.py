@@ -48,7 +48,7 @@ class LowRankConfig(PassConfig):
     rank_ratio: float = option(
         0.5,
         label="rank ratio",
-        description="kept rank as a fraction of min(out, in); layers that would not shrink stay whole",
+        description="kept rank as a fraction of min(out, in); layers that would not shrink stay",
         minimum=0.05,
         maximum=0.95,
         step=0.05,

@@ -192,3 +192,18 @@ def test_unsupported_layers_are_refused_with_a_reason():
 
     with pytest.raises(ValueError, match="no linear layers"):
         R["int8_weight_only"]().apply(NoLinears(), __import__("core.passes").passes.PassContext())
+
+
+def test_smoothquant_keeps_the_float_function(loaded):
+    import copy
+
+    from core.jobs import CancelToken
+    from core.passes.linear_layers import convert_conv1d_to_linear
+    from core.passes.smooth_quant import smooth
+
+    model = copy.deepcopy(loaded.model)
+    convert_conv1d_to_linear(model)
+    ids = calibration_for(loaded)[1].view(1, -1)
+    before = logits(model, ids)
+    assert smooth(model, calibration_for(loaded), 0.7, CancelToken()) > 0
+    assert torch.allclose(logits(model, ids), before, atol=1e-3)

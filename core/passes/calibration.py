@@ -55,3 +55,21 @@ def collect_input_hessians(
         for handle in handles:
             handle.remove()
     return hessians
+
+
+def calibration_windows(tokenizer, count: int = 16, length: int = 256, source: str | None = None):
+    """Token windows from the fixed calibration split (never the report split):
+    each calibration document in order, cut into ``length``-token windows,
+    until ``count`` windows."""
+    from core.data.texts import NEWS, calibration_texts
+
+    windows: list[torch.Tensor] = []
+    for text in calibration_texts(source or NEWS):
+        ids = torch.tensor(tokenizer(text).input_ids, dtype=torch.long)
+        for start in range(0, ids.numel() - length + 1, length):
+            windows.append(ids[start : start + length])
+            if len(windows) == count:
+                return windows
+    if not windows:
+        raise ValueError("the calibration split is empty")
+    return windows

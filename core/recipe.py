@@ -83,6 +83,11 @@ def validate(recipe: Recipe) -> None:
             f"{after} after {quantizers[0].name}: passes cannot change quantized weights; "
             "put the quantization last"
         )
+    structured = {"prune_mlp", "prune_heads", "prune_layers"}
+    if "low_rank" in names and structured & set(names[names.index("low_rank") :]):
+        raise RecipeError(
+            "structured pruning after low_rank cannot cut factored layers; prune first"
+        )
     if "prune_unstructured" in names and "low_rank" in names[names.index("prune_unstructured") :]:
         raise RecipeError("low_rank after prune_unstructured would discard the zeros; swap them")
 

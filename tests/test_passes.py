@@ -77,7 +77,7 @@ def test_quantized_layers_store_low_precision(loaded):
     assert q4 and all(m.weight_int4pack.dtype == torch.uint8 for m in q4)
     # Two weights per byte: the packed tensor holds half as many bytes as weights.
     m = q4[0]
-    assert m.weight_int4pack.numel() * 2 == m.out_features * m.padded_in_features
+    assert m.weight_int4pack.numel() * 2 == m.weight_int4pack.shape[0] * m.padded_in_features
     size = measure_size(int4)
     assert size.by_component["mlp"] < measure_size(loaded.model).by_component["mlp"] / 5
 
@@ -207,3 +207,34 @@ def test_smoothquant_keeps_the_float_function(loaded):
     before = logits(model, ids)
     assert smooth(model, calibration_for(loaded), 0.7, CancelToken()) > 0
     assert torch.allclose(logits(model, ids), before, atol=1e-3)
+
+
+ESTIMATED = ALL_PASSES + [
+    (R["prune_mlp"](0.25), R["low_rank"](0.3), R["int4_weight_only"](64)),
+    (R["prune_layers"](1), R["prune_heads"](0.5), R["int8_weight_only"]()),
+    (R["prune_unstructured"](0.3), R["cast"]("float16")),
+]
+
+
+@pytest.mark.parametrize(
+    "passes",
+    ESTIMATED,
+    ids=lambda p: p.summary() if hasattr(p, "summary") else "+".join(c.name for c in p),
+)
+def test_instant_estimate_equals_measured_size(loaded, passes):
+    from core.size_estimate import estimate_size
+
+    recipe = Recipe(passes if isinstance(passes, tuple) else (passes,))
+    estimate = estimate_size(loaded.model, recipe)
+    measured = measure_size(apply_recipe(loaded, recipe, calibration_for(loaded)).loaded.model)
+    assert estimate.by_component == measured.by_component
+    assert estimate.total_bytes == measured.total_bytes
+
+
+def test_int4_handles_rows_not_a_multiple_of_16():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 20)
+    x = torch.randn(2, 64)
+    q4 = Int4WeightOnlyLinear.from_linear(linear, 32)
+    assert q4(x).shape == (2, 20)
+    assert torch.allclose(q4(x), linear(x), atol=0.1)

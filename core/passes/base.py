@@ -107,6 +107,11 @@ class PassConfig:
         """Change ``model`` (already a private copy) and return it."""
         raise NotImplementedError
 
+    def estimate(self, entries: list, model_config) -> list:
+        """Sizes after this pass, from shapes alone (core.size_estimate.Entry
+        list in, list out); the default is no change in bytes."""
+        return entries
+
 
 REGISTRY: dict[str, type[PassConfig]] = {}
 

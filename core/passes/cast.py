@@ -42,3 +42,16 @@ class CastConfig(PassConfig):
                 "but usually slower than float32."
             )
         return model.to(DTYPES[self.dtype])
+
+    def estimate(self, entries, model_config):
+        from dataclasses import replace
+
+        out = []
+        for e in entries:
+            if e.is_linear:
+                out.append(replace(e, float_bytes=2, nbytes=e.nbytes // e.float_bytes * 2))
+            elif e.dtype in ("float32", "float16", "bfloat16"):
+                out.append(replace(e, nbytes=e.nbytes * 2 // (4 if e.dtype == "float32" else 2)))
+            else:
+                out.append(e)
+        return out

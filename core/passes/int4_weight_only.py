@@ -67,3 +67,19 @@ class Int4WeightOnlyConfig(PassConfig):
             replace_module(model, name, new)
             context.progress_fraction(index + 1, len(layers), f"int4 {self.method}: {name}")
         return model
+
+    def estimate(self, entries, model_config):
+        from core.size_estimate import quantized
+
+        g = self.group_size
+        out = []
+        for e in entries:
+            if not e.is_linear:
+                out.append(e)
+                continue
+            padded = -(-e.in_features // g) * g
+            rows = -(-e.out_features // 16) * 16  # the kernel packs rows in 16s
+            # Two weights per byte, a bf16 scale and zero per group, bf16 bias.
+            nbytes = rows * (padded // 2 + padded // g * 4) + e.out_features * 2 * e.has_bias
+            out.append(quantized(e, nbytes))
+        return out

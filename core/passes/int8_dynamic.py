@@ -65,3 +65,14 @@ class Int8DynamicConfig(PassConfig):
             )
         context.progress_fraction(1, 1)
         return model
+
+    def estimate(self, entries, model_config):
+        from core.size_estimate import quantized
+
+        # int8 weights, one float32 scale per output channel, float32 bias.
+        return [
+            quantized(e, e.out_features * (e.in_features + 4 + 4 * e.has_bias))
+            if e.is_linear
+            else e
+            for e in entries
+        ]

@@ -32,3 +32,14 @@ class Int8WeightOnlyConfig(PassConfig):
             replace_module(model, name, Int8WeightOnlyLinear.from_linear(linear))
             context.progress_fraction(index + 1, len(layers))
         return model
+
+    def estimate(self, entries, model_config):
+        from core.size_estimate import quantized
+
+        # int8 weights, one bf16 scale per output channel, bf16 bias.
+        return [
+            quantized(e, e.out_features * (e.in_features + 2 + 2 * e.has_bias))
+            if e.is_linear
+            else e
+            for e in entries
+        ]

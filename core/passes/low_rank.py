@@ -73,3 +73,21 @@ class LowRankConfig(PassConfig):
                 f"low_rank: {skipped} of {len(layers)} layers left whole (no saving at this rank)"
             )
         return model
+
+    def estimate(self, entries, model_config):
+        from dataclasses import replace
+
+        from core.size_estimate import resized
+
+        out = []
+        for e in entries:
+            rank = (
+                factor_rank(e.out_features, e.in_features, self.rank_ratio) if e.is_linear else None
+            )
+            if rank is None:
+                out.append(e)
+                continue
+            first = replace(e, name=f"{e.name}.0", has_bias=False)
+            second = replace(e, name=f"{e.name}.1")
+            out += [resized(first, out_features=rank), resized(second, in_features=rank)]
+        return out

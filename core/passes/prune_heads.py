@@ -59,13 +59,11 @@ class PruneHeadsConfig(PassConfig):
         prepare_for_structured_pruning(model)
         calibration = require_calibration(self.name, context.calibration)
         config = model.config
-        heads = config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        heads, kv_heads, head_dim, kept_heads, kept_kv = head_counts(self.fraction, config)
         group = heads // kv_heads
-        per_group_removed = round(self.fraction * group) if group > 1 else 0
-        kv_removed = round(self.fraction * kv_heads) if group == 1 else 0
-        if per_group_removed == 0 and kv_removed == 0:
+        per_group_removed = (heads - kept_heads) // kv_heads if group > 1 else 0
+        kv_removed = kv_heads - kept_kv
+        if kept_heads == heads:
             context.notes.append(f"prune_heads: {self.fraction:.0%} rounds to no head removed")
             return model
         layers = decoder_layers(model)
@@ -93,6 +91,24 @@ class PruneHeadsConfig(PassConfig):
             f"({(heads - new_heads) / heads:.0%}; asked {self.fraction:.0%})"
         )
         return model
+
+    def estimate(self, entries, model_config):
+        from core.size_estimate import resized, short_name
+
+        heads, kv_heads, head_dim, new_heads, new_kv = head_counts(self.fraction, model_config)
+        out = []
+        for e in entries:
+            name = short_name(e) if e.is_linear and e.component == "attention" else None
+            if name == "q_proj":
+                e = resized(e, out_features=new_heads * head_dim)
+            elif name in ("k_proj", "v_proj"):
+                e = resized(e, out_features=new_kv * head_dim)
+            elif name == "c_attn":
+                e = resized(e, out_features=3 * new_heads * head_dim)
+            elif name in ("o_proj", "c_proj"):
+                e = resized(e, in_features=new_heads * head_dim)
+            out.append(e)
+        return out
 
 
 def _rows(heads: torch.Tensor, head_dim: int, offset: int = 0) -> torch.Tensor:
@@ -141,3 +157,15 @@ def measure_head_importance(model, layers, heads, head_dim, calibration, context
         sums[i] * p.weight.detach().float().cpu().view(-1, heads, head_dim).norm(dim=(0, 2))
         for i, p in enumerate(projections)
     ]
+
+
+def head_counts(fraction: float, config) -> tuple[int, int, int, int, int]:
+    """(heads, kv heads, head dim, heads kept, kv heads kept) for a fraction."""
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    group = heads // kv_heads
+    if group > 1:
+        return heads, kv_heads, head_dim, heads - round(fraction * group) * kv_heads, kv_heads
+    kept = kv_heads - round(fraction * kv_heads)
+    return heads, kv_heads, head_dim, kept, kept

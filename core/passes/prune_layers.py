@@ -57,6 +57,11 @@ class PruneLayersConfig(PassConfig):
         context.notes.append(f"prune_layers: dropped layers {sorted(dropped)}")
         return model
 
+    def estimate(self, entries, model_config):
+        layers = sorted({e.layer for e in entries if e.layer is not None})
+        dropped = set(layers[len(layers) - self.count :]) if self.count else set()
+        return [e for e in entries if e.layer not in dropped]
+
 
 @torch.no_grad()
 def measure_block_influence(model, layers, calibration, context) -> torch.Tensor:

@@ -59,6 +59,22 @@ class PruneMlpConfig(PassConfig):
         config_set(model.config, keep, "intermediate_size", "n_inner")
         return model
 
+    def estimate(self, entries, model_config):
+        from core.size_estimate import resized, short_name
+
+        mlp = [e for e in entries if e.is_linear and e.component == "mlp"]
+        width = next(e.in_features for e in mlp if short_name(e) in ("down_proj", "c_proj"))
+        keep = width - round(self.fraction * width)
+        out = []
+        for e in entries:
+            name = short_name(e) if e.is_linear and e.component == "mlp" else None
+            if name in ("gate_proj", "up_proj", "c_fc"):
+                e = resized(e, out_features=keep)
+            elif name in ("down_proj", "c_proj"):
+                e = resized(e, in_features=keep)
+            out.append(e)
+        return out
+
 
 @torch.no_grad()
 def measure_neuron_importance(model, layers, calibration, context) -> list[torch.Tensor]:

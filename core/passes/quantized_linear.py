@@ -83,7 +83,17 @@ class Int4WeightOnlyLinear(nn.Module):
 
     @classmethod
     def from_quantized(cls, q, scale, minimum, bias, in_features, group_size):
-        """Pack q/scale/minimum (padded to a multiple of group_size)."""
+        """Pack q/scale/minimum (columns padded to a multiple of group_size).
+
+        The kernel needs out_features to be a multiple of 16 (a low-rank
+        factor may not be): extra zero rows are stored and sliced off.
+        """
+        out_features = q.shape[0]
+        extra = (-out_features) % 16
+        if extra:
+            q = F.pad(q, (0, 0, 0, extra))
+            scale = F.pad(scale, (0, 0, 0, extra), value=1.0)
+            minimum = F.pad(minimum, (0, 0, 0, extra))
         n = q.shape[0]
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.contiguous(), 8)
         # The kernel computes w = (q - 8) * scale + zero, so zero = min + 8 * scale.
@@ -93,7 +103,9 @@ class Int4WeightOnlyLinear(nn.Module):
         )
         assert scales_and_zeros.shape == (q.shape[1] // group_size, n, 2)
         b = None if bias is None else bias.detach().to(torch.bfloat16)
-        return cls(packed, scales_and_zeros, b, in_features, q.shape[1], group_size)
+        new = cls(packed, scales_and_zeros, b, in_features, q.shape[1], group_size)
+        new.out_features = out_features
+        return new
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group_size: int) -> Int4WeightOnlyLinear:
@@ -109,6 +121,8 @@ class Int4WeightOnlyLinear(nn.Module):
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
             x2, self.weight_int4pack, self.group_size, self.scales_and_zeros
         )
+        if y.shape[-1] != self.out_features:
+            y = y[:, : self.out_features]
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)

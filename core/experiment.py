@@ -1,0 +1,110 @@
+"""The job behind "Run": build a configuration from a recipe, measure its
+speed with the protocol, evaluate its quality against the original, and
+hand back one RunRecord. Each stage yields its events so the window can
+chart them live; cancel is honoured inside every stage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+from core.loading import LoadedModel
+from core.measure import BenchResult, BenchSettings, benchmark
+from core.recipe import Recipe, apply_recipe, validate
+from core.results import RunRecord
+from core.size import measure_size
+
+QUICK_BENCH = BenchSettings(prompt_tokens=64, new_tokens=32, warmup=1, min_repeats=3, min_time_s=2)
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    bench: BenchSettings = QUICK_BENCH
+    evaluate: bool = True
+    perplexity: object = None  # a PerplexityProtocol; None: the quick protocol
+    calibration_windows: int = 16
+    calibration_length: int = 256
+    text_source: str | None = None  # None: the bundled news articles
+
+
+def run_experiment(
+    original: LoadedModel,
+    recipe: Recipe,
+    settings: ExperimentSettings = ExperimentSettings(),
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Iterator[object]:
+    """Yield bench and evaluation events as they happen, then a RunRecord."""
+    from core.evaluate.fidelity import FidelityResult, evaluate_fidelity
+    from core.evaluate.perplexity import (
+        QUICK_PROTOCOL,
+        PerplexityResult,
+        evaluate_perplexity,
+        perplexity_windows,
+    )
+    from core.passes.calibration import calibration_windows
+
+    cancel = cancel or CancelToken()
+    validate(recipe)
+    candidate, notes = original, []
+    if recipe.passes:
+        calibration = None
+        if recipe.needs_calibration():
+            progress(Progress("Reading calibration text", None))
+            calibration = calibration_windows(
+                original.tokenizer,
+                settings.calibration_windows,
+                settings.calibration_length,
+                settings.text_source,
+            )
+        compressed = apply_recipe(original, recipe, calibration, progress, cancel)
+        candidate, notes = compressed.loaded, compressed.notes
+
+    progress(Progress("Benchmarking", None))
+    bench = None
+    for event in benchmark(candidate, settings.bench, cancel):
+        if isinstance(event, BenchResult):
+            bench = event
+        yield event
+
+    ppl = fidelity = None
+    if settings.evaluate:
+        protocol = settings.perplexity or QUICK_PROTOCOL
+        progress(Progress("Perplexity", None))
+        windows = perplexity_windows(original.tokenizer, protocol)
+        for event in evaluate_perplexity(
+            candidate.model, original.tokenizer, protocol, cancel, windows
+        ):
+            if isinstance(event, PerplexityResult):
+                ppl = event
+            yield event
+        if recipe.passes:
+            progress(Progress("Fidelity to the original", None))
+            for event in evaluate_fidelity(
+                original.model, candidate.model, original.tokenizer, windows[:4], cancel
+            ):
+                if isinstance(event, FidelityResult):
+                    fidelity = event
+                yield event
+
+    size = measure_size(candidate.model)
+    yield RunRecord(
+        model=original.source,
+        recipe=recipe.to_dict(),
+        recipe_name=recipe.name,
+        bytes=size.total_bytes,
+        bytes_by_component=size.by_component,
+        prefill_ms=bench.prefill_ms.median,
+        decode_ms_per_token=bench.decode_ms_per_token.median,
+        tokens_per_s=bench.tokens_per_s,
+        ppl=ppl.ppl if ppl else None,
+        ppl_ci95=ppl.ci95_halfwidth if ppl else None,
+        top1_agreement=fidelity.top1_agreement if fidelity else (1.0 if ppl else None),
+        mean_kl=fidelity.mean_kl if fidelity else (0.0 if ppl else None),
+        device=bench.environment.device,
+        threads=bench.environment.threads,
+        bench_protocol=bench.protocol,
+        eval_protocol=ppl.protocol if ppl else "",
+        notes=notes,
+    )

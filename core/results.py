@@ -1,0 +1,84 @@
+"""Every configuration measured, persisted as it is measured.
+
+One JSON object per line in ``runs.jsonl`` in the user's data directory
+(``$WORKBENCH_DATA_DIR`` overrides it). Each record is appended and flushed
+to disk the moment it exists, so a crash or a kill loses at most the run in
+progress; a damaged last line (a kill mid-write) is skipped on reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One configuration of one model, with how each number was measured."""
+
+    model: str
+    recipe: dict  # core.recipe.Recipe.to_dict()
+    recipe_name: str
+    bytes: int
+    bytes_by_component: dict[str, int]
+    prefill_ms: float | None
+    decode_ms_per_token: float | None
+    tokens_per_s: float | None
+    ppl: float | None
+    ppl_ci95: float | None
+    top1_agreement: float | None
+    mean_kl: float | None
+    device: str
+    threads: int
+    bench_protocol: str
+    eval_protocol: str
+    notes: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    run_id: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def is_original(self) -> bool:
+        return not self.recipe.get("passes")
+
+
+def data_dir() -> Path:
+    override = os.environ.get("WORKBENCH_DATA_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("compression-workbench"))
+
+
+class ResultsStore:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or data_dir() / "runs.jsonl"
+
+    def append(self, record: RunRecord) -> RunRecord:
+        if not record.run_id:
+            record = RunRecord(**{**record.to_dict(), "run_id": f"{record.created:.6f}"})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record.to_dict()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return record
+
+    def load(self) -> list[RunRecord]:
+        if not self.path.exists():
+            return []
+        records = []
+        known = set(RunRecord.__dataclass_fields__)
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                data = json.loads(line)
+                records.append(RunRecord(**{k: v for k, v in data.items() if k in known}))
+            except (ValueError, TypeError):
+                continue  # a line cut short by a kill: skip it, keep the rest
+        return records

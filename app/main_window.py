@@ -3,36 +3,60 @@ notifications. All long work goes through one JobRunner."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from app.compression_panel import CompressionPanel
 from app.generate_panel import GeneratePanel
+from app.latency_chart import LatencyChart
 from app.model_panel import ModelPanel
 from app.notifications import NotificationArea
+from app.pareto_chart import ParetoChart
+from app.perplexity_chart import PerplexityChart
+from app.results_table import ResultsTable
 from app.worker import JobRunner
 from core.jobs import Progress
 from core.loading import LoadedModel
+from core.results import ResultsStore, RunRecord
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, threads: int | None = None, parent=None) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        store: ResultsStore | None = None,
+        experiment_settings=None,
+        parent=None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Compression Workbench")
         self.threads = threads
+        self.store = store or ResultsStore()
+        self.experiment_settings = experiment_settings
         self.loaded: LoadedModel | None = None
         self.runner = JobRunner(self)
         self._outcome: str | None = None  # set when the running job failed or was cancelled
+        self._bench_tokens = 0
 
         self.model_panel = ModelPanel()
-        self.model_panel.setFixedWidth(360)
+        self.compression_panel = CompressionPanel()
         self.generate_panel = GeneratePanel()
+        self.bench_chart = LatencyChart()
+        self.bench_chart.setTitle("Benchmark: per-token step time, all runs", size="9pt")
+        self.perplexity_chart = PerplexityChart()
+        self.results_table = ResultsTable()
+        self.pareto_chart = ParetoChart()
         self.notifications = NotificationArea()
         self.stage = QLabel("Ready")
         self.progress_bar = QProgressBar()
@@ -41,9 +65,31 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
 
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.model_panel)
+        left_layout.addWidget(self.compression_panel)
+        left_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setFixedWidth(390)
+
+        live = QSplitter(Qt.Orientation.Vertical)
+        live.addWidget(self.bench_chart)
+        live.addWidget(self.perplexity_chart)
+        results = QSplitter(Qt.Orientation.Vertical)
+        results.addWidget(self.pareto_chart)
+        results.addWidget(self.results_table)
+        results.setSizes([420, 260])
+        self.tabs = QTabWidget()
+        self.tabs.addTab(results, "Results and trade-offs")
+        self.tabs.addTab(live, "Live run")
+        self.tabs.addTab(self.generate_panel, "Generate")
+
         top = QHBoxLayout()
-        top.addWidget(self.model_panel)
-        top.addWidget(self.generate_panel, 1)
+        top.addWidget(scroll)
+        top.addWidget(self.tabs, 1)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addLayout(top, 1)
@@ -54,6 +100,11 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.progress_bar)
         status.addPermanentWidget(self.cancel_button)
 
+        self.compression_panel.run_requested.connect(self.run_configuration)
+        self.results_table.record_selected.connect(self.restore)
+        self.pareto_chart.record_clicked.connect(self.restore)
+        for record in self.store.load():
+            self._show_record(record)
         self.model_panel.load_requested.connect(self.load_model)
         self.generate_panel.generate_requested.connect(self.generate)
         self.cancel_button.clicked.connect(self.runner.cancel)
@@ -98,6 +149,38 @@ class MainWindow(QMainWindow):
         self.generate_panel.begin()
         self._start("Generating", job)
 
+    def run_configuration(self, recipe) -> None:
+        if self.loaded is None:
+            self.notifications.error("Load a model first.")
+            return
+        from core.experiment import ExperimentSettings, run_experiment
+
+        loaded, threads = self.loaded, self.threads
+        settings = self.experiment_settings or ExperimentSettings()
+
+        def job(progress, cancel):
+            from core.runtime.device import set_threads
+
+            set_threads(threads)
+            return run_experiment(loaded, recipe, settings, progress, cancel)
+
+        self.bench_chart.clear_points()
+        self.perplexity_chart.clear_points()
+        self._bench_tokens = 0
+        self.tabs.setCurrentIndex(1)
+        self._start(f"Run: {recipe.name}", job)
+
+    def restore(self, record: RunRecord) -> None:
+        """Put a run's recipe back into the sliders."""
+        from core.recipe import Recipe
+
+        self.compression_panel.set_recipe(Recipe.from_dict(record.recipe))
+        self.stage.setText(f"Restored: {record.recipe_name}")
+
+    def _show_record(self, record: RunRecord) -> None:
+        self.results_table.add(record)
+        self.pareto_chart.add(record)
+
     def _start(self, name: str, job) -> None:
         self._outcome = None
         if not self.runner.start(name, job):
@@ -107,10 +190,26 @@ class MainWindow(QMainWindow):
 
     # --- job signals (GUI thread) ---------------------------------------------
     def _on_event(self, event) -> None:
+        from core.evaluate.perplexity import PerplexityPartial
+        from core.runtime.torch_runner import TokenStep
+
         if isinstance(event, LoadedModel):
             self.loaded = event
             self.model_panel.show_description(event.description)
+            self.compression_panel.set_model(event.model)
             self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
+        elif isinstance(event, TokenStep):
+            self.bench_chart.add_point(self._bench_tokens, event.step_s * 1e3)
+            self._bench_tokens += 1
+        elif isinstance(event, PerplexityPartial):
+            self.perplexity_chart.add_point(event.windows_done, event.ppl, event.ci95_halfwidth)
+        elif isinstance(event, RunRecord):
+            record = self.store.append(event)
+            self._show_record(record)
+            self.tabs.setCurrentIndex(0)
+            for note in record.notes:
+                self.notifications.notice(note)
+            self.notifications.notice(f"Measured: {record.recipe_name}")
         else:
             self.generate_panel.on_event(event)
 
@@ -140,6 +239,7 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 0)
         self.cancel_button.setEnabled(busy)
         self.model_panel.set_busy(busy)
+        self.compression_panel.run_button.setEnabled(not busy and self.loaded is not None)
         self.generate_panel.set_ready(not busy and self.loaded is not None)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)

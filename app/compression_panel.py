@@ -1,0 +1,194 @@
+"""Compression controls drawn from the pass metadata: one group per pass,
+one control per option (slider, combo or spin box, with the option's
+description as tooltip), an instant size estimate, and the reason when a
+combination cannot work."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.description import human_bytes
+from core.passes import REGISTRY
+from core.recipe import Recipe, RecipeError, validate
+
+# Structural passes first, the quantization last: the order a recipe runs in.
+DISPLAY_ORDER = [
+    "prune_layers",
+    "prune_heads",
+    "prune_mlp",
+    "prune_unstructured",
+    "low_rank",
+    "cast",
+    "int8_weight_only",
+    "int8_dynamic",
+    "int4_weight_only",
+]
+
+
+class FloatSlider(QWidget):
+    """A slider over [minimum, maximum] in steps, showing its value."""
+
+    valueChanged = Signal(float)  # noqa: N815 (Qt naming)
+
+    def __init__(self, minimum: float, maximum: float, step: float, value: float) -> None:
+        super().__init__()
+        self.minimum, self.step = minimum, step
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, round((maximum - minimum) / step))
+        self.label = QLabel()
+        self.label.setMinimumWidth(36)
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addRow(self.label, self.slider)
+        self.slider.valueChanged.connect(self._changed)
+        self.set_value(value)
+        self._changed()
+
+    def value(self) -> float:
+        return round(self.minimum + self.slider.value() * self.step, 6)
+
+    def set_value(self, value: float) -> None:
+        self.slider.setValue(round((value - self.minimum) / self.step))
+
+    def _changed(self) -> None:
+        self.label.setText(f"{self.value():g}")
+        self.valueChanged.emit(self.value())
+
+
+class PassControls(QGroupBox):
+    changed = Signal()
+
+    def __init__(self, cls) -> None:
+        super().__init__(cls.title)
+        self.cls = cls
+        self.setCheckable(True)
+        self.setChecked(False)
+        self.setToolTip((cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "")
+        self.controls: dict[str, QWidget] = {}
+        form = QFormLayout(self)
+        for spec in cls.options():
+            if spec.choices:
+                widget = QComboBox()
+                for choice in spec.choices:
+                    widget.addItem(str(choice), choice)
+                widget.setCurrentIndex(spec.choices.index(spec.default))
+                widget.currentIndexChanged.connect(self.changed)
+            elif spec.type == "int":
+                widget = QSpinBox()
+                widget.setRange(int(spec.minimum), int(spec.maximum))
+                widget.setValue(spec.default)
+                widget.valueChanged.connect(self.changed)
+            else:
+                widget = FloatSlider(spec.minimum, spec.maximum, spec.step, spec.default)
+                widget.valueChanged.connect(self.changed)
+            widget.setToolTip(spec.description)
+            self.controls[spec.name] = widget
+            form.addRow(spec.label, widget)
+        self.toggled.connect(self.changed)
+
+    def config(self):
+        if not self.isChecked():
+            return None
+        values = {}
+        for name, widget in self.controls.items():
+            if isinstance(widget, QComboBox):
+                values[name] = widget.currentData()
+            else:
+                values[name] = widget.value()
+        return self.cls(**values)
+
+    def set_config(self, config) -> None:
+        self.setChecked(config is not None)
+        if config is None:
+            return
+        for name, widget in self.controls.items():
+            value = getattr(config, name)
+            if isinstance(widget, QComboBox):
+                widget.setCurrentIndex(widget.findData(value))
+            elif isinstance(widget, FloatSlider):
+                widget.set_value(value)
+            else:
+                widget.setValue(value)
+
+
+class CompressionPanel(QGroupBox):
+    run_requested = Signal(object)  # Recipe
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Compression", parent)
+        self.model = None
+        self.groups = {name: PassControls(REGISTRY[name]) for name in DISPLAY_ORDER}
+        self.estimate = QLabel("Load a model to see the size estimate")
+        self.estimate.setObjectName("size_estimate")
+        self.estimate.setWordWrap(True)
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #b00020;")
+        self.run_button = QPushButton("Build, benchmark, evaluate")
+        layout = QVBoxLayout(self)
+        for group in self.groups.values():
+            layout.addWidget(group)
+            group.changed.connect(self.refresh)
+        layout.addWidget(self.estimate)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.run_button)
+        self.run_button.clicked.connect(lambda: self.run_requested.emit(self.recipe()))
+        self.refresh()
+
+    def set_model(self, model) -> None:
+        self.model = model
+        self.refresh()
+
+    def recipe(self) -> Recipe:
+        configs = [g.config() for g in self.groups.values()]
+        return Recipe(tuple(c for c in configs if c is not None))
+
+    def set_recipe(self, recipe: Recipe) -> None:
+        by_name = {p.name: p for p in recipe.passes}
+        for name, group in self.groups.items():
+            group.blockSignals(True)
+            group.set_config(by_name.get(name))
+            group.blockSignals(False)
+        self.refresh()
+
+    def refresh(self) -> None:
+        recipe = self.recipe()
+        quantizers = [p.name for p in recipe.passes if p.kind == "quantize"]
+        for name, group in self.groups.items():
+            other = quantizers and name not in quantizers and group.cls.kind == "quantize"
+            group.setEnabled(not other)
+            group.setToolTip("one quantization at a time: untick the other first" if other else "")
+        try:
+            validate(recipe)
+            self.problem.setText("")
+            valid = True
+        except RecipeError as err:
+            self.problem.setText(f"Cannot run: {err}")
+            valid = False
+        self.run_button.setEnabled(valid and self.model is not None)
+        self._show_estimate(recipe, valid)
+
+    def _show_estimate(self, recipe: Recipe, valid: bool) -> None:
+        if self.model is None or not valid:
+            return
+        from core.size import measure_size
+        from core.size_estimate import estimate_size
+
+        original = measure_size(self.model).total_bytes
+        estimate = estimate_size(self.model, recipe)
+        parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in estimate.by_component.items() if v)
+        change = (estimate.total_bytes / original - 1) * 100
+        self.estimate.setText(
+            f"Estimated size: {human_bytes(estimate.total_bytes)} ({change:+.0f}%)\n{parts}"
+        )

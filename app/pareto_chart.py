@@ -1,0 +1,99 @@
+"""The trade-off chart: every run as a point, the Pareto front drawn,
+the original marked; axes selectable; clicking a point selects its run."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from core.pareto import pareto_front
+from core.results import RunRecord
+
+X_AXES = {
+    "Decode ms/token": lambda r: r.decode_ms_per_token,
+    "Size MB": lambda r: r.bytes / 1e6,
+    "Prefill ms": lambda r: r.prefill_ms,
+}
+Y_AXES = {
+    "Perplexity": lambda r: r.ppl,
+    "1 - top-1 agreement": lambda r: None if r.top1_agreement is None else 1 - r.top1_agreement,
+}
+
+
+class ParetoChart(QWidget):
+    record_clicked = Signal(object)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.records: list[RunRecord] = []
+        self.x_axis = QComboBox()
+        self.x_axis.addItems(list(X_AXES))
+        self.y_axis = QComboBox()
+        self.y_axis.addItems(list(Y_AXES))
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.front = self.plot.plot(pen=pg.mkPen("#d62728", width=2, style=pg.QtCore.Qt.DashLine))
+        self.scatter = pg.ScatterPlotItem(size=11, pen=pg.mkPen("k"), brush=pg.mkBrush("#1f77b4"))
+        self.original = pg.ScatterPlotItem(size=18, symbol="star", brush=pg.mkBrush("#ff7f0e"))
+        self.plot.addItem(self.scatter)
+        self.plot.addItem(self.original)
+        self.labels: list[pg.TextItem] = []
+        row = QHBoxLayout()
+        row.addWidget(QLabel("x"))
+        row.addWidget(self.x_axis)
+        row.addWidget(QLabel("y"))
+        row.addWidget(self.y_axis)
+        row.addStretch(1)
+        row.addWidget(QLabel("★ original   - - Pareto front (lower is better on both)"))
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(self.plot)
+        self.x_axis.currentIndexChanged.connect(self.redraw)
+        self.y_axis.currentIndexChanged.connect(self.redraw)
+        self.scatter.sigClicked.connect(self._clicked)
+
+    def add(self, record: RunRecord) -> None:
+        self.records.append(record)
+        self.redraw()
+
+    def plotted(self) -> list[tuple[RunRecord, float, float]]:
+        fx, fy = X_AXES[self.x_axis.currentText()], Y_AXES[self.y_axis.currentText()]
+        out = []
+        for r in self.records:
+            x, y = fx(r), fy(r)
+            if x is not None and y is not None:
+                out.append((r, x, y))
+        return out
+
+    def front_records(self) -> list[RunRecord]:
+        points = self.plotted()
+        return [points[i][0] for i in pareto_front([(x, y) for _, x, y in points])]
+
+    def redraw(self) -> None:
+        points = self.plotted()
+        self.plot.setLabel("bottom", self.x_axis.currentText())
+        self.plot.setLabel("left", self.y_axis.currentText())
+        self.scatter.setData(
+            [{"pos": (x, y), "data": r} for r, x, y in points if not r.is_original]
+        )
+        self.original.setData([{"pos": (x, y)} for r, x, y in points if r.is_original])
+        front = pareto_front([(x, y) for _, x, y in points])
+        self.front.setData([points[i][1] for i in front], [points[i][2] for i in front])
+        for label in self.labels:
+            self.plot.removeItem(label)
+        self.labels = []
+        for r, x, y in points:
+            label = pg.TextItem(_short(r), color="#333", anchor=(0, 1))
+            label.setPos(x, y)
+            self.plot.addItem(label)
+            self.labels.append(label)
+
+    def _clicked(self, _item, spots) -> None:
+        if spots:
+            self.record_clicked.emit(spots[0].data())
+
+
+def _short(record: RunRecord) -> str:
+    passes = record.recipe.get("passes", [])
+    return "original" if not passes else "+".join(p["pass"] for p in passes)

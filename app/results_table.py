@@ -1,0 +1,64 @@
+"""Every run in a table; selecting a row restores its recipe."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
+
+from core.results import RunRecord
+
+COLUMNS = [
+    ("Recipe", lambda r: r.recipe_name),
+    ("Size MB", lambda r: f"{r.bytes / 1e6:.1f}"),
+    ("Prefill ms", lambda r: _num(r.prefill_ms, ".1f")),
+    ("Decode ms/tok", lambda r: _num(r.decode_ms_per_token, ".2f")),
+    ("Tokens/s", lambda r: _num(r.tokens_per_s, ".1f")),
+    ("Perplexity", lambda r: _ppl(r)),
+    ("Top-1 agree", lambda r: _num(r.top1_agreement, ".3f")),
+    ("Device", lambda r: f"{r.device} · {r.threads} thr"),
+    ("Model", lambda r: r.model),
+]
+
+
+def _num(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _ppl(r: RunRecord) -> str:
+    if r.ppl is None:
+        return "–"
+    return f"{r.ppl:.2f} ± {r.ppl_ci95:.2f}" if r.ppl_ci95 else f"{r.ppl:.2f}"
+
+
+class ResultsTable(QTableWidget):
+    record_selected = Signal(object)  # RunRecord
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(0, len(COLUMNS), parent)
+        self.records: list[RunRecord] = []
+        self.setHorizontalHeaderLabels([name for name, _ in COLUMNS])
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.itemSelectionChanged.connect(self._on_selection)
+
+    def add(self, record: RunRecord) -> None:
+        self.records.append(record)
+        row = self.rowCount()
+        self.insertRow(row)
+        for column, (_, value) in enumerate(COLUMNS):
+            item = QTableWidgetItem(value(record))
+            item.setToolTip(
+                f"{record.recipe_name}\nspeed: {record.bench_protocol}\n"
+                f"quality: {record.eval_protocol}\n" + "\n".join(record.notes)
+            )
+            self.setItem(row, column, item)
+        self.resizeColumnToContents(0)
+
+    def select_record(self, record: RunRecord) -> None:
+        self.selectRow(self.records.index(record))
+
+    def _on_selection(self) -> None:
+        rows = {index.row() for index in self.selectedIndexes()}
+        if len(rows) == 1:
+            self.record_selected.emit(self.records[rows.pop()])

@@ -1,0 +1,111 @@
+"""The compression workflow in the window: sliders, estimate, run, results,
+Pareto chart, restore, persistence, cancel."""
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.main_window import MainWindow
+from core.evaluate.perplexity import PerplexityProtocol
+from core.experiment import ExperimentSettings
+from core.measure import BenchSettings
+from core.results import ResultsStore
+
+TINY_SETTINGS = ExperimentSettings(
+    bench=BenchSettings(prompt_tokens=16, new_tokens=8, warmup=1, min_repeats=2, min_time_s=0),
+    perplexity=PerplexityProtocol(context_tokens=64, stride=32, quick_windows=3, source="pydoc"),
+    calibration_windows=4,
+    calibration_length=64,
+    text_source="pydoc",
+)
+
+
+def make_window(qtbot, tmp_path, settings=TINY_SETTINGS):
+    w = MainWindow(threads=1, store=ResultsStore(tmp_path / "runs.jsonl"),
+                   experiment_settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def load(qtbot, window, folder):
+    window.model_panel.source_kind.setCurrentIndex(1)
+    window.model_panel.location.setText(str(folder))
+    with qtbot.waitSignal(window.runner.finished, timeout=60_000):
+        qtbot.mouseClick(window.model_panel.load_button, Qt.MouseButton.LeftButton)
+
+
+def run(qtbot, window):
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000):
+        qtbot.mouseClick(window.compression_panel.run_button, Qt.MouseButton.LeftButton)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_llama_dir):
+    w = make_window(qtbot, tmp_path)
+    load(qtbot, w, tiny_llama_dir)
+    yield w
+    w.close()
+    assert not w.runner.busy
+
+
+def test_slider_changes_the_estimate(window):
+    panel = window.compression_panel
+    before = panel.estimate.text()
+    panel.groups["int4_weight_only"].setChecked(True)
+    after_int4 = panel.estimate.text()
+    assert after_int4 != before and "Estimated size" in after_int4
+    panel.groups["int4_weight_only"].setChecked(False)
+    mlp = panel.groups["prune_mlp"]
+    mlp.setChecked(True)
+    first = panel.estimate.text()
+    mlp.controls["fraction"].set_value(0.5)
+    assert panel.estimate.text() != first
+
+
+def test_second_quantization_is_greyed_out_with_reason(window):
+    panel = window.compression_panel
+    panel.groups["int8_weight_only"].setChecked(True)
+    assert not panel.groups["int4_weight_only"].isEnabled()
+    assert "one quantization" in panel.groups["int4_weight_only"].toolTip()
+
+
+def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):
+    run(qtbot, window)  # the original
+    panel = window.compression_panel
+    panel.groups["prune_mlp"].setChecked(True)
+    panel.groups["prune_mlp"].controls["fraction"].set_value(0.5)
+    run(qtbot, window)
+    assert window.results_table.rowCount() == 2
+    assert len(window.pareto_chart.plotted()) == 2
+    assert window.bench_chart.series.size > 0
+    qtbot.waitUntil(lambda: window.perplexity_chart.points_drawn() > 0, timeout=2000)
+    record = window.results_table.records[1]
+    assert record.recipe["passes"][0]["pass"] == "prune_mlp"
+    assert record.bytes < window.results_table.records[0].bytes
+
+    panel.groups["prune_mlp"].setChecked(False)
+    window.results_table.selectRow(1)
+    assert panel.groups["prune_mlp"].isChecked()
+    assert panel.groups["prune_mlp"].controls["fraction"].value() == 0.5
+
+    # Persisted as measured: a new window on the same store shows both runs.
+    again = make_window(qtbot, tmp_path)
+    assert again.results_table.rowCount() == 2
+    again.close()
+
+
+def test_cancel_stops_a_long_run_within_a_second(qtbot, tmp_path, tiny_llama_dir):
+    slow = ExperimentSettings(
+        bench=BenchSettings(prompt_tokens=16, new_tokens=200, warmup=0, min_repeats=1000,
+                            min_time_s=600, max_repeats=1000),
+        evaluate=False,
+    )
+    w = make_window(qtbot, tmp_path, slow)
+    load(qtbot, w, tiny_llama_dir)
+    qtbot.mouseClick(w.compression_panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.bench_chart.series.size > 20, timeout=20_000)
+    with qtbot.waitSignal(w.runner.finished, timeout=1000):
+        qtbot.mouseClick(w.cancel_button, Qt.MouseButton.LeftButton)
+    assert w.results_table.rowCount() == 0
+    assert any("cancelled" in m for m in w.notifications.messages())
+    w.close()

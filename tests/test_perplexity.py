@@ -117,6 +117,12 @@ def test_text_shorter_than_a_window_is_a_clear_error(tiny_gpt2_dir):
         )
 
 
+def test_windows_longer_than_the_model_context_are_refused(tiny_gpt2_dir):
+    loaded = load_model(str(tiny_gpt2_dir), device="cpu")  # 256 positions
+    with pytest.raises(ValueError, match="exceed the model's context of 256"):
+        compute_perplexity(loaded.model, loaded.tokenizer, PerplexityProtocol(source="pydoc"))
+
+
 def test_intervals_match_textbook_values():
     wilson = wilson_interval(8, 10)  # Wilson (1927) / Newcombe (1998): 0.490 to 0.943
     assert (round(wilson.low, 3), round(wilson.high, 3)) == (0.490, 0.943)

@@ -141,6 +141,17 @@ def perplexity_windows(tokenizer, protocol: PerplexityProtocol) -> list[torch.Te
     ]
 
 
+def check_fits(model, protocol: PerplexityProtocol) -> None:
+    from core.generation import context_length
+
+    limit = context_length(model.config)
+    if protocol.context_tokens > limit:
+        raise ValueError(
+            f"the protocol's {protocol.context_tokens}-token windows exceed the model's "
+            f"context of {limit} tokens; choose a shorter context"
+        )
+
+
 def accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
@@ -179,6 +190,7 @@ def evaluate_perplexity(
     """
     cancel = cancel or CancelToken()
     start = time.perf_counter()
+    check_fits(model, protocol)
     if windows is None:
         windows = perplexity_windows(tokenizer, protocol)
     nlls: list[float] = []

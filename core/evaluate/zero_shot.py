@@ -78,7 +78,7 @@ class AccuracyResult:
     examples: int
     correct: int
     majority_rate: float  # accuracy of always answering the commoner label
-    near_chance: bool  # the interval reaches down to majority_rate
+    near_chance: bool  # the interval's low end does not clear majority_rate (or is below it)
     predicted_share: dict[str, float]  # how often each label was answered
     protocol: str
     seconds: float

@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", default="news", choices=["news", "pydoc"], help="text source (default news)"
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    clf = sub.add_parser(
+        "train-classifier",
+        help="fine-tune the bundled MiniLM encoder on film-review sentiment, score it on test",
+    )
+    clf.add_argument("--fast", action="store_true", help="the small CI variant (~15 s)")
+    clf.add_argument("--train-examples", type=int, default=None, help="default 4000; 0: all")
+    clf.add_argument("--epochs", type=int, default=None, help="default 1")
+    clf.add_argument("--out", default=None, help="save the trained classifier to this folder")
+    clf.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    clf.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -319,7 +330,58 @@ def _print_eval(loaded, report: dict) -> None:
         print(f"  protocol {s['protocol']}")
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench, "eval": cmd_eval}
+def cmd_train_classifier(args) -> None:
+    from dataclasses import asdict, replace
+    from pathlib import Path
+
+    from core.evaluate.sentiment_classifier import (
+        FAST,
+        ClassifierSettings,
+        TrainStep,
+        finetune_sentiment_classifier,
+    )
+    from core.runtime.device import set_threads
+
+    set_threads(args.threads)
+    settings = FAST if args.fast else ClassifierSettings()
+    if args.train_examples is not None:
+        if args.train_examples < 0:
+            raise ValueError("--train-examples must be 0 (all) or more")
+        settings = replace(settings, train_examples=args.train_examples or None)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError("--epochs must be at least 1")
+        settings = replace(settings, epochs=args.epochs)
+    out = Path(args.out) if args.out else None
+    result = None
+    for event in finetune_sentiment_classifier(settings, output_dir=out):
+        if isinstance(event, TrainStep) and (event.step % 10 == 0 or event.step == 1):
+            _note(f"step {event.step}/{event.steps_total}: loss {event.loss:.3f}")
+        result = event
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+        return
+    print(
+        f"sentiment classifier {result.accuracy:.1%} ({result.correct}/{result.examples}, 95% CI "
+        f"{result.ci95_low:.1%} to {result.ci95_high:.1%}); always-majority scores "
+        f"{result.majority_rate:.1%}{'  NEAR OR BELOW CHANCE' if result.near_chance else ''}"
+    )
+    print(
+        f"  training loss {result.first_loss:.3f} -> {result.last_loss:.3f} over {result.steps} "
+        f"steps, {result.train_seconds:.0f} s; total {result.seconds:.0f} s"
+    )
+    print(f"  protocol {result.protocol}")
+    if out:
+        print(f"  saved to {out}")
+
+
+COMMANDS = {
+    "info": cmd_info,
+    "generate": cmd_generate,
+    "bench": cmd_bench,
+    "eval": cmd_eval,
+    "train-classifier": cmd_train_classifier,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,3 +84,24 @@ def test_eval_on_the_default_model_against_itself():
     assert 5 < data["perplexity"]["ppl"] < 100
     assert data["fidelity"]["top1_agreement"] == 1.0
     assert any("Paris" in g["reference"] for g in data["generations"])
+
+
+def test_train_classifier_fast_json():
+    from core.evaluate.sentiment_classifier import ClassifierResult
+
+    out = run_cli("train-classifier", "--fast", "--json", "--threads", "2")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) == names(ClassifierResult)
+    assert data["steps"] == 16 and data["examples"] == 64
+    assert "step 10/16" in out.stderr
+
+
+def test_train_classifier_rejects_zero_epochs():
+    out = run_cli("train-classifier", "--epochs", "0")
+    assert out.returncode == 2 and out.stderr.strip() == "error: --epochs must be at least 1"
+
+
+def test_train_classifier_help():
+    out = run_cli("train-classifier", "--help")
+    assert out.returncode == 0 and "--fast" in out.stdout and "--out" in out.stdout

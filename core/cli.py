@@ -314,6 +314,12 @@ def _print_eval(loaded, report: dict) -> None:
             f"  fidelity to {report['reference']}: KL {f['mean_kl']:.4f}{kl_ci} nats/token, "
             f"top-1 agreement {f['top1_agreement']:.1%}, {f['tokens']} tokens"
         )
+        if f["ppl_ratio_ci95_low"] is not None:
+            print(
+                f"  perplexity ratio to {report['reference']} on the same tokens "
+                f"{f['ppl_ratio']:.4f} (95% CI {f['ppl_ratio_ci95_low']:.4f} to "
+                f"{f['ppl_ratio_ci95_high']:.4f})"
+            )
         for g in report["generations"]:
             same = "identical" if g["identical"] else f"first {g['same_tokens']} tokens shared"
             print(f"  prompt {g['prompt']!r} ({same})")

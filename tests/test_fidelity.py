@@ -1,6 +1,7 @@
 """Fidelity of a candidate to its reference: KL, top-1 agreement, generations side by side."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -39,17 +40,20 @@ def test_a_model_against_itself_is_perfectly_faithful(pair):
     result = compute_fidelity(reference.model, reference.model, reference.tokenizer, windows)
     assert result.mean_kl == pytest.approx(0.0, abs=1e-6)
     assert result.top1_agreement == 1.0
+    assert result.ppl_ratio == pytest.approx(1.0, abs=1e-6)
     assert result.tokens == len(windows) * SMALL.context_tokens
 
 
 def test_kl_and_agreement_match_an_independent_computation(pair):
     reference, candidate, windows = pair
     result = compute_fidelity(reference.model, candidate, reference.tokenizer, windows)
-    kls, agree = [], []
+    kls, agree, ref_loss, cand_loss = [], [], [], []
     with torch.no_grad():
         for w in windows:
             ref = reference.model(w.unsqueeze(0)).logits[0]
             cand = candidate(w.unsqueeze(0)).logits[0]
+            ref_loss.append(reference.model(w.unsqueeze(0), labels=w.unsqueeze(0)).loss.item())
+            cand_loss.append(candidate(w.unsqueeze(0), labels=w.unsqueeze(0)).loss.item())
             p, q = (
                 torch.distributions.Categorical(logits=ref),
                 torch.distributions.Categorical(logits=cand),
@@ -61,6 +65,9 @@ def test_kl_and_agreement_match_an_independent_computation(pair):
     assert result.top1_agreement == pytest.approx(sum(agree) / len(agree))
     assert result.top1_agreement < 1.0
     assert result.kl_ci95_halfwidth > 0
+    ratio = math.exp((sum(cand_loss) - sum(ref_loss)) / len(windows))  # HF's own losses
+    assert result.ppl_ratio == pytest.approx(ratio, rel=1e-4)
+    assert result.ppl_ratio_ci95_low < result.ppl_ratio < result.ppl_ratio_ci95_high
 
 
 def test_partials_after_every_window_and_cancel(pair):

@@ -3,13 +3,17 @@
 Both models read the same windows (``perplexity_windows``); at every position
 of every window we compare their next-token distributions: KL(reference ||
 candidate) in nats, and whether their most likely tokens agree. These see
-small changes long before perplexity moves, and need no labels. Intervals
-are mean +- 1.96 standard errors over per-window means (positions within a
-window are correlated, windows much less).
+small changes long before perplexity moves, and need no labels. Also the
+paired perplexity ratio candidate / reference over the same tokens (each
+window's next tokens): paired on the same text, its interval is far tighter
+than two separate perplexity intervals. Intervals are mean +- 1.96 standard
+errors over per-window means (positions within a window are correlated,
+windows much less); the ratio's is mapped through exp.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Iterator
@@ -28,6 +32,7 @@ class FidelityPartial:
     tokens: int
     mean_kl: float
     top1_agreement: float
+    ppl_ratio: float
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,17 @@ class FidelityResult:
     windows: int
     kl_ci95_halfwidth: float | None
     top1_ci95_halfwidth: float | None
+    ppl_ratio: float  # exp(mean NLL difference), candidate / reference, same tokens
+    ppl_ratio_ci95_low: float | None
+    ppl_ratio_ci95_high: float | None
     seconds: float
+
+
+@dataclass(frozen=True)
+class WindowFidelity:
+    kl: float
+    top1_agreement: float
+    nll_delta: float  # candidate minus reference mean NLL of the window's next tokens
 
 
 def _logits(model, window: torch.Tensor) -> torch.Tensor:
@@ -46,8 +61,8 @@ def _logits(model, window: torch.Tensor) -> torch.Tensor:
     return model(input_ids=window.to(device).unsqueeze(0)).logits[0].float()
 
 
-def window_fidelity(reference_model, candidate_model, window: torch.Tensor) -> tuple[float, float]:
-    """(mean KL, top-1 agreement) over every position of one window."""
+def window_fidelity(reference_model, candidate_model, window: torch.Tensor) -> WindowFidelity:
+    """KL, top-1 agreement and NLL difference over every position of one window."""
     reference = _logits(reference_model, window)
     candidate = _logits(candidate_model, window).to(reference.device)
     if reference.shape != candidate.shape:
@@ -59,7 +74,11 @@ def window_fidelity(reference_model, candidate_model, window: torch.Tensor) -> t
     cand_logp = torch.log_softmax(candidate, dim=-1)
     kl = torch.nn.functional.kl_div(cand_logp, ref_logp, log_target=True, reduction="batchmean")
     agree = (reference.argmax(-1) == candidate.argmax(-1)).float().mean()
-    return kl.item(), agree.item()
+    targets = window[1:].to(reference.device)
+    delta = torch.nn.functional.nll_loss(cand_logp[:-1], targets) - torch.nn.functional.nll_loss(
+        ref_logp[:-1], targets
+    )
+    return WindowFidelity(kl.item(), agree.item(), delta.item())
 
 
 @torch.inference_mode()
@@ -82,17 +101,25 @@ def evaluate_fidelity(
         windows = perplexity_windows(tokenizer, QUICK_PROTOCOL)
     kls: list[float] = []
     agreements: list[float] = []
+    deltas: list[float] = []
     tokens = 0
     for window in windows:
         cancel.raise_if_cancelled()
-        kl, agree = window_fidelity(reference_model, candidate_model, window)
-        kls.append(kl)
-        agreements.append(agree)
+        one = window_fidelity(reference_model, candidate_model, window)
+        kls.append(one.kl)
+        agreements.append(one.top1_agreement)
+        deltas.append(one.nll_delta)
         tokens += window.numel()
         yield FidelityPartial(
-            len(kls), len(windows), tokens, statistics.fmean(kls), statistics.fmean(agreements)
+            len(kls),
+            len(windows),
+            tokens,
+            statistics.fmean(kls),
+            statistics.fmean(agreements),
+            math.exp(statistics.fmean(deltas)),
         )
     kl_interval, agree_interval = mean_interval(kls), mean_interval(agreements)
+    delta_interval = mean_interval(deltas)
     yield FidelityResult(
         mean_kl=statistics.fmean(kls),
         top1_agreement=statistics.fmean(agreements),
@@ -100,6 +127,9 @@ def evaluate_fidelity(
         windows=len(kls),
         kl_ci95_halfwidth=kl_interval.halfwidth if kl_interval else None,
         top1_ci95_halfwidth=agree_interval.halfwidth if agree_interval else None,
+        ppl_ratio=math.exp(statistics.fmean(deltas)),
+        ppl_ratio_ci95_low=math.exp(delta_interval.low) if delta_interval else None,
+        ppl_ratio_ci95_high=math.exp(delta_interval.high) if delta_interval else None,
         seconds=time.perf_counter() - start,
     )
 

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference",
         default=None,
         metavar="MODEL",
-        help="compare with this model (e.g. 'default'): KL, top-1 agreement, generations",
+        help="compare with this model (e.g. 'default', loaded in the device's default dtype): "
+        "KL, top-1 agreement, perplexity ratio, generations",
     )
     ev.add_argument(
         "--sentiment", action="store_true", help="also zero-shot film-review sentiment accuracy"
@@ -252,13 +253,12 @@ def cmd_eval(args) -> None:
     report = {"model": args.model, "perplexity": asdict(ppl)}
 
     if args.reference is not None:
-        if args.reference == args.model:
+        if args.reference == args.model and args.dtype == "auto":
             reference = loaded
-        else:
+        else:  # the reference in the device's default dtype: --dtype is the candidate's
             from core.loading import load_model
 
-            dtype = None if args.dtype == "auto" else args.dtype
-            reference = load_model(args.reference, args.device, dtype, progress=_progress)
+            reference = load_model(args.reference, args.device, progress=_progress)
         if not _same_tokenizer(reference.tokenizer, tokenizer):
             raise ValueError(f"{args.reference} uses a different tokenizer; fidelity needs one")
         fidelity = None

@@ -28,7 +28,7 @@ def test_eval_json_with_reference_and_sentiment(tiny_gpt2_dir):
     assert set(data["sentiment"]) == names(AccuracyResult)
     assert all(set(g) == names(GenerationPair) for g in data["generations"])
     assert data["perplexity"]["windows"] == 3 and data["perplexity"]["ppl"] > 1
-    assert data["fidelity"]["mean_kl"] == pytest.approx(0.0, abs=1e-6)  # itself
+    assert data["fidelity"]["mean_kl"] == 0.0  # itself: the very same logits
     assert data["sentiment"]["examples"] == 200
     assert "window 3/3" in out.stderr  # live progress
 
@@ -105,3 +105,13 @@ def test_train_classifier_rejects_zero_epochs():
 def test_train_classifier_help():
     out = run_cli("train-classifier", "--help")
     assert out.returncode == 0 and "--fast" in out.stdout and "--out" in out.stdout
+
+
+def test_reference_keeps_its_default_dtype_when_the_candidate_changes(tiny_llama_dir):
+    model = str(tiny_llama_dir)
+    out = run_cli(
+        "eval", "-m", model, *SMALL, "--dtype", "bfloat16", "--reference", model, "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    fidelity = json.loads(out.stdout)["fidelity"]
+    assert fidelity["mean_kl"] > 0  # bf16 candidate against the float32 reference (itself: 0.0)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.errors import Cancelled
+from core.evaluate.intervals import mean_interval, wilson_interval
 from core.evaluate.perplexity import (
     FULL,
     PerplexityPartial,
@@ -17,7 +18,6 @@ from core.evaluate.perplexity import (
     spread,
     token_stream,
 )
-from core.evaluate.statistics import mean_interval, wilson_interval
 from core.jobs import CancelToken
 from core.loading import load_model
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.evaluate.statistics import mean_interval
+from core.evaluate.intervals import mean_interval
 from core.jobs import CancelToken
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from core.data.texts import NEWS, SOURCES, report_texts
-from core.evaluate.statistics import mean_interval
+from core.evaluate.intervals import mean_interval
 from core.jobs import CancelToken
 
 QUICK = "quick"

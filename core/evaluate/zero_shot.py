@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from core.data.sentiment import SPLITS, sentiment_split
-from core.evaluate.statistics import wilson_interval
+from core.evaluate.intervals import wilson_interval
 from core.jobs import CancelToken
 
 QUICK = "quick"

@@ -1,6 +1,6 @@
 """The headless command line: the same jobs the window runs, printed.
 
-``workbench info|generate|bench`` (or ``workbench-cli``). Every command works
+``workbench info|generate|bench|eval`` (or ``workbench-cli``). Every command works
 on the embedded default model with no arguments, and bad input exits with
 status 2 and a one-line reason on stderr.
 """
@@ -67,6 +67,47 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-time", type=float, default=5.0, help="seconds (default 5)")
     bench.add_argument("--max-repeats", type=int, default=50)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ev = sub.add_parser(
+        "eval", help="perplexity with a 95%% CI; fidelity to a reference; sentiment accuracy"
+    )
+    _add_model_args(ev)
+    size = ev.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", dest="mode", action="store_const", const="quick", help="few windows (default)"
+    )
+    size.add_argument("--full", dest="mode", action="store_const", const="full", help="all windows")
+    ev.set_defaults(mode="quick")
+    ev.add_argument(
+        "--reference",
+        default=None,
+        metavar="MODEL",
+        help="compare with this model (e.g. 'default', loaded in the device's default dtype): "
+        "KL, top-1 agreement, perplexity ratio, generations",
+    )
+    ev.add_argument(
+        "--sentiment", action="store_true", help="also zero-shot film-review sentiment accuracy"
+    )
+    ev.add_argument("--context-tokens", type=int, default=512, help="window length (default 512)")
+    ev.add_argument(
+        "--stride", type=int, default=256, help="tokens scored per window (default 256)"
+    )
+    ev.add_argument("--windows", type=int, default=None, help="override the window count")
+    ev.add_argument(
+        "--text", default="news", choices=["news", "pydoc"], help="text source (default news)"
+    )
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    clf = sub.add_parser(
+        "train-classifier",
+        help="fine-tune the bundled MiniLM encoder on film-review sentiment, score it on test",
+    )
+    clf.add_argument("--fast", action="store_true", help="the small CI variant (~15 s)")
+    clf.add_argument("--train-examples", type=int, default=None, help="default 4000; 0: all")
+    clf.add_argument("--epochs", type=int, default=None, help="default 1")
+    clf.add_argument("--out", default=None, help="save the trained classifier to this folder")
+    clf.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    clf.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -171,7 +212,182 @@ def cmd_bench(args) -> None:
     print(f"  protocol {result.protocol}; {result.runs} runs")
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench}
+def _eval_protocol(args):
+    from core.evaluate.perplexity import PerplexityProtocol
+
+    quick, full = 10, 200
+    if args.windows is not None:
+        quick = full = args.windows
+    return PerplexityProtocol(
+        context_tokens=args.context_tokens,
+        stride=args.stride,
+        quick_windows=quick,
+        full_windows=full,
+        mode=args.mode,
+        source=args.text,
+    )
+
+
+def _same_tokenizer(a, b) -> bool:
+    return a.get_vocab() == b.get_vocab()
+
+
+def cmd_eval(args) -> None:
+    from dataclasses import asdict
+
+    from core.evaluate.fidelity import FidelityPartial, evaluate_fidelity
+    from core.evaluate.perplexity import PerplexityPartial, evaluate_perplexity, perplexity_windows
+    from core.evaluate.side_by_side import side_by_side_generations
+    from core.evaluate.zero_shot import AccuracyPartial, ZeroShotProtocol, evaluate_zero_shot
+
+    protocol = _eval_protocol(args)
+    loaded = _load(args)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    windows = perplexity_windows(tokenizer, protocol)
+    ppl = None
+    for event in evaluate_perplexity(model, tokenizer, protocol, windows=windows):
+        if isinstance(event, PerplexityPartial):
+            ci = f" +- {event.ci95_halfwidth:.2f}" if event.ci95_halfwidth is not None else ""
+            _note(f"window {event.windows_done}/{event.windows_total}: ppl {event.ppl:.2f}{ci}")
+        ppl = event
+    report = {"model": args.model, "perplexity": asdict(ppl)}
+
+    if args.reference is not None:
+        if args.reference == args.model and args.dtype == "auto":
+            reference = loaded
+        else:  # the reference in the device's default dtype: --dtype is the candidate's
+            from core.loading import load_model
+
+            reference = load_model(args.reference, args.device, progress=_progress)
+        if not _same_tokenizer(reference.tokenizer, tokenizer):
+            raise ValueError(f"{args.reference} uses a different tokenizer; fidelity needs one")
+        fidelity = None
+        for event in evaluate_fidelity(reference.model, model, tokenizer, windows):
+            if isinstance(event, FidelityPartial):
+                _note(
+                    f"fidelity {event.windows_done}/{event.windows_total}: "
+                    f"KL {event.mean_kl:.4f}, top-1 {event.top1_agreement:.1%}"
+                )
+            fidelity = event
+        pairs = list(side_by_side_generations(reference.model, model, tokenizer))
+        report |= {
+            "reference": args.reference,
+            "fidelity": asdict(fidelity),
+            "generations": [asdict(p) for p in pairs],
+        }
+
+    if args.sentiment:
+        accuracy = None
+        task = ZeroShotProtocol(mode=args.mode)
+        for event in evaluate_zero_shot(model, tokenizer, task):
+            if isinstance(event, AccuracyPartial) and event.done % 25 == 0:
+                _note(f"sentiment {event.done}/{event.total}: {event.accuracy:.1%}")
+            accuracy = event
+        report["sentiment"] = asdict(accuracy)
+
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    _print_eval(loaded, report)
+
+
+def _note(text: str) -> None:
+    print(f"[{text}]", file=sys.stderr, flush=True)
+
+
+def _print_eval(loaded, report: dict) -> None:
+    p = report["perplexity"]
+    print(f"{loaded.description.architecture} from {report['model']} on {loaded.device}")
+    if p["ci95_low"] is None:
+        print(f"  perplexity {p['ppl']:.2f} (one window: no interval)")
+    else:
+        print(
+            f"  perplexity {p['ppl']:.2f} +- {p['ci95_halfwidth']:.2f} "
+            f"(95% CI {p['ci95_low']:.2f} to {p['ci95_high']:.2f}), "
+            f"{p['tokens_scored']} tokens in {p['windows']} windows, {p['seconds']:.1f} s"
+        )
+    print(f"  protocol {p['protocol']}")
+    if "fidelity" in report:
+        f = report["fidelity"]
+        kl_ci = f" +- {f['kl_ci95_halfwidth']:.4f}" if f["kl_ci95_halfwidth"] is not None else ""
+        print(
+            f"  fidelity to {report['reference']}: KL {f['mean_kl']:.4f}{kl_ci} nats/token, "
+            f"top-1 agreement {f['top1_agreement']:.1%}, {f['tokens']} tokens"
+        )
+        if f["ppl_ratio_ci95_low"] is not None:
+            print(
+                f"  perplexity ratio to {report['reference']} on the same tokens "
+                f"{f['ppl_ratio']:.4f} (95% CI {f['ppl_ratio_ci95_low']:.4f} to "
+                f"{f['ppl_ratio_ci95_high']:.4f})"
+            )
+        for g in report["generations"]:
+            same = "identical" if g["identical"] else f"first {g['same_tokens']} tokens shared"
+            print(f"  prompt {g['prompt']!r} ({same})")
+            print(f"    reference: {g['reference']!r}")
+            print(f"    this model: {g['candidate']!r}")
+    if "sentiment" in report:
+        s = report["sentiment"]
+        flag = "  NEAR OR BELOW CHANCE" if s["near_chance"] else ""
+        print(
+            f"  sentiment {s['accuracy']:.1%} ({s['correct']}/{s['examples']}, 95% CI "
+            f"{s['ci95_low']:.1%} to {s['ci95_high']:.1%}); always-majority scores "
+            f"{s['majority_rate']:.1%}{flag}"
+        )
+        print(f"  protocol {s['protocol']}")
+
+
+def cmd_train_classifier(args) -> None:
+    from dataclasses import asdict, replace
+    from pathlib import Path
+
+    from core.evaluate.sentiment_classifier import (
+        FAST,
+        ClassifierSettings,
+        TrainStep,
+        finetune_sentiment_classifier,
+    )
+    from core.runtime.device import set_threads
+
+    set_threads(args.threads)
+    settings = FAST if args.fast else ClassifierSettings()
+    if args.train_examples is not None:
+        if args.train_examples < 0:
+            raise ValueError("--train-examples must be 0 (all) or more")
+        settings = replace(settings, train_examples=args.train_examples or None)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError("--epochs must be at least 1")
+        settings = replace(settings, epochs=args.epochs)
+    out = Path(args.out) if args.out else None
+    result = None
+    for event in finetune_sentiment_classifier(settings, output_dir=out):
+        if isinstance(event, TrainStep) and (event.step % 10 == 0 or event.step == 1):
+            _note(f"step {event.step}/{event.steps_total}: loss {event.loss:.3f}")
+        result = event
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+        return
+    print(
+        f"sentiment classifier {result.accuracy:.1%} ({result.correct}/{result.examples}, 95% CI "
+        f"{result.ci95_low:.1%} to {result.ci95_high:.1%}); always-majority scores "
+        f"{result.majority_rate:.1%}{'  NEAR OR BELOW CHANCE' if result.near_chance else ''}"
+    )
+    print(
+        f"  training loss {result.first_loss:.3f} -> {result.last_loss:.3f} over {result.steps} "
+        f"steps, {result.train_seconds:.0f} s; total {result.seconds:.0f} s"
+    )
+    print(f"  protocol {result.protocol}")
+    if out:
+        print(f"  saved to {out}")
+
+
+COMMANDS = {
+    "info": cmd_info,
+    "generate": cmd_generate,
+    "bench": cmd_bench,
+    "eval": cmd_eval,
+    "train-classifier": cmd_train_classifier,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

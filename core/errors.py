@@ -31,3 +31,7 @@ class OutOfMemoryError(WorkbenchError):
 
 class Cancelled(WorkbenchError):
     """The user cancelled the operation."""
+
+
+class DataMissingError(WorkbenchError):
+    """A bundled data set is not installed (its data package is missing)."""

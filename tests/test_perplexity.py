@@ -1,0 +1,145 @@
+"""Perplexity on fixed windows: equal to Hugging Face's own loss, stable windows, live partials."""
+
+import math
+
+import pytest
+import torch
+
+from core.errors import Cancelled
+from core.evaluate.intervals import mean_interval, wilson_interval
+from core.evaluate.perplexity import (
+    FULL,
+    PerplexityPartial,
+    PerplexityProtocol,
+    PerplexityResult,
+    compute_perplexity,
+    evaluate_perplexity,
+    perplexity_windows,
+    spread,
+    token_stream,
+)
+from core.jobs import CancelToken
+from core.loading import load_model
+
+# Small enough for tiny models and the pydoc text (always installed).
+SMALL = PerplexityProtocol(
+    context_tokens=64, stride=32, quick_windows=3, full_windows=9, source="pydoc"
+)
+
+
+def hf_perplexity(model, windows, scored):
+    """Independent reference: HF's labels= loss per window, -100 on unscored tokens."""
+    losses = []
+    with torch.inference_mode():
+        for window in windows:
+            labels = window.clone()
+            labels[:-scored] = -100
+            out = model(input_ids=window.unsqueeze(0), labels=labels.unsqueeze(0))
+            losses.append(out.loss.item())
+    return math.exp(sum(losses) / len(losses))
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_perplexity_equals_hugging_face_labels_loss(tiny_dir, mode):
+    loaded = load_model(str(tiny_dir), device="cpu")
+    protocol = SMALL.with_mode(mode)
+    windows = perplexity_windows(loaded.tokenizer, protocol)
+    ours = compute_perplexity(loaded.model, loaded.tokenizer, protocol)
+    reference = hf_perplexity(loaded.model, windows, protocol.stride)
+    assert ours.windows == len(windows) == protocol.windows
+    assert ours.tokens_scored == len(windows) * protocol.stride
+    assert ours.ppl == pytest.approx(reference, rel=1e-3)
+    assert ours.ppl > 50  # random weights: far from a trained model's perplexity
+
+
+def test_windows_are_fixed_spread_out_and_quick_is_a_subset_of_full(tiny_gpt2_dir):
+    loaded = load_model(str(tiny_gpt2_dir), device="cpu")
+    quick = perplexity_windows(loaded.tokenizer, SMALL)
+    full = perplexity_windows(loaded.tokenizer, SMALL.with_mode(FULL))
+    again = perplexity_windows(loaded.tokenizer, SMALL)
+    assert all(torch.equal(a, b) for a, b in zip(quick, again, strict=True))
+    assert all(w.numel() == SMALL.context_tokens for w in full)
+    assert all(any(torch.equal(q, f) for f in full) for q in quick)
+    stream = token_stream(loaded.tokenizer, "pydoc")
+    last_start = (stream.numel() - SMALL.context_tokens) // SMALL.stride * SMALL.stride
+    assert torch.equal(full[0], stream[: SMALL.context_tokens])  # spans the whole stream
+    assert torch.equal(full[-1], stream[last_start : last_start + SMALL.context_tokens])
+
+
+def test_spread_picks_evenly_and_never_repeats():
+    assert spread(3, 9) == [0, 4, 8]
+    assert spread(5, 3) == [0, 1, 2]
+    assert spread(1, 10) == [0]
+    picks = spread(200, 1063)
+    assert len(set(picks)) == 200 and picks[0] == 0 and picks[-1] == 1062
+
+
+def test_partials_after_every_window_then_the_result(tiny_llama_dir):
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    events = list(evaluate_perplexity(loaded.model, loaded.tokenizer, SMALL))
+    partials, result = events[:-1], events[-1]
+    assert all(isinstance(p, PerplexityPartial) for p in partials)
+    assert isinstance(result, PerplexityResult)
+    assert [p.windows_done for p in partials] == [1, 2, 3]
+    assert partials[0].ci95_halfwidth is None and partials[1].ci95_halfwidth > 0
+    assert partials[-1].ppl == result.ppl
+    assert result.ci95_low < result.ppl < result.ci95_high
+    assert result.ci95_halfwidth == pytest.approx((result.ci95_high - result.ci95_low) / 2)
+    assert result.mean_nll == pytest.approx(math.log(result.ppl))
+    assert "3 windows of 64 tokens" in result.protocol and "last 32" in result.protocol
+
+
+def test_cancel_stops_between_windows(tiny_gpt2_dir):
+    loaded = load_model(str(tiny_gpt2_dir), device="cpu")
+    cancel = CancelToken()
+    seen = []
+    with pytest.raises(Cancelled):
+        for event in evaluate_perplexity(loaded.model, loaded.tokenizer, SMALL, cancel):
+            seen.append(event)
+            cancel.cancel()
+    assert len(seen) == 1
+
+
+def test_protocol_rejects_nonsense():
+    with pytest.raises(ValueError):
+        PerplexityProtocol(context_tokens=64, stride=64)
+    with pytest.raises(ValueError):
+        PerplexityProtocol(quick_windows=20, full_windows=10)
+    with pytest.raises(ValueError):
+        PerplexityProtocol(mode="medium")
+
+
+def test_text_shorter_than_a_window_is_a_clear_error(tiny_gpt2_dir):
+    loaded = load_model(str(tiny_gpt2_dir), device="cpu")
+    with pytest.raises(ValueError, match="fewer than one window"):
+        perplexity_windows(
+            loaded.tokenizer, PerplexityProtocol(context_tokens=10**7, source="pydoc")
+        )
+
+
+def test_windows_longer_than_the_model_context_are_refused(tiny_gpt2_dir):
+    loaded = load_model(str(tiny_gpt2_dir), device="cpu")  # 256 positions
+    with pytest.raises(ValueError, match="exceed the model's context of 256"):
+        compute_perplexity(loaded.model, loaded.tokenizer, PerplexityProtocol(source="pydoc"))
+
+
+def test_intervals_match_textbook_values():
+    wilson = wilson_interval(8, 10)  # Wilson (1927) / Newcombe (1998): 0.490 to 0.943
+    assert (round(wilson.low, 3), round(wilson.high, 3)) == (0.490, 0.943)
+    none = wilson_interval(0, 20)  # stays inside [0, 1] where mean +- z*SE collapses to [0, 0]
+    assert none.low == pytest.approx(0.0, abs=1e-12) and none.high == pytest.approx(0.161, abs=1e-3)
+    interval = mean_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, se 1/sqrt(3)
+    assert interval.halfwidth == pytest.approx(1.959964 / math.sqrt(3), rel=1e-5)
+    assert mean_interval([1.0]) is None
+
+
+@pytest.mark.real_model
+def test_default_model_perplexity_equals_hugging_face_labels_loss():
+    loaded = load_model("default", device="cpu")
+    protocol = PerplexityProtocol(context_tokens=128, stride=64, quick_windows=3, full_windows=30)
+    windows = perplexity_windows(loaded.tokenizer, protocol)
+    ours = compute_perplexity(loaded.model, loaded.tokenizer, protocol, windows=windows)
+    assert ours.ppl == pytest.approx(
+        hf_perplexity(loaded.model, windows, protocol.stride), rel=1e-3
+    )
+    assert 5 < ours.ppl < 100  # a trained 135M model on news; random weights give ~50,000

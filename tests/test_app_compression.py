@@ -20,8 +20,9 @@ TINY_SETTINGS = ExperimentSettings(
 
 
 def make_window(qtbot, tmp_path, settings=TINY_SETTINGS):
-    w = MainWindow(threads=1, store=ResultsStore(tmp_path / "runs.jsonl"),
-                   experiment_settings=settings)
+    w = MainWindow(
+        threads=1, store=ResultsStore(tmp_path / "runs.jsonl"), experiment_settings=settings
+    )
     qtbot.addWidget(w)
     w.show()
     return w
@@ -96,8 +97,14 @@ def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):
 
 def test_cancel_stops_a_long_run_within_a_second(qtbot, tmp_path, tiny_llama_dir):
     slow = ExperimentSettings(
-        bench=BenchSettings(prompt_tokens=16, new_tokens=200, warmup=0, min_repeats=1000,
-                            min_time_s=600, max_repeats=1000),
+        bench=BenchSettings(
+            prompt_tokens=16,
+            new_tokens=200,
+            warmup=0,
+            min_repeats=1000,
+            min_time_s=600,
+            max_repeats=1000,
+        ),
         evaluate=False,
     )
     w = make_window(qtbot, tmp_path, slow)

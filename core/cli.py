@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from core.cli_compress import add_parser as add_compress_parser
+from core.cli_compress import cmd_compress
 from core.errors import Cancelled, WorkbenchError
 from core.jobs import Progress
 
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--out", default=None, help="save the trained classifier to this folder")
     clf.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     clf.add_argument("--json", action="store_true", help="print one JSON object")
+    add_compress_parser(sub, _add_model_args)
     return parser
 
 
@@ -382,6 +385,7 @@ def cmd_train_classifier(args) -> None:
 
 
 COMMANDS = {
+    "compress": lambda args: cmd_compress(args, _load),
     "info": cmd_info,
     "generate": cmd_generate,
     "bench": cmd_bench,

@@ -97,3 +97,42 @@ def test_whole_core_imports_without_qt():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_compress_prints_a_run_record(tiny_llama_dir):
+    out = run_cli(
+        "compress",
+        "-m",
+        str(tiny_llama_dir),
+        "--pass",
+        "int4_weight_only:group_size=32",
+        "--no-eval",
+        "--json",
+        "--threads",
+        "1",
+    )
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["recipe"]["passes"][0] == {
+        "pass": "int4_weight_only",
+        "version": 1,
+        "group_size": 32,
+        "method": "rtn",
+    }
+    assert record["decode_ms_per_token"] > 0 and record["ppl"] is None
+    info = json.loads(run_cli("info", "-m", str(tiny_llama_dir), "--json").stdout)
+    assert record["bytes"] < info["bytes_in_memory"] / 3
+
+
+def test_compress_refuses_a_bad_recipe_before_loading(tmp_path):
+    out = run_cli(
+        "compress",
+        "-m",
+        str(tmp_path / "never-loaded"),
+        "--pass",
+        "int8_weight_only",
+        "--pass",
+        "int4_weight_only",
+    )
+    assert out.returncode == 2
+    assert "two quantizations" in out.stderr

@@ -1,0 +1,98 @@
+"""`workbench compress`: apply a recipe, benchmark and evaluate it, print
+the RunRecord (the same record the window shows and stores)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub, add_model_args) -> None:
+    parser = sub.add_parser(
+        "compress",
+        help="apply a recipe, then benchmark and evaluate it against the original",
+        description="Passes: " + ", ".join(_pass_names()),
+    )
+    add_model_args(parser)
+    parser.add_argument("--recipe", type=Path, help="recipe JSON file (as the window exports)")
+    parser.add_argument(
+        "--pass",
+        dest="passes",
+        action="append",
+        default=[],
+        metavar="NAME[:K=V,...]",
+        help="add a pass, e.g. --pass prune_mlp:fraction=0.25 --pass int4_weight_only:method=gptq",
+    )
+    parser.add_argument("--no-eval", action="store_true", help="speed and size only")
+    parser.add_argument(
+        "--save", action="store_true", help="append the result to the results store"
+    )
+    parser.add_argument("--json", action="store_true", help="print the RunRecord as JSON")
+
+
+def _pass_names() -> list[str]:
+    from core.passes import REGISTRY
+
+    return sorted(REGISTRY)
+
+
+def parse_pass(spec: str) -> dict:
+    """``name:key=value,...`` -> the dict form a recipe stores."""
+    from core.passes import REGISTRY
+    from core.recipe import RecipeError
+
+    name, _, rest = spec.partition(":")
+    if name not in REGISTRY:
+        raise RecipeError(f"unknown pass {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    item: dict = {"pass": name, "version": REGISTRY[name].version}
+    for pair in filter(None, rest.split(",")):
+        key, _, value = pair.partition("=")
+        item[key] = json.loads(value) if value[:1] in "-0123456789.[{" else value
+    return item
+
+
+def build_recipe(args):
+    from core.recipe import Recipe, RecipeError
+
+    if args.recipe is not None:
+        try:
+            return Recipe.from_json(args.recipe.read_text())
+        except OSError as err:
+            raise RecipeError(f"cannot read recipe {args.recipe}: {err.strerror}") from err
+    return Recipe.from_dict({"format": 1, "passes": [parse_pass(s) for s in args.passes]})
+
+
+def cmd_compress(args, load) -> None:
+    from core.experiment import ExperimentSettings, run_experiment
+    from core.jobs import Progress
+    from core.recipe import validate
+    from core.results import ResultsStore, RunRecord
+
+    recipe = build_recipe(args)
+    validate(recipe)  # refuse before loading anything
+    loaded = load(args)
+    record = None
+
+    def progress(event: Progress) -> None:
+        print(f"[{event.stage}]", file=sys.stderr, flush=True)
+
+    settings = ExperimentSettings(evaluate=not args.no_eval)
+    for event in run_experiment(loaded, recipe, settings, progress):
+        if isinstance(event, RunRecord):
+            record = event
+    if args.save:
+        record = ResultsStore().append(record)
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2))
+        return
+    ppl = f"{record.ppl:.3f} ± {record.ppl_ci95:.3f}" if record.ppl else "not evaluated"
+    print(f"{record.recipe_name}")
+    print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
+    print(
+        f"  prefill {record.prefill_ms:.1f} ms, decode {record.decode_ms_per_token:.2f} ms/token "
+        f"({record.tokens_per_s:.1f} tokens/s), {record.device}, {record.threads} threads"
+    )
+    print(f"  perplexity {ppl}; top-1 agreement {record.top1_agreement}")
+    for note in record.notes:
+        print(f"  note: {note}")

@@ -1,0 +1,82 @@
+"""Drive the real window through a few runs on the default model and save
+screenshots for the README. Run under a display (e.g. Xvfb):
+
+    Xvfb :99 -screen 0 1400x900x24 & DISPLAY=:99 .venv/bin/python scripts/screenshots.py OUT_DIR
+
+Uses a temporary results store so the user's runs are not touched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("WORKBENCH_DATA_DIR", tempfile.mkdtemp(prefix="workbench-shots-"))
+
+from PySide6.QtCore import QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from app.main_window import MainWindow  # noqa: E402
+from core.passes import REGISTRY as R  # noqa: E402
+from core.recipe import Recipe  # noqa: E402
+
+RECIPES = [
+    Recipe(()),
+    Recipe((R["int8_weight_only"](),)),
+    Recipe((R["int4_weight_only"](128, "gptq"),)),
+    Recipe((R["int4_weight_only"](64, "rtn"),)),
+    Recipe((R["prune_layers"](2),)),
+    Recipe((R["prune_layers"](2), R["int8_weight_only"]())),
+]
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication(sys.argv[:1])
+    window = MainWindow()
+    window.resize(1400, 900)
+    window.show()
+    window.load_model("default")
+    queue = list(RECIPES)
+
+    def shoot(name: str) -> None:
+        window.grab().save(str(out / name))
+
+    def next_step() -> None:
+        if window.runner.busy:
+            QTimer.singleShot(300, next_step)
+            return
+        if queue:
+            recipe = queue.pop(0)
+            window.compression_panel.set_recipe(recipe)
+            window.run_configuration(recipe)
+            if len(queue) == 1:  # mid-run view of the live charts
+                QTimer.singleShot(25_000, lambda: shoot("live_run.png"))
+            QTimer.singleShot(300, next_step)
+            return
+        window.compression_panel.set_recipe(RECIPES[2])
+        window.tabs.setCurrentIndex(0)
+        QTimer.singleShot(500, lambda: (shoot("main_window.png"), finish()))
+
+    def finish() -> None:
+        window.tabs.setCurrentIndex(2)
+        window.generate_panel.max_tokens.setValue(48)
+        window.generate_panel.generate_button.click()
+
+        def wait() -> None:
+            if window.runner.busy:
+                QTimer.singleShot(300, wait)
+                return
+            QTimer.singleShot(300, lambda: (shoot("generate.png"), app.quit()))
+
+        QTimer.singleShot(300, wait)
+
+    QTimer.singleShot(500, next_step)
+    app.exec()
+
+
+if __name__ == "__main__":
+    main()

@@ -38,8 +38,8 @@ class CastConfig(PassConfig):
         device = next(model.parameters()).device
         if device.type == "cpu" and not cpu_has_fast_bf16():
             context.notes.append(
-                f"{self.dtype} on this CPU has no native 16-bit matmul: half the bytes, "
-                "but usually slower than float32."
+                f"{self.dtype} on this CPU has no native 16-bit matmul: prefill (compute-bound) "
+                "is several times slower than float32; decode (memory-bound) can still gain."
             )
         return model.to(DTYPES[self.dtype])
 

@@ -73,7 +73,8 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setFixedWidth(390)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(420)
 
         live = QSplitter(Qt.Orientation.Vertical)
         live.addWidget(self.bench_chart)

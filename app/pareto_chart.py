@@ -95,5 +95,12 @@ class ParetoChart(QWidget):
 
 
 def _short(record: RunRecord) -> str:
+    """A point label: pass names with their option values."""
     passes = record.recipe.get("passes", [])
-    return "original" if not passes else "+".join(p["pass"] for p in passes)
+    if not passes:
+        return "original"
+    parts = []
+    for p in passes:
+        values = [str(v) for k, v in p.items() if k not in ("pass", "version")]
+        parts.append(p["pass"] + (f"({','.join(values)})" if values else ""))
+    return " + ".join(parts)

@@ -21,7 +21,8 @@ class PerplexityChart(pg.PlotWidget):
         self.curve = self.plot(pen=pg.mkPen("#2ca02c", width=2), symbol="o", symbolSize=5)
         self.low_curve = self.plot(pen=pg.mkPen(None))
         self.high_curve = self.plot(pen=pg.mkPen(None))
-        self.addItem(pg.FillBetweenItem(self.low_curve, self.high_curve, brush=(44, 160, 44, 50)))
+        self.band = pg.FillBetweenItem(self.low_curve, self.high_curve, brush=(44, 160, 44, 50))
+        self.addItem(self.band)
         self._dirty = False
         timer = QTimer(self)
         timer.setInterval(REDRAW_MS)
@@ -49,4 +50,6 @@ class PerplexityChart(pg.PlotWidget):
             self.curve.setData(self.value.x, self.value.y)
             self.low_curve.setData(self.low.x, self.low.y)
             self.high_curve.setData(self.high.x, self.high.y)
+            # FillBetweenItem keeps its old path when its curves empty out.
+            self.band.setVisible(self.low.size > 1)
             self._dirty = False

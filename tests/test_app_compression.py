@@ -116,3 +116,17 @@ def test_cancel_stops_a_long_run_within_a_second(qtbot, tmp_path, tiny_llama_dir
     assert w.results_table.rowCount() == 0
     assert any("cancelled" in m for m in w.notifications.messages())
     w.close()
+
+
+def test_perplexity_band_is_cleared_with_the_chart(qtbot):
+    from app.perplexity_chart import PerplexityChart
+
+    chart = PerplexityChart()
+    qtbot.addWidget(chart)
+    for i in range(1, 5):
+        chart.add_point(i, 20.0 + i, 2.0 if i > 1 else None)
+    qtbot.waitUntil(lambda: chart.points_drawn() == 4, timeout=2000)
+    assert chart.band.isVisible()
+    chart.clear_points()
+    qtbot.waitUntil(lambda: chart.points_drawn() == 0, timeout=2000)
+    assert not chart.band.isVisible()

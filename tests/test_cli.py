@@ -120,8 +120,12 @@ def test_compress_prints_a_run_record(tiny_llama_dir):
         "method": "rtn",
     }
     assert record["decode_ms_per_token"] > 0 and record["ppl"] is None
-    info = json.loads(run_cli("info", "-m", str(tiny_llama_dir), "--json").stdout)
-    assert record["bytes"] < info["bytes_in_memory"] / 3
+    from core.loading import load_model
+    from core.size import measure_size
+
+    original = measure_size(load_model(str(tiny_llama_dir)).model)
+    assert record["bytes"] < original.total_bytes
+    assert record["bytes_by_component"]["mlp"] < original.by_component["mlp"] / 4
 
 
 def test_compress_refuses_a_bad_recipe_before_loading(tmp_path):

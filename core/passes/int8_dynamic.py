@@ -67,12 +67,6 @@ class Int8DynamicConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import quantized
+        from core.size_estimate import per_channel_int8
 
-        # int8 weights, one float32 scale per output channel, float32 bias.
-        return [
-            quantized(e, e.out_features * (e.in_features + 4 + 4 * e.has_bias))
-            if e.is_linear
-            else e
-            for e in entries
-        ]
+        return per_channel_int8(entries, scale_bytes=4)  # float32 scales and bias

@@ -34,12 +34,6 @@ class Int8WeightOnlyConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import quantized
+        from core.size_estimate import per_channel_int8
 
-        # int8 weights, one bf16 scale per output channel, bf16 bias.
-        return [
-            quantized(e, e.out_features * (e.in_features + 2 + 2 * e.has_bias))
-            if e.is_linear
-            else e
-            for e in entries
-        ]
+        return per_channel_int8(entries, scale_bytes=2)  # bf16 scales and bias

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
-import torch
-
+from core.evaluate.hf_reference import hf_labels_perplexity
 from core.evaluate.perplexity import (
     FULL_PROTOCOL,
     QUICK_PROTOCOL,
@@ -29,17 +27,6 @@ from core.evaluate.perplexity import (
 )
 from core.loading import load_model
 from core.runtime.device import set_threads
-
-
-def hf_labels_perplexity(model, windows, scored: int) -> float:
-    losses = []
-    with torch.inference_mode():
-        for window in windows:
-            labels = window.clone()
-            labels[:-scored] = -100
-            out = model(input_ids=window.unsqueeze(0), labels=labels.unsqueeze(0))
-            losses.append(out.loss.item())
-    return math.exp(sum(losses) / len(losses))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.errors import Cancelled
+from core.evaluate.hf_reference import hf_labels_perplexity
 from core.evaluate.intervals import mean_interval, wilson_interval
 from core.evaluate.perplexity import (
     FULL,
@@ -27,25 +28,13 @@ SMALL = PerplexityProtocol(
 )
 
 
-def hf_perplexity(model, windows, scored):
-    """Independent reference: HF's labels= loss per window, -100 on unscored tokens."""
-    losses = []
-    with torch.inference_mode():
-        for window in windows:
-            labels = window.clone()
-            labels[:-scored] = -100
-            out = model(input_ids=window.unsqueeze(0), labels=labels.unsqueeze(0))
-            losses.append(out.loss.item())
-    return math.exp(sum(losses) / len(losses))
-
-
 @pytest.mark.parametrize("mode", ["quick", "full"])
 def test_perplexity_equals_hugging_face_labels_loss(tiny_dir, mode):
     loaded = load_model(str(tiny_dir), device="cpu")
     protocol = SMALL.with_mode(mode)
     windows = perplexity_windows(loaded.tokenizer, protocol)
     ours = compute_perplexity(loaded.model, loaded.tokenizer, protocol)
-    reference = hf_perplexity(loaded.model, windows, protocol.stride)
+    reference = hf_labels_perplexity(loaded.model, windows, protocol.stride)
     assert ours.windows == len(windows) == protocol.windows
     assert ours.tokens_scored == len(windows) * protocol.stride
     assert ours.ppl == pytest.approx(reference, rel=1e-3)
@@ -140,6 +129,6 @@ def test_default_model_perplexity_equals_hugging_face_labels_loss():
     windows = perplexity_windows(loaded.tokenizer, protocol)
     ours = compute_perplexity(loaded.model, loaded.tokenizer, protocol, windows=windows)
     assert ours.ppl == pytest.approx(
-        hf_perplexity(loaded.model, windows, protocol.stride), rel=1e-3
+        hf_labels_perplexity(loaded.model, windows, protocol.stride), rel=1e-3
     )
     assert 5 < ours.ppl < 100  # a trained 135M model on news; random weights give ~50,000

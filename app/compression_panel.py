@@ -147,7 +147,10 @@ class CompressionPanel(QGroupBox):
         self.refresh()
 
     def set_model(self, model) -> None:
+        from core.size import measure_size
+
         self.model = model
+        self._original_bytes = measure_size(model).total_bytes  # once, not per slider move
         self.refresh()
 
     def recipe(self) -> Recipe:
@@ -182,10 +185,9 @@ class CompressionPanel(QGroupBox):
     def _show_estimate(self, recipe: Recipe, valid: bool) -> None:
         if self.model is None or not valid:
             return
-        from core.size import measure_size
         from core.size_estimate import estimate_size
 
-        original = measure_size(self.model).total_bytes
+        original = self._original_bytes
         estimate = estimate_size(self.model, recipe)
         parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in estimate.by_component.items() if v)
         change = (estimate.total_bytes / original - 1) * 100

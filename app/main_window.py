@@ -17,13 +17,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.compare_view import CompareView
 from app.compression_panel import CompressionPanel
+from app.demo_panel import DemoPanel
 from app.generate_panel import GeneratePanel
-from app.latency_chart import LatencyChart
+from app.live_run_view import LiveRunView
 from app.model_panel import ModelPanel
 from app.notifications import NotificationArea
 from app.pareto_chart import ParetoChart
-from app.perplexity_chart import PerplexityChart
 from app.results_table import ResultsTable
 from app.worker import JobRunner
 from core.jobs import Progress
@@ -47,15 +48,18 @@ class MainWindow(QMainWindow):
         self.loaded: LoadedModel | None = None
         self.runner = JobRunner(self)
         self._outcome: str | None = None  # set when the running job failed or was cancelled
-        self._bench_tokens = 0
+        # (original, CompressedModel) the demo built last, reused while both still match
+        self._demo_model: tuple | None = None
 
         self.model_panel = ModelPanel()
         self.compression_panel = CompressionPanel()
         self.generate_panel = GeneratePanel()
-        self.bench_chart = LatencyChart()
-        self.bench_chart.setTitle("Benchmark: per-token step time, all runs", size="9pt")
-        self.perplexity_chart = PerplexityChart()
+        self.demo_panel = DemoPanel()
+        self.live_view = LiveRunView()
+        self.bench_chart = self.live_view.latency
+        self.perplexity_chart = self.live_view.perplexity
         self.results_table = ResultsTable()
+        self.compare_view = CompareView()
         self.pareto_chart = ParetoChart()
         self.notifications = NotificationArea()
         self.stage = QLabel("Ready")
@@ -76,17 +80,19 @@ class MainWindow(QMainWindow):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFixedWidth(420)
 
-        live = QSplitter(Qt.Orientation.Vertical)
-        live.addWidget(self.bench_chart)
-        live.addWidget(self.perplexity_chart)
+        tables = QSplitter(Qt.Orientation.Horizontal)
+        tables.addWidget(self.results_table)
+        tables.addWidget(self.compare_view)
+        tables.setSizes([620, 300])
         results = QSplitter(Qt.Orientation.Vertical)
         results.addWidget(self.pareto_chart)
-        results.addWidget(self.results_table)
+        results.addWidget(tables)
         results.setSizes([420, 260])
         self.tabs = QTabWidget()
         self.tabs.addTab(results, "Results and trade-offs")
-        self.tabs.addTab(live, "Live run")
+        self.tabs.addTab(self.live_view, "Live run")
         self.tabs.addTab(self.generate_panel, "Generate")
+        self.tabs.addTab(self.demo_panel, "Side by side")
 
         top = QHBoxLayout()
         top.addWidget(scroll)
@@ -103,6 +109,8 @@ class MainWindow(QMainWindow):
 
         self.compression_panel.run_requested.connect(self.run_configuration)
         self.results_table.record_selected.connect(self.restore)
+        self.results_table.pair_selected.connect(self.compare_view.show_pair)
+        self.demo_panel.demo_requested.connect(self.run_demo)
         self.pareto_chart.record_clicked.connect(self.restore)
         for record in self.store.load():
             self._show_record(record)
@@ -165,11 +173,46 @@ class MainWindow(QMainWindow):
             set_threads(threads)
             return run_experiment(loaded, recipe, settings, progress, cancel)
 
-        self.bench_chart.clear_points()
-        self.perplexity_chart.clear_points()
-        self._bench_tokens = 0
         self.tabs.setCurrentIndex(1)
-        self._start(f"Run: {recipe.name}", job)
+        if self._start(f"Run: {recipe.name}", job):
+            self.live_view.begin(loaded.device)
+
+    def run_demo(self, prompt: str, max_tokens: int, sampling, chat: bool) -> None:
+        """Original and compressed (the panel's recipe) answer ``prompt`` side by side."""
+        if self.loaded is None:
+            self.notifications.error("Load a model first.")
+            return
+        recipe = self.compression_panel.recipe()
+        if not recipe.passes:
+            self.notifications.error(
+                "Set a compression in the panel first: the demo compares it with the original."
+            )
+            return
+        from core.experiment import ExperimentSettings, build_compressed
+
+        loaded, threads = self.loaded, self.threads
+        settings = self.experiment_settings or ExperimentSettings()
+        cached = None
+        if self._demo_model and self._demo_model[0] is loaded:
+            cached = self._demo_model[1] if self._demo_model[1].recipe == recipe else None
+
+        def job(progress, cancel):
+            from core.demo import stream_side_by_side
+            from core.runtime.device import set_threads
+
+            set_threads(threads)
+            compressed = cached
+            if compressed is None:
+                compressed = build_compressed(loaded, recipe, settings, progress, cancel)
+                yield compressed
+            progress(Progress("Generating side by side", None))
+            yield from stream_side_by_side(
+                loaded, compressed.loaded, prompt, max_tokens, sampling, chat, cancel
+            )
+
+        if self._start(f"Demo: {recipe.name}", job):
+            self.demo_panel.begin(recipe.name)
+            self.tabs.setCurrentWidget(self.demo_panel)
 
     def restore(self, record: RunRecord) -> None:
         """Put a run's recipe back into the sliders."""
@@ -182,16 +225,19 @@ class MainWindow(QMainWindow):
         self.results_table.add(record)
         self.pareto_chart.add(record)
 
-    def _start(self, name: str, job) -> None:
+    def _start(self, name: str, job) -> bool:
         self._outcome = None
         if not self.runner.start(name, job):
             self.notifications.error(f"{self.runner.job_name} is still running; cancel it first.")
-            return
+            return False
         self.stage.setText(name)
+        return True
 
     # --- job signals (GUI thread) ---------------------------------------------
     def _on_event(self, event) -> None:
+        from core.demo import PaneEvent
         from core.evaluate.perplexity import PerplexityPartial
+        from core.recipe import CompressedModel
         from core.runtime.torch_runner import TokenStep
 
         if isinstance(event, LoadedModel):
@@ -200,10 +246,15 @@ class MainWindow(QMainWindow):
             self.compression_panel.set_model(event.model)
             self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
         elif isinstance(event, TokenStep):
-            self.bench_chart.add_point(self._bench_tokens, event.step_s * 1e3)
-            self._bench_tokens += 1
+            self.live_view.add_step(event.index, event.step_s)
         elif isinstance(event, PerplexityPartial):
-            self.perplexity_chart.add_point(event.windows_done, event.ppl, event.ci95_halfwidth)
+            self.live_view.add_perplexity(event.windows_done, event.ppl, event.ci95_halfwidth)
+        elif isinstance(event, CompressedModel):
+            self._demo_model = (self.loaded, event)
+            for note in event.notes:
+                self.notifications.notice(note)
+        elif isinstance(event, PaneEvent):
+            self.demo_panel.on_event(event)
         elif isinstance(event, RunRecord):
             record = self.store.append(event)
             self._show_record(record)
@@ -231,6 +282,7 @@ class MainWindow(QMainWindow):
         self._outcome = f"{name}: cancelled"
 
     def _on_finished(self, name: str) -> None:
+        self.live_view.end()
         self.stage.setText(self._outcome or f"Ready ({name}: done)")
         self._outcome = None
 
@@ -242,6 +294,7 @@ class MainWindow(QMainWindow):
         self.model_panel.set_busy(busy)
         self.compression_panel.run_button.setEnabled(not busy and self.loaded is not None)
         self.generate_panel.set_ready(not busy and self.loaded is not None)
+        self.demo_panel.set_ready(not busy and self.loaded is not None)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.runner.shutdown()

@@ -52,6 +52,7 @@ class ParetoChart(QWidget):
         self.x_axis.currentIndexChanged.connect(self.redraw)
         self.y_axis.currentIndexChanged.connect(self.redraw)
         self.scatter.sigClicked.connect(self._clicked)
+        self.original.sigClicked.connect(self._clicked)
 
     def add(self, record: RunRecord) -> None:
         self.records.append(record)
@@ -77,7 +78,7 @@ class ParetoChart(QWidget):
         self.scatter.setData(
             [{"pos": (x, y), "data": r} for r, x, y in points if not r.is_original]
         )
-        self.original.setData([{"pos": (x, y)} for r, x, y in points if r.is_original])
+        self.original.setData([{"pos": (x, y), "data": r} for r, x, y in points if r.is_original])
         front = pareto_front([(x, y) for _, x, y in points])
         self.front.setData([points[i][1] for i in front], [points[i][2] for i in front])
         for label in self.labels:

@@ -32,12 +32,14 @@ def _ppl(r: RunRecord) -> str:
 
 class ResultsTable(QTableWidget):
     record_selected = Signal(object)  # RunRecord
+    pair_selected = Signal(object, object)  # two RunRecords, in table order
 
     def __init__(self, parent=None) -> None:
         super().__init__(0, len(COLUMNS), parent)
         self.records: list[RunRecord] = []
         self.setHorizontalHeaderLabels([name for name, _ in COLUMNS])
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.horizontalHeader().setStretchLastSection(True)
         self.itemSelectionChanged.connect(self._on_selection)
@@ -62,3 +64,6 @@ class ResultsTable(QTableWidget):
         rows = {index.row() for index in self.selectedIndexes()}
         if len(rows) == 1:
             self.record_selected.emit(self.records[rows.pop()])
+        elif len(rows) == 2:
+            a, b = sorted(rows)
+            self.pair_selected.emit(self.records[a], self.records[b])

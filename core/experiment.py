@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 from core.loading import LoadedModel
 from core.measure import BenchResult, BenchSettings, benchmark
-from core.recipe import Recipe, apply_recipe, validate
+from core.recipe import CompressedModel, Recipe, apply_recipe, validate
 from core.results import RunRecord
 from core.size import measure_size
 
@@ -26,6 +26,29 @@ class ExperimentSettings:
     calibration_windows: int = 16
     calibration_length: int = 256
     text_source: str | None = None  # None: the bundled news articles
+
+
+def build_compressed(
+    original: LoadedModel,
+    recipe: Recipe,
+    settings: ExperimentSettings = ExperimentSettings(),
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> CompressedModel:
+    """Apply ``recipe`` to a copy of ``original``, reading calibration text
+    (never the report split) when a pass needs it."""
+    from core.passes.calibration import calibration_windows
+
+    calibration = None
+    if recipe.needs_calibration():
+        progress(Progress("Reading calibration text", None))
+        calibration = calibration_windows(
+            original.tokenizer,
+            settings.calibration_windows,
+            settings.calibration_length,
+            settings.text_source,
+        )
+    return apply_recipe(original, recipe, calibration, progress, cancel)
 
 
 def run_experiment(
@@ -43,22 +66,12 @@ def run_experiment(
         evaluate_perplexity,
         perplexity_windows,
     )
-    from core.passes.calibration import calibration_windows
 
     cancel = cancel or CancelToken()
     validate(recipe)
     candidate, notes = original, []
     if recipe.passes:
-        calibration = None
-        if recipe.needs_calibration():
-            progress(Progress("Reading calibration text", None))
-            calibration = calibration_windows(
-                original.tokenizer,
-                settings.calibration_windows,
-                settings.calibration_length,
-                settings.text_source,
-            )
-        compressed = apply_recipe(original, recipe, calibration, progress, cancel)
+        compressed = build_compressed(original, recipe, settings, progress, cancel)
         candidate, notes = compressed.loaded, compressed.notes
 
     progress(Progress("Benchmarking", None))

@@ -59,3 +59,18 @@ def _vm_hwm_bytes() -> int | None:
     except OSError:
         pass
     return None
+
+
+def current_memory_bytes(device: torch.device | None = None) -> int:
+    """Memory in use now: CUDA allocated on a GPU, else the process's RSS.
+
+    Cheap enough to sample a few times a second from the GUI thread.
+    """
+    if device is not None and device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return maxrss * (1 if sys.platform == "darwin" else 1024)  # peak, where RSS is unknown

@@ -63,7 +63,7 @@ def main() -> None:
 
     def finish() -> None:
         window.tabs.setCurrentIndex(2)
-        window.generate_panel.max_tokens.setValue(48)
+        window.generate_panel.controls.max_tokens.setValue(48)
         window.generate_panel.generate_button.click()
 
         def wait() -> None:

@@ -38,9 +38,9 @@ def test_load_then_generate_streams_text(qtbot, window, tiny_llama_dir):
 
     received = []
     window.runner.event.connect(received.append)
-    window.generate_panel.prompt.setPlainText("while True:")
-    window.generate_panel.chat.setChecked(False)
-    window.generate_panel.max_tokens.setValue(20)
+    window.generate_panel.controls.prompt.setPlainText("while True:")
+    window.generate_panel.controls.chat.setChecked(False)
+    window.generate_panel.controls.max_tokens.setValue(20)
     with qtbot.waitSignal(window.runner.finished, timeout=60_000):
         qtbot.mouseClick(window.generate_panel.generate_button, qtbot_button())
 
@@ -63,8 +63,8 @@ def test_bad_folder_shows_error_and_app_stays_usable(qtbot, window, tmp_path, ti
 
 def test_cancel_stops_generation(qtbot, window, tiny_gpt2_dir):
     load(qtbot, window, tiny_gpt2_dir)
-    window.generate_panel.max_tokens.setValue(4000)
-    window.generate_panel.chat.setChecked(False)
+    window.generate_panel.controls.max_tokens.setValue(4000)
+    window.generate_panel.controls.chat.setChecked(False)
     summaries = []
     window.runner.event.connect(
         lambda e: summaries.append(e) if isinstance(e, GenerationSummary) else None

@@ -1,0 +1,73 @@
+"""Two runs side by side: every measured number, and B against A.
+
+Shown when exactly two rows of the results table are selected. Ratios are
+only given where both runs measured the number, and the protocols are
+shown so a reader can tell whether the two are comparable at all."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+from core.results import RunRecord
+
+METRICS = [
+    ("Size MB", lambda r: r.bytes / 1e6, ".1f"),
+    ("Prefill ms", lambda r: r.prefill_ms, ".1f"),
+    ("Decode ms/token", lambda r: r.decode_ms_per_token, ".2f"),
+    ("Tokens/s", lambda r: r.tokens_per_s, ".1f"),
+    ("Perplexity", lambda r: r.ppl, ".2f"),
+    ("Perplexity ±95%", lambda r: r.ppl_ci95, ".2f"),
+    ("Top-1 agreement", lambda r: r.top1_agreement, ".3f"),
+    ("Mean KL", lambda r: r.mean_kl, ".4f"),
+]
+TEXT_ROWS = [
+    ("Device", lambda r: f"{r.device}, {r.threads} threads"),
+    ("Speed protocol", lambda r: r.bench_protocol),
+    ("Quality protocol", lambda r: r.eval_protocol or "not evaluated"),
+    ("Model", lambda r: r.model),
+]
+
+
+def ratio_text(a: float | None, b: float | None) -> str:
+    if a is None or b is None or a == 0:
+        return "–"
+    return f"{b / a:.3f}x"
+
+
+class CompareView(QWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("Select two runs in the table (Ctrl+click) to compare them here.")
+        self.title.setWordWrap(True)
+        self.table = QTableWidget(len(METRICS) + len(TEXT_ROWS), 3)
+        self.table.setVerticalHeaderLabels([m[0] for m in METRICS] + [t[0] for t in TEXT_ROWS])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(self.table, 1)
+        self.pair: tuple[RunRecord, RunRecord] | None = None
+
+    def show_pair(self, a: RunRecord, b: RunRecord) -> None:
+        self.pair = (a, b)
+        self.title.setText(f"A: {a.recipe_name}   ·   B: {b.recipe_name}")
+        self.table.setHorizontalHeaderLabels(["A", "B", "B / A"])
+        for row, (_, value, fmt) in enumerate(METRICS):
+            va, vb = value(a), value(b)
+            self._set(row, 0, "–" if va is None else format(va, fmt))
+            self._set(row, 1, "–" if vb is None else format(vb, fmt))
+            self._set(row, 2, ratio_text(va, vb))
+        for offset, (_, value) in enumerate(TEXT_ROWS):
+            row = len(METRICS) + offset
+            self._set(row, 0, value(a))
+            self._set(row, 1, value(b))
+            self._set(row, 2, "same" if value(a) == value(b) else "differs")
+
+    def cell(self, metric: str, column: int) -> str:
+        names = [m[0] for m in METRICS] + [t[0] for t in TEXT_ROWS]
+        return self.table.item(names.index(metric), column).text()
+
+    def _set(self, row: int, column: int, text: str) -> None:
+        item = QTableWidgetItem(text)
+        item.setToolTip(text)
+        self.table.setItem(row, column, item)

@@ -1,0 +1,72 @@
+"""The stakeholder demo: the original and the compressed model answer the
+same prompt, streaming side by side, each with its own tokens/s."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from app.prompt_controls import PromptControls
+from app.stream_view import StreamView
+from core.demo import COMPRESSED, ORIGINAL, PaneEvent
+from core.generation import GenerationSummary
+
+
+class DemoPanel(QWidget):
+    demo_requested = Signal(str, int, object, bool)  # prompt, max tokens, Sampling, chat
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.controls = PromptControls("Run side by side")
+        self.controls.max_tokens.setValue(48)
+        self.run_button = self.controls.button
+        self.recipe_label = QLabel("Compressed: the recipe set in the compression panel")
+        self.recipe_label.setWordWrap(True)
+        self.verdict = QLabel("")
+        self.verdict.setObjectName("demo_verdict")
+        self.panes = {
+            ORIGINAL: StreamView("original_text"),
+            COMPRESSED: StreamView("compressed_text"),
+        }
+        self._boxes = {}
+        row = QHBoxLayout()
+        for pane, title in ((ORIGINAL, "Original"), (COMPRESSED, "Compressed")):
+            box = QGroupBox(title)
+            QVBoxLayout(box).addWidget(self.panes[pane])
+            self._boxes[pane] = box
+            row.addWidget(box)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.controls)
+        layout.addWidget(self.recipe_label)
+        layout.addLayout(row, 1)
+        layout.addWidget(self.verdict)
+        self.run_button.clicked.connect(lambda: self.demo_requested.emit(*self.controls.request()))
+
+    def set_ready(self, ready: bool) -> None:
+        self.run_button.setEnabled(ready)
+
+    def begin(self, recipe_name: str) -> None:
+        self._boxes[COMPRESSED].setTitle(f"Compressed: {recipe_name}")
+        self.recipe_label.setText(
+            "Both answer in turns, one token each, so neither slows the other down; "
+            "each token is timed on its own."
+        )
+        self.verdict.setText("")
+        for view in self.panes.values():
+            view.begin()
+
+    def on_event(self, event: PaneEvent) -> None:
+        self.panes[event.pane].on_event(event.event)
+        if isinstance(event.event, GenerationSummary):
+            self._show_verdict()
+
+    def _show_verdict(self) -> None:
+        a, b = self.panes[ORIGINAL].summary, self.panes[COMPRESSED].summary
+        if a is None or b is None or not a.tokens_per_s or not b.tokens_per_s:
+            return
+        same = "the same text" if a.text == b.text else "different text"
+        self.verdict.setText(
+            f"Compressed decodes at {b.tokens_per_s / a.tokens_per_s:.2f}x the original's "
+            f"tokens/s ({b.tokens_per_s:.1f} vs {a.tokens_per_s:.1f}); they wrote {same}."
+        )

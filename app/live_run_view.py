@@ -1,0 +1,85 @@
+"""The Live run tab: per-token latency, throughput and memory while a
+configuration is benchmarked, and perplexity converging while it is
+evaluated. Fed with the run job's events; memory is sampled on a timer."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QSplitter
+
+from app.latency_chart import LatencyChart
+from app.perplexity_chart import PerplexityChart
+from app.series_chart import SeriesChart
+from core.memory import current_memory_bytes
+
+MEMORY_SAMPLE_MS = 250
+THROUGHPUT_WINDOW = 8  # decode steps averaged for the throughput curve
+
+
+class LiveRunView(QSplitter):
+    def __init__(self, parent=None) -> None:
+        super().__init__(Qt.Orientation.Vertical, parent)
+        self.latency = LatencyChart()
+        self.latency.setTitle("Benchmark: per-token step time, all runs", size="9pt")
+        self.throughput = SeriesChart(
+            f"Decode throughput (mean of the last {THROUGHPUT_WINDOW} steps)",
+            "token",
+            "tokens/s",
+            color="#ff7f0e",
+        )
+        self.memory = SeriesChart(
+            "Memory while running (process RSS, or CUDA allocated on a GPU)",
+            "seconds",
+            "memory",
+            "B",
+            color="#9467bd",
+        )
+        self.perplexity = PerplexityChart()
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.latency)
+        top.addWidget(self.throughput)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.perplexity)
+        bottom.addWidget(self.memory)
+        self.addWidget(top)
+        self.addWidget(bottom)
+        self._tokens = 0
+        self._recent: deque[float] = deque(maxlen=THROUGHPUT_WINDOW)
+        self._started = time.monotonic()
+        self._device = None
+        self._sampler = QTimer(self)
+        self._sampler.setInterval(MEMORY_SAMPLE_MS)
+        self._sampler.timeout.connect(self._sample_memory)
+
+    def begin(self, device=None) -> None:
+        """A new run: clear every chart and sample memory until ``end``."""
+        for chart in (self.latency, self.throughput, self.memory, self.perplexity):
+            chart.clear_points()
+        self._tokens = 0
+        self._recent.clear()
+        self._device = device
+        self._started = time.monotonic()
+        self._sample_memory()
+        self._sampler.start()
+
+    def end(self) -> None:
+        self._sampler.stop()
+
+    def add_step(self, index: int, step_s: float) -> None:
+        """A TokenStep: index 0 starts a benchmark run and includes its prefill."""
+        self.latency.add_point(self._tokens, step_s * 1e3)
+        if index == 0:
+            self._recent.clear()
+        elif step_s > 0:
+            self._recent.append(step_s)
+            self.throughput.add_point(self._tokens, len(self._recent) / sum(self._recent))
+        self._tokens += 1
+
+    def add_perplexity(self, windows: int, ppl: float, halfwidth: float | None) -> None:
+        self.perplexity.add_point(windows, ppl, halfwidth)
+
+    def _sample_memory(self) -> None:
+        self.memory.add_point(time.monotonic() - self._started, current_memory_bytes(self._device))

@@ -1,0 +1,31 @@
+"""A live chart of one growing (x, y) series: latency per token, throughput,
+memory. Points are buffered and drawn on the LivePlot timer."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+
+from app.live_plot import GrowingSeries, LivePlot
+
+
+class SeriesChart(LivePlot):
+    def __init__(
+        self, title: str, x_label: str, y_label: str, y_units=None, color="#1f77b4", parent=None
+    ) -> None:
+        super().__init__(title, x_label, y_label, y_units, parent)
+        self.setClipToView(True)
+        self.setDownsampling(mode="peak")
+        self.series = GrowingSeries()
+        self.curve = self.plot(pen=pg.mkPen(color, width=2), symbol="o", symbolSize=4)
+        self.curve.setSymbolBrush(color)
+
+    def clear_points(self) -> None:
+        self.series.clear()
+        self.mark_dirty()
+
+    def add_point(self, x: float, y: float) -> None:
+        self.series.append(x, y)
+        self.mark_dirty()
+
+    def draw(self) -> None:
+        self.curve.setData(self.series.x, self.series.y)

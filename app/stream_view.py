@@ -1,0 +1,62 @@
+"""Streamed text with its live speed: one generation's output pane."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QTextCursor
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+
+from core.generation import GenerationSummary, TextToken
+
+
+class StreamView(QWidget):
+    def __init__(self, name: str = "generated_text", parent=None) -> None:
+        super().__init__(parent)
+        self.output = QPlainTextEdit()
+        self.output.setReadOnly(True)
+        self.output.setObjectName(name)
+        self.speed = QLabel("tokens/s: –")
+        self.speed.setObjectName(f"{name}_speed")
+        self.speed.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.output, 1)
+        layout.addWidget(self.speed)
+        self.summary: GenerationSummary | None = None
+        self.begin()
+
+    def begin(self) -> None:
+        self.output.clear()
+        self.summary = None
+        self._tokens, self._first_ms, self._decode_s = 0, 0.0, 0.0
+        self.speed.setText("tokens/s: waiting for the first token…")
+
+    def on_event(self, event) -> None:
+        if isinstance(event, TextToken):
+            self._on_token(event)
+        elif isinstance(event, GenerationSummary):
+            self.summary = event
+            tps = f"{event.tokens_per_s:.1f}" if event.tokens_per_s else "n/a"
+            decode = (
+                f"{event.decode_ms_per_token:.1f} ms/token" if event.decode_ms_per_token else "n/a"
+            )
+            self.speed.setText(
+                f"tokens/s: {tps}  ·  decode {decode}  ·  first token "
+                f"{event.prefill_ms:.0f} ms  ·  {event.new_tokens} tokens  ·  "
+                f"stopped: {event.stop_reason}"
+            )
+
+    def _on_token(self, token: TextToken) -> None:
+        cursor = self.output.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(token.text)
+        self.output.setTextCursor(cursor)
+        self._tokens += 1
+        if token.index == 0:
+            self._first_ms = token.step_s * 1e3
+            self.speed.setText(f"first token {self._first_ms:.0f} ms")
+            return
+        self._decode_s += token.step_s
+        self.speed.setText(
+            f"tokens/s: {(self._tokens - 1) / self._decode_s:.1f} (live)  ·  "
+            f"first token {self._first_ms:.0f} ms  ·  {self._tokens} tokens"
+        )

@@ -1,0 +1,171 @@
+"""Does the window stay smooth while it benchmarks, and are its numbers honest?
+
+Opens the real main window (offscreen unless a display is set), loads the
+default model, and runs the speed protocol from the window ("Run" on the
+original recipe, evaluation off) while a 10 ms GUI timer records when it
+actually fires: a late tick is a frozen window. The same protocol then runs
+from the command line (`workbench bench --json`, a separate process) so the
+window's decode ms/token can be compared with the CLI's. Window and CLI runs
+alternate (CLI, window, CLI, window, ...) so drift hits both alike; medians
+are reported.
+
+    .venv/bin/python benchmarks/gui_responsiveness.py [--rounds 2] [--threads N]
+
+Targets: longest gap between ticks under 50 ms; window decode within 10% of
+the CLI's. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen" if not os.environ.get("DISPLAY") else "xcb")
+
+from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from app.main_window import MainWindow  # noqa: E402
+from core.experiment import ExperimentSettings  # noqa: E402
+from core.measure import BenchSettings  # noqa: E402
+from core.recipe import Recipe  # noqa: E402
+from core.results import ResultsStore  # noqa: E402
+
+TICK_MS = 10
+
+
+class TickRecorder:
+    """Records the gaps between a 10 ms timer's ticks on the GUI thread."""
+
+    def __init__(self) -> None:
+        self.gaps_ms: list[float] = []
+        self._clock = QElapsedTimer()
+        self._last: float | None = None
+        self._timer = QTimer()
+        self._timer.setInterval(TICK_MS)
+        self._timer.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        self._clock.start()
+        self._last = None
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _tick(self) -> None:
+        now = self._clock.nsecsElapsed() / 1e6
+        if self._last is not None:
+            self.gaps_ms.append(now - self._last)
+        self._last = now
+
+
+def wait_until(app: QApplication, done, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the window did not finish in time")
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def window_decode_ms(app, window: MainWindow, ticks: TickRecorder) -> float:
+    before = len(window.store.load())
+    ticks.start()
+    window.run_configuration(Recipe())
+    wait_until(app, lambda: not window.runner.busy, 600)
+    ticks.stop()
+    records = window.store.load()
+    if len(records) != before + 1:
+        raise RuntimeError("the window's run did not produce a result; see its notifications")
+    return records[-1].decode_ms_per_token
+
+
+def cli_decode_ms(bench: BenchSettings, threads: int | None) -> float:
+    command = [
+        sys.executable,
+        "-m",
+        "core.cli",
+        "bench",
+        "--json",
+        f"--prompt-tokens={bench.prompt_tokens}",
+        f"--new-tokens={bench.new_tokens}",
+        f"--warmup={bench.warmup}",
+        f"--min-repeats={bench.min_repeats}",
+        f"--min-time={bench.min_time_s}",
+    ]
+    if threads:
+        command.append(f"--threads={threads}")
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["decode_ms_per_token"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    bench = BenchSettings(
+        prompt_tokens=128, new_tokens=args.new_tokens, warmup=1, min_repeats=5, min_time_s=5
+    )
+    settings = ExperimentSettings(bench=bench, evaluate=False)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ResultsStore(Path(tmp) / "runs.jsonl")
+        window = MainWindow(threads=args.threads, store=store, experiment_settings=settings)
+        window.resize(1280, 820)
+        window.show()
+        window.load_model("default")
+        wait_until(app, lambda: window.loaded is not None or not window.runner.busy, 600)
+        if window.loaded is None:
+            raise SystemExit("the default model did not load")
+
+        ticks = TickRecorder()
+        gui, cli = [], []
+        for round_ in range(args.rounds):
+            cli.append(cli_decode_ms(bench, args.threads))
+            gui.append(window_decode_ms(app, window, ticks))
+            print(
+                f"round {round_ + 1}: CLI {cli[-1]:.2f} ms/token, window {gui[-1]:.2f} ms/token, "
+                f"worst tick gap so far {max(ticks.gaps_ms):.1f} ms",
+                flush=True,
+            )
+        window.close()
+
+    gaps = ticks.gaps_ms
+    gui_ms, cli_ms = statistics.median(gui), statistics.median(cli)
+    ratio = gui_ms / cli_ms
+    print(f"GUI timer: {len(gaps)} ticks of {TICK_MS} ms while the window benchmarked")
+    print(
+        f"  gap median {statistics.median(gaps):.1f} ms, p99 "
+        f"{statistics.quantiles(gaps, n=100)[-1]:.1f} ms, worst {max(gaps):.1f} ms "
+        f"(target < 50 ms: {'met' if max(gaps) < 50 else 'NOT met'})"
+    )
+    print(
+        f"decode: window {gui_ms:.2f} ms/token, CLI {cli_ms:.2f} ms/token, ratio {ratio:.3f} "
+        f"(target within 10%: {'met' if abs(ratio - 1) <= 0.10 else 'NOT met'})"
+    )
+    print(
+        json.dumps(
+            {
+                "max_gap_ms": round(max(gaps), 2),
+                "median_gap_ms": round(statistics.median(gaps), 2),
+                "gui_decode_ms_per_token": round(gui_ms, 3),
+                "cli_decode_ms_per_token": round(cli_ms, 3),
+                "threads": args.threads,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The window's side-by-side demo, the two-run comparison and the live
+throughput and memory charts."""
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, Qt
+
+from core.recipe import CompressedModel
+from tests.test_app_compression import load, make_window, run
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_llama_dir):
+    w = make_window(qtbot, tmp_path)
+    load(qtbot, w, tiny_llama_dir)
+    yield w
+    w.close()
+    assert not w.runner.busy
+
+
+def prune_half_the_mlp(window):
+    group = window.compression_panel.groups["prune_mlp"]
+    group.setChecked(True)
+    group.controls["fraction"].set_value(0.5)
+
+
+def run_demo(qtbot, window):
+    events = []
+    window.runner.event.connect(events.append)
+    window.demo_panel.controls.chat.setChecked(False)
+    window.demo_panel.controls.max_tokens.setValue(8)
+    with qtbot.waitSignal(window.runner.finished, timeout=60_000):
+        qtbot.mouseClick(window.demo_panel.run_button, Qt.MouseButton.LeftButton)
+    window.runner.event.disconnect(events.append)
+    return events
+
+
+def test_demo_streams_original_and_compressed_side_by_side(qtbot, window):
+    prune_half_the_mlp(window)
+    events = run_demo(qtbot, window)
+    assert sum(isinstance(e, CompressedModel) for e in events) == 1
+    for pane in window.demo_panel.panes.values():
+        assert pane.summary is not None and pane.summary.new_tokens == 8
+        assert pane.output.toPlainText() == pane.summary.text
+        assert "tokens/s" in pane.speed.text()
+    assert "x the original's tokens/s" in window.demo_panel.verdict.text()
+    # The same recipe again reuses the compressed model instead of rebuilding it.
+    again = run_demo(qtbot, window)
+    assert not any(isinstance(e, CompressedModel) for e in again)
+
+
+def test_demo_without_a_compression_says_what_to_do(qtbot, window):
+    qtbot.mouseClick(window.demo_panel.run_button, Qt.MouseButton.LeftButton)
+    assert not window.runner.busy
+    assert "Set a compression" in window.notifications.messages()[0]
+
+
+def test_two_selected_runs_are_compared(qtbot, window):
+    run(qtbot, window)
+    prune_half_the_mlp(window)
+    run(qtbot, window)
+    a, b = window.results_table.records
+    table = window.results_table
+    table.selectRow(0)
+    index = table.model().index(1, 0)
+    table.selectionModel().select(
+        index, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+    )
+    assert window.compare_view.pair == (a, b)
+    view = window.compare_view
+    assert view.cell("Size MB", 2) == f"{b.bytes / a.bytes:.3f}x"
+    assert view.cell("Decode ms/token", 1) == f"{b.decode_ms_per_token:.2f}"
+    assert view.cell("Speed protocol", 2) == "same"
+
+
+def test_run_charts_throughput_and_memory_live(qtbot, window):
+    run(qtbot, window)
+    live = window.live_view
+    assert live.throughput.series.size > 0
+    assert all(y > 0 for y in live.throughput.series.y)
+    assert live.memory.series.size >= 1
+    assert min(live.memory.series.y) > 10e6  # a Python process with torch holds far more
+    qtbot.waitUntil(lambda: live.throughput.points_drawn() == live.throughput.series.size)

@@ -118,8 +118,8 @@ def continuation_logprobs(model, tokenizer, prompt: str, continuations: list[str
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(device)
         score = first[ids[0, 0]]
         if ids.shape[1] > 1:
-            cache = copy.deepcopy(out.past_key_values)
-            rest = model(input_ids=ids[:, :-1], past_key_values=cache, use_cache=True).logits
+            cache = copy.deepcopy(out.cache)
+            rest = model(input_ids=ids[:, :-1], cache=cache, use_cache=True).logits
             logp = torch.log_softmax(rest[0].float(), dim=-1)
             score = score + logp.gather(1, ids[0, 1:, None]).sum()
         scores.append(score.item())

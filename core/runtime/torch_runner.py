@@ -60,7 +60,7 @@ def generate_steps(
     start = time.perf_counter()
     for index in range(max_new_tokens):
         step_start = time.perf_counter()
-        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
         next_ids = pick_next(out.logits[:, -1, :], sampling, generator)
         token = int(next_ids[0, 0])
         now = time.perf_counter()

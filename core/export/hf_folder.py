@@ -89,7 +89,7 @@ def plan_export(model: nn.Module, original_config) -> ExportPlan:
     """Compare ``model`` with what transformers builds from its config."""
     skeleton, overrides = skeleton_for(model.config, original_config)
     frame = dict(skeleton.named_modules())
-    modules, attributes, covered, transposed = [], {}, [], []
+    modules, attributes, covered, transposed, kinds = [], {}, [], [], {}
     reasons = [f"config cannot build these shapes ({', '.join(overrides)})"] if overrides else []
     for name, module in model.named_modules():
         if any(name.startswith(prefix + ".") for prefix in covered):
@@ -103,7 +103,6 @@ def plan_export(model: nn.Module, original_config) -> ExportPlan:
             }
             if changed:
                 attributes[name] = changed
-                reasons.append(f"{name}: {', '.join(sorted(changed))} differ from the config")
             continue
         kind = kind_of(module)
         if kind is None:
@@ -117,7 +116,11 @@ def plan_export(model: nn.Module, original_config) -> ExportPlan:
         if _is_transposed_conv1d(module, theirs):
             transposed.append(name)
         else:
-            reasons.append(f"{name}: {kind.name}")
+            kinds[kind.name] = kinds.get(kind.name, 0) + 1
+    reasons += [f"{count} {kind} module(s)" for kind, count in kinds.items()]
+    changed = sorted({key for values in attributes.values() for key in values})
+    if changed:
+        reasons.append(f"{len(attributes)} module(s) whose {', '.join(changed)} the config cannot say")
     unknown = set(frame) - set(dict(model.named_modules())) - {""}
     if unknown:
         raise UnsupportedModelError(

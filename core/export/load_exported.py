@@ -33,7 +33,10 @@ def load_workbench_folder(folder: Path, manifest: dict) -> nn.Module:
 
     config = AutoConfig.from_pretrained(folder)
     try:
-        tensors = load_file(str(folder / manifest["weights"]))
+        # Fresh, aligned copies: the tensors load_file returns may sit at any
+        # byte offset of one buffer, and torch's int8 packed-matmul kernel
+        # crashed (segfault) on such an int8 weight.
+        tensors = {k: v.clone() for k, v in load_file(str(folder / manifest["weights"])).items()}
     except (OSError, RuntimeError) as err:
         raise CorruptModelError(f"{folder}: weights cannot be read ({err}).") from err
     overrides = manifest.get("build_overrides", {})

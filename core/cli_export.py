@@ -61,9 +61,8 @@ def choose_recipe(args, records):
 
 def cmd_export(args, load) -> None:
     from core.export.atomic import check_target
-    from core.export.formats import parse_formats
+    from core.export.formats import FormatWritten, parse_formats
     from core.export.job import ExportResult, run_export
-    from core.export.formats import FormatWritten
     from core.jobs import Progress
     from core.recipe import validate
     from core.results import ResultsStore

@@ -290,7 +290,9 @@ def test_cli_export_from_recipe_and_store(tiny_llama_dir, tmp_path, capsys, monk
     assert result["formats"] == ["hf", "report"] and "report.html" in result["files"]
     assert load_model(str(out), device="cpu").description.layers == 2
 
-    code, _, err = _cli(["export", "--model", model, "--recipe", str(path), "--out", str(out)], capsys)
+    code, _, err = _cli(
+        ["export", "--model", model, "--recipe", str(path), "--out", str(out)], capsys
+    )
     assert code == 2 and "already exists" in err
 
     loaded = load_model(model, device="cpu")
@@ -323,7 +325,9 @@ def test_reimported_default_model_export_keeps_perplexity(tmp_path):
 
     protocol = replace(QUICK_PROTOCOL, quick_windows=3)
     windows = perplexity_windows(original.tokenizer, protocol)
-    before = compute_perplexity(compressed.loaded.model, original.tokenizer, protocol, None, windows)
+    before = compute_perplexity(
+        compressed.loaded.model, original.tokenizer, protocol, None, windows
+    )
     after = compute_perplexity(back.model, back.tokenizer, protocol, None, windows)
     assert after.ppl == pytest.approx(before.ppl, rel=1e-3)
     assert measure_size(back.model) == measure_size(compressed.loaded.model)

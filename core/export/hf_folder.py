@@ -120,7 +120,9 @@ def plan_export(model: nn.Module, original_config) -> ExportPlan:
     reasons += [f"{count} {kind} module(s)" for kind, count in kinds.items()]
     changed = sorted({key for values in attributes.values() for key in values})
     if changed:
-        reasons.append(f"{len(attributes)} module(s) whose {', '.join(changed)} the config cannot say")
+        reasons.append(
+            f"{len(attributes)} module(s) whose {', '.join(changed)} the config cannot say"
+        )
     unknown = set(frame) - set(dict(model.named_modules())) - {""}
     if unknown:
         raise UnsupportedModelError(

@@ -65,11 +65,19 @@ def load_model(
         folder, name = _resolve_location(source)
     cancel.raise_if_cancelled()
 
+    from core.export.hf_folder import read_manifest
+
+    exported = read_manifest(folder) if folder is not None else None
     target = resolve_device(device)
+    if exported is not None and exported["cpu_only"]:
+        target = _cpu_for_export(device, folder)
     torch_dtype = resolve_dtype(dtype, target)
     progress(Progress(f"Loading {source}", None))
     try:
-        model, tokenizer = _load_causal_lm(name, torch_dtype)
+        if exported is None:
+            model, tokenizer = _load_causal_lm(name, torch_dtype)
+        else:
+            model, tokenizer = _load_exported(folder, exported, dtype)
         model.to(target)
     except WorkbenchError:
         raise
@@ -152,6 +160,39 @@ def _load_causal_lm(name: str | Path, dtype):
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
         raise NotAModelError(f"{name}: no usable tokenizer ({_first_line(err)}).") from err
+    return model, tokenizer
+
+
+def _cpu_for_export(device: str, folder: Path):
+    """Exports holding CPU-kernel layouts (packed int4, fbgemm int8) run on the CPU."""
+    import torch
+
+    if device not in ("auto", "cpu"):
+        raise UnsupportedModelError(
+            f"{folder} stores CPU-kernel weights (packed int4 or fbgemm int8); load it on the CPU."
+        )
+    return torch.device("cpu")
+
+
+def _load_exported(folder: Path, manifest: dict, dtype: str | None):
+    """A folder we exported: in the dtypes it was stored in (an export is a
+    chosen configuration; upcasting it would measure something else)."""
+    if dtype is not None:
+        raise UnsupportedModelError(
+            f"{folder} is an exported configuration stored in its own dtypes; load it without "
+            "a dtype."
+        )
+    if manifest["loader"] == "transformers":
+        return _load_causal_lm(folder, "auto")
+    from transformers import AutoTokenizer
+
+    from core.export.load_exported import load_workbench_folder
+
+    model = load_workbench_folder(folder, manifest)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise NotAModelError(f"{folder}: no usable tokenizer ({_first_line(err)}).") from err
     return model, tokenizer
 
 

@@ -41,7 +41,19 @@ class CastConfig(PassConfig):
                 f"{self.dtype} on this CPU has no native 16-bit matmul: prefill (compute-bound) "
                 "is several times slower than float32; decode (memory-bound) can still gain."
             )
-        return model.to(DTYPES[self.dtype])
+        # Rebuilt tables (rotary inv_freq: non-persistent buffers) stay in
+        # their dtype, as transformers keeps them when it loads a 16-bit
+        # model, so the exported folder loads back to exactly this model.
+        rebuilt = [
+            (module, name, buffer)
+            for module in model.modules()
+            for name, buffer in module._buffers.items()
+            if buffer is not None and name in module._non_persistent_buffers_set
+        ]
+        model = model.to(DTYPES[self.dtype])
+        for module, name, buffer in rebuilt:
+            module._buffers[name] = buffer.to(module._buffers[name].device)
+        return model
 
     def estimate(self, entries, model_config):
         from dataclasses import replace

@@ -1,0 +1,83 @@
+"""Export formats by name. Each writer gets what the export job prepared and
+the job's temporary folder, writes its files there and returns what it did;
+the job puts the whole folder in place at once. A new format (ONNX) is one
+``@register_format("onnx")`` function in its own module, imported below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.jobs import CancelToken, ProgressSink
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    """Everything a format writer may use; nothing here is modified."""
+
+    original: object  # core.loading.LoadedModel, the user's model
+    compressed: object  # core.loading.LoadedModel, apply_recipe's result
+    recipe: object  # core.recipe.Recipe
+    records: tuple = ()  # core.results.RunRecord of this model, for the report
+    chosen_run_id: str | None = None  # the record the report presents (None: latest match)
+    environment: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
+    written: dict = field(default_factory=dict)  # format -> FormatWritten details so far
+
+
+@dataclass(frozen=True)
+class FormatWritten:
+    """One format finished: its files (relative to the export folder) and
+    what a person should know about it."""
+
+    format: str
+    files: tuple[str, ...]
+    summary: str
+    details: dict = field(default_factory=dict)
+
+
+FormatWriter = Callable[[ExportInputs, Path, ProgressSink, CancelToken], FormatWritten]
+FORMATS: dict[str, FormatWriter] = {}
+# Written after the others, so it can describe what they wrote.
+LAST = ("report",)
+
+
+def register_format(name: str):
+    def decorate(writer: FormatWriter) -> FormatWriter:
+        if name in FORMATS:
+            raise ValueError(f"export format {name!r} registered twice")
+        FORMATS[name] = writer
+        return writer
+
+    return decorate
+
+
+def known_formats() -> dict[str, FormatWriter]:
+    """The registry, with every bundled writer imported (registered)."""
+    from core.export import hf_format, report_format  # noqa: F401
+
+    try:  # the ONNX exporter lives in its own module, where it exists
+        from core.export import onnx_format  # noqa: F401
+    except ImportError:
+        pass
+    return FORMATS
+
+
+def parse_formats(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"hf,report"`` -> ordered, checked format names."""
+    from core.export.atomic import ExportTargetError
+
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n]
+    known = known_formats()
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ExportTargetError(
+            f"unknown export format {', '.join(unknown) or '(none)'}; known: "
+            f"{', '.join(sorted(known))}"
+        )
+    ordered = [n for n in dict.fromkeys(names) if n not in LAST]
+    return tuple(ordered + [n for n in LAST if n in names])

@@ -1,0 +1,111 @@
+"""The export job: build the configuration from the original and the recipe
+(with the same calibration windows the measured run used), then write every
+chosen format into one temporary folder that becomes the target only when
+all of them succeeded. Cancel or any failure leaves no target and no
+temporary folder; the original model and its files are never touched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from core.export.atomic import atomic_folder, check_target
+from core.export.formats import ExportInputs, FormatWritten, known_formats, parse_formats
+from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: str
+    formats: tuple[str, ...]
+    files: tuple[str, ...]
+    bytes_written: int
+    summaries: dict[str, str]
+    details: dict[str, dict]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def export_environment(loaded) -> dict:
+    from core.environment import current_environment
+
+    model = loaded.model
+    parameter = next(model.parameters())
+    return current_environment(parameter.device, parameter.dtype, "torch eager").to_dict()
+
+
+def run_export(
+    original,
+    recipe,
+    target: Path,
+    formats=("hf", "report"),
+    records=(),
+    chosen_run_id: str | None = None,
+    overwrite: bool = False,
+    compressed=None,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Iterator[object]:
+    """Yield a FormatWritten per format, then the ExportResult.
+
+    ``original`` is a core.loading.LoadedModel, ``recipe`` a core.recipe.Recipe,
+    ``records`` core.results.RunRecord for the report; ``compressed`` may pass
+    an apply_recipe result already built from the same original and recipe.
+    """
+    from core.recipe import apply_recipe, validate
+
+    cancel = cancel or CancelToken()
+    formats = parse_formats(formats)
+    writers = known_formats()
+    protected = (original.folder,) if original.folder is not None else ()
+    check_target(Path(target), overwrite, protected)  # refuse before any work
+    validate(recipe)
+    if compressed is None:
+        calibration = None
+        if recipe.needs_calibration():
+            from core.experiment import ExperimentSettings
+            from core.passes.calibration import calibration_windows
+
+            settings = ExperimentSettings()  # the windows run_experiment measured with
+            progress(Progress("Reading calibration text", None))
+            calibration = calibration_windows(
+                original.tokenizer,
+                settings.calibration_windows,
+                settings.calibration_length,
+                settings.text_source,
+            )
+        compressed = apply_recipe(original, recipe, calibration, progress, cancel)
+    inputs = ExportInputs(
+        original=original,
+        compressed=compressed.loaded,
+        recipe=recipe,
+        records=tuple(records),
+        chosen_run_id=chosen_run_id,
+        environment=export_environment(compressed.loaded),
+        notes=tuple(compressed.notes),
+        formats=formats,
+    )
+    written: dict[str, FormatWritten] = {}
+    with atomic_folder(Path(target), overwrite, protected) as temp:
+        for name in formats:
+            cancel.raise_if_cancelled()
+            inputs = replace(
+                inputs, written={k: {"summary": w.summary} | w.details for k, w in written.items()}
+            )
+            result = writers[name](inputs, temp, progress, cancel)
+            written[name] = result
+            yield result
+        cancel.raise_if_cancelled()
+        files = tuple(sorted(str(p.relative_to(temp)) for p in temp.rglob("*") if p.is_file()))
+        size = sum((temp / f).stat().st_size for f in files)
+        progress(Progress("Moving the export into place", None))
+    yield ExportResult(
+        folder=str(Path(target).expanduser().resolve()),
+        formats=formats,
+        files=files,
+        bytes_written=size,
+        summaries={k: w.summary for k, w in written.items()},
+        details={k: w.details for k, w in written.items()},
+    )

@@ -1,0 +1,245 @@
+"""The stakeholder report: one JSON object and one self-contained HTML file
+(styles inline, charts as base64 PNG). Only measured numbers appear; a
+measurement that is missing is null in the JSON and "not measured" in HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shlex
+import time
+
+from core.pareto import pareto_front
+
+# (field, label, unit, lower is better)
+METRICS = (
+    ("bytes", "Size of stored weights", "MB", True),
+    ("prefill_ms", "Prefill latency (median)", "ms", True),
+    ("decode_ms_per_token", "Decode latency (median)", "ms/token", True),
+    ("tokens_per_s", "Decode throughput", "tokens/s", False),
+    ("ppl", "Perplexity", "", True),
+    ("top1_agreement", "Top-1 agreement with the original", "", False),
+    ("mean_kl", "Mean KL to the original", "nats/token", True),
+)
+NOT_MEASURED = "not measured"
+
+
+def _same_recipe(record, recipe_dict: dict) -> bool:
+    return record.recipe.get("passes", []) == recipe_dict.get("passes", [])
+
+
+def pick_records(records, model: str, recipe_dict: dict, chosen_run_id: str | None):
+    """(runs of this model, the chosen run, the original's run): the latest
+    matching ones; the chosen run may be named by its id."""
+    runs = [r for r in records if r.model == model]
+    if chosen_run_id:
+        chosen = next((r for r in runs if r.run_id == chosen_run_id), None)
+    else:
+        chosen = next((r for r in reversed(runs) if _same_recipe(r, recipe_dict)), None)
+    original = next((r for r in reversed(runs) if r.is_original), None)
+    return runs, chosen, original
+
+
+def _value(record, name: str):
+    if record is None:
+        return None
+    value = getattr(record, name)
+    return value / 1e6 if name == "bytes" and value is not None else value
+
+
+def comparison(chosen, original) -> list[dict]:
+    rows = []
+    for name, label, unit, lower in METRICS:
+        a, b = _value(chosen, name), _value(original, name)
+        row = {"metric": name, "label": label, "unit": unit, "lower_is_better": lower}
+        row |= {"exported": a, "original": b, "ratio": a / b if a is not None and b else None}
+        if name == "ppl":
+            row["exported_ci95"] = chosen.ppl_ci95 if chosen else None
+            row["original_ci95"] = original.ppl_ci95 if original else None
+        rows.append(row)
+    return rows
+
+
+def commands(model: str, formats: tuple[str, ...]) -> list[str]:
+    m = shlex.quote(model)
+    return [
+        f"workbench compress --model {m} --recipe recipe.json --save",
+        f"workbench export --model {m} --recipe recipe.json --out EXPORT_FOLDER "
+        f"--format {','.join(formats)}",
+    ]
+
+
+def _front_ids(runs, x_name: str) -> tuple[list, list[str]]:
+    measured = [r for r in runs if _value(r, x_name) is not None and r.ppl is not None]
+    front = pareto_front([(_value(r, x_name), r.ppl) for r in measured])
+    return measured, [measured[i].run_id for i in front]
+
+
+def build_report(
+    model: str,
+    recipe,
+    records,
+    chosen_run_id: str | None,
+    environment: dict,
+    formats: tuple[str, ...],
+    exported: dict,
+    notes: tuple[str, ...] = (),
+) -> dict:
+    """The report as one JSON-ready dict."""
+    recipe_dict = recipe.to_dict()
+    runs, chosen, original = pick_records(records, model, recipe_dict, chosen_run_id)
+    pareto = {}
+    for axis in ("bytes", "decode_ms_per_token"):
+        measured, front = _front_ids(runs, axis)
+        pareto[f"{axis}_vs_ppl"] = {"runs_charted": len(measured), "front_run_ids": front}
+    return {
+        "title": f"{model}: {recipe.name}",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "model": model,
+        "recipe_name": recipe.name,
+        "recipe": recipe_dict,
+        "environment": environment,
+        "exported_run": chosen.to_dict() if chosen else None,
+        "original_run": original.to_dict() if original else None,
+        "comparison": comparison(chosen, original),
+        "runs": [r.to_dict() for r in runs],
+        "pareto": pareto,
+        "reproduce": {"recipe_file": "recipe.json", "commands": commands(model, formats)},
+        "exported": exported,
+        "notes": list(notes),
+    }
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def _fmt(value, unit: str = "", digits: int = 4) -> str:
+    if value is None:
+        return NOT_MEASURED
+    if isinstance(value, float):
+        text = f"{value:.{digits}g}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+def _chart(report: dict, axis: str, x_label: str, title: str) -> str:
+    from core.export.report_chart import tradeoff_png
+    from core.results import RunRecord
+
+    runs = [RunRecord(**r) for r in report["runs"]]
+    measured = [r for r in runs if _value(r, axis) is not None and r.ppl is not None]
+    left_out = len(runs) - len(measured)
+    if not measured:
+        return f"<p><em>{html.escape(title)}: {NOT_MEASURED} (no run has both numbers).</em></p>"
+    ids = [r.run_id for r in measured]
+    chosen = (report["exported_run"] or {}).get("run_id")
+    original = (report["original_run"] or {}).get("run_id")
+    png = tradeoff_png(
+        [(_value(r, axis), r.ppl) for r in measured],
+        [r.recipe_name for r in measured],
+        ids.index(chosen) if chosen in ids else None,
+        ids.index(original) if original in ids else None,
+        x_label,
+        "perplexity (lower is better)",
+        title,
+    )
+    data = base64.b64encode(png).decode("ascii")
+    note = f" {left_out} run(s) without both numbers are not charted." if left_out else ""
+    return (
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{len(measured)} runs of this model; star: exported, square: original; "
+        f"line: configurations no other run beats on both axes.{note}</figcaption></figure>"
+    )
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _comparison_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for row in report["comparison"]:
+        unit = row["unit"]
+        exported, original = _fmt(row["exported"], unit), _fmt(row["original"], unit)
+        if row["metric"] == "ppl":
+            if row["exported_ci95"] is not None:
+                exported = f"{row['exported']:.4g} ± {row['exported_ci95']:.2g}"
+            if row["original_ci95"] is not None:
+                original = f"{row['original']:.4g} ± {row['original_ci95']:.2g}"
+        ratio = NOT_MEASURED if row["ratio"] is None else f"{row['ratio']:.3f}×"
+        rows.append([row["label"], exported, original, ratio])
+    return rows
+
+
+def _protocol_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for label, run in (("exported", report["exported_run"]), ("original", report["original_run"])):
+        if run is None:
+            rows.append([label, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED])
+        else:
+            rows.append(
+                [
+                    label,
+                    f"{run['device']}, {run['threads']} threads",
+                    run["bench_protocol"] or NOT_MEASURED,
+                    run["eval_protocol"] or NOT_MEASURED,
+                ]
+            )
+    return rows
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:900px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
+td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f4f6f8}pre{background:#f4f6f8;padding:.8em;overflow-x:auto;font-size:.85em}
+figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.85em;color:#555}
+"""
+
+
+def render_html(report: dict) -> str:
+    """The report as one self-contained HTML page."""
+    esc = html.escape
+    env_rows = [[k, str(v)] for k, v in report["environment"].items()]
+    exported_rows = [
+        [fmt, str(info.get("summary", ""))] for fmt, info in report["exported"].items()
+    ]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{esc(report['title'])}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{esc(report['title'])}</h1>",
+        f"<p>Exported {esc(report['created'])} from <code>{esc(report['model'])}</code>. "
+        "Every number below was measured; what was not is marked "
+        f"“{NOT_MEASURED}”.</p>",
+        "<h2>Exported configuration against the original</h2>",
+        _table(_comparison_rows(report), ["", "exported", "original", "ratio"]),
+        "<p>Ratio: exported ÷ original. Perplexity ± is the 95% interval.</p>",
+        _table(_protocol_rows(report), ["run", "device", "speed protocol", "quality protocol"]),
+        "<h2>Trade-off against every run of this model</h2>",
+        _chart(report, "bytes", "stored weights (MB)", "Size against perplexity"),
+        _chart(report, "decode_ms_per_token", "decode ms/token", "Latency against perplexity"),
+        "<h2>What was exported</h2>",
+        _table(exported_rows, ["format", "contents"]) if exported_rows else "<p>report only</p>",
+    ]
+    if report["notes"]:
+        parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report["notes"]) + "</ul>")
+    parts += [
+        "<h2>Reproduce it</h2>",
+        "<p>Save the recipe as <code>recipe.json</code> (it is also in the export folder), "
+        "then:</p>",
+        "<pre>" + esc("\n".join(report["reproduce"]["commands"])) + "</pre>",
+        "<pre>" + esc(json.dumps(report["recipe"], indent=2)) + "</pre>",
+        "<h2>Environment of the export</h2>",
+        _table(env_rows, ["", ""]),
+        "</body></html>",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,63 @@
+"""The trade-off charts of the report as PNG bytes (matplotlib, no window:
+a bare ``Figure`` renders with the Agg canvas and never touches pyplot's
+global state or a GUI toolkit). PNG rather than SVG so the report shows the
+same in any browser or mail client that opens an HTML attachment."""
+
+from __future__ import annotations
+
+import io
+
+from core.pareto import pareto_front
+
+
+def tradeoff_png(
+    points: list[tuple[float, float]],
+    labels: list[str],
+    chosen: int | None,
+    original: int | None,
+    x_label: str,
+    y_label: str,
+    title: str,
+) -> bytes:
+    """Every run as a dot, the Pareto front as a line, the original and the
+    chosen run marked; lower is better on both axes."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.0), dpi=110, layout="constrained")
+    axes = figure.add_subplot()
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    axes.scatter(xs, ys, s=22, color="#9aa5b1", label="runs", zorder=2)
+    front = pareto_front(points)
+    axes.plot(
+        [xs[i] for i in front],
+        [ys[i] for i in front],
+        color="#1f77b4",
+        linewidth=1.4,
+        marker="o",
+        markersize=4,
+        label="Pareto front",
+        zorder=3,
+    )
+    if original is not None:
+        axes.scatter(
+            [xs[original]], [ys[original]], s=90, marker="s", color="#444", label="original"
+        )
+    if chosen is not None:
+        axes.scatter(
+            [xs[chosen]], [ys[chosen]], s=200, marker="*", color="#d62728", label="exported"
+        )
+        axes.annotate(
+            labels[chosen][:48],
+            (xs[chosen], ys[chosen]),
+            textcoords="offset points",
+            xytext=(8, 6),
+            fontsize=7,
+        )
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

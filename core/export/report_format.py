@@ -1,0 +1,43 @@
+"""The "report" export format: report.json and report.html, written last so
+they can say what the other formats wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.export.formats import ExportInputs, FormatWritten, register_format
+from core.jobs import CancelToken, Progress, ProgressSink
+
+
+def write_report_files(inputs: ExportInputs, folder: Path) -> FormatWritten:
+    from core.export.report import build_report, render_html
+
+    report = build_report(
+        inputs.original.source,
+        inputs.recipe,
+        inputs.records,
+        inputs.chosen_run_id,
+        inputs.environment,
+        inputs.formats,
+        inputs.written,
+        inputs.notes,
+    )
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    (folder / "report.html").write_text(render_html(report), encoding="utf-8")
+    measured = "measured runs" if report["exported_run"] else "no measured run of this recipe"
+    return FormatWritten(
+        "report",
+        ("report.html", "report.json"),
+        f"report ({measured}; {len(report['runs'])} runs of this model charted)",
+        {"exported_run_id": (report["exported_run"] or {}).get("run_id")},
+    )
+
+
+@register_format("report")
+def write_report(
+    inputs: ExportInputs, folder: Path, progress: ProgressSink, cancel: CancelToken
+) -> FormatWritten:
+    progress(Progress("Writing the report", None))
+    cancel.raise_if_cancelled()
+    return write_report_files(inputs, folder)

@@ -80,8 +80,17 @@ class MainWindow(QMainWindow):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFixedWidth(420)
 
+        self.export_button = QPushButton("Export selected run…")
+        self.export_button.setToolTip(
+            "Write the selected run as a Hugging Face folder, an ONNX model and/or a report"
+        )
+        table_box = QWidget()
+        table_layout = QVBoxLayout(table_box)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addWidget(self.results_table, 1)
+        table_layout.addWidget(self.export_button)
         tables = QSplitter(Qt.Orientation.Horizontal)
-        tables.addWidget(self.results_table)
+        tables.addWidget(table_box)
         tables.addWidget(self.compare_view)
         tables.setSizes([620, 300])
         results = QSplitter(Qt.Orientation.Vertical)
@@ -111,6 +120,7 @@ class MainWindow(QMainWindow):
         self.results_table.record_selected.connect(self.restore)
         self.results_table.pair_selected.connect(self.compare_view.show_pair)
         self.demo_panel.demo_requested.connect(self.run_demo)
+        self.export_button.clicked.connect(self.open_export_dialog)
         self.pareto_chart.record_clicked.connect(self.restore)
         for record in self.store.load():
             self._show_record(record)
@@ -214,6 +224,59 @@ class MainWindow(QMainWindow):
             self.demo_panel.begin(recipe.name)
             self.tabs.setCurrentWidget(self.demo_panel)
 
+    def open_export_dialog(self) -> None:
+        from pathlib import Path
+
+        from app.export_dialog import ExportDialog
+        from core.export.formats import known_formats
+
+        chosen = self.results_table.selected_records()
+        if len(chosen) != 1:
+            self.notifications.error("Select one run in the table to export.")
+            return
+        dialog = ExportDialog(chosen[0].recipe_name, list(known_formats()), Path.home(), self)
+        if dialog.exec():
+            target, formats, overwrite = dialog.chosen()
+            self.export_run(chosen[0], target, formats, overwrite)
+
+    def export_run(self, record: RunRecord, target, formats, overwrite: bool = False) -> None:
+        """Rebuild ``record``'s configuration and write it to ``target`` (atomically)."""
+        if self.loaded is None or record.model != self.loaded.source:
+            self.notifications.error(
+                f"Load {record.model} first: an export rebuilds the run from its model."
+            )
+            return
+        if not formats:
+            self.notifications.error("Choose at least one export format.")
+            return
+        from core.experiment import ExperimentSettings
+        from core.export.job import run_export
+        from core.recipe import Recipe
+
+        loaded, threads = self.loaded, self.threads
+        settings = self.experiment_settings or ExperimentSettings()
+        recipe = Recipe.from_dict(record.recipe)
+        records = [r for r in self.results_table.records if r.model == record.model]
+
+        def job(progress, cancel):
+            from core.runtime.device import set_threads
+
+            set_threads(threads)
+            return run_export(
+                loaded,
+                recipe,
+                target,
+                formats,
+                records,
+                record.run_id,
+                overwrite,
+                settings=settings,
+                progress=progress,
+                cancel=cancel,
+            )
+
+        self._start(f"Export: {record.recipe_name}", job)
+
     def restore(self, record: RunRecord) -> None:
         """Put a run's recipe back into the sliders."""
         from core.recipe import Recipe
@@ -237,6 +300,8 @@ class MainWindow(QMainWindow):
     def _on_event(self, event) -> None:
         from core.demo import PaneEvent
         from core.evaluate.perplexity import PerplexityPartial
+        from core.export.formats import FormatWritten
+        from core.export.job import ExportResult
         from core.recipe import CompressedModel
         from core.runtime.torch_runner import TokenStep
 
@@ -255,6 +320,13 @@ class MainWindow(QMainWindow):
                 self.notifications.notice(note)
         elif isinstance(event, PaneEvent):
             self.demo_panel.on_event(event)
+        elif isinstance(event, FormatWritten):
+            self.notifications.notice(f"Export {event.format}: {event.summary}")
+        elif isinstance(event, ExportResult):
+            self.notifications.notice(
+                f"Exported {', '.join(event.formats)} to {event.folder} "
+                f"({event.bytes_written / 1e6:.1f} MB)"
+            )
         elif isinstance(event, RunRecord):
             record = self.store.append(event)
             self._show_record(record)
@@ -295,6 +367,7 @@ class MainWindow(QMainWindow):
         self.compression_panel.run_button.setEnabled(not busy and self.loaded is not None)
         self.generate_panel.set_ready(not busy and self.loaded is not None)
         self.demo_panel.set_ready(not busy and self.loaded is not None)
+        self.export_button.setEnabled(not busy)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.runner.shutdown()

@@ -57,6 +57,9 @@ class ResultsTable(QTableWidget):
             self.setItem(row, column, item)
         self.resizeColumnToContents(0)
 
+    def selected_records(self) -> list[RunRecord]:
+        return [self.records[row] for row in sorted({i.row() for i in self.selectedIndexes()})]
+
     def select_record(self, record: RunRecord) -> None:
         self.selectRow(self.records.index(record))
 

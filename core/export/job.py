@@ -45,6 +45,7 @@ def run_export(
     chosen_run_id: str | None = None,
     overwrite: bool = False,
     compressed=None,
+    settings=None,
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
@@ -52,9 +53,11 @@ def run_export(
 
     ``original`` is a core.loading.LoadedModel, ``recipe`` a core.recipe.Recipe,
     ``records`` core.results.RunRecord for the report; ``compressed`` may pass
-    an apply_recipe result already built from the same original and recipe.
+    an apply_recipe result already built from the same original and recipe;
+    ``settings`` (core.experiment.ExperimentSettings) names the calibration
+    text when the recipe needs it.
     """
-    from core.recipe import apply_recipe, validate
+    from core.recipe import validate
 
     cancel = cancel or CancelToken()
     formats = parse_formats(formats)
@@ -63,20 +66,11 @@ def run_export(
     check_target(Path(target), overwrite, protected)  # refuse before any work
     validate(recipe)
     if compressed is None:
-        calibration = None
-        if recipe.needs_calibration():
-            from core.experiment import ExperimentSettings
-            from core.passes.calibration import calibration_windows
+        from core.experiment import ExperimentSettings, build_compressed
 
-            settings = ExperimentSettings()  # the windows run_experiment measured with
-            progress(Progress("Reading calibration text", None))
-            calibration = calibration_windows(
-                original.tokenizer,
-                settings.calibration_windows,
-                settings.calibration_length,
-                settings.text_source,
-            )
-        compressed = apply_recipe(original, recipe, calibration, progress, cancel)
+        # The calibration windows the measured run used (the window may pass its own).
+        settings = settings or ExperimentSettings()
+        compressed = build_compressed(original, recipe, settings, progress, cancel)
     inputs = ExportInputs(
         original=original,
         compressed=compressed.loaded,

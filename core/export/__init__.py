@@ -1,0 +1,1 @@
+"""Exporting a model: ONNX graphs (and, beside them, the other formats)."""

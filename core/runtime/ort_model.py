@@ -120,7 +120,7 @@ class OrtCausalLM:
             mask = np.ones((1, past_len + input_ids.shape[1]), dtype=np.int64)
             binding.bind_cpu_input(ATTENTION_MASK, mask)
         binding.bind_cpu_input(LOGITS_POSITIONS, np.ascontiguousarray(positions, dtype=np.int64))
-        for name, value in zip(self._past_names, past):
+        for name, value in zip(self._past_names, past, strict=True):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(LOGITS, "cpu")
         device = "cuda" if self.provider == CUDA else "cpu"

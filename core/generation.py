@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from core.jobs import CancelToken
 from core.loading import LoadedModel
-from core.runtime.sampling import GREEDY, Sampling
 from core.runtime.runners import steps_function
+from core.runtime.sampling import GREEDY, Sampling
 from core.runtime.torch_runner import stop_token_ids
 
 

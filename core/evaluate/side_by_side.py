@@ -38,9 +38,7 @@ def greedy_ids(
     stops = stop_token_ids(model, tokenizer)
     return [
         step.token_id
-        for step in steps_function(model)(
-            model, ids, max_new_tokens, stop_ids=stops, cancel=cancel
-        )
+        for step in steps_function(model)(model, ids, max_new_tokens, stop_ids=stops, cancel=cancel)
     ]
 
 

@@ -40,6 +40,18 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_backend_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "ort"],
+        help="torch (default), or ort: the model exported to ONNX (cached) run in ONNX Runtime",
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="with --backend ort: int8 weights (quantize_dynamic)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -61,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
     gen.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    _add_backend_args(gen)
 
     bench = sub.add_parser("bench", help="measure prefill and decode speed (the protocol)")
     _add_model_args(bench)
@@ -71,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-time", type=float, default=5.0, help="seconds (default 5)")
     bench.add_argument("--max-repeats", type=int, default=50)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_backend_args(bench)
 
     ev = sub.add_parser(
         "eval", help="perplexity with a 95%% CI; fidelity to a reference; sentiment accuracy"
@@ -101,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", default="news", choices=["news", "pydoc"], help="text source (default news)"
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_backend_args(ev)
 
     clf = sub.add_parser(
         "train-classifier",
@@ -124,10 +139,19 @@ def _progress(event: Progress) -> None:
 def _load(args):
     from core.loading import load_model
     from core.runtime.device import set_threads
+    from core.runtime.runners import is_onnx_runtime
 
     set_threads(args.threads)
+    backend = getattr(args, "backend", "torch")
+    if getattr(args, "int8", False) and backend != "ort":
+        raise ValueError("--int8 needs --backend ort")
     dtype = None if args.dtype == "auto" else args.dtype
-    return load_model(args.model, device=args.device, dtype=dtype, progress=_progress)
+    loaded = load_model(args.model, device=args.device, dtype=dtype, progress=_progress)
+    if backend == "ort" and not is_onnx_runtime(loaded.model):
+        from core.export.onnx_cache import load_ort_version
+
+        loaded = load_ort_version(loaded, args.int8, args.device, _progress)
+    return loaded
 
 
 def cmd_info(args) -> None:
@@ -247,6 +271,8 @@ def cmd_eval(args) -> None:
     from core.evaluate.zero_shot import AccuracyPartial, ZeroShotProtocol, evaluate_zero_shot
 
     protocol = _eval_protocol(args)
+    if args.sentiment and args.backend != "torch":
+        raise ValueError("--sentiment runs on the torch backend only")
     loaded = _load(args)
     model, tokenizer = loaded.model, loaded.tokenizer
     windows = perplexity_windows(tokenizer, protocol)
@@ -259,7 +285,7 @@ def cmd_eval(args) -> None:
     report = {"model": args.model, "perplexity": asdict(ppl)}
 
     if args.reference is not None:
-        if args.reference == args.model and args.dtype == "auto":
+        if args.reference == args.model and args.dtype == "auto" and args.backend == "torch":
             reference = loaded
         else:  # the reference in the device's default dtype: --dtype is the candidate's
             from core.loading import load_model

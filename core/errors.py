@@ -35,3 +35,7 @@ class Cancelled(WorkbenchError):
 
 class DataMissingError(WorkbenchError):
     """A bundled data set is not installed (its data package is missing)."""
+
+
+class ExportFailedError(WorkbenchError):
+    """An export could not be produced, or does not compute what the model computes."""

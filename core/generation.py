@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from core.jobs import CancelToken
 from core.loading import LoadedModel
+from core.runtime.runners import steps_function
 from core.runtime.sampling import GREEDY, Sampling
-from core.runtime.torch_runner import generate_steps, stop_token_ids
+from core.runtime.torch_runner import stop_token_ids
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def stream_generation(
     stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
     decoder = IncrementalDecoder(loaded.tokenizer)
     steps = []
+    generate_steps = steps_function(loaded.model)
     for step in generate_steps(loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel):
         steps.append(step)
         yield TextToken(

@@ -22,6 +22,7 @@ from core.errors import (
     WorkbenchError,
 )
 from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+from core.loading_onnx import is_onnx_folder
 
 DEFAULT_SOURCE = "default"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -63,6 +64,11 @@ def load_model(
         name: str | Path = folder
     else:
         folder, name = _resolve_location(source)
+        if folder is not None and is_onnx_folder(folder):  # an export of ours: ONNX Runtime
+            from core.loading_onnx import load_onnx_folder
+
+            progress(Progress(f"Opening {source} in ONNX Runtime", None))
+            return load_onnx_folder(folder, source, device)
     cancel.raise_if_cancelled()
 
     from core.export.hf_folder import read_manifest
@@ -98,11 +104,14 @@ def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
     if path.exists():
         if path.is_file():
             if path.suffix == ".onnx":
+                if is_onnx_folder(path.parent):
+                    return path.parent, path.parent
                 raise UnsupportedModelError(
-                    f"{path} is an ONNX file; this version loads Hugging Face folders only."
+                    f"{path} is an ONNX file without the config and tokenizer of a workbench "
+                    "export beside it; give the exported folder."
                 )
             raise NotAModelError(f"{path} is a file; give the folder that holds config.json.")
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not is_onnx_folder(path):
             raise NotAModelError(
                 f"{path} is not a Hugging Face model folder (it has no config.json)."
             )

@@ -22,9 +22,10 @@ from core.jobs import CancelToken
 from core.loading import LoadedModel
 from core.memory import PeakMemoryTracker
 from core.runtime.device import synchronize
-from core.runtime.torch_runner import TokenStep, generate_steps
+from core.runtime.runners import TORCH_RUNNER, runner_name, steps_function
+from core.runtime.torch_runner import TokenStep
 
-RUNNER_NAME = "torch-eager"
+RUNNER_NAME = TORCH_RUNNER
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ def benchmark(
     device = loaded.device
     input_ids = bench_prompt_ids(loaded, settings.prompt_tokens)
     tracker = PeakMemoryTracker(device)
+    generate_steps = steps_function(loaded.model)  # PyTorch or ONNX Runtime, same protocol
     timings: list[RunTiming] = []
     started = None
     run = 0
@@ -169,7 +171,7 @@ def benchmark(
         runs=len(timings),
         settings=settings,
         protocol=settings.describe(),
-        environment=current_environment(device, loaded.model.dtype, RUNNER_NAME),
+        environment=current_environment(device, loaded.model.dtype, runner_name(loaded.model)),
     )
 
 

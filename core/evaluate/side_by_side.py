@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from core.jobs import CancelToken
-from core.runtime.torch_runner import generate_steps, stop_token_ids
+from core.runtime.runners import steps_function
+from core.runtime.torch_runner import stop_token_ids
 
 PROMPTS = (
     "The capital of France is",
@@ -37,7 +38,7 @@ def greedy_ids(
     stops = stop_token_ids(model, tokenizer)
     return [
         step.token_id
-        for step in generate_steps(model, ids, max_new_tokens, stop_ids=stops, cancel=cancel)
+        for step in steps_function(model)(model, ids, max_new_tokens, stop_ids=stops, cancel=cancel)
     ]
 
 

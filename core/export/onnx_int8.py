@@ -1,0 +1,34 @@
+"""int8 weights for an exported graph: onnxruntime's dynamic quantisation.
+
+``quantize_dynamic`` stores every MatMul/Gemm weight as int8, per output
+channel and symmetric, and quantises activations per tensor on the fly
+(``DynamicQuantizeLinear`` + ``MatMulInteger``, which the CPU provider fuses
+into its int8 GEMM at session load). Only MatMuls whose weight is a stored
+tensor are touched, which is why the export stores a tied LM head untied and
+pre-transposed (``core.export.onnx_graph.untie_transposed_weights``): left
+tied, the largest MatMul of a small model stays fp32 and an extra transpose
+of it runs every step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+QUANTIZED_OPS = ["MatMul", "Gemm"]
+
+
+def quantize_graph(source: Path, target: Path) -> None:
+    """Write the int8 version of the graph at ``source`` to ``target``
+    (weights in ``target.name + '.data'``)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        source,
+        target,
+        op_types_to_quantize=QUANTIZED_OPS,
+        per_channel=True,
+        reduce_range=False,
+        weight_type=QuantType.QInt8,
+        use_external_data_format=True,
+        extra_options={"MatMulConstBOnly": True},
+    )

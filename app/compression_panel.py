@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QSlider,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.description import human_bytes
+from core.experiment import BACKENDS
 from core.passes import REGISTRY
 from core.recipe import Recipe, RecipeError, validate
 
@@ -136,12 +138,23 @@ class CompressionPanel(QGroupBox):
         self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #b00020;")
         self.run_button = QPushButton("Build, benchmark, evaluate")
+        self.backend = QComboBox()
+        for key, label in BACKENDS.items():
+            self.backend.addItem(label, key)
+        self.backend.setToolTip(
+            "Where the configuration runs. ONNX Runtime exports it first (checked against "
+            "PyTorch; cached), int8 adds ONNX Runtime's dynamic quantization on top."
+        )
         layout = QVBoxLayout(self)
         for group in self.groups.values():
             layout.addWidget(group)
             group.changed.connect(self.refresh)
         layout.addWidget(self.estimate)
         layout.addWidget(self.problem)
+        run_row = QHBoxLayout()
+        run_row.addWidget(QLabel("Run on"))
+        run_row.addWidget(self.backend, 1)
+        layout.addLayout(run_row)
         layout.addWidget(self.run_button)
         self.run_button.clicked.connect(lambda: self.run_requested.emit(self.recipe()))
         self.refresh()
@@ -156,6 +169,12 @@ class CompressionPanel(QGroupBox):
     def recipe(self) -> Recipe:
         configs = [g.config() for g in self.groups.values()]
         return Recipe(tuple(c for c in configs if c is not None))
+
+    def backend_key(self) -> str:
+        return self.backend.currentData()
+
+    def set_backend(self, key: str) -> None:
+        self.backend.setCurrentIndex(max(0, self.backend.findData(key)))
 
     def set_recipe(self, recipe: Recipe) -> None:
         by_name = {p.name: p for p in recipe.passes}

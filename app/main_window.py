@@ -176,12 +176,13 @@ class MainWindow(QMainWindow):
 
         loaded, threads = self.loaded, self.threads
         settings = self.experiment_settings or ExperimentSettings()
+        backend = self.compression_panel.backend_key()
 
         def job(progress, cancel):
             from core.runtime.device import set_threads
 
             set_threads(threads)
-            return run_experiment(loaded, recipe, settings, progress, cancel)
+            return run_experiment(loaded, recipe, settings, progress, cancel, backend)
 
         self.tabs.setCurrentIndex(1)
         if self._start(f"Run: {recipe.name}", job):
@@ -282,6 +283,7 @@ class MainWindow(QMainWindow):
         from core.recipe import Recipe
 
         self.compression_panel.set_recipe(Recipe.from_dict(record.recipe))
+        self.compression_panel.set_backend(record.backend)
         self.stage.setText(f"Restored: {record.recipe_name}")
 
     def _show_record(self, record: RunRecord) -> None:

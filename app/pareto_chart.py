@@ -97,11 +97,9 @@ class ParetoChart(QWidget):
 
 def _short(record: RunRecord) -> str:
     """A point label: pass names with their option values."""
-    passes = record.recipe.get("passes", [])
-    if not passes:
-        return "original"
     parts = []
-    for p in passes:
+    for p in record.recipe.get("passes", []):
         values = [str(v) for k, v in p.items() if k not in ("pass", "version")]
         parts.append(p["pass"] + (f"({','.join(values)})" if values else ""))
-    return " + ".join(parts)
+    label = " + ".join(parts) or "original"
+    return label if record.backend == "torch" else f"{label} [{record.backend}]"

@@ -24,6 +24,12 @@ def add_parser(sub, add_model_args) -> None:
         metavar="NAME[:K=V,...]",
         help="add a pass, e.g. --pass prune_mlp:fraction=0.25 --pass int4_weight_only:method=gptq",
     )
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "ort", "ort-int8"],
+        help="run the built model in PyTorch (default) or exported to ONNX Runtime (fp32/int8)",
+    )
     parser.add_argument("--no-eval", action="store_true", help="speed and size only")
     parser.add_argument(
         "--save", action="store_true", help="append the result to the results store"
@@ -78,7 +84,7 @@ def cmd_compress(args, load) -> None:
         print(f"[{event.stage}]", file=sys.stderr, flush=True)
 
     settings = ExperimentSettings(evaluate=not args.no_eval)
-    for event in run_experiment(loaded, recipe, settings, progress):
+    for event in run_experiment(loaded, recipe, settings, progress, backend=args.backend):
         if isinstance(event, RunRecord):
             record = event
     if args.save:

@@ -15,6 +15,10 @@ from core.recipe import CompressedModel, Recipe, apply_recipe, validate
 from core.results import RunRecord
 from core.size import measure_size
 
+# Where a configuration runs: PyTorch eager, or its ONNX export in ONNX Runtime
+# (fp32, or int8 from ONNX Runtime's dynamic quantization).
+BACKENDS = {"torch": "PyTorch eager", "ort": "ONNX Runtime", "ort-int8": "ONNX Runtime int8"}
+
 QUICK_BENCH = BenchSettings(prompt_tokens=64, new_tokens=32, warmup=1, min_repeats=3, min_time_s=2)
 
 
@@ -57,8 +61,13 @@ def run_experiment(
     settings: ExperimentSettings = ExperimentSettings(),
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
+    backend: str = "torch",
 ) -> Iterator[object]:
-    """Yield bench and evaluation events as they happen, then a RunRecord."""
+    """Yield bench and evaluation events as they happen, then a RunRecord.
+
+    ``backend`` (a key of BACKENDS) says where the built configuration runs;
+    for ONNX Runtime it is exported (or found in the export cache) first.
+    """
     from core.evaluate.fidelity import FidelityResult, evaluate_fidelity
     from core.evaluate.perplexity import (
         QUICK_PROTOCOL,
@@ -73,6 +82,13 @@ def run_experiment(
     if recipe.passes:
         compressed = build_compressed(original, recipe, settings, progress, cancel)
         candidate, notes = compressed.loaded, compressed.notes
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend != "torch":
+        from core.export.onnx_cache import load_ort_version
+
+        progress(Progress("Exporting to ONNX (or reading the export cache)", None))
+        candidate = load_ort_version(candidate, backend == "ort-int8", "auto", progress, cancel)
 
     progress(Progress("Benchmarking", None))
     bench = None
@@ -101,13 +117,19 @@ def run_experiment(
                     fidelity = event
                 yield event
 
-    size = measure_size(candidate.model)
+    if backend == "torch":
+        size = measure_size(candidate.model)
+        total, by_component = size.total_bytes, size.by_component
+    else:  # the graph's stored weights (an untied head counts twice: it is stored twice)
+        total = candidate.description.bytes_in_memory
+        by_component = {"onnx weights": total}
     yield RunRecord(
         model=original.source,
         recipe=recipe.to_dict(),
-        recipe_name=recipe.name,
-        bytes=size.total_bytes,
-        bytes_by_component=size.by_component,
+        recipe_name=recipe.name if backend == "torch" else f"{recipe.name} [{BACKENDS[backend]}]",
+        backend=backend,
+        bytes=total,
+        bytes_by_component=by_component,
         prefill_ms=bench.prefill_ms.median,
         decode_ms_per_token=bench.decode_ms_per_token.median,
         tokens_per_s=bench.tokens_per_s,

@@ -36,6 +36,7 @@ class RunRecord:
     bench_protocol: str
     eval_protocol: str
     notes: list[str] = field(default_factory=list)
+    backend: str = "torch"  # a key of core.experiment.BACKENDS
     created: float = field(default_factory=time.time)
     run_id: str = ""
 
@@ -44,7 +45,8 @@ class RunRecord:
 
     @property
     def is_original(self) -> bool:
-        return not self.recipe.get("passes")
+        """The loaded model as it is, run by PyTorch: what everything is compared with."""
+        return not self.recipe.get("passes") and self.backend == "torch"
 
 
 def data_dir() -> Path:

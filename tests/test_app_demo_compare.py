@@ -80,3 +80,17 @@ def test_run_charts_throughput_and_memory_live(qtbot, window):
     assert live.memory.series.size >= 1
     assert min(live.memory.series.y) > 10e6  # a Python process with torch holds far more
     qtbot.waitUntil(lambda: live.throughput.points_drawn() == live.throughput.series.size)
+
+
+def test_run_on_onnx_runtime_is_a_backend_choice(qtbot, window, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    window.compression_panel.set_backend("ort")
+    run(qtbot, window)
+    record = window.results_table.records[-1]
+    assert record.backend == "ort" and "[ONNX Runtime]" in record.recipe_name
+    assert not record.is_original  # the original is PyTorch's; this is its export
+    assert record.top1_agreement is not None and record.top1_agreement > 0.99
+    assert any((tmp_path / "cache" / "onnx").iterdir())
+    window.compression_panel.set_backend("torch")
+    window.results_table.selectRow(0)
+    assert window.compression_panel.backend_key() == "ort"

@@ -18,7 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.passes.quantized_linear import Int4WeightOnlyLinear, Int8WeightOnlyLinear
+from core.passes.quantized_linear import (
+    Int4WeightOnlyLinear,
+    Int8DynamicLinear,
+    Int8WeightOnlyLinear,
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,15 @@ KINDS: dict[str, ModuleKind] = {
             _own_tensors,
             lambda m: {},
             _build_int8,
+        ),
+        ModuleKind(
+            "Int8DynamicLinear",
+            lambda m: isinstance(m, Int8DynamicLinear),
+            _own_tensors,
+            lambda m: {},
+            lambda tensors, attrs, children: Int8DynamicLinear(
+                tensors["weight_int8_t"], tensors["scales"], tensors.get("bias")
+            ),
         ),
         ModuleKind(
             "Int4WeightOnlyLinear",

@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--windows", type=int, default=None, help="perplexity windows (10)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved speed rounds (0: quality only)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     threads = set_threads(args.threads)
@@ -102,6 +104,13 @@ def main() -> None:
     gap = pruned_ppl.ppl - teacher_ppl.ppl
     recovered = (pruned_ppl.ppl - student_ppl.ppl) / gap if gap > 0 else None
 
+    if not args.rounds:  # quality only (for choosing hyperparameters)
+        print(
+            f"teacher {teacher_ppl.ppl:.3f}, pruned {pruned_ppl.ppl:.3f}, student "
+            f"{student_ppl.ppl:.3f}: recovered {recovered:.1%}; {result.step} steps, "
+            f"{result.train_s:.0f} s"
+        )
+        return
     one_run = BenchSettings(prompt_tokens=128, new_tokens=32, warmup=0, min_repeats=1, min_time_s=0)
     print(f"speed: {args.rounds} interleaved rounds of: {one_run.describe()}", flush=True)
     models = {"teacher": teacher, "student": student.loaded}

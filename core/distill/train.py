@@ -67,7 +67,9 @@ def distill(
         settings.text_source,
         settings.max_train_tokens,
     )
-    eval_windows, protocol = _eval_windows(teacher, settings)
+    protocol, eval_windows = (None, None)
+    if settings.eval_every is not None:
+        protocol, eval_windows = eval_protocol(teacher.tokenizer, settings)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -201,9 +203,8 @@ def _train_step(teacher_model, model, optimizer, ids, settings, layer_map, cance
     return parts, grad_norm.item()
 
 
-def _eval_windows(teacher: LoadedModel, settings: DistillSettings):
-    if settings.eval_every is None:
-        return None, None
+def eval_protocol(tokenizer, settings: DistillSettings):
+    """The quick perplexity protocol cut to ``eval_windows`` windows, and its windows."""
     from core.evaluate.perplexity import QUICK_PROTOCOL, perplexity_windows
 
     protocol = replace(
@@ -213,7 +214,7 @@ def _eval_windows(teacher: LoadedModel, settings: DistillSettings):
         quick_windows=settings.eval_windows,
         source=settings.text_source,
     )
-    return perplexity_windows(teacher.tokenizer, protocol), protocol
+    return protocol, perplexity_windows(tokenizer, protocol)
 
 
 def _evaluate(model, tokenizer, step, windows, protocol, cancel) -> DistillEval:

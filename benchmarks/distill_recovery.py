@@ -25,7 +25,7 @@ import statistics
 
 import torch
 
-from core.distill.events import DistillResult, DistillStep
+from core.distill.events import DistillEval, DistillResult, DistillStep
 from core.distill.settings import DistillSettings
 from core.distill.student import StudentShape, build_student
 from core.distill.train import distill
@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="quick perplexity on 3 windows every N steps"
+    )
     parser.add_argument("--windows", type=int, default=None, help="perplexity windows (10)")
     parser.add_argument(
         "--rounds", type=int, default=5, help="interleaved speed rounds (0: quality only)"
@@ -87,7 +90,7 @@ def main() -> None:
         batch_size=args.batch_size,
         seq_len=args.seq_len,
         warmup_steps=args.warmup_steps,
-        eval_every=None,  # evaluated below, on the same windows as the others
+        eval_every=args.eval_every,  # the reported numbers are measured below, on one set of windows
     )
     print(f"distillation: {settings.describe()}", flush=True)
     result = None
@@ -98,6 +101,8 @@ def main() -> None:
                 f"{event.elapsed_s:.0f} s",
                 flush=True,
             )
+        elif isinstance(event, DistillEval):
+            print(f"step {event.step}: perplexity {event.ppl:.3f} ({event.windows} windows)")
         elif isinstance(event, DistillResult):
             result = event
     student_ppl = compute_perplexity(student.loaded.model, tokenizer, protocol, windows=windows)

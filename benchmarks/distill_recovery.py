@@ -90,7 +90,7 @@ def main() -> None:
         batch_size=args.batch_size,
         seq_len=args.seq_len,
         warmup_steps=args.warmup_steps,
-        eval_every=args.eval_every,  # the reported numbers are measured below, on one set of windows
+        eval_every=args.eval_every,  # reported numbers: measured below, one set of windows
     )
     print(f"distillation: {settings.describe()}", flush=True)
     result = None

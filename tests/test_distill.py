@@ -38,6 +38,16 @@ SETTINGS = DistillSettings(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices gain nothing from a second thread, and on a busy machine
+    torch's spinning threads made these tests ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def sharp_teacher(folder):
     """The tiny model with its final norm scaled up: random weights give
     near-uniform next-token distributions, which leave KD little to learn."""

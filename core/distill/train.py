@@ -74,7 +74,7 @@ def distill(
     for p in model.parameters():
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters()],
+        list(model.parameters()),
         lr=settings.learning_rate,
         weight_decay=settings.weight_decay,
     )
@@ -97,6 +97,18 @@ def distill(
             step, str(save_checkpoint(checkpoint_dir, model, optimizer, state))
         )
 
+    def stop() -> Iterator[DistillCheckpoint]:
+        """Save the last completed step (if any is new), then raise Cancelled."""
+        if checkpoint_dir is not None and step > start_step:
+            yield save()
+        raise Cancelled("distillation cancelled")
+
+    def evaluate() -> Iterator[DistillEval]:
+        try:
+            yield _evaluate(model, teacher.tokenizer, step, eval_windows, protocol, cancel)
+        except Cancelled:
+            yield from stop()
+
     last_eval, checkpoint = None, None
     device = student.loaded.device
     while True:
@@ -104,9 +116,7 @@ def distill(
         if done >= 1.0:
             break
         if cancel.cancelled:
-            if checkpoint_dir is not None and step > start_step:
-                yield save()
-            raise Cancelled("distillation cancelled")
+            yield from stop()
         lr = learning_rate(
             settings.learning_rate, step, done, settings.warmup_steps, settings.final_lr_fraction
         )
@@ -150,8 +160,8 @@ def distill(
             )
         )
         if settings.eval_every and step % settings.eval_every == 0:
-            last_eval = _evaluate(model, teacher.tokenizer, step, eval_windows, protocol, cancel)
-            yield last_eval
+            for last_eval in evaluate():
+                yield last_eval
         if (
             checkpoint_dir is not None
             and settings.checkpoint_every
@@ -161,8 +171,8 @@ def distill(
             yield checkpoint
 
     if settings.eval_every is not None and (last_eval is None or last_eval.step != step):
-        last_eval = _evaluate(model, teacher.tokenizer, step, eval_windows, protocol, cancel)
-        yield last_eval
+        for last_eval in evaluate():
+            yield last_eval
     if checkpoint_dir is not None and (checkpoint is None or checkpoint.step != step):
         checkpoint = save()
         yield checkpoint

@@ -1,7 +1,7 @@
 """The headless command line: the same jobs the window runs, printed.
 
-``workbench info|generate|bench|eval|compress|export`` (or ``workbench-cli``). Every command works
-on the embedded default model with no arguments, and bad input exits with
+``workbench info|generate|bench|eval|compress|export|distill`` (or ``workbench-cli``).
+Every command works on the embedded default model with no arguments, and bad input exits with
 status 2 and a one-line reason on stderr.
 """
 
@@ -13,6 +13,8 @@ import sys
 
 from core.cli_compress import add_parser as add_compress_parser
 from core.cli_compress import cmd_compress
+from core.cli_distill import add_parser as add_distill_parser
+from core.cli_distill import cmd_distill
 from core.cli_export import add_parser as add_export_parser
 from core.cli_export import cmd_export
 from core.errors import Cancelled, WorkbenchError
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--json", action="store_true", help="print one JSON object")
     add_compress_parser(sub, _add_model_args)
     add_export_parser(sub, _add_model_args)
+    add_distill_parser(sub, _add_model_args)
     return parser
 
 
@@ -416,6 +419,7 @@ def cmd_train_classifier(args) -> None:
 COMMANDS = {
     "compress": lambda args: cmd_compress(args, _load),
     "export": lambda args: cmd_export(args, _load),
+    "distill": lambda args: cmd_distill(args, _load),
     "info": cmd_info,
     "generate": cmd_generate,
     "bench": cmd_bench,

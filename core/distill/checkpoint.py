@@ -1,0 +1,118 @@
+"""Distillation checkpoints, written atomically. A checkpoint directory
+holds one folder per saved step (``step-00000040``) and a ``LATEST`` file
+naming the newest. A step folder is written under a temporary name next to
+its target and renamed into place; ``LATEST`` is then replaced by a file
+rename (atomic on POSIX and Windows); only then are older step folders
+removed. A crash or a failed write at any moment leaves ``LATEST`` naming a
+complete checkpoint.
+
+A step folder holds:
+- ``student.safetensors``: the student's weights (shared tensors, such as
+  tied embeddings, stored once);
+- ``optimizer.pt``: AdamW's state dict (moments and step counts);
+- ``state.json``: the step, training seconds so far, the loss history, the
+  settings and the student recipe (so a resume can refuse a mismatch) and
+  the teacher's source.
+The data order is a function of the seed and the step (``data.py``), and
+the learning rate a function of step and seconds (``schedule.py``), so
+nothing else is needed to continue exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+STATE = "state.json"
+WEIGHTS = "student.safetensors"
+OPTIMIZER = "optimizer.pt"
+LATEST = "LATEST"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SavedState:
+    step: int
+    train_seconds: float
+    losses: list[float]
+    settings: dict
+    recipe: dict
+    teacher: str
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory``, or None."""
+    pointer = Path(directory) / LATEST
+    if not pointer.is_file():
+        return None
+    folder = Path(directory) / pointer.read_text().strip()
+    if not (folder / STATE).is_file():
+        raise ValueError(f"{pointer} names {folder.name}, which is not a complete checkpoint")
+    return folder
+
+
+def save_checkpoint(directory: Path, model, optimizer, state: SavedState) -> Path:
+    """Write step ``state.step`` into ``directory`` atomically; returns its folder."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state.step:08d}"
+    target = directory / name
+    if target == latest_checkpoint(directory):
+        return target  # already saved at this step (a cancel right after a save)
+    temp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=directory))
+    try:
+        save_model(model, str(temp / WEIGHTS))
+        torch.save(optimizer.state_dict(), temp / OPTIMIZER)
+        data = {"format": FORMAT} | state.__dict__
+        (temp / STATE).write_text(json.dumps(data, indent=2))
+        _fsync_folder(temp)
+        if target.exists():  # left by a run that died before updating LATEST
+            shutil.rmtree(target)
+        os.replace(temp, target)
+        pointer = directory / f".{LATEST}.tmp"
+        pointer.write_text(name)
+        os.replace(pointer, directory / LATEST)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    for old in directory.glob("step-*"):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(folder: Path, model, optimizer) -> SavedState:
+    """Load weights and optimizer state in place; returns the saved state."""
+    from safetensors.torch import load_model
+
+    folder = Path(folder)
+    data = json.loads((folder / STATE).read_text())
+    if data.pop("format", None) != FORMAT:
+        raise ValueError(f"{folder}: unknown checkpoint format")
+    device = str(next(model.parameters()).device)
+    try:
+        load_model(model, str(folder / WEIGHTS), strict=True, device=device)
+    except RuntimeError as err:  # missing, unexpected or differently shaped tensors
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"{folder}: the checkpoint does not fit this student ({first})") from err
+    optimizer.load_state_dict(torch.load(folder / OPTIMIZER, weights_only=True))
+    return SavedState(**data)
+
+
+def _fsync_folder(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

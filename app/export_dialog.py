@@ -27,7 +27,7 @@ class ExportDialog(QDialog):
     def __init__(self, recipe_name: str, formats: list[str], start_dir: Path, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Export")
-        self.target = QLineEdit(str(start_dir / _folder_name(recipe_name)))
+        self.target = QLineEdit(str(start_dir / folder_name(recipe_name)))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.formats = {name: QCheckBox(FORMAT_HELP.get(name, name)) for name in formats}
@@ -64,6 +64,7 @@ class ExportDialog(QDialog):
             self.target.setText(str(Path(folder) / Path(self.target.text()).name))
 
 
-def _folder_name(recipe_name: str) -> str:
+def folder_name(recipe_name: str) -> str:
+    """A folder name made of the name's letters, digits and dashes."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in recipe_name.lower())
     return "-".join(part for part in safe.split("-") if part)[:80] or "export"

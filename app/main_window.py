@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
 from app.compare_view import CompareView
 from app.compression_panel import CompressionPanel
 from app.demo_panel import DemoPanel
+from app.distill_panel import DistillPanel
+from app.export_dialog import folder_name
 from app.generate_panel import GeneratePanel
 from app.live_run_view import LiveRunView
 from app.model_panel import ModelPanel
@@ -55,6 +57,7 @@ class MainWindow(QMainWindow):
         self.compression_panel = CompressionPanel()
         self.generate_panel = GeneratePanel()
         self.demo_panel = DemoPanel()
+        self.distill_panel = DistillPanel()
         self.live_view = LiveRunView()
         self.bench_chart = self.live_view.latency
         self.perplexity_chart = self.live_view.perplexity
@@ -102,6 +105,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.live_view, "Live run")
         self.tabs.addTab(self.generate_panel, "Generate")
         self.tabs.addTab(self.demo_panel, "Side by side")
+        self.tabs.addTab(self.distill_panel, "Distil")
 
         top = QHBoxLayout()
         top.addWidget(scroll)
@@ -120,6 +124,7 @@ class MainWindow(QMainWindow):
         self.results_table.record_selected.connect(self.restore)
         self.results_table.pair_selected.connect(self.compare_view.show_pair)
         self.demo_panel.demo_requested.connect(self.run_demo)
+        self.distill_panel.distill_requested.connect(self.distill_student)
         self.export_button.clicked.connect(self.open_export_dialog)
         self.pareto_chart.record_clicked.connect(self.restore)
         for record in self.store.load():
@@ -225,6 +230,61 @@ class MainWindow(QMainWindow):
             self.demo_panel.begin(recipe.name)
             self.tabs.setCurrentWidget(self.demo_panel)
 
+    def distill_student(self, shape, settings, resume: bool = True, checkpoint_dir=None) -> None:
+        """Train a student of ``shape`` from the loaded model, then measure it
+        like any configuration (it joins the table and the trade-off chart)."""
+        if self.loaded is None:
+            self.notifications.error("Load a model first.")
+            return
+        from dataclasses import replace
+
+        from core.experiment import ExperimentSettings, measure_configuration
+
+        teacher, threads = self.loaded, self.threads
+        experiment = self.experiment_settings or ExperimentSettings()
+        if experiment.text_source:
+            settings = replace(settings, text_source=experiment.text_source)
+        recipe = shape.recipe()
+        folder = checkpoint_dir or self.store.path.parent / "distill" / folder_name(
+            f"{teacher.source}-{recipe.name}"
+        )
+
+        def job(progress, cancel):
+            from core.distill.events import DistillResult
+            from core.distill.student import build_student
+            from core.distill.train import distill
+            from core.passes.calibration import calibration_windows
+            from core.runtime.device import set_threads
+
+            set_threads(threads)
+            progress(Progress("Reading calibration text", None))
+            calibration = calibration_windows(
+                teacher.tokenizer,
+                experiment.calibration_windows,
+                experiment.calibration_length,
+                experiment.text_source,
+            )
+            student = build_student(teacher, recipe, calibration, progress, cancel)
+            result = None
+            for event in distill(teacher, student, settings, progress, cancel, folder, resume):
+                result = event if isinstance(event, DistillResult) else result
+                yield event
+            note = f"distilled {result.step} steps ({result.settings}); checkpoint {folder}"
+            yield from measure_configuration(
+                teacher,
+                student.loaded,
+                recipe,
+                [*student.notes, note],
+                experiment,
+                progress,
+                cancel,
+                label=f"{recipe.name} + distilled ({result.step} steps)",
+            )
+
+        if self._start(f"Distil: {recipe.name}", job):
+            self.distill_panel.begin()
+            self.live_view.begin(teacher.device)
+
     def open_export_dialog(self) -> None:
         from pathlib import Path
 
@@ -322,6 +382,8 @@ class MainWindow(QMainWindow):
                 self.notifications.notice(note)
         elif isinstance(event, PaneEvent):
             self.demo_panel.on_event(event)
+        elif type(event).__name__.startswith("Distill"):
+            self.distill_panel.on_event(event)
         elif isinstance(event, FormatWritten):
             self.notifications.notice(f"Export {event.format}: {event.summary}")
         elif isinstance(event, ExportResult):
@@ -370,6 +432,7 @@ class MainWindow(QMainWindow):
         self.generate_panel.set_ready(not busy and self.loaded is not None)
         self.demo_panel.set_ready(not busy and self.loaded is not None)
         self.export_button.setEnabled(not busy)
+        self.distill_panel.set_ready(not busy and self.loaded is not None)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.runner.shutdown()

@@ -68,6 +68,33 @@ def run_experiment(
     ``backend`` (a key of BACKENDS) says where the built configuration runs;
     for ONNX Runtime it is exported (or found in the export cache) first.
     """
+    cancel = cancel or CancelToken()
+    validate(recipe)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    candidate, notes = original, []
+    if recipe.passes:
+        compressed = build_compressed(original, recipe, settings, progress, cancel)
+        candidate, notes = compressed.loaded, compressed.notes
+    yield from measure_configuration(
+        original, candidate, recipe, notes, settings, progress, cancel, backend
+    )
+
+
+def measure_configuration(
+    original: LoadedModel,
+    candidate: LoadedModel,
+    recipe: Recipe,
+    notes: list[str],
+    settings: ExperimentSettings = ExperimentSettings(),
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+    backend: str = "torch",
+    label: str | None = None,
+) -> Iterator[object]:
+    """Benchmark and evaluate ``candidate`` (already built: by a recipe, or a
+    distilled student) against ``original``; yield events, then a RunRecord
+    named ``label`` (default: the recipe's name)."""
     from core.evaluate.fidelity import FidelityResult, evaluate_fidelity
     from core.evaluate.perplexity import (
         QUICK_PROTOCOL,
@@ -77,13 +104,7 @@ def run_experiment(
     )
 
     cancel = cancel or CancelToken()
-    validate(recipe)
-    candidate, notes = original, []
-    if recipe.passes:
-        compressed = build_compressed(original, recipe, settings, progress, cancel)
-        candidate, notes = compressed.loaded, compressed.notes
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    label = label or recipe.name
     if backend != "torch":
         from core.export.onnx_cache import load_ort_version
 
@@ -108,7 +129,7 @@ def run_experiment(
             if isinstance(event, PerplexityResult):
                 ppl = event
             yield event
-        if recipe.passes:
+        if candidate is not original:  # else agreement is 1 by definition, not measured
             progress(Progress("Fidelity to the original", None))
             for event in evaluate_fidelity(
                 original.model, candidate.model, original.tokenizer, windows[:4], cancel
@@ -126,7 +147,7 @@ def run_experiment(
     yield RunRecord(
         model=original.source,
         recipe=recipe.to_dict(),
-        recipe_name=recipe.name if backend == "torch" else f"{recipe.name} [{BACKENDS[backend]}]",
+        recipe_name=label if backend == "torch" else f"{label} [{BACKENDS[backend]}]",
         backend=backend,
         bytes=total,
         bytes_by_component=by_component,

@@ -1,0 +1,63 @@
+"""Distillation from the window: the loss chart fills, cancel keeps a
+checkpoint, a resume continues from it, and the student joins the results."""
+
+import pytest
+from PySide6.QtCore import Qt
+
+from core.distill.settings import DistillSettings
+from core.distill.student import StudentShape
+from tests.test_app_compression import load, make_window
+
+TINY = DistillSettings(
+    steps=6,
+    batch_size=2,
+    seq_len=32,
+    warmup_steps=1,
+    eval_every=3,
+    eval_windows=2,
+    eval_context_tokens=64,
+    checkpoint_every=2,
+    max_train_tokens=20_000,
+)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_llama_dir):
+    w = make_window(qtbot, tmp_path)
+    load(qtbot, w, tiny_llama_dir)
+    yield w
+    w.close()
+
+
+def test_distil_charts_loss_and_the_student_joins_the_results(qtbot, window, tmp_path):
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000):
+        window.distill_student(StudentShape(drop_layers=1), TINY, True, tmp_path / "ckpt")
+    panel = window.distill_panel
+    assert panel.loss_chart.series.size == 6
+    assert panel.ppl_chart.series.size >= 2
+    record = window.results_table.records[-1]
+    assert "distilled (6 steps)" in record.recipe_name
+    assert record.ppl is not None and record.top1_agreement is not None
+    assert record.top1_agreement < 1.0  # measured against the teacher, not assumed
+    assert len(window.pareto_chart.plotted()) == 1
+
+
+def test_cancelled_distillation_resumes_from_its_checkpoint(qtbot, window, tmp_path):
+    slow = DistillSettings(**{**TINY.to_dict(), "steps": 400, "checkpoint_every": 1000})
+    window.distill_student(StudentShape(drop_layers=1), slow, True, tmp_path / "ckpt")
+    qtbot.waitUntil(lambda: window.distill_panel.loss_chart.series.size >= 3, timeout=60_000)
+    with qtbot.waitSignal(window.runner.finished, timeout=10_000):
+        qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    done = window.distill_panel.loss_chart.series.size
+    assert window.results_table.rowCount() == 0
+    assert any("cancelled" in m for m in window.notifications.messages())
+
+    events = []
+    window.runner.event.connect(events.append)
+    resumed = DistillSettings(**{**slow.to_dict(), "steps": done + 2})
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000):
+        window.distill_student(StudentShape(drop_layers=1), resumed, True, tmp_path / "ckpt")
+    first = next(e for e in events if type(e).__name__ == "DistillResumed")
+    assert first.step >= done - 1  # the cancel saved the last finished step
+    assert window.distill_panel.loss_chart.series.x[-1] == done + 2
+    assert window.results_table.rowCount() == 1

@@ -173,12 +173,12 @@ def _load_causal_lm(name: str | Path, dtype):
 
 
 def _cpu_for_export(device: str, folder: Path):
-    """Exports holding CPU-kernel layouts (packed int4, fbgemm int8) run on the CPU."""
+    """Exports holding CPU-kernel layouts (packed int4) run on the CPU."""
     import torch
 
     if device not in ("auto", "cpu"):
         raise UnsupportedModelError(
-            f"{folder} stores CPU-kernel weights (packed int4 or fbgemm int8); load it on the CPU."
+            f"{folder} stores CPU-kernel weights (packed int4); load it on the CPU."
         )
     return torch.device("cpu")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("WORKBENCH_DATA_DIR", tempfile.mkdtemp(prefix="workbench-shots-"))
 
-from PySide6.QtCore import QTimer  # noqa: E402
+from PySide6.QtCore import QItemSelectionModel, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
@@ -57,8 +57,11 @@ def main() -> None:
                 QTimer.singleShot(25_000, lambda: shoot("live_run.png"))
             QTimer.singleShot(300, next_step)
             return
-        window.compression_panel.set_recipe(RECIPES[2])
         window.tabs.setCurrentIndex(0)
+        table = window.results_table
+        table.selectRow(0)  # the original and the GPTQ run, compared
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        table.selectionModel().select(table.model().index(2, 0), flags)
         QTimer.singleShot(500, lambda: (shoot("main_window.png"), finish()))
 
     def finish() -> None:
@@ -70,7 +73,20 @@ def main() -> None:
             if window.runner.busy:
                 QTimer.singleShot(300, wait)
                 return
-            QTimer.singleShot(300, lambda: (shoot("generate.png"), app.quit()))
+            QTimer.singleShot(300, lambda: (shoot("generate.png"), demo()))
+
+        QTimer.singleShot(300, wait)
+
+    def demo() -> None:
+        window.compression_panel.set_recipe(RECIPES[1])
+        window.demo_panel.controls.max_tokens.setValue(40)
+        window.demo_panel.run_button.click()
+
+        def wait() -> None:
+            if window.runner.busy:
+                QTimer.singleShot(300, wait)
+                return
+            QTimer.singleShot(300, lambda: (shoot("side_by_side.png"), app.quit()))
 
         QTimer.singleShot(300, wait)
 

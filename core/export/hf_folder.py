@@ -9,7 +9,7 @@ by a per-pass table, so chains are handled the same way as single passes:
   (GPT-2's Linear may stand where transformers has Conv1D: its weight is
   written transposed) and every float tensor has one dtype -> a plain
   folder, ``model.safetensors``, which AutoModelForCausalLM loads as is;
-- otherwise (int8/int4 packed linears, fbgemm dynamic int8, low-rank factor
+- otherwise (int8/int4 packed linears, W8A8 linears, low-rank factor
   pairs, GPT-2 head pruning whose shapes the config cannot express) the
   manifest lists each such module's kind and constructor integers, and the
   weights go to ``workbench_model.safetensors`` so that plain transformers

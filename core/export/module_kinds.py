@@ -2,16 +2,14 @@
 never pickle): how each one's tensors are written and how it is built again
 from those tensors and a few recorded integers.
 
-Why by hand: transformers has no loader for torch's int8/int4 packed-matmul
-modules, for torch.ao's dynamic-quantized Linear (its weights live in an
-fbgemm packed object that safetensors cannot hold) or for a Linear split in
-two low-rank factors; safetensors stores plain tensors only. Each kind here
+Why by hand: transformers has no loader for our int8/int4 packed-matmul and
+W8A8 modules or for a Linear split in two low-rank factors; safetensors
+stores plain tensors only. Each kind here
 is a few lines: the tensors it owns, the integers its constructor needs.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +31,9 @@ class ModuleKind:
     attributes: Callable[[nn.Module], dict]  # what the constructor needs besides tensors
     build: Callable[[dict[str, torch.Tensor], dict, list[nn.Module]], nn.Module]
     cpu_only: bool = False
+    # True when the tensors written are not the module's state_dict (e.g. a
+    # packed object unpacked), so its children must not be walked on their own.
+    custom_storage: bool = False
 
 
 def _own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -41,44 +42,6 @@ def _own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
         if buffer is not None and name not in module._non_persistent_buffers_set:
             out[name] = buffer
     return out
-
-
-def _is_dynamic_linear(module: nn.Module) -> bool:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    return isinstance(module, DynamicLinear)
-
-
-def _dynamic_tensors(module) -> dict[str, torch.Tensor]:
-    """fbgemm's packed weight unpacked to int8 values and float32 scales (the
-    zero points of per-channel symmetric quantization are all zero)."""
-    weight = module.weight()
-    if weight.qscheme() not in (torch.per_channel_symmetric, torch.per_channel_affine):
-        raise ValueError("only per-channel dynamic int8 linears can be exported")
-    if bool((weight.q_per_channel_zero_points() != 0).any()):
-        raise ValueError("dynamic int8 linear with non-zero zero points cannot be exported")
-    out = {
-        "weight_int8": weight.int_repr(),
-        "scales": weight.q_per_channel_scales().to(torch.float32),
-    }
-    if module.bias() is not None:
-        out["bias"] = module.bias()
-    return out
-
-
-def _build_dynamic(tensors, attrs, _children):
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    scales = tensors["scales"].to(torch.float64)  # the quantized tensor keeps doubles
-    with warnings.catch_warnings():  # torch.ao's quantized tensors are marked deprecated
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        qweight = torch._make_per_channel_quantized_tensor(
-            tensors["weight_int8"], scales, torch.zeros_like(scales, dtype=torch.int64), 0
-        )
-        module = DynamicLinear(attrs["in_features"], attrs["out_features"], dtype=torch.qint8)
-        module.set_weight_bias(qweight, tensors.get("bias"))
-    return module
 
 
 def _build_linear(tensors, attrs, _children):
@@ -142,14 +105,6 @@ KINDS: dict[str, ModuleKind] = {
             cpu_only=True,  # the packing is the CPU kernel's layout
         ),
         ModuleKind(
-            "DynamicInt8Linear",
-            _is_dynamic_linear,
-            _dynamic_tensors,
-            lambda m: {"in_features": m.in_features, "out_features": m.out_features},
-            _build_dynamic,
-            cpu_only=True,  # fbgemm
-        ),
-        ModuleKind(
             "Linear",
             lambda m: type(m) is nn.Linear,
             _own_tensors,
@@ -179,4 +134,5 @@ def stored_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def has_custom_storage(module: nn.Module) -> bool:
     """Modules whose tensors are not their state_dict (children not walked)."""
-    return _is_dynamic_linear(module)
+    kind = kind_of(module)
+    return kind is not None and kind.custom_storage

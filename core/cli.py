@@ -24,7 +24,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default="default",
-        help="'default' (embedded SmolLM2-135M-Instruct), a local HF folder, or a hub id",
+        help="'default' (embedded SmolLM2-135M-Instruct), 'demo-classifier' (the MiniLM "
+        "sentiment classifier, once `workbench train-classifier` prepared it), a local HF "
+        "folder, or a hub id",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(
@@ -107,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--fast", action="store_true", help="the small CI variant (~15 s)")
     clf.add_argument("--train-examples", type=int, default=None, help="default 4000; 0: all")
     clf.add_argument("--epochs", type=int, default=None, help="default 1")
-    clf.add_argument("--out", default=None, help="save the trained classifier to this folder")
+    clf.add_argument(
+        "--out",
+        default=None,
+        help="save the trained classifier to this folder (default: with the standard settings, "
+        "cache it as --model demo-classifier, or demo-classifier-fast with --fast)",
+    )
     clf.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     clf.add_argument("--json", action="store_true", help="print one JSON object")
     add_compress_parser(sub, _add_model_args)
@@ -243,8 +250,11 @@ def cmd_eval(args) -> None:
     from core.evaluate.side_by_side import side_by_side_generations
     from core.evaluate.zero_shot import AccuracyPartial, ZeroShotProtocol, evaluate_zero_shot
 
-    protocol = _eval_protocol(args)
     loaded = _load(args)
+    if loaded.is_classifier:
+        _eval_classifier(args, loaded)
+        return
+    protocol = _eval_protocol(args)
     model, tokenizer = loaded.model, loaded.tokenizer
     windows = perplexity_windows(tokenizer, protocol)
     ppl = None
@@ -292,6 +302,52 @@ def cmd_eval(args) -> None:
         print(json.dumps(report, indent=2))
         return
     _print_eval(loaded, report)
+
+
+def _eval_classifier(args, loaded) -> None:
+    """Sentiment accuracy (and agreement with --reference) of a classifier."""
+    from dataclasses import asdict
+
+    from core.evaluate.classifier_accuracy import (
+        ClassifierProtocol,
+        evaluate_classifier,
+    )
+    from core.evaluate.zero_shot import AccuracyPartial
+
+    reference = None
+    if args.reference is not None:
+        from core.loading import load_model
+
+        reference = load_model(args.reference, args.device, progress=_progress)
+        if not reference.is_classifier:
+            raise ValueError(f"{args.reference} is not a classifier; agreement needs one")
+        if not _same_tokenizer(reference.tokenizer, loaded.tokenizer):
+            raise ValueError(f"{args.reference} uses a different tokenizer; agreement needs one")
+    result = None
+    protocol = ClassifierProtocol(mode=args.mode)
+    for event in evaluate_classifier(
+        loaded.model, loaded.tokenizer, protocol, reference=reference and reference.model
+    ):
+        if isinstance(event, AccuracyPartial):
+            _note(f"reviews {event.done}/{event.total}: accuracy {event.accuracy:.1%}")
+        result = event
+    report = {"model": args.model, "task": loaded.task, "accuracy": asdict(result)}
+    if reference is not None:
+        report["reference"] = args.reference
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    a = report["accuracy"]
+    flag = "  NEAR OR BELOW CHANCE" if a["near_chance"] else ""
+    print(f"{loaded.description.architecture} from {args.model} on {loaded.device}")
+    print(
+        f"  accuracy {a['accuracy']:.1%} ({a['correct']}/{a['examples']}, 95% CI "
+        f"{a['ci95_low']:.1%} to {a['ci95_high']:.1%}); always-majority scores "
+        f"{a['majority_rate']:.1%}{flag}"
+    )
+    if a["agreement"] is not None:
+        print(f"  agreement with {args.reference}: {a['agreement']:.1%} of the reviews")
+    print(f"  protocol {a['protocol']}")
 
 
 def _note(text: str) -> None:
@@ -362,10 +418,20 @@ def cmd_train_classifier(args) -> None:
             raise ValueError("--epochs must be at least 1")
         settings = replace(settings, epochs=args.epochs)
     out = Path(args.out) if args.out else None
-    result = None
-    for event in finetune_sentiment_classifier(settings, output_dir=out):
+    standard = settings in (FAST, ClassifierSettings())
+    if out is None and standard:  # prepare: train and cache as --model demo-classifier[-fast]
+        from core.demo_classifier import ClassifierReady, prepare_demo_classifier
+
+        job = prepare_demo_classifier(args.fast, _progress, force=True)
+    else:
+        job = finetune_sentiment_classifier(settings, output_dir=out)
+    result = ready = None
+    for event in job:
         if isinstance(event, TrainStep) and (event.step % 10 == 0 or event.step == 1):
             _note(f"step {event.step}/{event.steps_total}: loss {event.loss:.3f}")
+        elif out is None and standard and isinstance(event, ClassifierReady):
+            ready = event
+            continue
         result = event
     if args.json:
         print(json.dumps(asdict(result), indent=2))
@@ -382,6 +448,8 @@ def cmd_train_classifier(args) -> None:
     print(f"  protocol {result.protocol}")
     if out:
         print(f"  saved to {out}")
+    if ready is not None:
+        print(f"  cached in {ready.folder}: use --model {ready.source}")
 
 
 COMMANDS = {

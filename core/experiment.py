@@ -1,7 +1,9 @@
 """The job behind "Run": build a configuration from a recipe, measure its
 speed with the protocol, evaluate its quality against the original, and
 hand back one RunRecord. Each stage yields its events so the window can
-chart them live; cancel is honoured inside every stage."""
+chart them live; cancel is honoured inside every stage. A sequence
+classifier goes to ``core.classifier_experiment`` (batch-1 latency and
+accuracy instead of decode speed and perplexity)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ class ExperimentSettings:
     calibration_windows: int = 16
     calibration_length: int = 256
     text_source: str | None = None  # None: the bundled news articles
+    # For a sequence classifier: a ClassifierExperimentSettings; None: its
+    # quick defaults, with ``evaluate`` taken from above.
+    classifier: object = None
 
 
 def build_compressed(
@@ -38,6 +43,12 @@ def build_compressed(
     """Apply ``recipe`` to a copy of ``original``, reading calibration text
     (never the report split) when a pass needs it."""
     from core.passes.calibration import calibration_windows
+
+    if original.is_classifier:
+        from core.classifier_experiment import build_compressed_classifier
+
+        reviews = _classifier_settings(settings).calibration_reviews
+        return build_compressed_classifier(original, recipe, reviews, progress, cancel)
 
     calibration = None
     if recipe.needs_calibration():
@@ -67,6 +78,13 @@ def run_experiment(
         perplexity_windows,
     )
 
+    if original.is_classifier:
+        from core.classifier_experiment import run_classifier_experiment
+
+        yield from run_classifier_experiment(
+            original, recipe, _classifier_settings(settings), progress, cancel
+        )
+        return
     cancel = cancel or CancelToken()
     validate(recipe)
     candidate, notes = original, []
@@ -121,3 +139,9 @@ def run_experiment(
         eval_protocol=ppl.protocol if ppl else "",
         notes=notes,
     )
+
+
+def _classifier_settings(settings: ExperimentSettings):
+    from core.classifier_experiment import ClassifierExperimentSettings
+
+    return settings.classifier or ClassifierExperimentSettings(evaluate=settings.evaluate)

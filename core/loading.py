@@ -1,4 +1,6 @@
-"""Load a model from the embedded default, a local folder or a Hugging Face id.
+"""Load a model from the embedded default, the prepared demo classifier, a
+local folder or a Hugging Face id: a causal LM, or a sequence classifier
+(a folder whose config names a ``...ForSequenceClassification`` architecture).
 
 Every way loading can fail maps to one of the errors in ``core.errors`` with a
 one-line message; the user's files are only ever read.
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import default_model
+from core import default_model, demo_classifier
 from core.description import ModelDescription, describe
 from core.errors import (
     CorruptModelError,
@@ -41,6 +43,17 @@ class LoadedModel:
     def device(self):
         return next(self.model.parameters()).device
 
+    @property
+    def task(self) -> str:
+        """ "causal-lm" or "sequence-classification" (core.description)."""
+        return self.description.task
+
+    @property
+    def is_classifier(self) -> bool:
+        from core.description import SEQUENCE_CLASSIFICATION
+
+        return self.task == SEQUENCE_CLASSIFICATION
+
 
 def load_model(
     source: str | None = None,
@@ -49,7 +62,8 @@ def load_model(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
 ) -> LoadedModel:
-    """Load ``source``: ``None``/``"default"``, a folder path, or a hub id."""
+    """Load ``source``: ``None``/``"default"``, ``"demo-classifier"`` (or
+    ``"demo-classifier-fast"``), a folder path, or a hub id."""
     import torch
 
     from core.runtime.device import resolve_device, resolve_dtype
@@ -61,6 +75,10 @@ def load_model(
         folder = default_model.ensure_default_model(progress, cancel)
         notes.append(default_model.QUANT_GRID_NOTE)
         name: str | Path = folder
+    elif source in demo_classifier.SOURCES:
+        folder = demo_classifier.prepared_dir(source)  # ModelNotFoundError if not prepared
+        notes.append(demo_classifier.trained_note(folder))
+        name = folder
     else:
         folder, name = _resolve_location(source)
     cancel.raise_if_cancelled()
@@ -69,7 +87,7 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, target)
     progress(Progress(f"Loading {source}", None))
     try:
-        model, tokenizer = _load_causal_lm(name, torch_dtype)
+        model, tokenizer = _load_transformers_model(name, torch_dtype)
         model.to(target)
     except WorkbenchError:
         raise
@@ -105,8 +123,18 @@ def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
     return None, source
 
 
-def _load_causal_lm(name: str | Path, dtype):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+def _is_sequence_classifier(config) -> bool:
+    architectures = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
+def _load_transformers_model(name: str | Path, dtype):
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     try:
         config = AutoConfig.from_pretrained(name)
@@ -119,15 +147,17 @@ def _load_causal_lm(name: str | Path, dtype):
         ) from err
     except ValueError as err:  # unknown model_type, malformed JSON
         raise UnsupportedModelError(f"{name}: {_first_line(err)}") from err
+    classifier = _is_sequence_classifier(config)
+    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
+    kind = "sequence classifier" if classifier else "causal language model"
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
+        model, info = auto.from_pretrained(
             name, config=config, dtype=dtype, output_loading_info=True
         )
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
             raise UnsupportedModelError(
-                f"{name}: architecture {config.model_type!r} is not a causal language model "
-                "this version can run."
+                f"{name}: architecture {config.model_type!r} is not a {kind} this version can run."
             ) from err
         raise CorruptModelError(f"{name}: {_first_line(err)}") from err
     except OSError as err:

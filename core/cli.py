@@ -189,6 +189,9 @@ def cmd_bench(args) -> None:
         max_repeats=args.max_repeats,
     )
     loaded = _load(args)
+    if loaded.is_classifier:
+        _bench_classifier(args, loaded)
+        return
     result = None
     for event in benchmark(loaded, settings):
         if isinstance(event, RunTiming):
@@ -222,6 +225,34 @@ def cmd_bench(args) -> None:
     print(f"  protocol {result.protocol}; {result.runs} runs")
 
 
+def _bench_classifier(args, loaded) -> None:
+    """The encoder protocol: batch-1 classification of one fixed input."""
+    from core.measure_classifier import ClassifierBenchSettings, benchmark_classifier
+
+    settings = ClassifierBenchSettings(
+        warmup=args.warmup,
+        min_repeats=args.min_repeats,
+        min_time_s=args.min_time,
+        max_repeats=max(args.max_repeats, args.min_repeats),
+    )
+    *_, result = benchmark_classifier(loaded, settings)
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    env = result.environment
+    print(
+        f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
+        f"{env.threads} threads"
+    )
+    print(
+        f"  latency  {data['latency_ms']:.2f} ms  [p10 {data['latency_ms_p10']:.2f}, "
+        f"p90 {data['latency_ms_p90']:.2f}]  = {data['examples_per_s']:.1f} examples/s"
+    )
+    print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
+    print(f"  protocol {result.protocol}; {result.runs} runs")
+
+
 def _eval_protocol(args):
     from core.evaluate.perplexity import PerplexityProtocol
 
@@ -250,11 +281,11 @@ def cmd_eval(args) -> None:
     from core.evaluate.side_by_side import side_by_side_generations
     from core.evaluate.zero_shot import AccuracyPartial, ZeroShotProtocol, evaluate_zero_shot
 
+    protocol = _eval_protocol(args)  # refuse bad options before loading
     loaded = _load(args)
     if loaded.is_classifier:
         _eval_classifier(args, loaded)
         return
-    protocol = _eval_protocol(args)
     model, tokenizer = loaded.model, loaded.tokenizer
     windows = perplexity_windows(tokenizer, protocol)
     ppl = None

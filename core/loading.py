@@ -55,6 +55,15 @@ class LoadedModel:
         return self.task == SEQUENCE_CLASSIFICATION
 
 
+def require_causal_lm(loaded: LoadedModel, what: str) -> None:
+    """Refuse LM-only work (generation, the decode benchmark) on a classifier."""
+    if loaded.is_classifier:
+        raise UnsupportedModelError(
+            f"{loaded.source} is a sequence classifier: {what} needs a causal language model "
+            "(a classifier is timed by one forward pass and scored by accuracy)."
+        )
+
+
 def load_model(
     source: str | None = None,
     device: str = "auto",

@@ -171,3 +171,21 @@ def test_cancelled_preparation_leaves_nothing_that_looks_prepared(tmp_path, monk
             cancel.cancel()  # after the first training step
     assert not is_prepared("demo-classifier-fast")
     assert list((tmp_path / "models").iterdir()) == []  # the staging folder is gone
+
+
+def test_lm_only_jobs_refuse_a_classifier_and_bench_uses_its_protocol(tiny_classifier_dir, capsys):
+    from core.cli import main
+    from core.errors import UnsupportedModelError
+    from core.generation import stream_generation
+    from core.measure import benchmark
+
+    classifier = load_model(str(tiny_classifier_dir), device="cpu")
+    with pytest.raises(UnsupportedModelError, match="sequence classifier"):
+        next(stream_generation(classifier, "hello"))
+    with pytest.raises(UnsupportedModelError, match="sequence classifier"):
+        next(benchmark(classifier))
+    argv = ["bench", "--model", str(tiny_classifier_dir), "--min-repeats", "2", "--min-time", "0"]
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["runs"] == 2 and data["latency_ms_p10"] <= data["latency_ms_p90"]
+    assert "batch 1" in data["protocol"]

@@ -5,11 +5,10 @@ group of query heads, so the same number of query heads goes from every
 group (the fraction actually removed is the nearest achievable one, and
 is reported); when groups have one head (plain multi-head attention), the
 key/value head goes with it. GPT-2 (fused c_attn) removes q, k and v rows
-together. BERT encoders (plain multi-head) remove query, key and value rows of a
-head and its columns of the attention output. Importance is measured on
-calibration text: the norm of each
-head's output entering the output projection, times that projection's
-weights for the head.
+together; BERT encoders (plain multi-head) remove a head's query, key and
+value rows and its columns of the attention output. Importance is measured
+on calibration text: the norm of each head's output entering the output
+projection, times that projection's weights for the head.
 """
 
 from __future__ import annotations

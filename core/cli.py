@@ -28,7 +28,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default="default",
-        help="'default' (embedded SmolLM2-135M-Instruct), a local HF folder, or a hub id",
+        help="'default' (embedded SmolLM2-135M-Instruct), 'demo-classifier' (the MiniLM "
+        "sentiment classifier, once `workbench train-classifier` prepared it), a local HF "
+        "folder, or a hub id",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(
@@ -126,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--fast", action="store_true", help="the small CI variant (~15 s)")
     clf.add_argument("--train-examples", type=int, default=None, help="default 4000; 0: all")
     clf.add_argument("--epochs", type=int, default=None, help="default 1")
-    clf.add_argument("--out", default=None, help="save the trained classifier to this folder")
+    clf.add_argument(
+        "--out",
+        default=None,
+        help="save the trained classifier to this folder (default: with the standard settings, "
+        "cache it as --model demo-classifier, or demo-classifier-fast with --fast)",
+    )
     clf.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     clf.add_argument("--json", action="store_true", help="print one JSON object")
     add_compress_parser(sub, _add_model_args)
@@ -212,6 +219,9 @@ def cmd_bench(args) -> None:
         max_repeats=args.max_repeats,
     )
     loaded = _load(args)
+    if loaded.is_classifier:
+        _bench_classifier(args, loaded)
+        return
     result = None
     for event in benchmark(loaded, settings):
         if isinstance(event, RunTiming):
@@ -245,6 +255,34 @@ def cmd_bench(args) -> None:
     print(f"  protocol {result.protocol}; {result.runs} runs")
 
 
+def _bench_classifier(args, loaded) -> None:
+    """The encoder protocol: batch-1 classification of one fixed input."""
+    from core.measure_classifier import ClassifierBenchSettings, benchmark_classifier
+
+    settings = ClassifierBenchSettings(
+        warmup=args.warmup,
+        min_repeats=args.min_repeats,
+        min_time_s=args.min_time,
+        max_repeats=max(args.max_repeats, args.min_repeats),
+    )
+    *_, result = benchmark_classifier(loaded, settings)
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    env = result.environment
+    print(
+        f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
+        f"{env.threads} threads"
+    )
+    print(
+        f"  latency  {data['latency_ms']:.2f} ms  [p10 {data['latency_ms_p10']:.2f}, "
+        f"p90 {data['latency_ms_p90']:.2f}]  = {data['examples_per_s']:.1f} examples/s"
+    )
+    print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
+    print(f"  protocol {result.protocol}; {result.runs} runs")
+
+
 def _eval_protocol(args):
     from core.evaluate.perplexity import PerplexityProtocol
 
@@ -273,10 +311,13 @@ def cmd_eval(args) -> None:
     from core.evaluate.side_by_side import side_by_side_generations
     from core.evaluate.zero_shot import AccuracyPartial, ZeroShotProtocol, evaluate_zero_shot
 
-    protocol = _eval_protocol(args)
+    protocol = _eval_protocol(args)  # refuse bad options before loading
     if args.sentiment and args.backend != "torch":
         raise ValueError("--sentiment runs on the torch backend only")
     loaded = _load(args)
+    if loaded.is_classifier:
+        _eval_classifier(args, loaded)
+        return
     model, tokenizer = loaded.model, loaded.tokenizer
     windows = perplexity_windows(tokenizer, protocol)
     ppl = None
@@ -324,6 +365,52 @@ def cmd_eval(args) -> None:
         print(json.dumps(report, indent=2))
         return
     _print_eval(loaded, report)
+
+
+def _eval_classifier(args, loaded) -> None:
+    """Sentiment accuracy (and agreement with --reference) of a classifier."""
+    from dataclasses import asdict
+
+    from core.evaluate.classifier_accuracy import (
+        ClassifierProtocol,
+        evaluate_classifier,
+    )
+    from core.evaluate.zero_shot import AccuracyPartial
+
+    reference = None
+    if args.reference is not None:
+        from core.loading import load_model
+
+        reference = load_model(args.reference, args.device, progress=_progress)
+        if not reference.is_classifier:
+            raise ValueError(f"{args.reference} is not a classifier; agreement needs one")
+        if not _same_tokenizer(reference.tokenizer, loaded.tokenizer):
+            raise ValueError(f"{args.reference} uses a different tokenizer; agreement needs one")
+    result = None
+    protocol = ClassifierProtocol(mode=args.mode)
+    for event in evaluate_classifier(
+        loaded.model, loaded.tokenizer, protocol, reference=reference and reference.model
+    ):
+        if isinstance(event, AccuracyPartial):
+            _note(f"reviews {event.done}/{event.total}: accuracy {event.accuracy:.1%}")
+        result = event
+    report = {"model": args.model, "task": loaded.task, "accuracy": asdict(result)}
+    if reference is not None:
+        report["reference"] = args.reference
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    a = report["accuracy"]
+    flag = "  NEAR OR BELOW CHANCE" if a["near_chance"] else ""
+    print(f"{loaded.description.architecture} from {args.model} on {loaded.device}")
+    print(
+        f"  accuracy {a['accuracy']:.1%} ({a['correct']}/{a['examples']}, 95% CI "
+        f"{a['ci95_low']:.1%} to {a['ci95_high']:.1%}); always-majority scores "
+        f"{a['majority_rate']:.1%}{flag}"
+    )
+    if a["agreement"] is not None:
+        print(f"  agreement with {args.reference}: {a['agreement']:.1%} of the reviews")
+    print(f"  protocol {a['protocol']}")
 
 
 def _note(text: str) -> None:
@@ -394,10 +481,20 @@ def cmd_train_classifier(args) -> None:
             raise ValueError("--epochs must be at least 1")
         settings = replace(settings, epochs=args.epochs)
     out = Path(args.out) if args.out else None
-    result = None
-    for event in finetune_sentiment_classifier(settings, output_dir=out):
+    standard = settings in (FAST, ClassifierSettings())
+    if out is None and standard:  # prepare: train and cache as --model demo-classifier[-fast]
+        from core.demo_classifier import ClassifierReady, prepare_demo_classifier
+
+        job = prepare_demo_classifier(args.fast, _progress, force=True)
+    else:
+        job = finetune_sentiment_classifier(settings, output_dir=out)
+    result = ready = None
+    for event in job:
         if isinstance(event, TrainStep) and (event.step % 10 == 0 or event.step == 1):
             _note(f"step {event.step}/{event.steps_total}: loss {event.loss:.3f}")
+        elif out is None and standard and isinstance(event, ClassifierReady):
+            ready = event
+            continue
         result = event
     if args.json:
         print(json.dumps(asdict(result), indent=2))
@@ -414,6 +511,8 @@ def cmd_train_classifier(args) -> None:
     print(f"  protocol {result.protocol}")
     if out:
         print(f"  saved to {out}")
+    if ready is not None:
+        print(f"  cached in {ready.folder}: use --model {ready.source}")
 
 
 COMMANDS = {

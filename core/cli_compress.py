@@ -92,13 +92,35 @@ def cmd_compress(args, load) -> None:
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))
         return
-    ppl = f"{record.ppl:.3f} ± {record.ppl_ci95:.3f}" if record.ppl else "not evaluated"
     print(f"{record.recipe_name}")
     print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
-    print(
-        f"  prefill {record.prefill_ms:.1f} ms, decode {record.decode_ms_per_token:.2f} ms/token "
-        f"({record.tokens_per_s:.1f} tokens/s), {record.device}, {record.threads} threads"
-    )
-    print(f"  perplexity {ppl}; top-1 agreement {record.top1_agreement}")
+    if record.task == "sequence-classification":
+        _print_classifier(record)
+    else:
+        ppl = f"{record.ppl:.3f} ± {record.ppl_ci95:.3f}" if record.ppl else "not evaluated"
+        print(
+            f"  prefill {record.prefill_ms:.1f} ms, decode {record.decode_ms_per_token:.2f} "
+            f"ms/token ({record.tokens_per_s:.1f} tokens/s), {record.device}, "
+            f"{record.threads} threads"
+        )
+        print(f"  perplexity {ppl}; top-1 agreement {record.top1_agreement}")
     for note in record.notes:
         print(f"  note: {note}")
+
+
+def _print_classifier(record) -> None:
+    print(
+        f"  latency {record.latency_ms:.2f} ms [p10 {record.latency_ms_p10:.2f}, p90 "
+        f"{record.latency_ms_p90:.2f}] ({record.examples_per_s:.1f} examples/s), "
+        f"{record.device}, {record.threads} threads"
+    )
+    print(f"  protocol {record.bench_protocol}")
+    if record.accuracy is None:
+        print("  accuracy not evaluated")
+        return
+    print(
+        f"  accuracy {record.accuracy:.1%} (95% CI {record.accuracy_ci95_low:.1%} to "
+        f"{record.accuracy_ci95_high:.1%}, {record.examples} reviews); agreement with the "
+        f"original {record.agreement:.1%}"
+    )
+    print(f"  protocol {record.eval_protocol}")

@@ -9,6 +9,16 @@ import torch
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".onnx", ".onnx_data")
 
+# The two model kinds the workbench handles; the rest of the engine branches on them.
+CAUSAL_LM = "causal-lm"
+SEQUENCE_CLASSIFICATION = "sequence-classification"
+
+
+def task_of(model: torch.nn.Module) -> str:
+    """The model kind, from the transformers head class (``...ForSequenceClassification``)."""
+    name = type(model).__name__
+    return SEQUENCE_CLASSIFICATION if name.endswith("ForSequenceClassification") else CAUSAL_LM
+
 
 @dataclass(frozen=True)
 class ModelDescription:
@@ -28,6 +38,8 @@ class ModelDescription:
     tied_embeddings: bool
     device: str
     notes: list[str] = field(default_factory=list)
+    task: str = CAUSAL_LM
+    labels: list[str] = field(default_factory=list)  # a classifier's classes, by index
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +86,14 @@ def describe(
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
         device=str(next(model.parameters()).device),
         notes=list(notes or []),
+        task=task_of(model),
+        labels=_labels(config) if task_of(model) == SEQUENCE_CLASSIFICATION else [],
     )
+
+
+def _labels(config) -> list[str]:
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label[i]) for i in sorted(id2label)]
 
 
 def unique_tensors_of(tensors) -> list[torch.Tensor]:

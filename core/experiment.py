@@ -1,7 +1,9 @@
 """The job behind "Run": build a configuration from a recipe, measure its
 speed with the protocol, evaluate its quality against the original, and
 hand back one RunRecord. Each stage yields its events so the window can
-chart them live; cancel is honoured inside every stage."""
+chart them live; cancel is honoured inside every stage. A sequence
+classifier goes to ``core.classifier_experiment`` (batch-1 latency and
+accuracy instead of decode speed and perplexity)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ class ExperimentSettings:
     calibration_windows: int = 16
     calibration_length: int = 256
     text_source: str | None = None  # None: the bundled news articles
+    # For a sequence classifier: a ClassifierExperimentSettings; None: its
+    # quick defaults, with ``evaluate`` taken from above.
+    classifier: object = None
 
 
 def build_compressed(
@@ -42,6 +47,12 @@ def build_compressed(
     """Apply ``recipe`` to a copy of ``original``, reading calibration text
     (never the report split) when a pass needs it."""
     from core.passes.calibration import calibration_windows
+
+    if original.is_classifier:
+        from core.classifier_experiment import build_compressed_classifier
+
+        reviews = _classifier_settings(settings).calibration_reviews
+        return build_compressed_classifier(original, recipe, reviews, progress, cancel)
 
     calibration = None
     if recipe.needs_calibration():
@@ -72,6 +83,15 @@ def run_experiment(
     validate(recipe)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if original.is_classifier:
+        if backend != "torch":
+            raise ValueError("ONNX Runtime runs causal language models here, not classifiers")
+        from core.classifier_experiment import run_classifier_experiment
+
+        yield from run_classifier_experiment(
+            original, recipe, _classifier_settings(settings), progress, cancel
+        )
+        return
     candidate, notes = original, []
     if recipe.passes:
         compressed = build_compressed(original, recipe, settings, progress, cancel)
@@ -103,6 +123,8 @@ def measure_configuration(
         perplexity_windows,
     )
 
+    if original.is_classifier:
+        raise ValueError("a classifier is measured by run_experiment (its own protocol)")
     cancel = cancel or CancelToken()
     label = label or recipe.name
     if backend != "torch":
@@ -164,3 +186,9 @@ def measure_configuration(
         eval_protocol=ppl.protocol if ppl else "",
         notes=notes,
     )
+
+
+def _classifier_settings(settings: ExperimentSettings):
+    from core.classifier_experiment import ClassifierExperimentSettings
+
+    return settings.classifier or ClassifierExperimentSettings(evaluate=settings.evaluate)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from core.jobs import CancelToken
-from core.loading import LoadedModel
+from core.loading import LoadedModel, require_causal_lm
 from core.runtime.runners import steps_function
 from core.runtime.sampling import GREEDY, Sampling
 from core.runtime.torch_runner import stop_token_ids
@@ -97,6 +97,7 @@ def stream_generation(
     cancel: CancelToken | None = None,
 ) -> Iterator[TextToken | GenerationSummary]:
     """Yield a TextToken per generated token, then one GenerationSummary."""
+    require_causal_lm(loaded, "text generation")
     cancel = cancel or CancelToken()
     input_ids = encode_prompt(loaded, prompt, chat)
     room = context_length(loaded.model.config) - input_ids.shape[1]

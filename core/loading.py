@@ -1,4 +1,6 @@
-"""Load a model from the embedded default, a local folder or a Hugging Face id.
+"""Load a model from the embedded default, the prepared demo classifier, a
+local folder or a Hugging Face id: a causal LM, or a sequence classifier
+(a folder whose config names a ``...ForSequenceClassification`` architecture).
 
 Every way loading can fail maps to one of the errors in ``core.errors`` with a
 one-line message; the user's files are only ever read.
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import default_model
+from core import default_model, demo_classifier
 from core.description import ModelDescription, describe
 from core.errors import (
     CorruptModelError,
@@ -42,6 +44,26 @@ class LoadedModel:
     def device(self):
         return next(self.model.parameters()).device
 
+    @property
+    def task(self) -> str:
+        """ "causal-lm" or "sequence-classification" (core.description)."""
+        return self.description.task
+
+    @property
+    def is_classifier(self) -> bool:
+        from core.description import SEQUENCE_CLASSIFICATION
+
+        return self.task == SEQUENCE_CLASSIFICATION
+
+
+def require_causal_lm(loaded: LoadedModel, what: str) -> None:
+    """Refuse LM-only work (generation, the decode benchmark) on a classifier."""
+    if loaded.is_classifier:
+        raise UnsupportedModelError(
+            f"{loaded.source} is a sequence classifier: {what} needs a causal language model "
+            "(a classifier is timed by one forward pass and scored by accuracy)."
+        )
+
 
 def load_model(
     source: str | None = None,
@@ -50,7 +72,8 @@ def load_model(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
 ) -> LoadedModel:
-    """Load ``source``: ``None``/``"default"``, a folder path, or a hub id."""
+    """Load ``source``: ``None``/``"default"``, ``"demo-classifier"`` (or
+    ``"demo-classifier-fast"``), a folder path, or a hub id."""
     import torch
 
     from core.runtime.device import resolve_device, resolve_dtype
@@ -62,6 +85,10 @@ def load_model(
         folder = default_model.ensure_default_model(progress, cancel)
         notes.append(default_model.QUANT_GRID_NOTE)
         name: str | Path = folder
+    elif source in demo_classifier.SOURCES:
+        folder = demo_classifier.prepared_dir(source)  # ModelNotFoundError if not prepared
+        notes.append(demo_classifier.trained_note(folder))
+        name = folder
     else:
         folder, name = _resolve_location(source)
         if folder is not None and is_onnx_folder(folder):  # an export of ours: ONNX Runtime
@@ -81,7 +108,7 @@ def load_model(
     progress(Progress(f"Loading {source}", None))
     try:
         if exported is None:
-            model, tokenizer = _load_causal_lm(name, torch_dtype)
+            model, tokenizer = _load_transformers_model(name, torch_dtype)
         else:
             model, tokenizer = _load_exported(folder, exported, dtype)
         model.to(target)
@@ -122,8 +149,18 @@ def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
     return None, source
 
 
-def _load_causal_lm(name: str | Path, dtype):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+def _is_sequence_classifier(config) -> bool:
+    architectures = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
+def _load_transformers_model(name: str | Path, dtype):
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     try:
         config = AutoConfig.from_pretrained(name)
@@ -136,15 +173,17 @@ def _load_causal_lm(name: str | Path, dtype):
         ) from err
     except ValueError as err:  # unknown model_type, malformed JSON
         raise UnsupportedModelError(f"{name}: {_first_line(err)}") from err
+    classifier = _is_sequence_classifier(config)
+    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
+    kind = "sequence classifier" if classifier else "causal language model"
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
+        model, info = auto.from_pretrained(
             name, config=config, dtype=dtype, output_loading_info=True
         )
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
             raise UnsupportedModelError(
-                f"{name}: architecture {config.model_type!r} is not a causal language model "
-                "this version can run."
+                f"{name}: architecture {config.model_type!r} is not a {kind} this version can run."
             ) from err
         raise CorruptModelError(f"{name}: {_first_line(err)}") from err
     except OSError as err:
@@ -192,7 +231,7 @@ def _load_exported(folder: Path, manifest: dict, dtype: str | None):
             "a dtype."
         )
     if manifest["loader"] == "transformers":
-        return _load_causal_lm(folder, "auto")
+        return _load_transformers_model(folder, "auto")
     from transformers import AutoTokenizer
 
     from core.export.load_exported import load_workbench_folder

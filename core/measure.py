@@ -19,7 +19,7 @@ from importlib import resources
 
 from core.environment import Environment, current_environment
 from core.jobs import CancelToken
-from core.loading import LoadedModel
+from core.loading import LoadedModel, require_causal_lm
 from core.memory import PeakMemoryTracker
 from core.runtime.device import synchronize
 from core.runtime.runners import TORCH_RUNNER, runner_name, steps_function
@@ -121,7 +121,9 @@ def benchmark(
     cancel: CancelToken | None = None,
 ) -> Iterator[TokenStep | RunTiming | BenchResult]:
     """Run the protocol, yielding each token step and each run as it finishes,
-    then the BenchResult."""
+    then the BenchResult. A classifier has its own protocol
+    (core.measure_classifier)."""
+    require_causal_lm(loaded, "the prefill/decode benchmark")
     cancel = cancel or CancelToken()
     device = loaded.device
     input_ids = bench_prompt_ids(loaded, settings.prompt_tokens)

@@ -17,7 +17,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One configuration of one model, with how each number was measured."""
+    """One configuration of one model, with how each number was measured.
+
+    A causal LM fills the prefill/decode and perplexity fields; a sequence
+    classifier (``task == "sequence-classification"``) leaves them None and
+    fills the latency and accuracy fields below. Fields added later have
+    defaults, so older ``runs.jsonl`` lines still load.
+    """
 
     model: str
     recipe: dict  # core.recipe.Recipe.to_dict()
@@ -39,6 +45,19 @@ class RunRecord:
     backend: str = "torch"  # a key of core.experiment.BACKENDS
     created: float = field(default_factory=time.time)
     run_id: str = ""
+    task: str = "causal-lm"
+    # Sequence classifier: batch-1 latency of one fixed input (ms) and
+    # sentiment accuracy with its Wilson 95% interval (not symmetric, so both
+    # ends), over ``examples`` reviews; agreement: same label as the original.
+    latency_ms: float | None = None
+    latency_ms_p10: float | None = None
+    latency_ms_p90: float | None = None
+    examples_per_s: float | None = None
+    accuracy: float | None = None
+    accuracy_ci95_low: float | None = None
+    accuracy_ci95_high: float | None = None
+    examples: int | None = None
+    agreement: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

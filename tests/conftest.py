@@ -7,7 +7,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from tests.tiny_models import save_tiny_model  # noqa: E402
+from tests.tiny_models import save_tiny_classifier, save_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +18,11 @@ def tiny_gpt2_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     return save_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory):
+    return save_tiny_classifier(tmp_path_factory.mktemp("tiny-bert-classifier"))
 
 
 @pytest.fixture(params=["gpt2", "llama"])

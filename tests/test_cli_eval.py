@@ -86,15 +86,18 @@ def test_eval_on_the_default_model_against_itself():
     assert any("Paris" in g["reference"] for g in data["generations"])
 
 
-def test_train_classifier_fast_json():
+def test_train_classifier_fast_json(tmp_path, monkeypatch):
     from core.evaluate.sentiment_classifier import ClassifierResult
 
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))  # never the user's cache
     out = run_cli("train-classifier", "--fast", "--json", "--threads", "2")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) == names(ClassifierResult)
     assert data["steps"] == 16 and data["examples"] == 64
     assert "step 10/16" in out.stderr
+    # Standard settings, no --out: prepared as --model demo-classifier-fast.
+    assert (tmp_path / "models" / "minilm-sentiment-fast" / "config.json").is_file()
 
 
 def test_train_classifier_rejects_zero_epochs():

@@ -1,6 +1,6 @@
-"""Tiny GPT-2- and Llama-style models with random weights, saved as real
-Hugging Face folders (config, safetensors, tokenizer), built in milliseconds
-and without any download."""
+"""Tiny GPT-2- and Llama-style models and a tiny BERT sentiment classifier,
+with random weights, saved as real Hugging Face folders (config,
+safetensors, tokenizer), built in milliseconds and without any download."""
 
 from __future__ import annotations
 
@@ -70,4 +70,61 @@ def save_tiny_model(kind: str, folder: Path, seed: int = 0) -> Path:
     model = AutoModelForCausalLM.from_config(tiny_config(kind))
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@lru_cache(maxsize=1)
+def tiny_wordpiece_tokenizer():
+    """A BERT-style WordPiece tokenizer ([CLS] text [SEP]) trained on the
+    standard library's help texts."""
+    from pydoc_data.topics import topics
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers.processors import BertProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=512, special_tokens=specials)
+    tokenizer.train_from_iterator(list(topics.values())[:200], trainer)
+    tokenizer.post_processor = BertProcessing(
+        ("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]"))
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def save_tiny_classifier(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer BertForSequenceClassification (hidden 64, 4 heads, MLP 128)
+    with the sentiment labels, as the demo classifier has them."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from core.data.sentiment import LABELS
+
+    tokenizer = tiny_wordpiece_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder

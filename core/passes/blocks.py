@@ -1,7 +1,8 @@
-"""The parts of a decoder that structured pruning cuts, for the two families
-we support: Llama-style (q/k/v/o_proj, gate/up/down_proj; Mistral, Qwen2,
-SmolLM are the same shape) and GPT-2-style (fused c_attn, c_fc/c_proj,
-converted from Conv1D to Linear first)."""
+"""The parts of a transformer that structured pruning cuts, for the three
+families we support: Llama-style (q/k/v/o_proj, gate/up/down_proj; Mistral,
+Qwen2, SmolLM are the same shape), GPT-2-style (fused c_attn, c_fc/c_proj,
+converted from Conv1D to Linear first) and BERT encoders (attention.self.
+query/key/value, attention.output.dense; intermediate.dense, output.dense)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,45 @@ def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
         return [mlp.gate_proj, mlp.up_proj], mlp.down_proj
     if mlp is not None and isinstance(getattr(mlp, "c_fc", None), nn.Linear):
         return [mlp.c_fc], mlp.c_proj
-    raise ValueError(f"unsupported MLP block: {type(mlp).__name__}")
+    intermediate, output = getattr(layer, "intermediate", None), getattr(layer, "output", None)
+    if isinstance(getattr(intermediate, "dense", None), nn.Linear) and isinstance(
+        getattr(output, "dense", None), nn.Linear
+    ):
+        return [intermediate.dense], output.dense
+    raise ValueError(f"unsupported MLP block in {type(layer).__name__}")
+
+
+# The role of a block linear, from the end of its dotted name: what the
+# structured-pruning estimates resize.
+_ROLES = {
+    "q_proj": "q",
+    "query": "q",
+    "k_proj": "kv",
+    "v_proj": "kv",
+    "key": "kv",
+    "value": "kv",
+    "c_attn": "qkv",
+    "o_proj": "o",
+    "attention.output.dense": "o",
+    "attn.c_proj": "o",
+    "gate_proj": "up",
+    "up_proj": "up",
+    "c_fc": "up",
+    "intermediate.dense": "up",
+    "down_proj": "down",
+    "mlp.c_proj": "down",
+    "output.dense": "down",
+}
+
+
+def linear_role(name: str) -> str | None:
+    """ "q", "kv", "qkv", "o", "up" or "down" for a block linear's module name."""
+    parts = name.split(".")
+    for length in (3, 2, 1):
+        role = _ROLES.get(".".join(parts[-length:]))
+        if role is not None:
+            return role
+    return None
 
 
 def slice_linear(linear: nn.Linear, rows=None, columns=None) -> nn.Linear:

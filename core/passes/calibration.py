@@ -73,3 +73,18 @@ def calibration_windows(tokenizer, count: int = 16, length: int = 256, source: s
     if not windows:
         raise ValueError("the calibration split is empty")
     return windows
+
+
+def classifier_calibration(tokenizer, count: int = 128, max_length: int = 64):
+    """Calibration inputs for the sentiment classifier: the first ``count``
+    review snippets of the sentiment TRAIN split (never the test split its
+    accuracy is reported on), each encoded as the classifier sees it."""
+    from core.data.sentiment import sentiment_split
+
+    reviews = sentiment_split("train")[:count]
+    return [
+        torch.tensor(
+            tokenizer(text, truncation=True, max_length=max_length).input_ids, dtype=torch.long
+        )
+        for text, _ in reviews
+    ]

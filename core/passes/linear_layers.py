@@ -1,5 +1,10 @@
 """Finding and replacing the linear layers a pass works on.
 
+Names follow the three families we handle: Llama (``self_attn``, ``mlp``),
+GPT-2 (``attn``, ``mlp``) and BERT encoders (``attention``; the MLP is
+``intermediate.dense`` then the layer's ``output.dense``; ``pooler`` and
+``classifier`` form the head).
+
 GPT-2 stores its projections as transformers' ``Conv1D`` (a transposed
 linear); quantisation libraries skip it silently, so passes convert it to
 ``nn.Linear`` first (same maths, weight transposed).
@@ -17,13 +22,17 @@ MLP_HINTS = ("mlp", "feed_forward", "ffn")
 def component_of(name: str) -> str:
     """Which part of the model a parameter or module path belongs to."""
     parts = name.split(".")
-    if any(p in ("lm_head", "score", "classifier") for p in parts):
+    if any(p in ("lm_head", "score", "classifier", "pooler") for p in parts):
         return "head"
     if any(p in ("embed_tokens", "wte", "wpe", "embeddings", "embed_positions") for p in parts):
         return "embeddings"
     if any(any(h in p for h in ATTENTION_HINTS) for p in parts):
         return "attention"
     if any(any(h in p for h in MLP_HINTS) for p in parts):
+        return "mlp"
+    # BERT: after the attention test above, a layer's ``intermediate`` and
+    # ``output`` (dense + LayerNorm) are its feed-forward block.
+    if "intermediate" in parts or "output" in parts:
         return "mlp"
     return "other"
 

@@ -5,9 +5,10 @@ group of query heads, so the same number of query heads goes from every
 group (the fraction actually removed is the nearest achievable one, and
 is reported); when groups have one head (plain multi-head attention), the
 key/value head goes with it. GPT-2 (fused c_attn) removes q, k and v rows
-together. Importance is measured on calibration text: the norm of each
-head's output entering the output projection, times that projection's
-weights for the head.
+together; BERT encoders (plain multi-head) remove a head's query, key and
+value rows and its columns of the attention output. Importance is measured
+on calibration text: the norm of each head's output entering the output
+projection, times that projection's weights for the head.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import (
     config_set,
     decoder_layers,
+    linear_role,
     module_path,
     prepare_for_structured_pruning,
     slice_linear,
@@ -29,14 +31,22 @@ from core.passes.linear_layers import replace_module
 
 
 def _attention(layer):
-    attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
+    attn = (
+        getattr(layer, "self_attn", None)
+        or getattr(layer, "attn", None)
+        or getattr(layer, "attention", None)
+    )
     if attn is None:
         raise ValueError("unsupported attention block")
     return attn
 
 
 def _output_projection(attn):
-    return attn.o_proj if hasattr(attn, "o_proj") else attn.c_proj
+    if hasattr(attn, "o_proj"):
+        return attn.o_proj
+    if hasattr(attn, "c_proj"):
+        return attn.c_proj
+    return attn.output.dense  # BERT
 
 
 @register
@@ -93,19 +103,19 @@ class PruneHeadsConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import resized, short_name
+        from core.size_estimate import resized
 
         heads, kv_heads, head_dim, new_heads, new_kv = head_counts(self.fraction, model_config)
         out = []
         for e in entries:
-            name = short_name(e) if e.is_linear and e.component == "attention" else None
-            if name == "q_proj":
+            role = linear_role(e.name) if e.is_linear and e.component == "attention" else None
+            if role == "q":
                 e = resized(e, out_features=new_heads * head_dim)
-            elif name in ("k_proj", "v_proj"):
+            elif role == "kv":
                 e = resized(e, out_features=new_kv * head_dim)
-            elif name == "c_attn":
+            elif role == "qkv":
                 e = resized(e, out_features=3 * new_heads * head_dim)
-            elif name in ("o_proj", "c_proj"):
+            elif role == "o":
                 e = resized(e, in_features=new_heads * head_dim)
             out.append(e)
         return out
@@ -125,6 +135,15 @@ def _shrink_attention(model, attn, q_heads, kv_keep, head_dim) -> None:
         replace_module(model, f"{prefix}.v_proj", slice_linear(attn.v_proj, rows=kv_rows))
         replace_module(model, f"{prefix}.o_proj", slice_linear(attn.o_proj, columns=q_rows))
         attn.num_key_value_groups = len(q_heads) // len(kv_keep)
+    elif hasattr(attn, "self"):  # BERT: query/key/value in .self, output.dense after
+        for part in ("query", "key", "value"):
+            linear = getattr(attn.self, part)
+            replace_module(model, f"{prefix}.self.{part}", slice_linear(linear, rows=q_rows))
+        dense = attn.output.dense
+        replace_module(model, f"{prefix}.output.dense", slice_linear(dense, columns=q_rows))
+        # BERT reshapes by head size, so only the bookkeeping needs the new count.
+        attn.self.num_attention_heads = len(q_heads)
+        attn.self.all_head_size = len(q_heads) * head_dim
     else:  # GPT-2: c_attn rows are [q | k | v], each embed_dim wide
         embed = attn.c_attn.out_features // 3
         rows = torch.cat([q_rows + part * embed for part in range(3)])

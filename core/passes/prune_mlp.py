@@ -13,6 +13,7 @@ from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import (
     config_set,
     decoder_layers,
+    linear_role,
     mlp_parts,
     module_path,
     prepare_for_structured_pruning,
@@ -62,17 +63,18 @@ class PruneMlpConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import resized, short_name
+        from core.size_estimate import resized
 
-        mlp = [e for e in entries if e.is_linear and e.component == "mlp"]
-        width = next(e.in_features for e in mlp if short_name(e) in ("down_proj", "c_proj"))
+        def role(e):
+            return linear_role(e.name) if e.is_linear and e.component == "mlp" else None
+
+        width = next(e.in_features for e in entries if role(e) == "down")
         keep = width - round(self.fraction * width)
         out = []
         for e in entries:
-            name = short_name(e) if e.is_linear and e.component == "mlp" else None
-            if name in ("gate_proj", "up_proj", "c_fc"):
+            if role(e) == "up":
                 e = resized(e, out_features=keep)
-            elif name in ("down_proj", "c_proj"):
+            elif role(e) == "down":
                 e = resized(e, in_features=keep)
             out.append(e)
         return out

@@ -8,7 +8,9 @@ or the rows of up_proj for down_proj) and W's input columns multiplied by s,
 so the model computes the same function in float. Supports Llama-style
 blocks (RMSNorm producers) and GPT-2 (LayerNorm weight and bias); o_proj
 and GPT-2's MLP output are left unsmoothed (their producers cannot absorb a
-per-channel scale exactly).
+per-channel scale exactly). BERT has no group that can: it normalises after
+the residual add, so its LayerNorms also feed the residual stream, and a GELU
+sits between intermediate.dense and output.dense; ``smooth`` returns 0 there.
 
 Why by hand: the reference implementation lives in research code and
 torchao's version is tied to its own quantized tensor subclasses.
@@ -41,6 +43,8 @@ def smoothing_groups(layer: nn.Module) -> list[tuple[nn.Module, list[nn.Linear],
 def smooth(model: nn.Module, calibration, alpha: float, cancel) -> int:
     """Apply SmoothQuant scales in place; returns how many groups were smoothed."""
     groups = [g for layer in decoder_layers(model) for g in smoothing_groups(layer)]
+    if not groups:
+        return 0
     maxima: dict[int, torch.Tensor] = {}
 
     def hook_for(key):

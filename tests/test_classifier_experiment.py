@@ -1,0 +1,191 @@
+"""The classifier's Run job, its results record, and the demo classifier
+prepared (FAST variant) into a temporary cache and loaded by name."""
+
+import json
+from dataclasses import fields
+
+import pytest
+
+from core.classifier_experiment import ClassifierExperimentSettings
+from core.errors import ModelNotFoundError
+from core.evaluate.classifier_accuracy import ClassifierAccuracy, ClassifierProtocol
+from core.evaluate.zero_shot import AccuracyPartial
+from core.experiment import ExperimentSettings, run_experiment
+from core.loading import load_model
+from core.measure_classifier import (
+    ClassificationTiming,
+    ClassifierBenchResult,
+    ClassifierBenchSettings,
+)
+from core.passes import REGISTRY
+from core.recipe import Recipe
+from core.results import ResultsStore, RunRecord
+
+TINY = ExperimentSettings(
+    classifier=ClassifierExperimentSettings(
+        bench=ClassifierBenchSettings(tokens=16, warmup=1, min_repeats=3, min_time_s=0),
+        accuracy=ClassifierProtocol(quick_examples=40, batch_size=16),
+        calibration_reviews=8,
+    )
+)
+
+
+def test_classifier_experiment_yields_accuracy_and_a_record(tiny_classifier_dir):
+    original = load_model(str(tiny_classifier_dir), device="cpu")
+    recipe = Recipe((REGISTRY["int8_dynamic"](),))
+    events = list(run_experiment(original, recipe, TINY))
+    record = events[-1]
+    assert isinstance(record, RunRecord) and record.task == "sequence-classification"
+    timings = [e for e in events if isinstance(e, ClassificationTiming)]
+    bench = next(e for e in events if isinstance(e, ClassifierBenchResult))
+    assert [t.warmup for t in timings] == [True, False, False, False] and bench.runs == 3
+    assert record.latency_ms_p10 <= record.latency_ms <= record.latency_ms_p90
+    assert record.examples_per_s == pytest.approx(1000 / record.latency_ms)
+    partials = [e for e in events if isinstance(e, AccuracyPartial)]
+    result = next(e for e in events if isinstance(e, ClassifierAccuracy))
+    assert [p.done for p in partials] == [16, 32, 40]
+    assert record.accuracy == result.accuracy == partials[-1].accuracy
+    assert record.examples == 40
+    assert record.accuracy_ci95_low <= record.accuracy <= record.accuracy_ci95_high
+    assert 0 <= record.agreement <= 1 and record.agreement == result.agreement
+    assert record.ppl is None and record.tokens_per_s is None
+    assert record.bytes < original.description.bytes_in_memory
+    assert "batch 1" in record.bench_protocol and "test split" in record.eval_protocol
+
+
+def test_original_agrees_with_itself_and_a_copy_agrees_fully(tiny_classifier_dir):
+    from core.evaluate.classifier_accuracy import evaluate_classifier
+
+    original = load_model(str(tiny_classifier_dir), device="cpu")
+    protocol = ClassifierProtocol(quick_examples=20)
+    *_, result = evaluate_classifier(
+        original.model, original.tokenizer, protocol, reference=original.model
+    )
+    assert result.agreement == 1.0
+    record = list(run_experiment(original, Recipe(), TINY))[-1]
+    assert record.agreement == 1.0 and record.is_original
+
+
+def test_old_results_lines_still_load(tmp_path):
+    store = ResultsStore(tmp_path / "runs.jsonl")
+    new_fields = {f.name for f in fields(RunRecord)} - {
+        "model", "recipe", "recipe_name", "bytes", "bytes_by_component", "prefill_ms",
+        "decode_ms_per_token", "tokens_per_s", "ppl", "ppl_ci95", "top1_agreement", "mean_kl",
+        "device", "threads", "bench_protocol", "eval_protocol", "notes", "created", "run_id",
+    }  # fmt: skip
+    old = RunRecord("m", {"passes": []}, "original", 1, {}, 1.0, 1.0, 1.0, 2.0, 0.1, 1.0, 0.0,
+                    "cpu", 2, "p", "e").to_dict()  # fmt: skip
+    for name in new_fields:
+        old.pop(name)
+    store.path.write_text(json.dumps(old | {"from_the_future": 1}) + "\n")
+    (loaded,) = store.load()
+    assert loaded.task == "causal-lm" and loaded.accuracy is None and loaded.ppl == 2.0
+
+
+@pytest.fixture(scope="module")
+def fast_prepared(tmp_path_factory):
+    """(cache dir, events) of one FAST preparation, shared by the tests below
+    (training is the slow part: ~15 s on an idle 2-core machine)."""
+    from core.demo_classifier import prepare_demo_classifier
+
+    cache = tmp_path_factory.mktemp("workbench-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_CACHE_DIR", str(cache))
+        return cache, list(prepare_demo_classifier(fast=True))
+
+
+def test_demo_classifier_before_preparing_says_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="workbench train-classifier"):
+        load_model("demo-classifier")
+    with pytest.raises(ModelNotFoundError, match="train-classifier --fast"):
+        load_model("demo-classifier-fast")
+
+
+def test_prepare_fast_caches_a_loadable_classifier(fast_prepared, monkeypatch, capsys):
+    from core.cli import main
+    from core.demo_classifier import ClassifierReady, classifier_dir, prepare_demo_classifier
+    from core.evaluate.sentiment_classifier import ClassifierResult
+
+    tmp_path, events = fast_prepared
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    ready = events[-1]
+    assert isinstance(ready, ClassifierReady) and not ready.reused
+    assert isinstance(events[-2], ClassifierResult) and ready.result == events[-2]
+    assert (
+        ready.folder
+        == classifier_dir("demo-classifier-fast")
+        == (tmp_path / "models" / "minilm-sentiment-fast")
+    )
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["minilm-sentiment-fast"]
+
+    loaded = load_model("demo-classifier-fast", device="cpu")
+    assert loaded.is_classifier and loaded.folder == ready.folder
+    assert loaded.description.layers == 6 and loaded.description.hidden_size == 384
+    assert "test accuracy when prepared" in loaded.description.notes[0]
+    (again,) = prepare_demo_classifier(fast=True)  # cached: nothing trained
+    assert again.reused and again.result == ready.result
+    with pytest.raises(ModelNotFoundError):
+        load_model("demo-classifier")  # the full one is a different cache entry
+
+    assert main(["eval", "--model", "demo-classifier-fast", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    accuracy = report["accuracy"]
+    assert report["task"] == "sequence-classification" and accuracy["examples"] == 200
+    assert accuracy["ci95_low"] <= accuracy["accuracy"] <= accuracy["ci95_high"]
+    assert accuracy["agreement"] is None
+
+
+@pytest.mark.real_model
+def test_real_fast_classifier_int8_dynamic_from_the_cli(fast_prepared, monkeypatch, capsys):
+    """The FAST-prepared MiniLM classifier through `workbench compress`:
+    W8A8 shrinks its encoder and the record carries accuracy with its CI."""
+    from core.cli import main
+    from core.size import measure_size
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(fast_prepared[0]))
+    original = measure_size(load_model("demo-classifier-fast").model)
+    argv = ["compress", "--model", "demo-classifier-fast", "--pass", "int8_dynamic", "--json"]
+    assert main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["task"] == "sequence-classification" and record["examples"] == 200
+    assert record["accuracy_ci95_low"] <= record["accuracy"] <= record["accuracy_ci95_high"]
+    assert 0.5 <= record["agreement"] <= 1.0
+    # Encoder linears go from 4 bytes a weight to 1 (+ scales); embeddings stay float.
+    blocks = ("attention", "mlp")
+    before = sum(original.by_component[c] for c in blocks)
+    after = sum(record["bytes_by_component"][c] for c in blocks)
+    assert after < 0.3 * before and record["bytes"] < original.total_bytes - 0.7 * before
+    assert record["bytes_by_component"]["embeddings"] == original.by_component["embeddings"]
+
+
+def test_cancelled_preparation_leaves_nothing_that_looks_prepared(tmp_path, monkeypatch):
+    from core.demo_classifier import is_prepared, prepare_demo_classifier
+    from core.errors import Cancelled
+    from core.jobs import CancelToken
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    cancel = CancelToken()
+    with pytest.raises(Cancelled):
+        for _ in prepare_demo_classifier(fast=True, cancel=cancel):
+            cancel.cancel()  # after the first training step
+    assert not is_prepared("demo-classifier-fast")
+    assert list((tmp_path / "models").iterdir()) == []  # the staging folder is gone
+
+
+def test_lm_only_jobs_refuse_a_classifier_and_bench_uses_its_protocol(tiny_classifier_dir, capsys):
+    from core.cli import main
+    from core.errors import UnsupportedModelError
+    from core.generation import stream_generation
+    from core.measure import benchmark
+
+    classifier = load_model(str(tiny_classifier_dir), device="cpu")
+    with pytest.raises(UnsupportedModelError, match="sequence classifier"):
+        next(stream_generation(classifier, "hello"))
+    with pytest.raises(UnsupportedModelError, match="sequence classifier"):
+        next(benchmark(classifier))
+    argv = ["bench", "--model", str(tiny_classifier_dir), "--min-repeats", "2", "--min-time", "0"]
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["runs"] == 2 and data["latency_ms_p10"] <= data["latency_ms_p90"]
+    assert "batch 1" in data["protocol"]

@@ -38,11 +38,18 @@ class LiveRunView(QSplitter):
             color="#9467bd",
         )
         self.perplexity = PerplexityChart()
+        self.accuracy = SeriesChart(
+            "Classifier accuracy while evaluating (test reviews)",
+            "reviews scored",
+            "accuracy",
+            color="#2ca02c",
+        )
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.latency)
         top.addWidget(self.throughput)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.perplexity)
+        bottom.addWidget(self.accuracy)
         bottom.addWidget(self.memory)
         self.addWidget(top)
         self.addWidget(bottom)
@@ -56,7 +63,7 @@ class LiveRunView(QSplitter):
 
     def begin(self, device=None) -> None:
         """A new run: clear every chart and sample memory until ``end``."""
-        for chart in (self.latency, self.throughput, self.memory, self.perplexity):
+        for chart in (self.latency, self.throughput, self.memory, self.perplexity, self.accuracy):
             chart.clear_points()
         self._tokens = 0
         self._recent.clear()
@@ -77,6 +84,16 @@ class LiveRunView(QSplitter):
             self._recent.append(step_s)
             self.throughput.add_point(self._tokens, len(self._recent) / sum(self._recent))
         self._tokens += 1
+
+    def add_classification(self, ms: float) -> None:
+        """A classifier benchmark run: one batch-1 forward pass."""
+        self.latency.add_point(self._tokens, ms)
+        if ms > 0:
+            self.throughput.add_point(self._tokens, 1e3 / ms)
+        self._tokens += 1
+
+    def add_accuracy(self, done: int, accuracy: float) -> None:
+        self.accuracy.add_point(done, accuracy)
 
     def add_perplexity(self, windows: int, ppl: float, halfwidth: float | None) -> None:
         self.perplexity.add_point(windows, ppl, halfwidth)

@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         for record in self.store.load():
             self._show_record(record)
         self.model_panel.load_requested.connect(self.load_model)
+        self.model_panel.prepare_requested.connect(self.prepare_classifier)
         self.generate_panel.generate_requested.connect(self.generate)
         self.cancel_button.clicked.connect(self.runner.cancel)
         self.runner.progress.connect(self._on_progress)
@@ -155,6 +156,26 @@ class MainWindow(QMainWindow):
             return [load_model(source, progress=progress, cancel=cancel)]
 
         self._start(f"Loading {source}", job)
+
+    def prepare_classifier(self, fast: bool = False) -> None:
+        """Fine-tune and cache the demo classifier (once), then load it."""
+        threads = self.threads
+
+        def job(progress, cancel):
+            from core.demo_classifier import ClassifierReady, prepare_demo_classifier
+            from core.loading import load_model
+            from core.runtime.device import set_threads
+
+            set_threads(threads)
+            ready = None
+            for event in prepare_demo_classifier(fast, progress, cancel):
+                ready = event if isinstance(event, ClassifierReady) else ready
+                yield event
+            yield load_model(ready.source, progress=progress, cancel=cancel)
+
+        if self._start("Preparing the demo classifier", job):
+            self.live_view.begin()
+            self.tabs.setCurrentWidget(self.live_view)
 
     def generate(self, prompt: str, max_tokens: int, sampling, chat: bool) -> None:
         if self.loaded is None:
@@ -361,9 +382,13 @@ class MainWindow(QMainWindow):
     # --- job signals (GUI thread) ---------------------------------------------
     def _on_event(self, event) -> None:
         from core.demo import PaneEvent
+        from core.demo_classifier import ClassifierReady
         from core.evaluate.perplexity import PerplexityPartial
+        from core.evaluate.sentiment_classifier import TrainStep
+        from core.evaluate.zero_shot import AccuracyPartial
         from core.export.formats import FormatWritten
         from core.export.job import ExportResult
+        from core.measure_classifier import ClassificationTiming
         from core.recipe import CompressedModel
         from core.runtime.torch_runner import TokenStep
 
@@ -371,6 +396,7 @@ class MainWindow(QMainWindow):
             self.loaded = event
             self.model_panel.show_description(event.description)
             self.compression_panel.set_model(event.model)
+            self.pareto_chart.show_model(event.source, event.is_classifier)
             self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
         elif isinstance(event, TokenStep):
             self.live_view.add_step(event.index, event.step_s)
@@ -382,6 +408,19 @@ class MainWindow(QMainWindow):
                 self.notifications.notice(note)
         elif isinstance(event, PaneEvent):
             self.demo_panel.on_event(event)
+        elif isinstance(event, ClassificationTiming):
+            self.live_view.add_classification(event.ms)
+        elif isinstance(event, AccuracyPartial):
+            self.live_view.add_accuracy(event.done, event.accuracy)
+        elif isinstance(event, TrainStep):
+            self.stage.setText(
+                f"Fine-tuning: step {event.step}/{event.steps_total}, loss {event.loss:.3f}"
+            )
+        elif isinstance(event, ClassifierReady):
+            how = "found in the cache" if event.reused else "fine-tuned and cached"
+            self.notifications.notice(
+                f"Demo classifier {how}: {event.result.accuracy:.1%} test accuracy"
+            )
         elif type(event).__name__.startswith("Distill"):
             self.distill_panel.on_event(event)
         elif isinstance(event, FormatWritten):

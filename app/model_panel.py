@@ -21,11 +21,15 @@ SOURCES = [
     ("Embedded default (SmolLM2-135M-Instruct)", "default"),
     ("Local folder", "folder"),
     ("Hugging Face id", "hub"),
+    ("Demo classifier (MiniLM, film-review sentiment)", "demo-classifier"),
 ]
+# Sources that name a model by themselves (no path or id to type).
+NAMED = {"default", "demo-classifier"}
 
 
 class ModelPanel(QGroupBox):
     load_requested = Signal(str)
+    prepare_requested = Signal()  # fine-tune and cache the demo classifier
 
     def __init__(self, parent=None) -> None:
         super().__init__("Model", parent)
@@ -37,6 +41,11 @@ class ModelPanel(QGroupBox):
         self.browse = QPushButton("Browse…")
         self.load_button = QPushButton("Load")
         self.load_button.setDefault(True)
+        self.prepare_button = QPushButton("Prepare the demo classifier (fine-tune, ~10-25 min)")
+        self.prepare_button.setToolTip(
+            "Fine-tunes the bundled MiniLM encoder on the sentiment training films (cancellable), "
+            "caches it, then loads it; needed once per machine"
+        )
 
         row = QHBoxLayout()
         row.addWidget(self.location, 1)
@@ -64,6 +73,7 @@ class ModelPanel(QGroupBox):
         layout.addWidget(self.source_kind)
         layout.addLayout(row)
         layout.addWidget(self.load_button)
+        layout.addWidget(self.prepare_button)
         layout.addLayout(form)
         layout.addWidget(self.note)
         layout.addStretch(1)
@@ -71,16 +81,18 @@ class ModelPanel(QGroupBox):
         self.source_kind.currentIndexChanged.connect(self._on_kind_changed)
         self.browse.clicked.connect(self._browse)
         self.load_button.clicked.connect(self._request_load)
+        self.prepare_button.clicked.connect(self.prepare_requested)
         self.location.returnPressed.connect(self._request_load)
         self._on_kind_changed()
 
     def source(self) -> str:
-        if self.source_kind.currentData() == "default":
-            return "default"
+        if self.source_kind.currentData() in NAMED:
+            return self.source_kind.currentData()
         return self.location.text().strip()
 
     def set_busy(self, busy: bool) -> None:
         self.load_button.setEnabled(not busy)
+        self.prepare_button.setEnabled(not busy)
 
     def show_description(self, d: ModelDescription) -> None:
         dtypes = ", ".join(f"{k} {human_bytes(v)}" for k, v in d.bytes_by_dtype.items())
@@ -97,7 +109,8 @@ class ModelPanel(QGroupBox):
 
     def _on_kind_changed(self) -> None:
         kind = self.source_kind.currentData()
-        self.location.setEnabled(kind != "default")
+        self.location.setEnabled(kind not in NAMED)
+        self.prepare_button.setVisible(kind == "demo-classifier")
         self.browse.setEnabled(kind == "folder")
         self.location.setPlaceholderText(
             {"folder": "/path/to/model folder", "hub": "org/name"}.get(kind, "")

@@ -14,10 +14,12 @@ X_AXES = {
     "Decode ms/token": lambda r: r.decode_ms_per_token,
     "Size MB": lambda r: r.bytes / 1e6,
     "Prefill ms": lambda r: r.prefill_ms,
+    "Classifier latency ms": lambda r: r.latency_ms,
 }
 Y_AXES = {
     "Perplexity": lambda r: r.ppl,
     "1 - top-1 agreement": lambda r: None if r.top1_agreement is None else 1 - r.top1_agreement,
+    "Classifier error (1 - accuracy)": lambda r: None if r.accuracy is None else 1 - r.accuracy,
 }
 
 
@@ -27,6 +29,7 @@ class ParetoChart(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.records: list[RunRecord] = []
+        self.model: str | None = None  # only this model's runs are plotted (None: all)
         self.x_axis = QComboBox()
         self.x_axis.addItems(list(X_AXES))
         self.y_axis = QComboBox()
@@ -54,6 +57,16 @@ class ParetoChart(QWidget):
         self.scatter.sigClicked.connect(self._clicked)
         self.original.sigClicked.connect(self._clicked)
 
+    def show_model(self, source: str, classifier: bool) -> None:
+        """Plot ``source``'s runs, on the axes that fit its kind."""
+        self.model = source
+        x, y = ("Classifier latency ms", "Classifier error (1 - accuracy)")
+        if not classifier:
+            x, y = "Decode ms/token", "Perplexity"
+        self.x_axis.setCurrentText(x)
+        self.y_axis.setCurrentText(y)
+        self.redraw()
+
     def add(self, record: RunRecord) -> None:
         self.records.append(record)
         self.redraw()
@@ -62,6 +75,8 @@ class ParetoChart(QWidget):
         fx, fy = X_AXES[self.x_axis.currentText()], Y_AXES[self.y_axis.currentText()]
         out = []
         for r in self.records:
+            if self.model is not None and r.model != self.model:
+                continue
             x, y = fx(r), fy(r)
             if x is not None and y is not None:
                 out.append((r, x, y))

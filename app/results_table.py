@@ -15,6 +15,8 @@ COLUMNS = [
     ("Tokens/s", lambda r: _num(r.tokens_per_s, ".1f")),
     ("Perplexity", lambda r: _ppl(r)),
     ("Top-1 agree", lambda r: _num(r.top1_agreement, ".3f")),
+    ("Accuracy", lambda r: _num(r.accuracy, ".1%")),
+    ("Latency ms", lambda r: _num(r.latency_ms, ".1f")),
     ("Device", lambda r: f"{r.device} · {r.threads} thr · {r.backend}"),
     ("Model", lambda r: r.model),
 ]

@@ -7,6 +7,11 @@ import pyqtgraph as pg
 
 from app.live_plot import GrowingSeries, LivePlot
 
+# Symbols make a short series readable, but pyqtgraph draws each one: past
+# this many points the curve is drawn as a line only, so a long benchmark's
+# redraws stay cheap and the GUI thread leaves the cores to the model.
+MAX_SYMBOLS = 200
+
 
 class SeriesChart(LivePlot):
     def __init__(
@@ -18,6 +23,8 @@ class SeriesChart(LivePlot):
         self.series = GrowingSeries()
         self.curve = self.plot(pen=pg.mkPen(color, width=2), symbol="o", symbolSize=4)
         self.curve.setSymbolBrush(color)
+        self.curve.setSkipFiniteCheck(True)
+        self._symbols = True
 
     def clear_points(self) -> None:
         self.series.clear()
@@ -28,4 +35,8 @@ class SeriesChart(LivePlot):
         self.mark_dirty()
 
     def draw(self) -> None:
+        symbols = self.series.size <= MAX_SYMBOLS
+        if symbols != self._symbols:
+            self.curve.setSymbol("o" if symbols else None)
+            self._symbols = symbols
         self.curve.setData(self.series.x, self.series.y)

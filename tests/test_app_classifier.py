@@ -1,0 +1,33 @@
+"""The classifier as a model kind in the window: a run charts latency and
+accuracy live, the record lands on classifier axes, generation says no."""
+
+from PySide6.QtCore import Qt
+
+from app.main_window import MainWindow
+from core.results import ResultsStore
+from tests.test_app_compression import load
+from tests.test_classifier_experiment import TINY
+
+
+def test_classifier_run_charts_accuracy_and_plots_on_classifier_axes(
+    qtbot, tmp_path, tiny_classifier_dir
+):
+    window = MainWindow(
+        threads=1, store=ResultsStore(tmp_path / "r.jsonl"), experiment_settings=TINY
+    )
+    qtbot.addWidget(window)
+    load(qtbot, window, tiny_classifier_dir)
+    assert window.pareto_chart.y_axis.currentText().startswith("Classifier error")
+    window.compression_panel.groups["int8_dynamic"].setChecked(True)
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000):
+        qtbot.mouseClick(window.compression_panel.run_button, Qt.MouseButton.LeftButton)
+    record = window.results_table.records[-1]
+    assert record.accuracy is not None and record.latency_ms is not None
+    assert window.live_view.accuracy.series.size > 0
+    assert window.live_view.latency.series.size > 0
+    assert [r for r, _, _ in window.pareto_chart.plotted()] == [record]
+
+    with qtbot.waitSignal(window.runner.finished, timeout=30_000):
+        qtbot.mouseClick(window.generate_panel.generate_button, Qt.MouseButton.LeftButton)
+    assert "classif" in window.notifications.messages()[0].lower()
+    window.close()

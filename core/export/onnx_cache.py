@@ -29,7 +29,10 @@ def export_key(model, int8: bool) -> str:
 
     digest = hashlib.blake2b(digest_size=16)
     versions = (torch.__version__, transformers.__version__, onnxscript.__version__)
-    digest.update(json.dumps([EXPORT_VERSION, int8, versions, onnxruntime.__version__]).encode())
+    from core.export.onnx_int8 import SMOOTH_ALPHA
+
+    recipe = [EXPORT_VERSION, int8, versions, onnxruntime.__version__]
+    digest.update(json.dumps(recipe + ([SMOOTH_ALPHA] if int8 else [])).encode())
     digest.update(model.config.to_json_string(use_diff=False).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

@@ -16,6 +16,26 @@ from pathlib import Path
 
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 
+# SmoothQuant folded into the fp32 model before it is traced for int8: the
+# activations are quantised per tensor, and SmolLM2's outlier channels cost
+# +61% perplexity without it (benchmarks/ort_vs_torch.py, 10 quick windows).
+# The folding is exact in float; it only moves range from activations into
+# weights, which are quantised per channel.
+SMOOTH_ALPHA = 0.5
+
+
+def smoothed_copy(model, tokenizer, cancel):
+    """A copy of ``model`` with SmoothQuant scales folded in (the model the
+    int8 graph is made from and checked against); the original is untouched."""
+    import copy
+
+    from core.passes.calibration import calibration_windows
+    from core.passes.smooth_quant import smooth
+
+    smoothed = copy.deepcopy(model)
+    smooth(smoothed, calibration_windows(tokenizer), SMOOTH_ALPHA, cancel)
+    return smoothed
+
 
 def quantize_graph(source: Path, target: Path) -> None:
     """Write the int8 version of the graph at ``source`` to ``target``

@@ -91,6 +91,11 @@ def _export(loaded, model, out_dir, progress, cancel, int8) -> OnnxExportResult:
     fp32_target = out_dir / "model-fp32.onnx" if int8 else target
     progress(Progress("Tracing the model to ONNX (torch.onnx.export, dynamo)", 0.05))
     exportable = _exportable_copy(model)
+    if int8:
+        from core.export.onnx_int8 import smoothed_copy
+
+        progress(Progress("SmoothQuant: measuring activation ranges for int8", 0.02))
+        exportable = smoothed_copy(exportable, loaded.tokenizer, cancel)
     try:
         untied = export_graph(exportable, fp32_target)
     except Exception as err:  # torch.export and the ONNX translation raise many types

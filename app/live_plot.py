@@ -7,7 +7,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 
-REDRAW_MS = 100
+# A redraw costs 10-45 ms of Python on the GUI thread (pyqtgraph re-ranges the
+# axes and rebuilds the path), holding the GIL the model's worker thread needs
+# between torch ops: at 5 redraws a second the window decoded 1.4-1.6x slower
+# than the CLI (benchmarks/gui_responsiveness.py). Once a second, with charts
+# offset from each other so no two redraw back to back, keeps every GUI
+# pause short and leaves the worker its time.
+REDRAW_MS = 1000
+STAGGER_MS = 170
 
 
 class GrowingSeries:
@@ -38,6 +45,7 @@ class GrowingSeries:
 
 
 class LivePlot(pg.PlotWidget):
+    _instances = 0  # for staggering the redraw timers
     """A plot whose subclasses append to buffers, call ``mark_dirty`` and
     implement ``draw``; drawing happens at most every REDRAW_MS."""
 
@@ -52,7 +60,9 @@ class LivePlot(pg.PlotWidget):
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self._redraw)
-        self._timer.start()
+        offset = (LivePlot._instances * STAGGER_MS) % REDRAW_MS
+        LivePlot._instances += 1
+        QTimer.singleShot(offset, self._timer.start)
 
     def mark_dirty(self) -> None:
         self._dirty = True
@@ -64,7 +74,11 @@ class LivePlot(pg.PlotWidget):
     def draw(self) -> None:
         raise NotImplementedError
 
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        self._redraw()  # what arrived while hidden, at once
+
     def _redraw(self) -> None:
-        if self._dirty:
+        if self._dirty and self.isVisible():  # a hidden chart draws when shown again
             self.draw()
             self._dirty = False

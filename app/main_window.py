@@ -153,7 +153,14 @@ class MainWindow(QMainWindow):
             from core.runtime.device import set_threads
 
             set_threads(threads)
-            return [load_model(source, progress=progress, cancel=cancel)]
+            loaded = load_model(source, progress=progress, cancel=cancel)
+            # Import what a Run needs now, on this thread: a first import holds
+            # the GIL for a long stretch and would freeze the window mid-run.
+            import core.evaluate.fidelity  # noqa: F401
+            import core.evaluate.perplexity  # noqa: F401
+            import core.experiment  # noqa: F401
+
+            return [loaded]
 
         self._start(f"Loading {source}", job)
 
@@ -432,8 +439,7 @@ class MainWindow(QMainWindow):
             )
         elif isinstance(event, RunRecord):
             record = self.store.append(event)
-            self._show_record(record)
-            self.tabs.setCurrentIndex(0)
+            self._show_record(record)  # the Results tab shows it; no tab switch mid-work
             for note in record.notes:
                 self.notifications.notice(note)
             self.notifications.notice(f"Measured: {record.recipe_name}")

@@ -19,9 +19,10 @@ class SeriesChart(LivePlot):
     ) -> None:
         super().__init__(title, x_label, y_label, y_units, parent)
         self.setClipToView(True)
-        self.setDownsampling(mode="peak")
+        self.setDownsampling(auto=True, mode="peak")  # at most ~2 points per pixel
         self.series = GrowingSeries()
-        self.curve = self.plot(pen=pg.mkPen(color, width=2), symbol="o", symbolSize=4)
+        # A 1-pixel pen: Qt's raster engine strokes wider pens far more slowly.
+        self.curve = self.plot(pen=pg.mkPen(color, width=1), symbol="o", symbolSize=4)
         self.curve.setSymbolBrush(color)
         self.curve.setSkipFiniteCheck(True)
         self._symbols = True

@@ -79,7 +79,8 @@ def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):
     assert window.results_table.rowCount() == 2
     assert len(window.pareto_chart.plotted()) == 2
     assert window.bench_chart.series.size > 0
-    qtbot.waitUntil(lambda: window.perplexity_chart.points_drawn() > 0, timeout=2000)
+    window.tabs.setCurrentWidget(window.live_view)  # charts draw while they are shown
+    qtbot.waitUntil(lambda: window.perplexity_chart.points_drawn() > 0, timeout=3000)
     record = window.results_table.records[1]
     assert record.recipe["passes"][0]["pass"] == "prune_mlp"
     assert record.bytes < window.results_table.records[0].bytes
@@ -123,10 +124,11 @@ def test_perplexity_band_is_cleared_with_the_chart(qtbot):
 
     chart = PerplexityChart()
     qtbot.addWidget(chart)
+    chart.show()
     for i in range(1, 5):
         chart.add_point(i, 20.0 + i, 2.0 if i > 1 else None)
-    qtbot.waitUntil(lambda: chart.points_drawn() == 4, timeout=2000)
+    qtbot.waitUntil(lambda: chart.points_drawn() == 4, timeout=3000)
     assert chart.band.isVisible()
     chart.clear_points()
-    qtbot.waitUntil(lambda: chart.points_drawn() == 0, timeout=2000)
+    qtbot.waitUntil(lambda: chart.points_drawn() == 0, timeout=3000)
     assert not chart.band.isVisible()

@@ -79,6 +79,7 @@ def test_run_charts_throughput_and_memory_live(qtbot, window):
     assert all(y > 0 for y in live.throughput.series.y)
     assert live.memory.series.size >= 1
     assert min(live.memory.series.y) > 10e6  # a Python process with torch holds far more
+    window.tabs.setCurrentWidget(live)
     qtbot.waitUntil(lambda: live.throughput.points_drawn() == live.throughput.series.size)
 
 

@@ -48,7 +48,7 @@ def test_load_then_generate_streams_text(qtbot, window, tiny_llama_dir):
     assert isinstance(summary, GenerationSummary) and summary.new_tokens == 20
     assert window.generate_panel.output.toPlainText() == summary.text
     assert "tokens/s" in window.generate_panel.speed.text()
-    qtbot.waitUntil(lambda: window.generate_panel.chart.points_drawn() == 20, timeout=2000)
+    qtbot.waitUntil(lambda: window.generate_panel.chart.points_drawn() == 20, timeout=3000)
 
 
 def test_bad_folder_shows_error_and_app_stays_usable(qtbot, window, tmp_path, tiny_gpt2_dir):

@@ -38,6 +38,7 @@ def test_load_then_generate_streams_text(qtbot, window, tiny_llama_dir):
 
     received = []
     window.runner.event.connect(received.append)
+    window.tabs.setCurrentWidget(window.generate_panel)  # as a user does to press Generate
     window.generate_panel.controls.prompt.setPlainText("while True:")
     window.generate_panel.controls.chat.setChecked(False)
     window.generate_panel.controls.max_tokens.setValue(20)

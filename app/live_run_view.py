@@ -61,8 +61,11 @@ class LiveRunView(QSplitter):
         self._sampler.setInterval(MEMORY_SAMPLE_MS)
         self._sampler.timeout.connect(self._sample_memory)
 
-    def begin(self, device=None) -> None:
-        """A new run: clear every chart and sample memory until ``end``."""
+    def begin(self, device=None, classifier: bool = False) -> None:
+        """A new run: clear every chart and sample memory until ``end``;
+        a language model's quality is perplexity, a classifier's accuracy."""
+        self.perplexity.setVisible(not classifier)
+        self.accuracy.setVisible(classifier)
         for chart in (self.latency, self.throughput, self.memory, self.perplexity, self.accuracy):
             chart.clear_points()
         self._tokens = 0

@@ -181,7 +181,7 @@ class MainWindow(QMainWindow):
             yield load_model(ready.source, progress=progress, cancel=cancel)
 
         if self._start("Preparing the demo classifier", job):
-            self.live_view.begin()
+            self.live_view.begin(classifier=True)
             self.tabs.setCurrentWidget(self.live_view)
 
     def generate(self, prompt: str, max_tokens: int, sampling, chat: bool) -> None:
@@ -219,7 +219,7 @@ class MainWindow(QMainWindow):
 
         self.tabs.setCurrentIndex(1)
         if self._start(f"Run: {recipe.name}", job):
-            self.live_view.begin(loaded.device)
+            self.live_view.begin(loaded.device, loaded.is_classifier)
 
     def run_demo(self, prompt: str, max_tokens: int, sampling, chat: bool) -> None:
         """Original and compressed (the panel's recipe) answer ``prompt`` side by side."""

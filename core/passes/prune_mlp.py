@@ -57,8 +57,9 @@ class PruneMlpConfig(PassConfig):
             replace_module(
                 model, f"{prefix}.{module_path(layer, down)}", slice_linear(down, columns=kept)
             )
-            if hasattr(layer.mlp, "intermediate_size"):  # keep the module's record true
-                layer.mlp.intermediate_size = keep
+            mlp = getattr(layer, "mlp", None)  # BERT's MLP is not one module
+            if hasattr(mlp, "intermediate_size"):  # keep the module's record true
+                mlp.intermediate_size = keep
         config_set(model.config, keep, "intermediate_size", "n_inner")
         return model
 

@@ -12,7 +12,6 @@ environment (device, dtype, threads, versions) travels with every result.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -21,6 +20,7 @@ from core.environment import Environment, current_environment
 from core.jobs import CancelToken
 from core.loading import LoadedModel, require_causal_lm
 from core.memory import PeakMemoryTracker
+from core.repeats import check_repeats, protocol_runs
 from core.runtime.device import synchronize
 from core.runtime.runners import TORCH_RUNNER, runner_name, steps_function
 from core.runtime.torch_runner import TokenStep
@@ -40,8 +40,7 @@ class BenchSettings:
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1 or self.new_tokens < 2:
             raise ValueError("need at least 1 prompt token and 2 new tokens")
-        if self.min_repeats < 1 or self.max_repeats < self.min_repeats or self.warmup < 0:
-            raise ValueError("need 1 <= min_repeats <= max_repeats and warmup >= 0")
+        check_repeats(self)
 
     def describe(self) -> str:
         return (
@@ -130,13 +129,7 @@ def benchmark(
     tracker = PeakMemoryTracker(device)
     generate_steps = steps_function(loaded.model)  # PyTorch or ONNX Runtime, same protocol
     timings: list[RunTiming] = []
-    started = None
-    run = 0
-    while True:
-        warmup = run < settings.warmup
-        if not warmup and started is None:
-            tracker.start()
-            started = time.perf_counter()
+    for run, warmup in protocol_runs(settings, tracker):
         steps: list[TokenStep] = []
         synchronize(device)
         for step in generate_steps(
@@ -153,15 +146,8 @@ def benchmark(
             decode_ms_per_token=sum(s.step_s for s in decode) / len(decode) * 1e3,
         )
         yield timing
-        run += 1
-        if warmup:
-            continue
-        timings.append(timing)
-        enough = len(timings) >= settings.min_repeats and (
-            time.perf_counter() - started >= settings.min_time_s
-        )
-        if enough or len(timings) >= settings.max_repeats:
-            break
+        if not warmup:
+            timings.append(timing)
     peak = tracker.stop()
     decode_spread = Spread.of([t.decode_ms_per_token for t in timings])
     yield BenchResult(

@@ -24,6 +24,7 @@ from core.jobs import CancelToken
 from core.loading import LoadedModel
 from core.measure import RUNNER_NAME, Spread
 from core.memory import PeakMemoryTracker
+from core.repeats import check_repeats, protocol_runs
 from core.runtime.device import synchronize
 
 
@@ -38,8 +39,7 @@ class ClassifierBenchSettings:
     def __post_init__(self) -> None:
         if self.tokens < 3:
             raise ValueError("need at least 3 tokens ([CLS], one word, [SEP])")
-        if self.min_repeats < 1 or self.max_repeats < self.min_repeats or self.warmup < 0:
-            raise ValueError("need 1 <= min_repeats <= max_repeats and warmup >= 0")
+        check_repeats(self)
 
     def describe(self) -> str:
         return (
@@ -104,29 +104,16 @@ def benchmark_classifier(
     inputs = bench_input(loaded, settings.tokens)
     tracker = PeakMemoryTracker(device)
     timings: list[float] = []
-    started = None
-    run = 0
-    while True:
+    for run, warmup in protocol_runs(settings, tracker):
         cancel.raise_if_cancelled()
-        warmup = run < settings.warmup
-        if not warmup and started is None:
-            tracker.start()
-            started = time.perf_counter()
         synchronize(device)
         t0 = time.perf_counter()
         loaded.model(**inputs)
         synchronize(device)
         ms = (time.perf_counter() - t0) * 1e3
         yield ClassificationTiming(run, warmup, ms)
-        run += 1
-        if warmup:
-            continue
-        timings.append(ms)
-        enough = len(timings) >= settings.min_repeats and (
-            time.perf_counter() - started >= settings.min_time_s
-        )
-        if enough or len(timings) >= settings.max_repeats:
-            break
+        if not warmup:
+            timings.append(ms)
     peak = tracker.stop()
     latency = Spread.of(timings)
     yield ClassifierBenchResult(

@@ -29,9 +29,20 @@ from app.notifications import NotificationArea
 from app.pareto_chart import ParetoChart
 from app.results_table import ResultsTable
 from app.worker import JobRunner
+from core.demo import PaneEvent
+from core.demo_classifier import ClassifierReady
+from core.distill.events import DISTILL_EVENTS
+from core.evaluate.perplexity import PerplexityPartial
+from core.evaluate.sentiment_classifier import TrainStep
+from core.evaluate.zero_shot import AccuracyPartial
+from core.export.formats import FormatWritten
+from core.export.job import ExportResult
 from core.jobs import Progress
 from core.loading import LoadedModel
+from core.measure_classifier import ClassificationTiming
+from core.recipe import CompressedModel
 from core.results import ResultsStore, RunRecord
+from core.runtime.torch_runner import TokenStep
 
 
 class MainWindow(QMainWindow):
@@ -388,17 +399,6 @@ class MainWindow(QMainWindow):
 
     # --- job signals (GUI thread) ---------------------------------------------
     def _on_event(self, event) -> None:
-        from core.demo import PaneEvent
-        from core.demo_classifier import ClassifierReady
-        from core.evaluate.perplexity import PerplexityPartial
-        from core.evaluate.sentiment_classifier import TrainStep
-        from core.evaluate.zero_shot import AccuracyPartial
-        from core.export.formats import FormatWritten
-        from core.export.job import ExportResult
-        from core.measure_classifier import ClassificationTiming
-        from core.recipe import CompressedModel
-        from core.runtime.torch_runner import TokenStep
-
         if isinstance(event, LoadedModel):
             self.loaded = event
             self.model_panel.show_description(event.description)
@@ -428,7 +428,7 @@ class MainWindow(QMainWindow):
             self.notifications.notice(
                 f"Demo classifier {how}: {event.result.accuracy:.1%} test accuracy"
             )
-        elif type(event).__name__.startswith("Distill"):
+        elif isinstance(event, DISTILL_EVENTS):
             self.distill_panel.on_event(event)
         elif isinstance(event, FormatWritten):
             self.notifications.notice(f"Export {event.format}: {event.summary}")

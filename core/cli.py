@@ -234,6 +234,21 @@ def cmd_bench(args) -> None:
             )
         result = event
     data = result.to_dict()
+    _print_bench(
+        args,
+        loaded,
+        result,
+        f"  prefill  {data['prefill_ms']:.1f} ms  [p10 {data['prefill_ms_p10']:.1f}, "
+        f"p90 {data['prefill_ms_p90']:.1f}]\n"
+        f"  decode   {data['decode_ms_per_token']:.2f} ms/token  "
+        f"[p10 {data['decode_ms_per_token_p10']:.2f}, p90 {data['decode_ms_per_token_p90']:.2f}]"
+        f"  = {data['tokens_per_s']:.1f} tokens/s",
+    )
+
+
+def _print_bench(args, loaded, result, lines: str) -> None:
+    """A benchmark result as JSON, or as the environment, ``lines``, memory, protocol."""
+    data = result.to_dict()
     if args.json:
         print(json.dumps(data, indent=2))
         return
@@ -242,15 +257,7 @@ def cmd_bench(args) -> None:
         f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
         f"{env.threads} threads"
     )
-    print(
-        f"  prefill  {data['prefill_ms']:.1f} ms  [p10 {data['prefill_ms_p10']:.1f}, "
-        f"p90 {data['prefill_ms_p90']:.1f}]"
-    )
-    print(
-        f"  decode   {data['decode_ms_per_token']:.2f} ms/token  "
-        f"[p10 {data['decode_ms_per_token_p10']:.2f}, p90 {data['decode_ms_per_token_p90']:.2f}]"
-        f"  = {data['tokens_per_s']:.1f} tokens/s"
-    )
+    print(lines)
     print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
     print(f"  protocol {result.protocol}; {result.runs} runs")
 
@@ -267,20 +274,13 @@ def _bench_classifier(args, loaded) -> None:
     )
     *_, result = benchmark_classifier(loaded, settings)
     data = result.to_dict()
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return
-    env = result.environment
-    print(
-        f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
-        f"{env.threads} threads"
-    )
-    print(
+    _print_bench(
+        args,
+        loaded,
+        result,
         f"  latency  {data['latency_ms']:.2f} ms  [p10 {data['latency_ms_p10']:.2f}, "
-        f"p90 {data['latency_ms_p90']:.2f}]  = {data['examples_per_s']:.1f} examples/s"
+        f"p90 {data['latency_ms_p90']:.2f}]  = {data['examples_per_s']:.1f} examples/s",
     )
-    print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
-    print(f"  protocol {result.protocol}; {result.runs} runs")
 
 
 def _eval_protocol(args):

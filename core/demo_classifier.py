@@ -18,8 +18,6 @@ records the settings and the test accuracy the job measured.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,9 +110,12 @@ def prepare_demo_classifier(
         result = ClassifierResult(**_marker(target)["result"])
         yield ClassifierReady(source, target, result, reused=True)
         return
+    from core.export.atomic import atomic_folder
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    # Trained into a temporary sibling and renamed, so a cancel or a crash
+    # never leaves a folder that looks prepared.
+    with atomic_folder(target, overwrite=True) as staging:
         result = None
         progress(Progress(f"Fine-tuning the {source}", None))
         for event in finetune_sentiment_classifier(settings, cancel, output_dir=staging):
@@ -128,10 +129,5 @@ def prepare_demo_classifier(
             "result": asdict(result),
         }
         (staging / _COMPLETE).write_text(json.dumps(marker, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     progress(Progress(f"The {source} is ready", 1.0))
     yield ClassifierReady(source, target, result, reused=False)

@@ -64,31 +64,24 @@ def main() -> None:
         table.selectionModel().select(table.model().index(2, 0), flags)
         QTimer.singleShot(500, lambda: (shoot("main_window.png"), finish()))
 
+    def when_idle(then) -> None:
+        """Call ``then`` once the running job has finished."""
+        if window.runner.busy:
+            QTimer.singleShot(300, lambda: when_idle(then))
+        else:
+            QTimer.singleShot(300, then)
+
     def finish() -> None:
         window.tabs.setCurrentIndex(2)
         window.generate_panel.controls.max_tokens.setValue(48)
         window.generate_panel.generate_button.click()
-
-        def wait() -> None:
-            if window.runner.busy:
-                QTimer.singleShot(300, wait)
-                return
-            QTimer.singleShot(300, lambda: (shoot("generate.png"), demo()))
-
-        QTimer.singleShot(300, wait)
+        when_idle(lambda: (shoot("generate.png"), demo()))
 
     def demo() -> None:
         window.compression_panel.set_recipe(RECIPES[1])
         window.demo_panel.controls.max_tokens.setValue(40)
         window.demo_panel.run_button.click()
-
-        def wait() -> None:
-            if window.runner.busy:
-                QTimer.singleShot(300, wait)
-                return
-            QTimer.singleShot(300, lambda: (shoot("side_by_side.png"), app.quit()))
-
-        QTimer.singleShot(300, wait)
+        when_idle(lambda: (shoot("side_by_side.png"), app.quit()))
 
     QTimer.singleShot(500, next_step)
     app.exec()

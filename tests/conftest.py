@@ -28,3 +28,16 @@ def tiny_classifier_dir(tmp_path_factory):
 @pytest.fixture(params=["gpt2", "llama"])
 def tiny_dir(request, tiny_gpt2_dir, tiny_llama_dir):
     return {"gpt2": tiny_gpt2_dir, "llama": tiny_llama_dir}[request.param]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_llama_dir):
+    """The main window (tiny run settings, a private results store) with the
+    tiny Llama loaded; closed after the test with no job left running."""
+    from tests.test_app_compression import load, make_window
+
+    w = make_window(qtbot, tmp_path)
+    load(qtbot, w, tiny_llama_dir)
+    yield w
+    w.close()
+    assert not w.runner.busy

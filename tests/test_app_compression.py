@@ -1,7 +1,6 @@
 """The compression workflow in the window: sliders, estimate, run, results,
 Pareto chart, restore, persistence, cancel."""
 
-import pytest
 from PySide6.QtCore import Qt
 
 from app.main_window import MainWindow
@@ -38,15 +37,6 @@ def load(qtbot, window, folder):
 def run(qtbot, window):
     with qtbot.waitSignal(window.runner.finished, timeout=120_000):
         qtbot.mouseClick(window.compression_panel.run_button, Qt.MouseButton.LeftButton)
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_llama_dir):
-    w = make_window(qtbot, tmp_path)
-    load(qtbot, w, tiny_llama_dir)
-    yield w
-    w.close()
-    assert not w.runner.busy
 
 
 def test_slider_changes_the_estimate(window):

@@ -1,20 +1,10 @@
 """The window's side-by-side demo, the two-run comparison and the live
 throughput and memory charts."""
 
-import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from core.recipe import CompressedModel
-from tests.test_app_compression import load, make_window, run
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_llama_dir):
-    w = make_window(qtbot, tmp_path)
-    load(qtbot, w, tiny_llama_dir)
-    yield w
-    w.close()
-    assert not w.runner.busy
+from tests.test_app_compression import run
 
 
 def prune_half_the_mlp(window):

@@ -1,12 +1,10 @@
 """Distillation from the window: the loss chart fills, cancel keeps a
 checkpoint, a resume continues from it, and the student joins the results."""
 
-import pytest
 from PySide6.QtCore import Qt
 
 from core.distill.settings import DistillSettings
 from core.distill.student import StudentShape
-from tests.test_app_compression import load, make_window
 
 TINY = DistillSettings(
     steps=6,
@@ -19,14 +17,6 @@ TINY = DistillSettings(
     checkpoint_every=2,
     max_train_tokens=20_000,
 )
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_llama_dir):
-    w = make_window(qtbot, tmp_path)
-    load(qtbot, w, tiny_llama_dir)
-    yield w
-    w.close()
 
 
 def test_distil_charts_loss_and_the_student_joins_the_results(qtbot, window, tmp_path):

@@ -1,18 +1,8 @@
 """Exporting a run from the window: files appear only when complete, a
 refused target says why, and the window stays usable."""
 
-import pytest
-
 from app.export_dialog import ExportDialog
-from tests.test_app_compression import load, make_window, run
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_llama_dir):
-    w = make_window(qtbot, tmp_path)
-    load(qtbot, w, tiny_llama_dir)
-    yield w
-    w.close()
+from tests.test_app_compression import run
 
 
 def export(qtbot, window, record, target, formats, overwrite=False):

@@ -20,22 +20,10 @@ from core.passes import REGISTRY
 from core.recipe import Recipe, apply_recipe
 from core.results import RunRecord
 from core.size import measure_size
-from tests.test_passes import calibration_for
+from tests.test_passes import ALL_PASSES, calibration_for
 
 R = REGISTRY
-PASSES = [
-    R["cast"]("bfloat16"),
-    R["cast"]("float16"),
-    R["int8_weight_only"](),
-    R["int8_dynamic"](),
-    R["int4_weight_only"](32, "rtn"),
-    R["int4_weight_only"](64, "gptq"),
-    R["prune_unstructured"](0.5, "global"),
-    R["prune_mlp"](0.25),
-    R["prune_heads"](0.5),
-    R["prune_layers"](1),
-    R["low_rank"](0.25),
-]
+PASSES = [*ALL_PASSES, R["cast"]("float16")]  # fp16 as well: its own dtype on reload
 CHAINS = [
     (R["prune_mlp"](0.25), R["int8_weight_only"]()),
     (R["prune_layers"](1), R["prune_heads"](0.5), R["cast"]("bfloat16")),

@@ -58,3 +58,7 @@ class DistillResult:
     ppl_ci95: float | None
     checkpoint: str | None
     settings: str  # DistillSettings.describe()
+
+
+# Every event the distillation job yields, for dispatching on their type.
+DISTILL_EVENTS = (DistillResumed, DistillStep, DistillEval, DistillCheckpoint, DistillResult)

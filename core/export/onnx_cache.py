@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from core.jobs import CancelToken, ProgressSink, ignore_progress
@@ -52,6 +50,7 @@ def cached_onnx_export(
 ) -> Path:
     """The folder of ``loaded``'s export (made now if the cache lacks it)."""
     from core.default_model import cache_root
+    from core.export.atomic import atomic_folder
     from core.export.onnx_model import REPORT_FILE, export_onnx
 
     root = cache_root() / "onnx"
@@ -59,14 +58,8 @@ def cached_onnx_export(
     if (folder / REPORT_FILE).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
-    try:
+    with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
         export_onnx(loaded, staging, progress, cancel, int8=int8)
-        if folder.exists():  # a broken entry (no report): replace it
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

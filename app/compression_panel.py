@@ -142,8 +142,10 @@ class CompressionPanel(QGroupBox):
         for key, label in BACKENDS.items():
             self.backend.addItem(label, key)
         self.backend.setToolTip(
-            "Where the configuration runs. ONNX Runtime exports it first (checked against "
-            "PyTorch; cached), int8 adds ONNX Runtime's dynamic quantization on top."
+            "Where the configuration runs. PyTorch compiled compiles the decode step with "
+            "torch.compile first (tens of seconds, once per configuration). ONNX Runtime "
+            "exports it first (checked against PyTorch; cached), int8 adds ONNX Runtime's "
+            "dynamic quantization on top."
         )
         layout = QVBoxLayout(self)
         for group in self.groups.values():

@@ -48,8 +48,9 @@ def _add_backend_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "ort"],
-        help="torch (default), or ort: the model exported to ONNX (cached) run in ONNX Runtime",
+        choices=["torch", "torch-compile", "ort"],
+        help="torch (default, eager), torch-compile (decode step compiled by torch.compile, "
+        "static cache), or ort: the model exported to ONNX (cached) run in ONNX Runtime",
     )
     parser.add_argument(
         "--int8", action="store_true", help="with --backend ort: int8 weights (quantize_dynamic)"
@@ -161,6 +162,12 @@ def _load(args):
         from core.export.onnx_cache import load_ort_version
 
         loaded = load_ort_version(loaded, args.int8, args.device, _progress)
+    if backend == "torch-compile":  # compiled on first use: a benchmark's warm-up run
+        import dataclasses
+
+        from core.runtime.runners import COMPILED_RUNNER
+
+        loaded = dataclasses.replace(loaded, runner=COMPILED_RUNNER)
     return loaded
 
 

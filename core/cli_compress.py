@@ -27,8 +27,9 @@ def add_parser(sub, add_model_args) -> None:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "ort", "ort-int8"],
-        help="run the built model in PyTorch (default) or exported to ONNX Runtime (fp32/int8)",
+        choices=["torch", "torch-compile", "ort", "ort-int8"],
+        help="run the built model in PyTorch eager (default), PyTorch with the decode step "
+        "compiled (torch.compile), or exported to ONNX Runtime (fp32/int8)",
     )
     parser.add_argument("--no-eval", action="store_true", help="speed and size only")
     parser.add_argument(

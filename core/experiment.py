@@ -17,9 +17,16 @@ from core.recipe import CompressedModel, Recipe, apply_recipe, validate
 from core.results import RunRecord
 from core.size import measure_size
 
-# Where a configuration runs: PyTorch eager, or its ONNX export in ONNX Runtime
-# (fp32, or int8 from ONNX Runtime's dynamic quantization).
-BACKENDS = {"torch": "PyTorch eager", "ort": "ONNX Runtime", "ort-int8": "ONNX Runtime int8"}
+# Where a configuration runs: PyTorch eager, PyTorch with the decode step
+# compiled (torch.compile), or its ONNX export in ONNX Runtime (fp32, or int8
+# from ONNX Runtime's dynamic quantization).
+BACKENDS = {
+    "torch": "PyTorch eager",
+    "torch-compile": "PyTorch compiled",
+    "ort": "ONNX Runtime",
+    "ort-int8": "ONNX Runtime int8",
+}
+TORCH_BACKENDS = ("torch", "torch-compile")  # the model's own weights, measured as they are
 
 QUICK_BENCH = BenchSettings(prompt_tokens=64, new_tokens=32, warmup=1, min_repeats=3, min_time_s=2)
 
@@ -85,7 +92,10 @@ def run_experiment(
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if original.is_classifier:
         if backend != "torch":
-            raise ValueError("ONNX Runtime runs causal language models here, not classifiers")
+            raise ValueError(
+                f"{BACKENDS[backend]} runs causal language models here; "
+                "a classifier runs on PyTorch eager"
+            )
         from core.classifier_experiment import run_classifier_experiment
 
         yield from run_classifier_experiment(
@@ -127,7 +137,14 @@ def measure_configuration(
         raise ValueError("a classifier is measured by run_experiment (its own protocol)")
     cancel = cancel or CancelToken()
     label = label or recipe.name
-    if backend != "torch":
+    if backend == "torch-compile":
+        candidate, seconds = with_compiled_decode(candidate, settings.bench, progress)
+        notes = [
+            *notes,
+            f"decode compiled by torch.compile (inductor, frozen weights) in {seconds:.0f} s "
+            "before timing; quality is measured on the same weights in eager PyTorch",
+        ]
+    elif backend != "torch":
         from core.export.onnx_cache import load_ort_version
 
         progress(Progress("Exporting to ONNX (or reading the export cache)", None))
@@ -151,7 +168,7 @@ def measure_configuration(
             if isinstance(event, PerplexityResult):
                 ppl = event
             yield event
-        if candidate is not original:  # else agreement is 1 by definition, not measured
+        if candidate.model is not original.model:  # else agreement is 1 by definition
             progress(Progress("Fidelity to the original", None))
             for event in evaluate_fidelity(
                 original.model, candidate.model, original.tokenizer, windows[:4], cancel
@@ -160,7 +177,7 @@ def measure_configuration(
                     fidelity = event
                 yield event
 
-    if backend == "torch":
+    if backend in TORCH_BACKENDS:
         size = measure_size(candidate.model)
         total, by_component = size.total_bytes, size.by_component
     else:  # the graph's stored weights (an untied head counts twice: it is stored twice)
@@ -192,3 +209,20 @@ def _classifier_settings(settings: ExperimentSettings):
     from core.classifier_experiment import ClassifierExperimentSettings
 
     return settings.classifier or ClassifierExperimentSettings(evaluate=settings.evaluate)
+
+
+def with_compiled_decode(
+    candidate: LoadedModel, bench: BenchSettings, progress: ProgressSink = ignore_progress
+) -> tuple[LoadedModel, float]:
+    """``candidate`` timed by the compiled runner, compiled now so that no
+    timed run includes compilation; also returns the compile seconds."""
+    import dataclasses
+
+    from core.runtime.compiled_runner import compile_decode
+    from core.runtime.runners import COMPILED_RUNNER
+
+    progress(
+        Progress("Compiling the decode step (torch.compile; the first time takes a while)", None)
+    )
+    seconds = compile_decode(candidate.model, bench.prompt_tokens + bench.new_tokens)
+    return dataclasses.replace(candidate, runner=COMPILED_RUNNER), seconds

@@ -107,7 +107,7 @@ def stream_generation(
     stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
     decoder = IncrementalDecoder(loaded.tokenizer)
     steps = []
-    generate_steps = steps_function(loaded.model)
+    generate_steps = steps_function(loaded.model, loaded.runner)
     for step in generate_steps(loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel):
         steps.append(step)
         yield TextToken(

@@ -25,6 +25,7 @@ from core.errors import (
 )
 from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 from core.loading_onnx import is_onnx_folder
+from core.runtime.runners import TORCH_RUNNER
 
 DEFAULT_SOURCE = "default"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -39,6 +40,9 @@ class LoadedModel:
     source: str
     folder: Path | None
     description: ModelDescription
+    # Which PyTorch generation loop times it (core.runtime.runners); the
+    # compiled one shares this model's weights, so it is a field, not a copy.
+    runner: str = TORCH_RUNNER
 
     @property
     def device(self):

@@ -22,7 +22,7 @@ from core.loading import LoadedModel, require_causal_lm
 from core.memory import PeakMemoryTracker
 from core.repeats import check_repeats, protocol_runs
 from core.runtime.device import synchronize
-from core.runtime.runners import TORCH_RUNNER, runner_name, steps_function
+from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER, runner_name, steps_function
 from core.runtime.torch_runner import TokenStep
 
 RUNNER_NAME = TORCH_RUNNER
@@ -127,7 +127,11 @@ def benchmark(
     device = loaded.device
     input_ids = bench_prompt_ids(loaded, settings.prompt_tokens)
     tracker = PeakMemoryTracker(device)
-    generate_steps = steps_function(loaded.model)  # PyTorch or ONNX Runtime, same protocol
+    generate_steps = steps_function(loaded.model, loaded.runner)  # every runner, one protocol
+    if loaded.runner == COMPILED_RUNNER:  # compile before any run, so no run times it
+        from core.runtime.compiled_runner import compile_decode
+
+        compile_decode(loaded.model, settings.prompt_tokens + settings.new_tokens)
     timings: list[RunTiming] = []
     for run, warmup in protocol_runs(settings, tracker):
         steps: list[TokenStep] = []
@@ -159,7 +163,9 @@ def benchmark(
         runs=len(timings),
         settings=settings,
         protocol=settings.describe(),
-        environment=current_environment(device, loaded.model.dtype, runner_name(loaded.model)),
+        environment=current_environment(
+            device, loaded.model.dtype, runner_name(loaded.model, loaded.runner)
+        ),
     )
 
 

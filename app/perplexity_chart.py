@@ -27,7 +27,7 @@ class PerplexityChart(LivePlot):
     def clear_points(self) -> None:
         for series in (self.value, self.low, self.high):
             series.clear()
-        self.mark_dirty()
+        self.reset_view()
 
     def add_point(self, windows: int, ppl: float, halfwidth: float | None) -> None:
         self.value.append(windows, ppl)
@@ -42,3 +42,7 @@ class PerplexityChart(LivePlot):
         self.high_curve.setData(self.high.x, self.high.y)
         # FillBetweenItem keeps its old path when its curves empty out.
         self.band.setVisible(self.low.size > 1)
+        if self.value.size:
+            low = self.low.y if self.low.size else self.value.y
+            high = self.high.y if self.high.size else self.value.y
+            self.fit_view(float(self.value.x.max()), float(low.min()), float(high.max()))

@@ -29,7 +29,7 @@ class SeriesChart(LivePlot):
 
     def clear_points(self) -> None:
         self.series.clear()
-        self.mark_dirty()
+        self.reset_view()
 
     def add_point(self, x: float, y: float) -> None:
         self.series.append(x, y)
@@ -41,3 +41,6 @@ class SeriesChart(LivePlot):
             self.curve.setSymbol("o" if symbols else None)
             self._symbols = symbols
         self.curve.setData(self.series.x, self.series.y)
+        if self.series.size:
+            y = self.series.y
+            self.fit_view(float(self.series.x.max()), float(y.min()), float(y.max()))

@@ -3,8 +3,9 @@ notifications. All long work goes through one JobRunner."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEventLoop, Qt
 from PySide6.QtWidgets import (
+    QApplication,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -228,9 +229,15 @@ class MainWindow(QMainWindow):
             set_threads(threads)
             return run_experiment(loaded, recipe, settings, progress, cancel, backend)
 
+        if self._refuse_if_busy():
+            return
         self.tabs.setCurrentIndex(1)
-        if self._start(f"Run: {recipe.name}", job):
-            self.live_view.begin(loaded.device, loaded.is_classifier)
+        self.live_view.begin(loaded.device, loaded.is_classifier)
+        # Lay out and paint the Live tab before the model takes the cores:
+        # painting five charts for the first time while it ran paused the
+        # window 35-55 ms (benchmarks/gui_responsiveness.py).
+        QApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+        self._start(f"Run: {recipe.name}", job)
 
     def run_demo(self, prompt: str, max_tokens: int, sampling, chat: bool) -> None:
         """Original and compressed (the panel's recipe) answer ``prompt`` side by side."""
@@ -389,10 +396,14 @@ class MainWindow(QMainWindow):
         self.results_table.add(record)
         self.pareto_chart.add(record)
 
+    def _refuse_if_busy(self) -> bool:
+        if self.runner.busy:
+            self.notifications.error(f"{self.runner.job_name} is still running; cancel it first.")
+        return self.runner.busy
+
     def _start(self, name: str, job) -> bool:
         self._outcome = None
-        if not self.runner.start(name, job):
-            self.notifications.error(f"{self.runner.job_name} is still running; cancel it first.")
+        if self._refuse_if_busy() or not self.runner.start(name, job):
             return False
         self.stage.setText(name)
         return True

@@ -99,8 +99,10 @@ class ParetoChart(QWidget):
         for label in self.labels:
             self.plot.removeItem(label)
         self.labels = []
+        middle = (min(p[1] for p in points) + max(p[1] for p in points)) / 2 if points else 0
         for r, x, y in points:
-            label = pg.TextItem(_short(r), color="#333", anchor=(0, 1))
+            # Right-half labels extend to the left, so none runs off the chart.
+            label = pg.TextItem(_short(r), color="#333", anchor=(1 if x > middle else 0, 1))
             label.setPos(x, y)
             self.plot.addItem(label)
             self.labels.append(label)

@@ -22,8 +22,10 @@ from app.main_window import MainWindow  # noqa: E402
 from core.passes import REGISTRY as R  # noqa: E402
 from core.recipe import Recipe  # noqa: E402
 
+COMPILED = "torch-compile"
 RECIPES = [
     Recipe(()),
+    (Recipe((R["int8_dynamic"](),)), COMPILED),  # W8A8 through the compiled runner
     Recipe((R["int8_weight_only"](),)),
     Recipe((R["int4_weight_only"](128, "gptq"),)),
     Recipe((R["int4_weight_only"](64, "rtn"),)),
@@ -50,7 +52,10 @@ def main() -> None:
             QTimer.singleShot(300, next_step)
             return
         if queue:
-            recipe = queue.pop(0)
+            recipe, backend = queue.pop(0), "torch"
+            if isinstance(recipe, tuple):
+                recipe, backend = recipe
+            window.compression_panel.set_backend(backend)
             window.compression_panel.set_recipe(recipe)
             window.run_configuration(recipe)
             if len(queue) == 1:  # mid-run view of the live charts
@@ -59,7 +64,7 @@ def main() -> None:
             return
         window.tabs.setCurrentIndex(0)
         table = window.results_table
-        table.selectRow(0)  # the original and the GPTQ run, compared
+        table.selectRow(0)  # the original and the int8 weight-only run, compared
         flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
         table.selectionModel().select(table.model().index(2, 0), flags)
         QTimer.singleShot(500, lambda: (shoot("main_window.png"), finish()))
@@ -78,7 +83,8 @@ def main() -> None:
         when_idle(lambda: (shoot("generate.png"), demo()))
 
     def demo() -> None:
-        window.compression_panel.set_recipe(RECIPES[1])
+        window.compression_panel.set_backend("torch")
+        window.compression_panel.set_recipe(RECIPES[2])
         window.demo_panel.controls.max_tokens.setValue(40)
         window.demo_panel.run_button.click()
         when_idle(lambda: (shoot("side_by_side.png"), app.quit()))

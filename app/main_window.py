@@ -45,6 +45,10 @@ from core.recipe import CompressedModel
 from core.results import ResultsStore, RunRecord
 from core.runtime.torch_runner import TokenStep
 
+# The demo's compiled decode is compiled for prompt + answer up to this many
+# tokens (a longer one compiles again on its first step).
+DEMO_TOKENS = 256
+
 
 class MainWindow(QMainWindow):
     def __init__(
@@ -250,13 +254,15 @@ class MainWindow(QMainWindow):
                 "Set a compression in the panel first: the demo compares it with the original."
             )
             return
-        from core.experiment import ExperimentSettings, build_compressed
+        from core.experiment import BACKENDS, ExperimentSettings, build_compressed, on_backend
 
         loaded, threads = self.loaded, self.threads
         settings = self.experiment_settings or ExperimentSettings()
         cached = None
         if self._demo_model and self._demo_model[0] is loaded:
             cached = self._demo_model[1] if self._demo_model[1].recipe == recipe else None
+
+        backend = self.compression_panel.backend_key()  # the compressed pane's runtime
 
         def job(progress, cancel):
             from core.demo import stream_side_by_side
@@ -267,13 +273,15 @@ class MainWindow(QMainWindow):
             if compressed is None:
                 compressed = build_compressed(loaded, recipe, settings, progress, cancel)
                 yield compressed
+            runnable, _ = on_backend(compressed.loaded, backend, DEMO_TOKENS, progress, cancel)
             progress(Progress("Generating side by side", None))
             yield from stream_side_by_side(
-                loaded, compressed.loaded, prompt, max_tokens, sampling, chat, cancel
+                loaded, runnable, prompt, max_tokens, sampling, chat, cancel
             )
 
-        if self._start(f"Demo: {recipe.name}", job):
-            self.demo_panel.begin(recipe.name)
+        title = recipe.name if backend == "torch" else f"{recipe.name} [{BACKENDS[backend]}]"
+        if self._start(f"Demo: {title}", job):
+            self.demo_panel.begin(title)
             self.tabs.setCurrentWidget(self.demo_panel)
 
     def distill_student(self, shape, settings, resume: bool = True, checkpoint_dir=None) -> None:

@@ -137,18 +137,9 @@ def measure_configuration(
         raise ValueError("a classifier is measured by run_experiment (its own protocol)")
     cancel = cancel or CancelToken()
     label = label or recipe.name
-    if backend == "torch-compile":
-        candidate, seconds = with_compiled_decode(candidate, settings.bench, progress)
-        notes = [
-            *notes,
-            f"decode compiled by torch.compile (inductor, frozen weights) in {seconds:.0f} s "
-            "before timing; quality is measured on the same weights in eager PyTorch",
-        ]
-    elif backend != "torch":
-        from core.export.onnx_cache import load_ort_version
-
-        progress(Progress("Exporting to ONNX (or reading the export cache)", None))
-        candidate = load_ort_version(candidate, backend == "ort-int8", "auto", progress, cancel)
+    needed = settings.bench.prompt_tokens + settings.bench.new_tokens
+    candidate, backend_notes = on_backend(candidate, backend, needed, progress, cancel)
+    notes = [*notes, *backend_notes]
 
     progress(Progress("Benchmarking", None))
     bench = None
@@ -211,18 +202,34 @@ def _classifier_settings(settings: ExperimentSettings):
     return settings.classifier or ClassifierExperimentSettings(evaluate=settings.evaluate)
 
 
-def with_compiled_decode(
-    candidate: LoadedModel, bench: BenchSettings, progress: ProgressSink = ignore_progress
-) -> tuple[LoadedModel, float]:
-    """``candidate`` timed by the compiled runner, compiled now so that no
-    timed run includes compilation; also returns the compile seconds."""
-    import dataclasses
+def on_backend(
+    candidate: LoadedModel,
+    backend: str,
+    tokens: int,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> tuple[LoadedModel, list[str]]:
+    """``candidate`` ready to run on ``backend`` (a key of BACKENDS) for runs
+    of up to ``tokens`` tokens: compiled now, or exported to ONNX (or found
+    in the export cache); with the notes a result on it should carry."""
+    if backend == "torch":
+        return candidate, []
+    if backend == "torch-compile":
+        import dataclasses
 
-    from core.runtime.compiled_runner import compile_decode
-    from core.runtime.runners import COMPILED_RUNNER
+        from core.runtime.compiled_runner import compile_decode
+        from core.runtime.runners import COMPILED_RUNNER
 
-    progress(
-        Progress("Compiling the decode step (torch.compile; the first time takes a while)", None)
-    )
-    seconds = compile_decode(candidate.model, bench.prompt_tokens + bench.new_tokens)
-    return dataclasses.replace(candidate, runner=COMPILED_RUNNER), seconds
+        progress(Progress("Compiling the decode step (torch.compile; takes a while)", None))
+        seconds = compile_decode(candidate.model, tokens)
+        note = (
+            f"decode compiled by torch.compile (inductor, frozen weights) in {seconds:.0f} s "
+            "before timing; quality is measured on the same weights in eager PyTorch"
+        )
+        return dataclasses.replace(candidate, runner=COMPILED_RUNNER), [note]
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from core.export.onnx_cache import load_ort_version
+
+    progress(Progress("Exporting to ONNX (or reading the export cache)", None))
+    return load_ort_version(candidate, backend == "ort-int8", "auto", progress, cancel), []

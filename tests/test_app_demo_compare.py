@@ -38,6 +38,19 @@ def test_demo_streams_original_and_compressed_side_by_side(qtbot, window):
     assert not any(isinstance(e, CompressedModel) for e in again)
 
 
+def test_demo_runs_the_compressed_model_on_the_chosen_backend(qtbot, window):
+    """Run on: PyTorch compiled. The compressed pane decodes through the
+    compiled runner and says so; its text is eager's (greedy, same weights)."""
+    prune_half_the_mlp(window)
+    run_demo(qtbot, window)
+    eager_text = window.demo_panel.panes["compressed"].summary.text
+    window.compression_panel.set_backend("torch-compile")
+    run_demo(qtbot, window)
+    assert "PyTorch compiled" in window.demo_panel._boxes["compressed"].title()
+    compiled = window.demo_panel.panes["compressed"].summary
+    assert compiled.new_tokens == 8 and compiled.text == eager_text
+
+
 def test_demo_without_a_compression_says_what_to_do(qtbot, window):
     qtbot.mouseClick(window.demo_panel.run_button, Qt.MouseButton.LeftButton)
     assert not window.runner.busy

@@ -53,7 +53,21 @@ def test_bench_json(tiny_gpt2_dir):
     for key in ("prefill_ms", "decode_ms_per_token", "tokens_per_s", "peak_memory_bytes"):
         assert data[key] > 0
     assert data["environment"]["threads"] == 1
+    assert data["environment"]["runner"] == "torch-eager"
     assert data["runs"] == 2
+
+
+def test_bench_on_the_compiled_runner(tiny_llama_dir):
+    out = run_cli(
+        "bench", "-m", str(tiny_llama_dir), "--json", "--backend", "torch-compile",
+        "--prompt-tokens", "16", "--new-tokens", "8", "--min-repeats", "2", "--min-time", "0",
+        "--warmup", "0",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["environment"]["runner"] == "torch-compile"
+    # compiled before the protocol: even with no warm-up no run times the compile
+    assert data["decode_ms_per_token_p90"] < 100  # a tiny model decodes in a few ms
 
 
 @pytest.mark.parametrize("command", ["info", "generate", "bench", "eval"])

@@ -30,8 +30,8 @@ import torch
 from core.errors import UnsupportedModelError
 from core.evaluate.fidelity import compute_fidelity
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
+from core.interleave import ONE_RUN, interleaved_rounds
 from core.loading import load_model
-from core.measure import BenchSettings, run_benchmark
 from core.passes import REGISTRY as R
 from core.passes.calibration import calibration_windows
 from core.recipe import Recipe, apply_recipe
@@ -111,7 +111,7 @@ def main() -> None:
     # Phase 2: speed, interleaved. This machine drifts by tens of percent
     # over minutes, so every configuration is measured once per round under
     # each runner, in a rotating order, and the median over rounds is reported.
-    one_run = BenchSettings(prompt_tokens=128, new_tokens=32, warmup=0, min_repeats=1, min_time_s=0)
+    one_run = ONE_RUN
     print(f"speed: {args.rounds} interleaved rounds of: {one_run.describe()}")
     loaded_for = {(name, TORCH_RUNNER): built[name] for name in names}
     if not args.eager_only:
@@ -127,18 +127,13 @@ def main() -> None:
             compiled = dataclasses.replace(built[name], runner=COMPILED_RUNNER)
             loaded_for[name, COMPILED_RUNNER] = compiled
             print(f"compiled {name} in {rows[name]['compile_s']} s", flush=True)
-    runs = list(loaded_for)
-    for run in runs:  # warm-up, not counted
-        run_benchmark(loaded_for[run], one_run)
-    prefill = {run: [] for run in runs}
-    decode = {run: [] for run in runs}
-    for r in range(args.rounds):
-        order = runs[r % len(runs) :] + runs[: r % len(runs)]
-        for run in order:
-            result = run_benchmark(loaded_for[run], one_run)
-            prefill[run].append(result.prefill_ms.median)
-            decode[run].append(result.decode_ms_per_token.median)
-        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    times = interleaved_rounds(
+        loaded_for,
+        args.rounds,
+        one_run,
+        lambda done: print(f"round {done}/{args.rounds} done", flush=True),
+    )
+    prefill, decode = times.prefill_ms, times.decode_ms_per_token
 
     base_ppl = rows["original_fp32"]["ppl"]
     header = (

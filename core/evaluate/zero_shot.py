@@ -28,17 +28,13 @@ FULL = "full"
 
 
 @dataclass(frozen=True)
-class ZeroShotProtocol:
-    # Chosen on the validation split (first 150) over two alternatives; the
-    # question form made SmolLM2-135M answer "negative" 99% of the time.
-    template: str = "Review: {text}\nSentiment:"
-    label_words: tuple[tuple[str, str], ...] = (
-        ("negative", " negative"),
-        ("positive", " positive"),
-    )
+class ReviewSplitProtocol:
+    """Which film reviews an accuracy protocol scores: a split, all of it or
+    its first ``quick_examples``."""
+
     split: str = "test"
     quick_examples: int = 200
-    mode: str = QUICK  # "full": every example of the split
+    mode: str = QUICK  # "full": every review of the split
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -49,6 +45,17 @@ class ZeroShotProtocol:
     def examples(self):
         data = sentiment_split(self.split)
         return data[: self.quick_examples] if self.mode == QUICK else data
+
+
+@dataclass(frozen=True)
+class ZeroShotProtocol(ReviewSplitProtocol):
+    # Chosen on the validation split (first 150) over two alternatives; the
+    # question form made SmolLM2-135M answer "negative" 99% of the time.
+    template: str = "Review: {text}\nSentiment:"
+    label_words: tuple[tuple[str, str], ...] = (
+        ("negative", " negative"),
+        ("positive", " positive"),
+    )
 
     def describe(self) -> str:
         size = f"first {self.quick_examples}" if self.mode == QUICK else "all"
@@ -71,7 +78,9 @@ class AccuracyPartial:
 
 
 @dataclass(frozen=True)
-class AccuracyResult:
+class AccuracySummary:
+    """What ``summarise`` measures; every accuracy result starts with these."""
+
     accuracy: float
     ci95_low: float
     ci95_high: float
@@ -80,12 +89,16 @@ class AccuracyResult:
     majority_rate: float  # accuracy of always answering the commoner label
     near_chance: bool  # the interval's low end does not clear majority_rate (or is below it)
     predicted_share: dict[str, float]  # how often each label was answered
+
+
+@dataclass(frozen=True)
+class AccuracyResult(AccuracySummary):
     protocol: str
     seconds: float
 
 
 def summarise(predictions: list[str], truths: list[str], labels: list[str]) -> dict:
-    """The accuracy fields: Wilson interval, majority rate and the near-chance flag."""
+    """AccuracySummary's fields: Wilson interval, majority rate, near-chance flag."""
     n = len(truths)
     correct = sum(p == t for p, t in zip(predictions, truths, strict=True))
     interval = wilson_interval(correct, n)

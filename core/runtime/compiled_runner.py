@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch._dynamo import config as dynamo_config
@@ -32,8 +31,8 @@ from transformers import StaticCache
 
 from core.errors import UnsupportedModelError
 from core.jobs import CancelToken
-from core.runtime.sampling import GREEDY, Sampling, make_generator, pick_next
-from core.runtime.torch_runner import TokenStep
+from core.runtime.sampling import GREEDY, Sampling, make_generator
+from core.runtime.torch_runner import TokenStep, token_loop
 
 CACHE_BUCKET = 256  # static cache lengths are multiples of this
 
@@ -148,19 +147,14 @@ def generate_steps(
     decode = _decode_for(model, prompt_len + max_new_tokens)
     if prompt_len + max_new_tokens > decode.max_len:
         raise ValueError(f"{prompt_len} + {max_new_tokens} tokens exceed the model's context")
-    generator = make_generator(sampling, device)
     decode.cache.reset()
-    ids, positions = input_ids, torch.arange(prompt_len, device=device).unsqueeze(0)
-    start = time.perf_counter()
-    for index in range(max_new_tokens):
-        step_start = time.perf_counter()
-        run = decode.step if index else partial(_forward, model, decode.cache)
-        logits = run(ids, positions)
-        next_ids = pick_next(logits[:, -1, :], sampling, generator)
-        token = int(next_ids[0, 0])
-        now = time.perf_counter()
-        yield TokenStep(index, token, now - start, now - step_start)
-        if token in stop_ids or (cancel is not None and cancel.cancelled):
-            return
-        ids = next_ids
-        positions = torch.full((1, 1), prompt_len + index, dtype=torch.long, device=device)
+    prompt_positions = torch.arange(prompt_len, device=device).unsqueeze(0)
+
+    def logits_for(index, previous):
+        if previous is None:  # the prompt, eager
+            return _forward(model, decode.cache, input_ids, prompt_positions)
+        position = torch.full((1, 1), prompt_len + index - 1, dtype=torch.long, device=device)
+        return decode.step(previous, position)
+
+    generator = make_generator(sampling, device)
+    yield from token_loop(logits_for, max_new_tokens, sampling, generator, stop_ids, cancel)

@@ -9,7 +9,6 @@ cache, then one token per step, the cache staying where the session keeps it
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,8 +16,8 @@ import torch
 
 from core.jobs import CancelToken
 from core.runtime.ort_model import OrtCausalLM
-from core.runtime.sampling import GREEDY, Sampling, make_generator, pick_next
-from core.runtime.torch_runner import TokenStep
+from core.runtime.sampling import GREEDY, Sampling, make_generator
+from core.runtime.torch_runner import TokenStep, token_loop
 
 
 def generate_steps(
@@ -30,19 +29,16 @@ def generate_steps(
     cancel: CancelToken | None = None,
 ) -> Iterator[TokenStep]:
     """Yield tokens one at a time; stops at ``max_new_tokens``, a stop id, or cancel."""
-    generator = make_generator(sampling, torch.device("cpu"))
     ids = input_ids.detach().cpu().numpy().astype(np.int64)
     past = model.empty_cache()
-    start = time.perf_counter()
-    for index in range(max_new_tokens):
-        step_start = time.perf_counter()
-        last = np.array([ids.shape[1] - 1], dtype=np.int64)  # logits of the last position only
-        out = model.step(ids, past, last)
-        next_ids = pick_next(out.logits[:, -1, :], sampling, generator)
-        token = int(next_ids[0, 0])
-        now = time.perf_counter()
-        yield TokenStep(index, token, now - start, now - step_start)
-        if token in stop_ids or (cancel is not None and cancel.cancelled):
-            return
-        past = out.present
-        ids = next_ids.numpy()
+
+    def logits_for(index, previous):
+        nonlocal past
+        step_ids = ids if previous is None else previous.numpy()
+        last = np.array([step_ids.shape[1] - 1], dtype=np.int64)  # logits of the last position
+        out = model.step(step_ids, past, last)
+        past = out.present  # the session keeps its values (on the GPU under CUDA)
+        return out.logits
+
+    generator = make_generator(sampling, torch.device("cpu"))
+    yield from token_loop(logits_for, max_new_tokens, sampling, generator, stop_ids, cancel)

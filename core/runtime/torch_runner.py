@@ -9,7 +9,7 @@ position only), and benchmarks/decode_speed.py checks it is not slower.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +39,32 @@ def stop_token_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def token_loop(
+    logits_for: Callable[[int, torch.Tensor | None], torch.Tensor],
+    max_new_tokens: int,
+    sampling: Sampling,
+    generator: torch.Generator | None,
+    stop_ids: set[int] | frozenset[int],
+    cancel: CancelToken | None,
+) -> Iterator[TokenStep]:
+    """The loop every runner shares: ``logits_for(index, previous next ids)``
+    runs one step (index 0: the prompt, previous None) and returns logits;
+    each token is picked, timed and yielded; stops at ``max_new_tokens``, a
+    stop id, or cancel. Reading each token as a Python int synchronises the
+    device, so step times include all queued GPU work."""
+    next_ids = None
+    start = time.perf_counter()
+    for index in range(max_new_tokens):
+        step_start = time.perf_counter()
+        logits = logits_for(index, next_ids)
+        next_ids = pick_next(logits[:, -1, :], sampling, generator)
+        token = int(next_ids[0, 0])
+        now = time.perf_counter()
+        yield TokenStep(index, token, now - start, now - step_start)
+        if token in stop_ids or (cancel is not None and cancel.cancelled):
+            return
+
+
 @torch.inference_mode()
 def generate_steps(
     model,
@@ -48,23 +74,12 @@ def generate_steps(
     stop_ids: set[int] | frozenset[int] = frozenset(),
     cancel: CancelToken | None = None,
 ) -> Iterator[TokenStep]:
-    """Yield tokens one at a time; stops at ``max_new_tokens``, a stop id, or cancel.
-
-    Reading each token as a Python int synchronises the device, so step times
-    include all queued GPU work.
-    """
-    device = input_ids.device
-    generator = make_generator(sampling, device)
+    """Yield tokens one at a time; stops at ``max_new_tokens``, a stop id, or cancel."""
     cache = DynamicCache(config=model.config)
-    ids = input_ids
-    start = time.perf_counter()
-    for index in range(max_new_tokens):
-        step_start = time.perf_counter()
-        out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-        next_ids = pick_next(out.logits[:, -1, :], sampling, generator)
-        token = int(next_ids[0, 0])
-        now = time.perf_counter()
-        yield TokenStep(index, token, now - start, now - step_start)
-        if token in stop_ids or (cancel is not None and cancel.cancelled):
-            return
-        ids = next_ids
+
+    def logits_for(index, previous):
+        ids = input_ids if previous is None else previous
+        return model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits
+
+    generator = make_generator(sampling, input_ids.device)
+    yield from token_loop(logits_for, max_new_tokens, sampling, generator, stop_ids, cancel)

@@ -307,17 +307,11 @@ class MainWindow(QMainWindow):
             from core.distill.events import DistillResult
             from core.distill.student import build_student
             from core.distill.train import distill
-            from core.passes.calibration import calibration_windows
+            from core.experiment import read_calibration
             from core.runtime.device import set_threads
 
             set_threads(threads)
-            progress(Progress("Reading calibration text", None))
-            calibration = calibration_windows(
-                teacher.tokenizer,
-                experiment.calibration_windows,
-                experiment.calibration_length,
-                experiment.text_source,
-            )
+            calibration = read_calibration(teacher.tokenizer, experiment, progress)
             student = build_student(teacher, recipe, calibration, progress, cancel)
             result = None
             for event in distill(teacher, student, settings, progress, cancel, folder, resume):

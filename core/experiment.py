@@ -53,7 +53,6 @@ def build_compressed(
 ) -> CompressedModel:
     """Apply ``recipe`` to a copy of ``original``, reading calibration text
     (never the report split) when a pass needs it."""
-    from core.passes.calibration import calibration_windows
 
     if original.is_classifier:
         from core.classifier_experiment import build_compressed_classifier
@@ -63,13 +62,7 @@ def build_compressed(
 
     calibration = None
     if recipe.needs_calibration():
-        progress(Progress("Reading calibration text", None))
-        calibration = calibration_windows(
-            original.tokenizer,
-            settings.calibration_windows,
-            settings.calibration_length,
-            settings.text_source,
-        )
+        calibration = read_calibration(original.tokenizer, settings, progress)
     return apply_recipe(original, recipe, calibration, progress, cancel)
 
 
@@ -200,6 +193,16 @@ def _classifier_settings(settings: ExperimentSettings):
     from core.classifier_experiment import ClassifierExperimentSettings
 
     return settings.classifier or ClassifierExperimentSettings(evaluate=settings.evaluate)
+
+
+def read_calibration(tokenizer, settings: ExperimentSettings, progress: ProgressSink):
+    """The calibration windows ``settings`` ask for (never the report split)."""
+    from core.passes.calibration import calibration_windows
+
+    progress(Progress("Reading calibration text", None))
+    return calibration_windows(
+        tokenizer, settings.calibration_windows, settings.calibration_length, settings.text_source
+    )
 
 
 def on_backend(

@@ -22,10 +22,8 @@ from core.loading import LoadedModel, require_causal_lm
 from core.memory import PeakMemoryTracker
 from core.repeats import check_repeats, protocol_runs
 from core.runtime.device import synchronize
-from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER, runner_name, steps_function
+from core.runtime.runners import COMPILED_RUNNER, runner_name, steps_function
 from core.runtime.torch_runner import TokenStep
-
-RUNNER_NAME = TORCH_RUNNER
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ import torch
 from core.environment import Environment, current_environment
 from core.jobs import CancelToken
 from core.loading import LoadedModel
-from core.measure import RUNNER_NAME, Spread
+from core.measure import Spread
 from core.memory import PeakMemoryTracker
 from core.repeats import check_repeats, protocol_runs
 from core.runtime.device import synchronize
+from core.runtime.runners import TORCH_RUNNER
 
 
 @dataclass(frozen=True)
@@ -124,5 +125,5 @@ def benchmark_classifier(
         runs=len(timings),
         settings=settings,
         protocol=settings.describe(),
-        environment=current_environment(device, loaded.model.dtype, RUNNER_NAME),
+        environment=current_environment(device, loaded.model.dtype, TORCH_RUNNER),
     )

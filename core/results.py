@@ -58,6 +58,19 @@ class RunRecord:
     accuracy_ci95_high: float | None = None
     examples: int | None = None
     agreement: float | None = None
+    # Trust (issue 12). ``broken``: why this configuration collapsed (top-1
+    # agreement < 0.5 or perplexity > 3x the original's on the same tokens),
+    # empty when it did not; ``ppl_ratio``: the paired perplexity ratio to the
+    # original on the same tokens. ``machine_load``: other processes' load
+    # seen before and after the timed runs; ``machine_busy`` names it when it
+    # was high enough to disturb the timings (empty: quiet). ``artifact``: what
+    # rebuilds exactly what was measured (recipe, runtime, trained weights and
+    # their sha256, ONNX graph).
+    broken: str = ""
+    ppl_ratio: float | None = None
+    machine_load: dict = field(default_factory=dict)
+    machine_busy: str = ""
+    artifact: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

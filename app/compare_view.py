@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
+from app.sizes import UNIT, megabytes
 from core.results import RunRecord
 
 METRICS = [
-    ("Size MB", lambda r: r.bytes / 1e6, ".1f"),
+    (f"Size {UNIT}", lambda r: megabytes(r.bytes), ".2f"),
     ("Prefill ms", lambda r: r.prefill_ms, ".1f"),
     ("Decode ms/token", lambda r: r.decode_ms_per_token, ".2f"),
     ("Tokens/s", lambda r: r.tokens_per_s, ".1f"),

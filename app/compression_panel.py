@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.description import human_bytes
+from app.sizes import size_text
 from core.experiment import BACKENDS
 from core.passes import REGISTRY
 from core.recipe import Recipe, RecipeError, validate
@@ -210,8 +210,8 @@ class CompressionPanel(QGroupBox):
 
         original = self._original_bytes
         estimate = estimate_size(self.model, recipe)
-        parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in estimate.by_component.items() if v)
+        parts = ", ".join(f"{k} {size_text(v)}" for k, v in estimate.by_component.items() if v)
         change = (estimate.total_bytes / original - 1) * 100
         self.estimate.setText(
-            f"Estimated size: {human_bytes(estimate.total_bytes)} ({change:+.0f}%)\n{parts}"
+            f"Estimated size: {size_text(estimate.total_bytes)} ({change:+.0f}%)\n{parts}"
         )

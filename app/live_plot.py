@@ -9,6 +9,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 
+from app.chart_axes import readable_axes
+
 # A redraw costs 10-45 ms of Python on the GUI thread (pyqtgraph re-ranges the
 # axes and rebuilds the path), holding the GIL the model's worker thread needs
 # between torch ops: at 5 redraws a second the window decoded 1.4-1.6x slower
@@ -61,7 +63,8 @@ class LivePlot(pg.PlotWidget):
     implement ``draw``; drawing happens at most every REDRAW_MS."""
 
     def __init__(self, title: str, x_label: str, y_label: str, y_units=None, parent=None):
-        super().__init__(parent, background="w")
+        # Units as given ("ms", never "kms"), ticks rounded to their spacing.
+        super().__init__(parent, background="w", axisItems=readable_axes())
         self.setLabel("bottom", x_label)
         self.setLabel("left", y_label, units=y_units)
         self.setTitle(title, size="9pt")

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QSplitter
 from app.latency_chart import LatencyChart
 from app.perplexity_chart import PerplexityChart
 from app.series_chart import SeriesChart
+from app.sizes import UNIT, megabytes
 from core.memory import current_memory_bytes
 
 MEMORY_SAMPLE_MS = 250
@@ -34,7 +35,7 @@ class LiveRunView(QSplitter):
             "Memory while running (process RSS, or CUDA allocated on a GPU)",
             "seconds",
             "memory",
-            "B",
+            UNIT,
             color="#9467bd",
         )
         self.perplexity = PerplexityChart()
@@ -102,4 +103,5 @@ class LiveRunView(QSplitter):
         self.perplexity.add_point(windows, ppl, halfwidth)
 
     def _sample_memory(self) -> None:
-        self.memory.add_point(time.monotonic() - self._started, current_memory_bytes(self._device))
+        used = megabytes(current_memory_bytes(self._device))
+        self.memory.add_point(time.monotonic() - self._started, used)

@@ -29,6 +29,7 @@ from app.model_panel import ModelPanel
 from app.notifications import NotificationArea
 from app.pareto_chart import ParetoChart
 from app.results_table import ResultsTable
+from app.sizes import size_text
 from app.worker import JobRunner
 from core.demo import PaneEvent
 from core.demo_classifier import ClassifierReady
@@ -448,7 +449,7 @@ class MainWindow(QMainWindow):
         elif isinstance(event, ExportResult):
             self.notifications.notice(
                 f"Exported {', '.join(event.formats)} to {event.folder} "
-                f"({event.bytes_written / 1e6:.1f} MB)"
+                f"({size_text(event.bytes_written)})"
             )
         elif isinstance(event, RunRecord):
             record = self.store.append(event)

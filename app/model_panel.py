@@ -15,7 +15,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from core.description import ModelDescription, human_bytes
+from app.sizes import size_text
+from core.description import ModelDescription
 
 SOURCES = [
     ("Embedded default (SmolLM2-135M-Instruct)", "default"),
@@ -95,14 +96,14 @@ class ModelPanel(QGroupBox):
         self.prepare_button.setEnabled(not busy)
 
     def show_description(self, d: ModelDescription) -> None:
-        dtypes = ", ".join(f"{k} {human_bytes(v)}" for k, v in d.bytes_by_dtype.items())
+        dtypes = ", ".join(f"{k} {size_text(v)}" for k, v in d.bytes_by_dtype.items())
         self.fields["architecture"].setText(f"{d.architecture} ({d.model_type})")
         self.fields["shape"].setText(
             f"{d.layers} · {d.hidden_size} · {d.attention_heads} ({d.kv_heads} kv)"
         )
         self.fields["parameters"].setText(f"{d.parameters:,}")
         self.fields["memory"].setText(dtypes)
-        self.fields["disk"].setText(human_bytes(d.bytes_on_disk))
+        self.fields["disk"].setText(size_text(d.bytes_on_disk))
         self.fields["device"].setText(d.device)
         self.note.setText("\n".join(d.notes))
         self.setTitle(f"Model: {d.source}")

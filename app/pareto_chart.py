@@ -7,12 +7,16 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from app.chart_axes import padded_range, readable_axes
+from app.sizes import UNIT, megabytes
 from core.pareto import pareto_front
 from core.results import RunRecord
 
+# Dark red, apart from the front's lighter dashed red.
+BROKEN_COLOR = "#b00020"
 X_AXES = {
     "Decode ms/token": lambda r: r.decode_ms_per_token,
-    "Size MB": lambda r: r.bytes / 1e6,
+    f"Size {UNIT}": lambda r: megabytes(r.bytes),
     "Prefill ms": lambda r: r.prefill_ms,
     "Classifier latency ms": lambda r: r.latency_ms,
 }
@@ -34,13 +38,27 @@ class ParetoChart(QWidget):
         self.x_axis.addItems(list(X_AXES))
         self.y_axis = QComboBox()
         self.y_axis.addItems(list(Y_AXES))
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget(background="w", axisItems=readable_axes())
         self.plot.showGrid(x=True, y=True, alpha=0.3)
         self.front = self.plot.plot(pen=pg.mkPen("#d62728", width=2, style=pg.QtCore.Qt.DashLine))
-        self.scatter = pg.ScatterPlotItem(size=11, pen=pg.mkPen("k"), brush=pg.mkBrush("#1f77b4"))
-        self.original = pg.ScatterPlotItem(size=18, symbol="star", brush=pg.mkBrush("#ff7f0e"))
-        self.plot.addItem(self.scatter)
-        self.plot.addItem(self.original)
+        self.scatter = pg.ScatterPlotItem(
+            size=11, pen=pg.mkPen("k"), brush=pg.mkBrush("#1f77b4"), hoverable=True, tip=_tip
+        )
+        self.original = pg.ScatterPlotItem(
+            size=18, symbol="star", brush=pg.mkBrush("#ff7f0e"), hoverable=True, tip=_tip
+        )
+        # A broken configuration (collapsed quality) is a red cross, never a
+        # plain point: it is not a trade-off, and it is kept off the front.
+        self.broken = pg.ScatterPlotItem(
+            size=14,
+            symbol="x",
+            pen=pg.mkPen(BROKEN_COLOR, width=2),
+            brush=pg.mkBrush(BROKEN_COLOR),
+            hoverable=True,
+            tip=_tip,
+        )
+        for item in (self.scatter, self.original, self.broken):
+            self.plot.addItem(item)
         self.labels: list[pg.TextItem] = []
         row = QHBoxLayout()
         row.addWidget(QLabel("x"))
@@ -48,14 +66,18 @@ class ParetoChart(QWidget):
         row.addWidget(QLabel("y"))
         row.addWidget(self.y_axis)
         row.addStretch(1)
-        row.addWidget(QLabel("★ original   - - Pareto front (lower is better on both)"))
+        legend = QLabel(
+            "★ original &nbsp; - - Pareto front (lower is better on both) &nbsp; "
+            f"<span style='color:{BROKEN_COLOR}'>✕ broken (quality collapsed)</span>"
+        )
+        row.addWidget(legend)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.plot)
         self.x_axis.currentIndexChanged.connect(self.redraw)
         self.y_axis.currentIndexChanged.connect(self.redraw)
-        self.scatter.sigClicked.connect(self._clicked)
-        self.original.sigClicked.connect(self._clicked)
+        for item in (self.scatter, self.original, self.broken):
+            item.sigClicked.connect(self._clicked)
 
     def show_model(self, source: str, classifier: bool) -> None:
         """Plot ``source``'s runs, on the axes that fit its kind."""
@@ -83,26 +105,41 @@ class ParetoChart(QWidget):
         return out
 
     def front_records(self) -> list[RunRecord]:
-        points = self.plotted()
-        return [points[i][0] for i in pareto_front([(x, y) for _, x, y in points])]
+        healthy = [p for p in self.plotted() if not p[0].broken]
+        return [healthy[i][0] for i in pareto_front([(x, y) for _, x, y in healthy])]
 
     def redraw(self) -> None:
         points = self.plotted()
         self.plot.setLabel("bottom", self.x_axis.currentText())
         self.plot.setLabel("left", self.y_axis.currentText())
-        self.scatter.setData(
-            [{"pos": (x, y), "data": r} for r, x, y in points if not r.is_original]
-        )
-        self.original.setData([{"pos": (x, y), "data": r} for r, x, y in points if r.is_original])
-        front = pareto_front([(x, y) for _, x, y in points])
-        self.front.setData([points[i][1] for i in front], [points[i][2] for i in front])
+
+        def spots(keep):
+            return [{"pos": (x, y), "data": r} for r, x, y in points if keep(r)]
+
+        self.scatter.setData(spots(lambda r: not r.is_original and not r.broken))
+        self.original.setData(spots(lambda r: r.is_original and not r.broken))
+        self.broken.setData(spots(lambda r: r.broken))
+        healthy = [p for p in points if not p[0].broken]
+        front = pareto_front([(x, y) for _, x, y in healthy])
+        self.front.setData([healthy[i][1] for i in front], [healthy[i][2] for i in front])
+        if points:
+            # Explicit ranges: one point (or equal values) would otherwise get
+            # a zero-width range and ticks like 23.25753336097595.
+            self.plot.setRange(
+                xRange=padded_range([x for _, x, _ in points]),
+                yRange=padded_range([y for _, _, y in points]),
+                padding=0,
+            )
         for label in self.labels:
             self.plot.removeItem(label)
         self.labels = []
         middle = (min(p[1] for p in points) + max(p[1] for p in points)) / 2 if points else 0
         for r, x, y in points:
             # Right-half labels extend to the left, so none runs off the chart.
-            label = pg.TextItem(_short(r), color="#333", anchor=(1 if x > middle else 0, 1))
+            text, color = _short(r), "#333"
+            if r.broken:
+                text, color = f"{text}: broken ({r.broken})", BROKEN_COLOR
+            label = pg.TextItem(text, color=color, anchor=(1 if x > middle else 0, 1))
             label.setPos(x, y)
             self.plot.addItem(label)
             self.labels.append(label)
@@ -110,6 +147,16 @@ class ParetoChart(QWidget):
     def _clicked(self, _item, spots) -> None:
         if spots:
             self.record_clicked.emit(spots[0].data())
+
+
+def _tip(x: float, y: float, data: RunRecord) -> str:
+    """The hover text of a point: the run, its numbers, and why it is broken."""
+    lines = [data.recipe_name, f"x {x:.4g}, y {y:.4g}"]
+    if data.broken:
+        lines.append(f"BROKEN: {data.broken}")
+    if data.machine_busy:
+        lines.append(f"timed on a busy machine: {data.machine_busy}")
+    return "\n".join(lines)
 
 
 def _short(record: RunRecord) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
+from app.sizes import UNIT, mb_number
 from core.results import RunRecord
 
 COLUMNS = [
     ("Recipe", lambda r: r.recipe_name),
-    ("Size MB", lambda r: f"{r.bytes / 1e6:.1f}"),
+    (f"Size {UNIT}", lambda r: mb_number(r.bytes)),
     ("Prefill ms", lambda r: _num(r.prefill_ms, ".1f")),
     ("Decode ms/tok", lambda r: _num(r.decode_ms_per_token, ".2f")),
     ("Tokens/s", lambda r: _num(r.tokens_per_s, ".1f")),

@@ -1,4 +1,6 @@
-"""Where to export the chosen run, and in which formats."""
+"""Where to export the chosen run, and in which formats. The target is
+checked when the user presses OK (the job checks it again): a folder that
+may not be replaced is named in the dialog, which stays open."""
 
 from __future__ import annotations
 
@@ -33,7 +35,16 @@ class ExportDialog(QDialog):
         self.formats = {name: QCheckBox(FORMAT_HELP.get(name, name)) for name in formats}
         for name, box in self.formats.items():
             box.setChecked(name != "onnx")  # ONNX export takes a while: opt in
-        self.overwrite = QCheckBox("Replace the folder if it exists")
+        self.overwrite = QCheckBox("Replace the folder if it is an earlier export")
+        self.overwrite.setToolTip(
+            "Only a folder the workbench exported (it carries .workbench-export.json and "
+            "nothing else was added) or an empty folder is replaced. Any other folder, a "
+            "file or a link is refused and left untouched."
+        )
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #b00020")
+        self.problem.hide()
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -49,6 +60,7 @@ class ExportDialog(QDialog):
         for box in self.formats.values():
             layout.addWidget(box)
         layout.addWidget(self.overwrite)
+        layout.addWidget(self.problem)
         layout.addWidget(
             QLabel("The folder appears only when every format is written and checked.")
         )
@@ -57,6 +69,19 @@ class ExportDialog(QDialog):
     def chosen(self) -> tuple[Path, list[str], bool]:
         formats = [name for name, box in self.formats.items() if box.isChecked()]
         return Path(self.target.text()).expanduser(), formats, self.overwrite.isChecked()
+
+    def accept(self) -> None:
+        from core.errors import WorkbenchError
+        from core.export.marker import check_export_target
+
+        target, _, overwrite = self.chosen()
+        try:
+            check_export_target(target, overwrite)
+        except WorkbenchError as err:
+            self.problem.setText(str(err))
+            self.problem.show()
+            return
+        super().accept()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export into")

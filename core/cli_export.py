@@ -23,12 +23,17 @@ def add_parser(sub, add_model_args) -> None:
     source.add_argument(
         "--last", action="store_true", help="the recipe of this model's latest stored run"
     )
-    parser.add_argument("--out", type=Path, required=True, help="export folder (must not exist)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="export folder (new, or see --overwrite)"
+    )
     parser.add_argument(
         "--format", default="hf,report", help="comma-separated: hf, report (default: both)"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out if it exists (atomically)"
+        "--overwrite",
+        action="store_true",
+        help="replace --out if it is an earlier workbench export (it carries "
+        ".workbench-export.json) or empty; any other folder, a file or a link is refused",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -60,9 +65,9 @@ def choose_recipe(args, records):
 
 
 def cmd_export(args, load) -> None:
-    from core.export.atomic import check_target
     from core.export.formats import FormatWritten, parse_formats
     from core.export.job import ExportResult, run_export
+    from core.export.marker import check_export_target
     from core.jobs import Progress
     from core.recipe import validate
     from core.results import ResultsStore
@@ -71,7 +76,7 @@ def cmd_export(args, load) -> None:
     records = ResultsStore().load()
     recipe, run_id = choose_recipe(args, records)
     validate(recipe)
-    check_target(args.out, args.overwrite)  # refuse before loading anything
+    check_export_target(args.out, args.overwrite)  # refuse before loading anything
     loaded = load(args)
 
     def progress(event: Progress) -> None:

@@ -14,6 +14,7 @@ from core.errors import Cancelled
 from core.export.atomic import ExportTargetError
 from core.export.hf_folder import MANIFEST, OWN_WEIGHTS, PLAIN_WEIGHTS
 from core.export.job import ExportResult, run_export
+from core.export.marker import MARKER_NAME
 from core.jobs import CancelToken
 from core.loading import load_model
 from core.passes import REGISTRY
@@ -159,15 +160,14 @@ def test_cancel_leaves_nothing(loaded, tmp_path):
 
 
 def test_existing_target_refused_unless_overwrite(loaded, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    out = tmp_path / "out"  # an earlier export: overwrite replaces only those
+    list(run_export(loaded, Recipe(), out, ("report",)))
     with pytest.raises(ExportTargetError, match="already exists"):
         list(run_export(loaded, Recipe(), out, ("hf",)))
-    assert _leftovers(out) == ["keep.txt"]
+    assert _leftovers(out) == [MARKER_NAME, "report.html", "report.json"]
 
     list(run_export(loaded, Recipe(), out, ("hf",), overwrite=True))
-    assert not (out / "keep.txt").exists() and (out / PLAIN_WEIGHTS).is_file()
+    assert not (out / "report.html").exists() and (out / PLAIN_WEIGHTS).is_file()
     assert _leftovers(tmp_path) == ["out"]  # the old folder is gone, no temp left
 
 
@@ -216,7 +216,7 @@ def test_report_holds_measured_numbers_only(loaded, tmp_path):
     ]
     out = tmp_path / "out"
     list(run_export(loaded, recipe, out, ("report",), records=records))
-    assert _leftovers(out) == ["report.html", "report.json"]
+    assert _leftovers(out) == [MARKER_NAME, "report.html", "report.json"]
     report = json.loads((out / "report.json").read_text())
     assert report["exported_run"]["run_id"] == "b" and report["original_run"]["run_id"] == "a"
     assert [r["run_id"] for r in report["runs"]] == ["a", "b", "c"]  # this model only

@@ -4,10 +4,14 @@ Everything is built in a hidden temporary folder next to the target (same
 file system, so the final step is a rename, which is atomic), then renamed
 into place. Any exception, a cancel included, removes the temporary folder:
 nothing half-written remains. An existing target is refused unless
-``overwrite`` is given; then the old folder is renamed aside, the new one
-renamed in, and only then the old one deleted (if the second rename fails,
-the old one is put back). A target inside a protected folder (the user's
-source model) is refused: the user's files are never written.
+``overwrite`` is given and the caller's ``replaceable`` check accepts it
+(exports replace only their own folders: core/export/marker.py); then the old
+folder is renamed aside, the new one renamed in, and only then the old one
+deleted (if the second rename fails, the old one is put back). A symbolic
+link as target is always refused: neither the link nor what it points to is
+replaced. A target inside a protected folder (the user's source model) is
+refused: the user's files are never written. A parent that is missing or
+cannot be written is refused before any work.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,47 +35,92 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_target(target: Path, overwrite: bool, protected: tuple[Path, ...] = ()) -> Path:
-    """Refuse a target that would write into a protected folder or replace
-    an existing one without ``overwrite``; returns the resolved target."""
+def check_target(
+    target: Path,
+    overwrite: bool,
+    protected: tuple[Path, ...] = (),
+    replaceable: Callable[[Path], None] | None = None,
+) -> Path:
+    """Refuse a target that would write into a protected folder, whose parent
+    cannot be written, or that exists and may not be replaced (``overwrite``
+    off, a link, not a folder, or ``replaceable`` raises). Returns the target
+    with its parent resolved; the last component is never followed."""
     target = Path(target).expanduser()
+    if target.name in ("", ".", ".."):
+        raise ExportTargetError(f"{target}: give the export folder by its own name.")
     for folder in protected:
         if folder is not None and (_inside(target, folder) or _inside(folder, target)):
             raise ExportTargetError(
                 f"{target} is inside (or contains) the source model folder {folder}; "
                 "the source files are never written: choose another folder."
             )
-    if target.exists() or target.is_symlink():
-        if not overwrite:
-            raise ExportTargetError(f"{target} already exists; use overwrite to replace it.")
-        if not target.is_dir():
-            raise ExportTargetError(f"{target} exists and is not a folder; remove it first.")
-    if not target.parent.is_dir():
-        raise ExportTargetError(f"{target.parent} does not exist; create it first.")
-    return target.resolve()
+    parent = target.parent
+    if not parent.is_dir():
+        state = "is not a folder" if parent.exists() else "does not exist; create it first"
+        raise ExportTargetError(f"cannot export to {target}: {parent} {state}.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportTargetError(f"cannot export to {target}: {parent} is not writable.")
+    _check_existing(target, overwrite, replaceable)
+    return parent.resolve() / target.name
+
+
+def _check_existing(
+    target: Path, overwrite: bool, replaceable: Callable[[Path], None] | None
+) -> None:
+    if not os.path.lexists(target):
+        return
+    if target.is_symlink():
+        raise ExportTargetError(
+            f"{target} is a symbolic link; a link and what it points to are never replaced: "
+            "choose another folder."
+        )
+    if not overwrite:
+        raise ExportTargetError(
+            f"{target} already exists; choose another folder, or overwrite to replace it."
+        )
+    if not target.is_dir():
+        raise ExportTargetError(f"{target} exists and is not a folder; remove it first.")
+    if replaceable is not None:
+        replaceable(target)
 
 
 @contextmanager
 def atomic_folder(
-    target: Path, overwrite: bool = False, protected: tuple[Path, ...] = ()
+    target: Path,
+    overwrite: bool = False,
+    protected: tuple[Path, ...] = (),
+    replaceable: Callable[[Path], None] | None = None,
 ) -> Iterator[Path]:
     """Yield an empty temporary folder; on a clean exit it becomes ``target``."""
-    target = check_target(target, overwrite, protected)
-    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    target = check_target(target, overwrite, protected, replaceable)
+    try:
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except OSError as err:  # permission, read-only or full file system
+        raise ExportTargetError(f"cannot write into {target.parent}: {err.strerror}") from err
     try:
         yield temp
-        _move_into_place(temp, target, overwrite)
+        _move_into_place(temp, target, overwrite, replaceable)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
 
 
-def _move_into_place(temp: Path, target: Path, overwrite: bool) -> None:
-    if not target.exists():
-        os.rename(temp, target)  # fails if a folder appeared meanwhile: never merged
+def _move_into_place(
+    temp: Path, target: Path, overwrite: bool, replaceable: Callable[[Path], None] | None
+) -> None:
+    if not os.path.lexists(target):
+        try:  # fails if a non-empty folder appeared meanwhile: never merged
+            os.rename(temp, target)
+        except OSError as err:
+            if not os.path.lexists(target):
+                raise
+            raise ExportTargetError(
+                f"{target} appeared while exporting; nothing was replaced."
+            ) from err
         return
     if not overwrite:  # created by someone else while we were writing
         raise ExportTargetError(f"{target} appeared while exporting; nothing was replaced.")
+    _check_existing(target, overwrite, replaceable)  # again: it may have changed meanwhile
     aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.rmdir(aside)
     os.rename(target, aside)

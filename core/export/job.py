@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from core.export.atomic import atomic_folder, check_target
+from core.export.atomic import atomic_folder
 from core.export.formats import ExportInputs, FormatWritten, known_formats, parse_formats
+from core.export.marker import MARKER_NAME, check_export_target, check_replaceable, write_marker
 from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 
 
@@ -63,7 +64,8 @@ def run_export(
     formats = parse_formats(formats)
     writers = known_formats()
     protected = (original.folder,) if original.folder is not None else ()
-    check_target(Path(target), overwrite, protected)  # refuse before any work
+    # Refused before any work; overwrite replaces only an earlier export (marker.py).
+    check_export_target(Path(target), overwrite, protected)
     validate(recipe)
     if compressed is None:
         from core.experiment import ExperimentSettings, build_compressed
@@ -82,7 +84,7 @@ def run_export(
         formats=formats,
     )
     written: dict[str, FormatWritten] = {}
-    with atomic_folder(Path(target), overwrite, protected) as temp:
+    with atomic_folder(Path(target), overwrite, protected, check_replaceable) as temp:
         for name in formats:
             cancel.raise_if_cancelled()
             inputs = replace(
@@ -92,7 +94,11 @@ def run_export(
             written[name] = result
             yield result
         cancel.raise_if_cancelled()
-        files = tuple(sorted(str(p.relative_to(temp)) for p in temp.rglob("*") if p.is_file()))
+        files = tuple(
+            sorted(p.relative_to(temp).as_posix() for p in temp.rglob("*") if p.is_file())
+        )
+        write_marker(temp, files, chosen_run_id, recipe.name, formats)  # last: marks it complete
+        files = tuple(sorted((*files, MARKER_NAME)))
         size = sum((temp / f).stat().st_size for f in files)
         progress(Progress("Moving the export into place", None))
     yield ExportResult(

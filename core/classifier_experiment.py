@@ -61,6 +61,7 @@ def run_classifier_experiment(
         ClassifierAccuracy,
         evaluate_classifier,
     )
+    from core.evaluate.health import broken_cause
 
     cancel = cancel or CancelToken()
     validate(recipe)
@@ -91,6 +92,8 @@ def run_classifier_experiment(
             yield event
 
     size = measure_size(candidate.model)
+    # The original agrees with itself by definition (not measured again).
+    agreement = (accuracy.agreement if recipe.passes else 1.0) if accuracy else None
     yield RunRecord(
         model=original.source,
         recipe=recipe.to_dict(),
@@ -118,6 +121,12 @@ def run_classifier_experiment(
         accuracy_ci95_low=accuracy.ci95_low if accuracy else None,
         accuracy_ci95_high=accuracy.ci95_high if accuracy else None,
         examples=accuracy.examples if accuracy else None,
-        # The original agrees with itself by definition (not measured again).
-        agreement=(accuracy.agreement if recipe.passes else 1.0) if accuracy else None,
+        agreement=agreement,
+        broken=broken_cause(
+            agreement,
+            None,  # no perplexity for a classifier: label agreement is the analogue
+            recipe.to_dict(),
+            model_type=original.description.model_type,
+            agreement_name="label agreement with the original",
+        ),
     )

@@ -93,7 +93,14 @@ def cmd_compress(args, load) -> None:
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))
         return
+    print_record(record)
+
+
+def print_record(record) -> None:
+    """A RunRecord as a few lines: flags first, then size, speed, quality, notes."""
     print(f"{record.recipe_name}")
+    if record.broken:
+        print(f"  BROKEN: {record.broken}")
     print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
     if record.task == "sequence-classification":
         _print_classifier(record)
@@ -104,7 +111,11 @@ def cmd_compress(args, load) -> None:
             f"ms/token ({record.tokens_per_s:.1f} tokens/s), {record.device}, "
             f"{record.threads} threads"
         )
-        print(f"  perplexity {ppl}; top-1 agreement {record.top1_agreement}")
+        ratio = f"{record.ppl_ratio:.4f}" if record.ppl_ratio is not None else "not measured"
+        print(
+            f"  perplexity {ppl}; top-1 agreement {record.top1_agreement}; "
+            f"perplexity ratio to the original on the same tokens {ratio}"
+        )
     for note in record.notes:
         print(f"  note: {note}")
 

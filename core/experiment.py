@@ -15,17 +15,11 @@ from core.loading import LoadedModel
 from core.measure import BenchResult, BenchSettings, benchmark
 from core.recipe import CompressedModel, Recipe, apply_recipe, validate
 from core.results import RunRecord
+from core.runtime.registry import RUNTIMES
 from core.size import measure_size
 
-# Where a configuration runs: PyTorch eager, PyTorch with the decode step
-# compiled (torch.compile), or its ONNX export in ONNX Runtime (fp32, or int8
-# from ONNX Runtime's dynamic quantization).
-BACKENDS = {
-    "torch": "PyTorch eager",
-    "torch-compile": "PyTorch compiled",
-    "ort": "ONNX Runtime",
-    "ort-int8": "ONNX Runtime int8",
-}
+# Where a configuration runs: the runtime registry's one vocabulary.
+BACKENDS = {key: runtime.label for key, runtime in RUNTIMES.items()}
 TORCH_BACKENDS = ("torch", "torch-compile")  # the model's own weights, measured as they are
 
 QUICK_BENCH = BenchSettings(prompt_tokens=64, new_tokens=32, warmup=1, min_repeats=3, min_time_s=2)
@@ -38,10 +32,27 @@ class ExperimentSettings:
     perplexity: object = None  # a PerplexityProtocol; None: the quick protocol
     calibration_windows: int = 16
     calibration_length: int = 256
-    text_source: str | None = None  # None: the bundled news articles
+    # The evaluation text: a bundled source ("news", "pydoc"; None: news),
+    # whose report split is scored and whose calibration split calibrates, or
+    # a UTF-8 / JSONL file of the user's, scored whole (calibration then reads
+    # the news calibration split: a file is never both fitted and scored).
+    text_source: str | None = None
     # For a sequence classifier: a ClassifierExperimentSettings; None: its
     # quick defaults, with ``evaluate`` taken from above.
     classifier: object = None
+
+    def perplexity_protocol(self):
+        """The perplexity protocol on the evaluation text."""
+        from core.evaluate.perplexity import QUICK_PROTOCOL, on_text
+
+        return on_text(self.perplexity or QUICK_PROTOCOL, self.text_source)
+
+    @property
+    def calibration_source(self) -> str:
+        """The bundled source whose calibration split passes calibrate on."""
+        from core.data.texts import NEWS, SOURCES
+
+        return self.text_source if self.text_source in SOURCES else NEWS
 
 
 def build_compressed(
@@ -114,13 +125,14 @@ def measure_configuration(
     cancel: CancelToken | None = None,
     backend: str = "torch",
     label: str | None = None,
+    artifact: dict | None = None,
 ) -> Iterator[object]:
     """Benchmark and evaluate ``candidate`` (already built: by a recipe, or a
     distilled student) against ``original``; yield events, then a RunRecord
     named ``label`` (default: the recipe's name)."""
     from core.evaluate.fidelity import FidelityResult, evaluate_fidelity
+    from core.evaluate.health import broken_cause
     from core.evaluate.perplexity import (
-        QUICK_PROTOCOL,
         PerplexityResult,
         evaluate_perplexity,
         perplexity_windows,
@@ -131,8 +143,10 @@ def measure_configuration(
     cancel = cancel or CancelToken()
     label = label or recipe.name
     needed = settings.bench.prompt_tokens + settings.bench.new_tokens
-    candidate, backend_notes = on_backend(candidate, backend, needed, progress, cancel)
-    notes = [*notes, *backend_notes]
+    from core.runtime.registry import prepare
+
+    prepared = prepare(candidate, backend, needed, progress, cancel)
+    candidate, notes = prepared.loaded, [*notes, *prepared.notes]
 
     progress(Progress("Benchmarking", None))
     bench = None
@@ -143,7 +157,7 @@ def measure_configuration(
 
     ppl = fidelity = None
     if settings.evaluate:
-        protocol = settings.perplexity or QUICK_PROTOCOL
+        protocol = settings.perplexity_protocol()
         progress(Progress("Perplexity", None))
         windows = perplexity_windows(original.tokenizer, protocol)
         for event in evaluate_perplexity(
@@ -167,6 +181,9 @@ def measure_configuration(
     else:  # the graph's stored weights (an untied head counts twice: it is stored twice)
         total = candidate.description.bytes_in_memory
         by_component = {"onnx weights": total}
+    # The original agrees with itself by definition (not measured again).
+    top1 = fidelity.top1_agreement if fidelity else (1.0 if ppl else None)
+    ppl_ratio = fidelity.ppl_ratio if fidelity else (1.0 if ppl else None)
     yield RunRecord(
         model=original.source,
         recipe=recipe.to_dict(),
@@ -179,13 +196,18 @@ def measure_configuration(
         tokens_per_s=bench.tokens_per_s,
         ppl=ppl.ppl if ppl else None,
         ppl_ci95=ppl.ci95_halfwidth if ppl else None,
-        top1_agreement=fidelity.top1_agreement if fidelity else (1.0 if ppl else None),
+        top1_agreement=top1,
         mean_kl=fidelity.mean_kl if fidelity else (0.0 if ppl else None),
+        ppl_ratio=ppl_ratio,
+        broken=broken_cause(
+            top1, ppl_ratio, recipe.to_dict(), backend, original.description.model_type
+        ),
         device=bench.environment.device,
         threads=bench.environment.threads,
         bench_protocol=bench.protocol,
         eval_protocol=ppl.protocol if ppl else "",
         notes=notes,
+        artifact={**prepared.artifact, **(artifact or {})},
     )
 
 
@@ -201,7 +223,10 @@ def read_calibration(tokenizer, settings: ExperimentSettings, progress: Progress
 
     progress(Progress("Reading calibration text", None))
     return calibration_windows(
-        tokenizer, settings.calibration_windows, settings.calibration_length, settings.text_source
+        tokenizer,
+        settings.calibration_windows,
+        settings.calibration_length,
+        settings.calibration_source,
     )
 
 
@@ -212,27 +237,9 @@ def on_backend(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
 ) -> tuple[LoadedModel, list[str]]:
-    """``candidate`` ready to run on ``backend`` (a key of BACKENDS) for runs
-    of up to ``tokens`` tokens: compiled now, or exported to ONNX (or found
-    in the export cache); with the notes a result on it should carry."""
-    if backend == "torch":
-        return candidate, []
-    if backend == "torch-compile":
-        import dataclasses
+    """``candidate`` ready to run on ``backend`` (core.runtime.registry), with
+    the notes a result on it should carry."""
+    from core.runtime.registry import prepare
 
-        from core.runtime.compiled_runner import compile_decode
-        from core.runtime.runners import COMPILED_RUNNER
-
-        progress(Progress("Compiling the decode step (torch.compile; takes a while)", None))
-        seconds = compile_decode(candidate.model, tokens)
-        note = (
-            f"decode compiled by torch.compile (inductor, frozen weights) in {seconds:.0f} s "
-            "before timing; quality is measured on the same weights in eager PyTorch"
-        )
-        return dataclasses.replace(candidate, runner=COMPILED_RUNNER), [note]
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from core.export.onnx_cache import load_ort_version
-
-    progress(Progress("Exporting to ONNX (or reading the export cache)", None))
-    return load_ort_version(candidate, backend == "ort-int8", "auto", progress, cancel), []
+    prepared = prepare(candidate, backend, tokens, progress, cancel)
+    return prepared.loaded, list(prepared.notes)

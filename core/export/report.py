@@ -195,6 +195,15 @@ def _protocol_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def _warnings(report: dict) -> list[str]:
+    """Red lines above everything: the exported run collapsed."""
+    run = report["exported_run"] or {}
+    lines = []
+    if run.get("broken"):
+        lines.append(f"<p class='broken'>BROKEN: {html.escape(run['broken'])}</p>")
+    return lines
+
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:900px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -203,6 +212,7 @@ table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
 td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f4f6f8}pre{background:#f4f6f8;padding:.8em;overflow-x:auto;font-size:.85em}
 figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.85em;color:#555}
+.broken{color:#b00020;font-weight:bold}.busy{color:#8a5a00;font-weight:bold}
 """
 
 
@@ -220,6 +230,7 @@ def render_html(report: dict) -> str:
         f"<p>Exported {esc(report['created'])} from <code>{esc(report['model'])}</code>. "
         "Every number below was measured; what was not is marked "
         f"“{NOT_MEASURED}”.</p>",
+        *_warnings(report),
         "<h2>Exported configuration against the original</h2>",
         _table(_comparison_rows(report), ["", "exported", "original", "ratio"]),
         "<p>Ratio: exported ÷ original. Perplexity ± is the 95% interval.</p>",

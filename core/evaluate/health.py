@@ -1,0 +1,97 @@
+"""Is a measured configuration broken? One line saying why, or "".
+
+A configuration has collapsed when its top-1 agreement with the original
+falls below 0.5 (for a classifier: its labels agree on fewer than half the
+reviews) or its perplexity on the same tokens passes 3x the original's. The
+line names the measured numbers and a likely cause read from the recipe: the
+pass whose setting is known to hurt most (how strong each setting is, is a
+rule of thumb from the passes' own descriptions, not a measurement; the
+numbers before it are measured).
+"""
+
+from __future__ import annotations
+
+AGREEMENT_FLOOR = 0.5
+PPL_RATIO_CEILING = 3.0
+
+# Families whose block layout the SmoothQuant fold was written for
+# (core/passes/smooth_quant.py: Llama-style RMSNorm producers, GPT-2 LayerNorms),
+# and those where it knowingly folds nothing (BERT: post-norm, so plain W8A8).
+SMOOTHQUANT_LAYOUTS = ("llama", "gpt2")
+SMOOTHQUANT_SKIPPED = ("bert",)
+
+
+def broken_cause(
+    agreement: float | None,
+    ppl_ratio: float | None,
+    recipe: dict | None = None,
+    backend: str = "torch",
+    model_type: str = "",
+    agreement_name: str = "top-1 agreement",
+) -> str:
+    """ "" when healthy (or nothing was measured), else "collapsed: ...; likely cause: ..."."""
+    failures = []
+    if agreement is not None and agreement < AGREEMENT_FLOOR:
+        failures.append(f"{agreement_name} {agreement:.2f} < {AGREEMENT_FLOOR:g}")
+    if ppl_ratio is not None and ppl_ratio > PPL_RATIO_CEILING:
+        failures.append(f"perplexity {ppl_ratio:.1f}x the original's > {PPL_RATIO_CEILING:g}x")
+    if not failures:
+        return ""
+    cause = likely_cause(recipe, backend, model_type)
+    return f"collapsed: {'; '.join(failures)}; likely cause: {cause}"
+
+
+def likely_cause(recipe: dict | None, backend: str = "torch", model_type: str = "") -> str:
+    """The most damaging setting in ``recipe`` (a Recipe.to_dict()) and ``backend``."""
+    suspects = [_suspect(item, model_type) for item in (recipe or {}).get("passes", [])]
+    if backend == "ort-int8":
+        suspects.append(
+            (0.6, "ONNX Runtime int8 (per-tensor activations, no SmoothQuant in the graph)")
+        )
+    suspects = [s for s in suspects if s is not None]
+    if not suspects:
+        return (
+            "no setting in the recipe is known to be this lossy; check that every pass "
+            "supports this model family"
+        )
+    return max(suspects, key=lambda s: s[0])[1]
+
+
+def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
+    """(how strong, what) for one pass of a recipe dict; None if it keeps the function."""
+    name = item.get("pass")
+    if name == "prune_unstructured":
+        sparsity = float(item.get("sparsity", 0.5))
+        return sparsity, f"unstructured pruning at {sparsity:.0%} sparsity"
+    if name in ("prune_mlp", "prune_heads"):
+        fraction = float(item.get("fraction", 0.25))
+        what = "MLP neurons" if name == "prune_mlp" else "attention heads"
+        return 0.2 + fraction, f"aggressive pruning: {fraction:.0%} of the {what} removed"
+    if name == "prune_layers":
+        count = int(item.get("count", 2))
+        return 0.1 * count, f"{count} whole decoder layers dropped"
+    if name == "low_rank":
+        ratio = float(item.get("rank_ratio", 0.5))
+        return 1.0 - ratio, f"low rank: {ratio:.0%} of full rank kept"
+    if name == "int4_weight_only":
+        group = item.get("group_size", 128)
+        if item.get("method", "rtn") == "rtn":
+            return 0.55, f"int4 without calibration (round to nearest, group {group}; try gptq)"
+        return 0.45, f"int4 weights (GPTQ, group {group})"
+    if name == "int8_dynamic":
+        alpha = float(item.get("smooth_alpha", 0.5))
+        written_for = (*SMOOTHQUANT_LAYOUTS, *SMOOTHQUANT_SKIPPED)
+        if alpha > 0 and model_type and model_type not in written_for:
+            return 0.9, (
+                f"SmoothQuant (alpha {alpha:g}) on a {model_type} layout it was not written for "
+                f"(written for {', '.join(SMOOTHQUANT_LAYOUTS)})"
+            )
+        return 0.35, f"W8A8 int8 activations (SmoothQuant alpha {alpha:g})"
+    if name == "int8_weight_only":
+        return 0.2, "int8 weights"
+    if name == "cast":
+        dtype = item.get("dtype", "")
+        if dtype == "float16":
+            return 0.3, "float16 cast (activations can overflow its range)"
+        return 0.1, f"{dtype} cast"
+    return None

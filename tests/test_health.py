@@ -1,0 +1,127 @@
+"""The broken flag: a configuration whose top-1 agreement falls below 0.5 or
+whose perplexity passes 3x the original's is flagged with a likely cause."""
+
+import copy
+import dataclasses
+import json
+
+import torch
+
+from core.evaluate.health import broken_cause, likely_cause
+from core.evaluate.perplexity import PerplexityProtocol
+from core.experiment import ExperimentSettings, measure_configuration, run_experiment
+from core.loading import load_model
+from core.measure import BenchSettings
+from core.passes import REGISTRY
+from core.passes.linear_layers import block_linears
+from core.recipe import Recipe
+from core.results import RunRecord
+
+TINY = ExperimentSettings(
+    bench=BenchSettings(prompt_tokens=16, new_tokens=4, warmup=0, min_repeats=1, min_time_s=0),
+    perplexity=PerplexityProtocol(context_tokens=64, stride=32, quick_windows=3, source="pydoc"),
+    calibration_windows=4,
+    calibration_length=64,
+    text_source="pydoc",
+)
+
+
+def _recipe(*items) -> dict:
+    return {"format": 1, "passes": list(items)}
+
+
+def test_healthy_or_unmeasured_is_not_broken():
+    assert broken_cause(0.93, 1.02) == ""
+    assert broken_cause(0.5, 3.0) == ""  # the bounds themselves are still healthy
+    assert broken_cause(None, None) == ""
+
+
+def test_collapse_names_both_numbers_and_the_strongest_setting():
+    recipe = _recipe(
+        {"pass": "int8_weight_only", "version": 1},
+        {"pass": "prune_unstructured", "version": 1, "sparsity": 0.9, "scope": "per_layer"},
+    )
+    cause = broken_cause(0.12, 8.1, recipe)
+    assert cause.startswith("collapsed: top-1 agreement 0.12 < 0.5; perplexity 8.1x")
+    assert cause.endswith("likely cause: unstructured pruning at 90% sparsity")
+
+
+def test_one_failing_criterion_is_enough_and_only_it_is_named():
+    low_rank = _recipe({"pass": "low_rank", "version": 1, "rank_ratio": 0.1})
+    cause = broken_cause(0.8, 4.0, low_rank)
+    assert "perplexity 4.0x" in cause and "agreement" not in cause
+    assert "low rank: 10% of full rank kept" in cause
+    assert "top-1 agreement 0.40" in broken_cause(0.4, 1.5, low_rank)
+
+
+def test_likely_causes_read_the_recipe_family_and_backend():
+    rtn = _recipe({"pass": "int4_weight_only", "version": 1, "group_size": 128, "method": "rtn"})
+    assert "int4 without calibration" in likely_cause(rtn)
+    smooth = _recipe({"pass": "int8_dynamic", "version": 2, "smooth_alpha": 0.5})
+    assert "SmoothQuant" in likely_cause(smooth, model_type="gemma2")
+    assert "not written for" not in likely_cause(smooth, model_type="llama")
+    assert "ONNX Runtime int8" in likely_cause(_recipe(), backend="ort-int8")
+    assert "no setting in the recipe" in likely_cause(_recipe())
+    heads = _recipe({"pass": "prune_heads", "version": 1, "fraction": 0.75})
+    assert "75% of the attention heads" in likely_cause(heads)
+
+
+def test_a_wrecked_configuration_is_flagged_in_its_record(tiny_llama_dir):
+    original = load_model(str(tiny_llama_dir), device="cpu")
+    healthy = list(run_experiment(original, Recipe(), TINY))[-1]
+    assert healthy.broken == "" and healthy.ppl_ratio == 1.0
+    # A tiny random model with a tied head mostly predicts its input token, so
+    # passes barely move its top-1; the wreck here is its copy with every
+    # block linear scaled 50x (the residual stream swamped), measured as if
+    # the recipe had built it.
+    model = copy.deepcopy(original.model)
+    with torch.no_grad():
+        for _, linear in block_linears(model):
+            linear.weight.mul_(50)
+    wreck = dataclasses.replace(original, model=model)
+    recipe = Recipe((REGISTRY["low_rank"](0.05),))
+    record = list(measure_configuration(original, wreck, recipe, [], TINY))[-1]
+    assert record.top1_agreement < 0.5 and record.ppl_ratio is not None
+    assert record.broken.startswith(f"collapsed: top-1 agreement {record.top1_agreement:.2f}")
+    assert record.broken.endswith("likely cause: low rank: 5% of full rank kept")
+    assert json.loads(json.dumps(record.to_dict()))["broken"] == record.broken
+
+
+def _record(**changes) -> RunRecord:
+    fields = dict(
+        model="m", recipe={"format": 1, "passes": []}, recipe_name="original", bytes=1000,
+        bytes_by_component={}, prefill_ms=1.0, decode_ms_per_token=2.0, tokens_per_s=500.0,
+        ppl=20.0, ppl_ci95=1.0, top1_agreement=1.0, mean_kl=0.0, device="cpu", threads=2,
+        bench_protocol="b", eval_protocol="e", run_id="orig", ppl_ratio=1.0,
+    )  # fmt: skip
+    return RunRecord(**(fields | changes))
+
+
+def test_cli_and_report_show_the_flag_first(capsys):
+    from core.cli_compress import print_record
+    from core.export.report import build_report, render_html
+
+    cause = broken_cause(0.1, 9.0, _recipe({"pass": "low_rank", "version": 1, "rank_ratio": 0.1}))
+    wreck = _record(
+        recipe=Recipe((REGISTRY["low_rank"](0.1),)).to_dict(),
+        recipe_name="low rank",
+        run_id="wreck",
+        ppl=180.0,
+        top1_agreement=0.1,
+        ppl_ratio=9.0,
+        broken=cause,
+    )
+    print_record(wreck)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"  BROKEN: {cause}"
+    print_record(_record())
+    assert "BROKEN" not in capsys.readouterr().out
+
+    report = build_report(
+        "m", Recipe((REGISTRY["low_rank"](0.1),)), [_record(), wreck], None, {}, ("report",), {}
+    )
+    page = render_html(report)
+    assert f"<p class='broken'>BROKEN: {cause}</p>" in page
+    assert page.index("BROKEN") < page.index("Exported configuration against the original")
+    healthy = build_report("m", Recipe(), [_record()], None, {}, ("report",), {})
+    assert "class='broken'" not in render_html(healthy)

@@ -76,3 +76,17 @@ def load_ort_version(
     folder = cached_onnx_export(loaded, int8, progress, cancel)
     source = f"{loaded.source} (ONNX{' int8' if int8 else ''})"
     return load_onnx_folder(folder, source, device)
+
+
+def graph_digest(folder: Path) -> str:
+    """sha256 of an exported graph (``model.onnx`` and its external weights):
+    what a run on ONNX Runtime records, and what its export is checked against."""
+    from core.export.onnx_model import MODEL_FILE
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob(f"{MODEL_FILE}*")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

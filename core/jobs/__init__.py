@@ -1,8 +1,10 @@
-"""What every long-running operation takes: a cancel flag and a progress sink.
+"""THE way in: every user operation is a job here, and the window and the CLI
+call only jobs (and read-only types).
 
-A job is a plain function or generator in ``core`` that accepts these two and
-checks ``cancel`` inside its inner loops; ``app`` runs it on a worker thread
-and the CLI runs it directly.
+A job is a generator: a frozen request dataclass in, a progress sink and a
+cancel token beside it, frozen events out (checked for cancel inside inner
+loops). ``app`` runs it on a worker thread and the CLI iterates it directly.
+This module holds what every job takes: the cancel flag and the progress sink.
 """
 
 from __future__ import annotations

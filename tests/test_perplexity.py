@@ -118,7 +118,7 @@ def test_intervals_match_textbook_values():
     none = wilson_interval(0, 20)  # stays inside [0, 1] where mean +- z*SE collapses to [0, 0]
     assert none.low == pytest.approx(0.0, abs=1e-12) and none.high == pytest.approx(0.161, abs=1e-3)
     interval = mean_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, se 1/sqrt(3)
-    assert interval.halfwidth == pytest.approx(1.959964 / math.sqrt(3), rel=1e-5)
+    assert interval.halfwidth == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)  # t, 2 df
     assert mean_interval([1.0]) is None
 
 

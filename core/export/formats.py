@@ -26,6 +26,11 @@ class ExportInputs:
     notes: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
     written: dict = field(default_factory=dict)  # format -> FormatWritten details so far
+    # The graph a run was timed on in ONNX Runtime (folder, int8, sha256): the
+    # onnx format copies it instead of exporting anew, so the export is what ran.
+    measured_onnx: dict | None = None
+    # The run handed over and what identifies its bytes (provenance.json).
+    provenance: dict | None = None
 
 
 @dataclass(frozen=True)

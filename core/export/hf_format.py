@@ -47,7 +47,11 @@ def write_hf(
         inputs.original.tokenizer,
         inputs.original.model.config,
         folder,
-        {"recipe.json": inputs.recipe.to_dict(), "environment.json": inputs.environment},
+        {
+            "recipe.json": inputs.recipe.to_dict(),
+            "environment.json": inputs.environment,
+            **({"provenance.json": inputs.provenance} if inputs.provenance else {}),
+        },
         cancel.raise_if_cancelled,
     )
     cancel.raise_if_cancelled()

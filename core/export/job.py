@@ -49,8 +49,13 @@ def run_export(
     settings=None,
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
+    measured_onnx: dict | None = None,
+    provenance: dict | None = None,
 ) -> Iterator[object]:
     """Yield a FormatWritten per format, then the ExportResult.
+
+    ``measured_onnx`` names the ONNX graph a run was timed on (``folder``,
+    ``int8``, ``sha256``): the onnx format then hands over that graph.
 
     ``original`` is a core.loading.LoadedModel, ``recipe`` a core.recipe.Recipe,
     ``records`` core.results.RunRecord for the report; ``compressed`` may pass
@@ -82,6 +87,8 @@ def run_export(
         environment=export_environment(compressed.loaded),
         notes=tuple(compressed.notes),
         formats=formats,
+        measured_onnx=measured_onnx,
+        provenance=provenance,
     )
     written: dict[str, FormatWritten] = {}
     with atomic_folder(Path(target), overwrite, protected, check_replaceable) as temp:

@@ -1,15 +1,51 @@
 """The "onnx" export format: the compressed model as an ONNX graph with a KV
 cache (fp32; and an int8 graph from ONNX Runtime's dynamic quantization
-beside it), each checked against PyTorch on real text before it is kept."""
+beside it), each checked against PyTorch on real text before it is kept.
+
+A run measured on ONNX Runtime hands over the graph it was timed on (copied
+from the export cache after its sha256 was checked), labelled as measured,
+instead of a new export."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from core.export.formats import ExportInputs, FormatWritten, register_format
-from core.jobs import CancelToken, ProgressSink
+from core.jobs import CancelToken, Progress, ProgressSink
 
 SUBFOLDERS = {"fp32": "onnx", "int8": "onnx-int8"}
+
+
+def _copy_measured(measured: dict, folder: Path, sub: str) -> tuple[dict, str]:
+    from core.export.onnx_cache import graph_digest
+    from core.export.onnx_model import REPORT_FILE
+    from core.provenance import ProvenanceError
+
+    source = Path(measured["folder"])
+    shutil.copytree(source, folder / sub)
+    found = graph_digest(folder / sub)
+    if found != measured["sha256"]:
+        raise ProvenanceError(
+            f"the copied ONNX graph's sha256 {found[:12]} is not the measured "
+            f"{measured['sha256'][:12]}; nothing was kept"
+        )
+    checked = json.loads((folder / sub / REPORT_FILE).read_text())
+    fidelity = checked.get("fidelity", {})
+    details = {
+        "measured": True,
+        "sha256": found,
+        "folder": sub,
+        "model_file": f"{sub}/model.onnx",
+        "fidelity": fidelity,
+        "bytes_on_disk": checked.get("bytes_on_disk"),
+    }
+    summary = (
+        f"{sub}/ (the graph the run was timed on, sha256 {found[:12]}; top-1 "
+        f"{fidelity.get('top1_agreement', float('nan')):.2%} against PyTorch)"
+    )
+    return details, summary
 
 
 @register_format("onnx")
@@ -19,14 +55,27 @@ def write_onnx(
     from core.export.onnx_model import export_onnx
 
     files, details, parts = [], {}, []
-    for kind, sub in SUBFOLDERS.items():
-        result = export_onnx(inputs.compressed, folder / sub, progress, cancel, int8=kind == "int8")
-        f = result.fidelity
+    measured = inputs.measured_onnx
+    kinds = SUBFOLDERS
+    if measured is not None:  # the measured graph only: that is what the run was
+        kind = "int8" if measured["int8"] else "fp32"
+        kinds = {kind: SUBFOLDERS[kind]}
+    for kind, sub in kinds.items():
+        if measured is not None:
+            progress(Progress("Copying the measured ONNX graph", None))
+            details[kind], summary = _copy_measured(measured, folder, sub)
+            parts.append(summary)
+        else:
+            result = export_onnx(
+                inputs.compressed, folder / sub, progress, cancel, int8=kind == "int8"
+            )
+            f = result.fidelity
+            details[kind] = result.to_dict() | {"folder": sub, "model_file": f"{sub}/model.onnx"}
+            parts.append(
+                f"{sub}/ ({kind}, {result.bytes_on_disk / 1e6:.1f} MB, top-1 "
+                f"{f.top1_agreement:.2%} and max |logit diff| {f.max_abs_logit_diff:.2g} "
+                f"against PyTorch)"
+            )
         files += sorted(f"{sub}/{p.name}" for p in (folder / sub).iterdir())
-        details[kind] = result.to_dict() | {"folder": sub, "model_file": f"{sub}/model.onnx"}
-        parts.append(
-            f"{sub}/ ({kind}, {result.bytes_on_disk / 1e6:.1f} MB, top-1 "
-            f"{f.top1_agreement:.2%} and max |logit diff| {f.max_abs_logit_diff:.2g} "
-            f"against PyTorch)"
-        )
+        cancel.raise_if_cancelled()
     return FormatWritten("onnx", tuple(files), "ONNX Runtime graphs: " + "; ".join(parts), details)

@@ -1,0 +1,128 @@
+"""The Distil job: build a student from the loaded model (layers dropped
+and/or MLP neurons removed), train it by knowledge distillation, keep its
+trained weights (with their sha256) beside the results store, then measure
+it like any configuration. The window and ``workbench distill`` both run
+this, so a student distilled from the command line joins the window's table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+from core.jobs.run import _default_settings, stamp
+
+
+def _default_distill():
+    from core.distill.settings import DistillSettings
+
+    return DistillSettings()
+
+
+@dataclass(frozen=True)
+class DistillRequest:
+    teacher: object  # core.loading.LoadedModel
+    shape: object  # core.distill.student.StudentShape
+    store_dir: Path  # the results store's folder: trained weights are kept under it
+    settings: object = field(default_factory=_default_distill)  # DistillSettings
+    experiment: object = field(default_factory=_default_settings)  # ExperimentSettings
+    checkpoint_dir: Path | None = None  # None: <store_dir>/distill/<teacher>-<student>
+    resume: bool = True
+    baseline: bool = False  # also score the teacher and the untrained student first
+    measure: bool = True  # benchmark and evaluate the trained student (a RunRecord)
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class DistillBaseline:
+    """Teacher and untrained student on the protocol that monitors training."""
+
+    teacher_ppl: float
+    pruned_ppl: float
+    protocol: str
+
+
+def checkpoint_folder(request: DistillRequest) -> Path:
+    from core.export.naming import folder_name
+
+    if request.checkpoint_dir is not None:
+        return Path(request.checkpoint_dir)
+    name = folder_name(f"{request.teacher.source}-{request.shape.recipe().name}")
+    return Path(request.store_dir) / "distill" / name
+
+
+def distill_student(
+    request: DistillRequest,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Iterator[object]:
+    """Yield the student's notes, distillation events, then (with ``measure``)
+    the measurement events and the student's RunRecord."""
+    from core.distill.events import DistillResult
+    from core.distill.student import build_student
+    from core.distill.train import distill, eval_protocol
+    from core.experiment import measure_configuration, read_calibration
+    from core.loading import require_causal_lm
+    from core.provenance import new_run_id, save_trained
+    from core.results import RunRecord
+    from core.runtime.device import set_threads
+
+    cancel = cancel or CancelToken()
+    teacher, settings = request.teacher, request.settings
+    require_causal_lm(teacher, "Distillation")
+    recipe = request.shape.recipe()  # refuses an empty shape before any work
+    set_threads(request.threads)
+    experiment = request.experiment
+    calibration = read_calibration(teacher.tokenizer, experiment, progress)
+    student = build_student(teacher, recipe, calibration, progress, cancel)
+    yield StudentNotes(tuple(student.notes))
+    if request.baseline:
+        from core.evaluate.perplexity import compute_perplexity
+
+        protocol, windows = eval_protocol(teacher.tokenizer, settings)
+        scores = [
+            compute_perplexity(model, teacher.tokenizer, protocol, windows=windows).ppl
+            for model in (teacher.model, student.loaded.model)
+        ]
+        yield DistillBaseline(scores[0], scores[1], protocol.describe())
+    folder = checkpoint_folder(request)
+    result = None
+    for event in distill(teacher, student, settings, progress, cancel, folder, request.resume):
+        result = event if isinstance(event, DistillResult) else result
+        yield event
+    if not request.measure:
+        return
+    run_id = new_run_id()
+    progress(Progress("Keeping the trained weights", None))
+    trained = save_trained(
+        student.loaded, teacher.model.config, request.store_dir, run_id, cancel.raise_if_cancelled
+    )
+    artifact = {
+        **trained,
+        "recipe": recipe.to_dict(),
+        "distill": settings.to_dict(),
+        "steps": result.step,
+    }
+    note = f"distilled {result.step} steps ({result.settings}); checkpoint {folder}"
+    for event in measure_configuration(
+        teacher,
+        student.loaded,
+        recipe,
+        [*student.notes, note],
+        experiment,
+        progress,
+        cancel,
+        label=f"{recipe.name} + distilled ({result.step} steps)",
+    ):
+        if isinstance(event, RunRecord):
+            event = stamp(event, run_id, artifact)
+        yield event
+
+
+@dataclass(frozen=True)
+class StudentNotes:
+    """What building the student decided (layers chosen, neurons kept)."""
+
+    notes: tuple[str, ...]

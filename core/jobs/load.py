@@ -1,0 +1,47 @@
+"""The Load job: a model from the default, a folder, a hub id or an export,
+optionally put on a runtime (compiled, or exported and opened in ONNX
+Runtime) for the CLI's bench, eval and generate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from core.jobs import CancelToken, ProgressSink, ignore_progress
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    source: str
+    device: str = "auto"
+    dtype: str | None = None  # None: float32 on the CPU, bf16/fp16 on CUDA
+    threads: int | None = None
+    runtime: str = "torch"  # a key of core.runtime.registry.RUNTIMES
+    runtime_tokens: int = 512  # a compiled runtime is compiled for runs up to this length
+    # Import what a Run needs now, on the job's thread: a first import holds
+    # the GIL for a long stretch and would freeze the window mid-run.
+    preimport: bool = False
+
+
+def load(
+    request: LoadRequest,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Iterator[object]:
+    """Yield the LoadedModel (on the asked runtime, if it is not PyTorch eager)."""
+    from core.loading import load_model
+    from core.runtime.device import set_threads
+    from core.runtime.registry import check_supports, prepare, runtime
+    from core.runtime.runners import is_onnx_runtime
+
+    runtime(request.runtime)  # refuse an unknown runtime before loading
+    set_threads(request.threads)
+    loaded = load_model(request.source, request.device, request.dtype, progress, cancel)
+    if request.runtime != "torch" and not is_onnx_runtime(loaded.model):
+        check_supports(request.runtime, loaded.is_classifier)
+        loaded = prepare(loaded, request.runtime, request.runtime_tokens, progress, cancel).loaded
+    if request.preimport:
+        import core.evaluate.fidelity  # noqa: F401
+        import core.evaluate.perplexity  # noqa: F401
+        import core.experiment  # noqa: F401
+    yield loaded

@@ -1,0 +1,71 @@
+"""The Run job: build a configuration from a recipe, put it on a runtime,
+benchmark it, evaluate it, and hand back one RunRecord with a stable ID and
+the provenance that rebuilds exactly what was measured."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from core.jobs import CancelToken, ProgressSink, ignore_progress
+
+
+def _default_settings():
+    from core.experiment import ExperimentSettings
+
+    return ExperimentSettings()
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    original: object  # core.loading.LoadedModel
+    recipe: object  # core.recipe.Recipe
+    runtime: str = "torch"  # a key of core.runtime.registry.RUNTIMES
+    settings: object = field(default_factory=_default_settings)  # ExperimentSettings
+    threads: int | None = None
+
+
+def recipe_artifact(recipe, settings) -> dict:
+    """What rebuilds a recipe's configuration: the recipe, and the calibration
+    text it read (the same windows give the same weights)."""
+    artifact = {"kind": "recipe", "recipe": recipe.to_dict()}
+    if recipe.needs_calibration():
+        artifact["calibration"] = {
+            "windows": settings.calibration_windows,
+            "length": settings.calibration_length,
+            "text": settings.text_source or "news",
+            "split": "calibration",
+        }
+    return artifact
+
+
+def stamp(record, run_id: str, artifact: dict):
+    """``record`` with its ID and the provenance fields merged in."""
+    return replace(record, run_id=run_id, artifact={**record.artifact, **artifact})
+
+
+def run(
+    request: RunRequest,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Iterator[object]:
+    """Yield bench and evaluation events as they happen, then the RunRecord."""
+    from core.experiment import run_experiment
+    from core.provenance import new_run_id
+    from core.recipe import validate
+    from core.results import RunRecord
+    from core.runtime.device import set_threads
+    from core.runtime.registry import check_supports
+
+    validate(request.recipe)
+    check_supports(request.runtime, request.original.is_classifier)
+    set_threads(request.threads)
+    run_id = new_run_id()
+    artifact = recipe_artifact(request.recipe, request.settings)
+    events = run_experiment(
+        request.original, request.recipe, request.settings, progress, cancel, request.runtime
+    )
+    for event in events:
+        if isinstance(event, RunRecord):
+            event = stamp(event, run_id, {"runtime": request.runtime, **artifact})
+        yield event

@@ -1,0 +1,67 @@
+"""The Side by side job (the stakeholder demo): the original and a
+configuration answer the same prompt in turns, one token each, each timed
+alone; the configuration runs on the chosen runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+from core.jobs.generate import _greedy
+from core.jobs.run import _default_settings
+
+# A compiled decode is compiled for prompt + answer up to this many tokens
+# (a longer one compiles again on its first step).
+DEMO_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class SideBySideRequest:
+    original: object  # core.loading.LoadedModel
+    recipe: object  # core.recipe.Recipe, the configuration shown beside the original
+    prompt: str
+    max_new_tokens: int = 64
+    sampling: object = field(default_factory=_greedy)
+    chat: bool = False
+    runtime: str = "torch"  # where the configuration runs; the original runs eager
+    settings: object = field(default_factory=_default_settings)  # ExperimentSettings
+    prebuilt: object = None  # a CompressedModel of this original and recipe, reused
+    threads: int | None = None
+
+
+def side_by_side(
+    request: SideBySideRequest,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Iterator[object]:
+    """Yield the CompressedModel when it was built now (so a caller can reuse
+    it), then both panes' events."""
+    from core.demo import stream_side_by_side
+    from core.experiment import build_compressed
+    from core.recipe import validate
+    from core.runtime.device import set_threads
+    from core.runtime.registry import check_supports, prepare
+
+    if not request.recipe.passes:
+        raise ValueError("set a compression first: the demo compares it with the original")
+    validate(request.recipe)
+    check_supports(request.runtime, request.original.is_classifier)
+    set_threads(request.threads)
+    compressed = request.prebuilt
+    if compressed is None:
+        compressed = build_compressed(
+            request.original, request.recipe, request.settings, progress, cancel
+        )
+        yield compressed
+    runnable = prepare(compressed.loaded, request.runtime, DEMO_TOKENS, progress, cancel).loaded
+    progress(Progress("Generating side by side", None))
+    yield from stream_side_by_side(
+        request.original,
+        runnable,
+        request.prompt,
+        request.max_new_tokens,
+        request.sampling,
+        request.chat,
+        cancel,
+    )

@@ -5,7 +5,10 @@ decoder layers (the lowest measured Block Influence, ``prune_layers``); the
 student starts from the teacher's remaining weights and is distilled on the
 training split (never the report split) for a time and/or step budget. The
 teacher, the pruned student before training and the distilled student are
-scored with the same quick-protocol windows, then decode speed of teacher
+scored with the same quick-protocol windows of the report split (the
+distillation defaults were chosen on the dev split, by
+``benchmarks/choose_defaults.py``; ``--eval-every`` watches training on dev
+windows), then decode speed of teacher
 and student is measured side by side (interleaved rounds of core.measure's
 protocol, median over rounds).
 
@@ -102,7 +105,7 @@ def main() -> None:
                 flush=True,
             )
         elif isinstance(event, DistillEval):
-            print(f"step {event.step}: perplexity {event.ppl:.3f} ({event.windows} windows)")
+            print(f"step {event.step}: dev perplexity {event.ppl:.3f} ({event.windows} windows)")
         elif isinstance(event, DistillResult):
             result = event
     student_ppl = compute_perplexity(student.loaded.model, tokenizer, protocol, windows=windows)

@@ -103,12 +103,13 @@ def cmd_distill(args, load) -> None:
         _note(note)
     report: dict = {"student": recipe.to_dict(), "settings": settings.to_dict()}
     if not args.no_eval:
-        protocol, windows = eval_protocol(teacher.tokenizer, settings)
+        # reported on the report split; training itself is watched on dev windows
+        protocol, windows = eval_protocol(teacher.tokenizer, settings, split="report")
         for name, model in (("teacher", teacher.model), ("pruned", student.loaded.model)):
             ppl = compute_perplexity(model, teacher.tokenizer, protocol, windows=windows)
             report[f"{name}_ppl"] = ppl.ppl
             _note(f"{name} perplexity {ppl.ppl:.3f}")
-        report["protocol"] = protocol.describe()
+        report["protocol"] = ppl.protocol  # names the windows actually scored
     result = None
     every = max(1, (settings.steps or 100) // 20)
     events = distill(
@@ -128,7 +129,12 @@ def cmd_distill(args, load) -> None:
             _note(f"resumed {event.path} at step {event.step}")
         elif isinstance(event, DistillResult):
             result = event
-    report |= {"result": asdict(result), "student_ppl": result.ppl}
+    report |= {"result": asdict(result), "student_ppl": None}
+    if not args.no_eval:
+        student_ppl = compute_perplexity(
+            student.loaded.model, teacher.tokenizer, protocol, windows=windows
+        )
+        report["student_ppl"] = student_ppl.ppl
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -140,7 +146,7 @@ def cmd_distill(args, load) -> None:
     if not args.no_eval:
         print(
             f"  perplexity: teacher {report['teacher_ppl']:.3f}, pruned {report['pruned_ppl']:.3f}"
-            f", distilled {result.ppl:.3f}"
+            f", distilled {report['student_ppl']:.3f}"
         )
         print(f"  protocol {report['protocol']}")
     print(f"  {result.settings}")

@@ -1,10 +1,13 @@
 """Perplexity on fixed windows: equal to Hugging Face's own loss, stable windows, live partials."""
 
+import hashlib
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from core.data import texts
 from core.errors import Cancelled
 from core.evaluate.hf_reference import hf_labels_perplexity
 from core.evaluate.intervals import mean_interval, wilson_interval
@@ -132,3 +135,54 @@ def test_default_model_perplexity_equals_hugging_face_labels_loss():
         hf_labels_perplexity(loaded.model, windows, protocol.stride), rel=1e-3
     )
     assert 5 < ours.ppl < 100  # a trained 135M model on news; random weights give ~50,000
+
+
+def test_dev_split_is_other_text_and_its_label_says_dev(tiny_gpt2_dir):
+    loaded = load_model(str(tiny_gpt2_dir), device="cpu")
+    dev = replace(SMALL, split="dev")
+    report_windows = perplexity_windows(loaded.tokenizer, SMALL)
+    dev_windows = perplexity_windows(loaded.tokenizer, dev)
+    assert not any(torch.equal(d, r) for d in dev_windows for r in report_windows)
+    result = compute_perplexity(loaded.model, loaded.tokenizer, dev)
+    assert "over the dev split of Python help topics" in result.protocol
+    assert "report split" in compute_perplexity(loaded.model, loaded.tokenizer, SMALL).protocol
+    with pytest.raises(ValueError, match="split must be one of report, dev"):
+        replace(SMALL, split="training")
+
+
+def _text_of_tokens(tokenizer, count: int) -> str:
+    """A prefix of the pydoc help text that tokenizes to ``count`` tokens."""
+    from core.data.tokens import document_stream
+
+    text = "\n\n".join(texts.report_texts(texts.PYDOC))
+    low, high = 0, len(text)
+    while low < high:  # the shortest prefix with at least ``count`` tokens
+        mid = (low + high) // 2
+        if len(document_stream(tokenizer, [text[:mid].strip()])) < count:
+            low = mid + 1
+        else:
+            high = mid
+    return text[:low].strip()
+
+
+def test_label_names_the_windows_and_text_actually_scored(tiny_gpt2_dir, tmp_path):
+    """200 windows asked of a text that holds 22: the label says 22, and the file."""
+    loaded = load_model(str(tiny_gpt2_dir), device="cpu")
+    file = tmp_path / "notes.txt"
+    file.write_text(_text_of_tokens(loaded.tokenizer, 64 + 21 * 32), encoding="utf-8")
+    protocol = PerplexityProtocol(
+        context_tokens=64,
+        stride=32,
+        quick_windows=10,
+        full_windows=200,
+        mode=FULL,
+        text_file=str(file),
+    )
+    result = compute_perplexity(loaded.model, loaded.tokenizer, protocol)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()[:12]
+    assert result.windows == 22 and result.tokens_scored == 22 * 32
+    asked = "full: 22 windows of 64 tokens (200 asked; the text holds 22)"
+    assert result.protocol.startswith(asked)
+    assert f"the file notes.txt (sha256 {digest})" in result.protocol
+    assert "704 tokens" in result.protocol and "news" not in result.protocol
+    assert "no BOS" in result.protocol

@@ -12,11 +12,18 @@ Sources:
   always installed; the fallback that lets tests run without data packages.
 
 Splits are fixed by a sha256 bucket (0-99) of each document's key, so they
-never change and never overlap:
-- report: buckets 0-9 (about 10%), the text perplexity is reported on;
+never change and never overlap. Each has one role:
+- report: buckets 0-9 (about 10%), the text reported numbers are measured
+  on, and nothing else: no default or hyperparameter is chosen on it;
 - calibration: the first 32 documents of buckets 10-19 in a fixed shuffled
-  order (quantisation calibration);
-- training: buckets 20-99 (distillation, fine-tuning).
+  order (what compression passes calibrate on);
+- dev: buckets 20-29 (about 10%), where every default and hyperparameter is
+  chosen (``benchmarks/choose_defaults.py``) and distillation is monitored;
+- training: buckets 30-99 (distillation, fine-tuning).
+Calibration and training (the texts that fit a model) never read dev or
+report; the dev split was carved out of the old training buckets 20-99, so
+the report and calibration splits, and every number reported on them, are
+unchanged.
 """
 
 from __future__ import annotations
@@ -79,28 +86,50 @@ def documents(source: str = NEWS) -> tuple[Document, ...]:
     return tuple(sorted(found, key=lambda d: stable_order(d.key)))
 
 
+REPORT = "report"
+DEV = "dev"
+CALIBRATION = "calibration"
+TRAINING = "training"
+SPLITS = (REPORT, DEV, CALIBRATION, TRAINING)
+EVALUATION_SPLITS = (REPORT, DEV)  # the splits perplexity may be measured on
+
+
 def split_of(key: str) -> str:
-    """``"report"``, ``"calibration"`` (the pool the 32 come from) or ``"training"``."""
+    """Which split the document with ``key`` belongs to (the whole calibration
+    pool for ``"calibration"``: the 32 come from it)."""
     b = bucket(key)
-    return "report" if b < 10 else "calibration" if b < 20 else "training"
+    if b < 10:
+        return REPORT
+    if b < 20:
+        return CALIBRATION
+    return DEV if b < 30 else TRAINING
 
 
-def _split(source: str, name: str) -> list[str]:
-    return [d.text for d in documents(source) if split_of(d.key) == name]
+def split_texts(source: str, split: str) -> list[str]:
+    """Every document of ``split`` (the first 32 for calibration)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    chosen = [d.text for d in documents(source) if split_of(d.key) == split]
+    return chosen[:CALIBRATION_COUNT] if split == CALIBRATION else chosen
 
 
 def report_texts(source: str = NEWS) -> list[str]:
-    """The documents perplexity is reported on (about 10% of the source)."""
-    return _split(source, "report")
+    """The documents reported numbers are measured on (about 10% of the source)."""
+    return split_texts(source, REPORT)
+
+
+def dev_texts(source: str = NEWS) -> list[str]:
+    """The documents defaults and hyperparameters are chosen on (about 10%)."""
+    return split_texts(source, DEV)
 
 
 def calibration_texts(source: str = NEWS) -> list[str]:
     """A small fixed set for quantisation calibration (32 documents, fewer
-    for a small source); never overlaps the report split."""
-    return _split(source, "calibration")[:CALIBRATION_COUNT]
+    for a small source); never overlaps the report or dev split."""
+    return split_texts(source, CALIBRATION)
 
 
 def training_texts(source: str = NEWS) -> list[str]:
-    """Documents for distillation or fine-tuning (about 80%); never overlaps
-    the report split."""
-    return _split(source, "training")
+    """Documents for distillation or fine-tuning (about 70%); never overlaps
+    the report or dev split."""
+    return split_texts(source, TRAINING)

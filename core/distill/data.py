@@ -1,8 +1,10 @@
 """Training batches from the bundled training split (never the report split,
-on which perplexity is measured): every training document tokenized alone,
+on which perplexity is reported, nor the dev split, on which defaults are
+chosen and training is monitored): every training document tokenized alone,
 joined by a blank line into one stream, cut into ``seq_len``-token windows,
-visited in one seeded shuffled order. A batch is identified by its step
-number alone, so resuming at step k reads exactly the batches an
+visited in one seeded shuffled order. Each window starts with BOS where the
+tokenizer adds one, as evaluation windows do. A batch is identified by its
+step number alone, so resuming at step k reads exactly the batches an
 uninterrupted run would have read."""
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from core.data.texts import NEWS, training_texts
+from core.data.tokens import bos_to_prepend, document_stream
 
 
 class TrainingWindows:
@@ -24,14 +27,7 @@ class TrainingWindows:
     ) -> None:
         """``max_tokens`` stops tokenizing once the stream is that long (the
         CPU only ever trains on a small part of the split)."""
-        separator = tokenizer("\n\n", add_special_tokens=False).input_ids
-        ids: list[int] = []
-        for text in training_texts(source):
-            if ids:
-                ids.extend(separator)
-            ids.extend(tokenizer(text, add_special_tokens=False).input_ids)
-            if max_tokens is not None and len(ids) >= max_tokens:
-                break
+        ids = document_stream(tokenizer, training_texts(source), max_tokens)
         count = len(ids) // seq_len
         if count < batch_size:
             raise ValueError(
@@ -39,6 +35,9 @@ class TrainingWindows:
                 f"{batch_size} x {seq_len}"
             )
         self.windows = torch.tensor(ids[: count * seq_len], dtype=torch.long).view(count, seq_len)
+        bos = bos_to_prepend(tokenizer)
+        if bos is not None:
+            self.windows[:, 0] = bos
         self.order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
         self.batch_size = batch_size
 

@@ -10,6 +10,12 @@ weights, AdamW state, step, training seconds and loss history are restored,
 the data order and learning rate are functions of the step, so the resumed
 run is the uninterrupted one.
 
+Evaluations during training (DistillEval, and the DistillResult's
+perplexity) are on dev-split windows: they watch training and may steer
+choices; a student is reported by measuring it on the report split
+afterwards (the window's run, ``workbench distill``'s summary,
+``benchmarks/distill_recovery.py``).
+
 Both models stay in eval mode (no dropout): the loss is then a function of
 the weights and the batch alone, which is what makes resuming exact; the
 default model has no dropout anyway. The teacher runs without gradients and
@@ -213,8 +219,10 @@ def _train_step(teacher_model, model, optimizer, ids, settings, layer_map, cance
     return parts, grad_norm.item()
 
 
-def eval_protocol(tokenizer, settings: DistillSettings):
-    """The quick perplexity protocol cut to ``eval_windows`` windows, and its windows."""
+def eval_protocol(tokenizer, settings: DistillSettings, split: str = "dev"):
+    """The quick perplexity protocol cut to ``eval_windows`` windows, and its
+    windows. Training is monitored on the dev split; a number to report
+    (the student against its teacher) asks for ``split="report"``."""
     from core.evaluate.perplexity import QUICK_PROTOCOL, perplexity_windows
 
     protocol = replace(
@@ -223,6 +231,7 @@ def eval_protocol(tokenizer, settings: DistillSettings):
         stride=settings.eval_context_tokens // 2,
         quick_windows=settings.eval_windows,
         source=settings.text_source,
+        split=split,
     )
     return protocol, perplexity_windows(tokenizer, protocol)
 

@@ -1,13 +1,21 @@
-"""Perplexity on fixed windows of the report split, with a 95% interval.
+"""Perplexity on fixed windows of an evaluation text, with a 95% interval.
 
-The protocol: the report documents (``core.data.texts``) are each tokenized
+The text: a split of a bundled source (``core.data.texts``): the report
+split for reported numbers, the dev split for choosing defaults; or a file
+of the user's own (``core.data.own_text``), scored whole.
+
+The protocol: the text's documents are each tokenized
 alone and joined by the tokens of a blank line into one stream. Windows of
 ``context_tokens`` start on a grid of ``stride`` tokens; each window scores
 only its last ``stride`` tokens, so every scored token sees at least
 ``context_tokens - stride`` tokens of context and no token is scored twice.
 ``full_windows`` windows are spread evenly over the whole stream (all of them
 when the stream is shorter); the quick protocol takes ``quick_windows`` of
-those, evenly spaced, so a quick number estimates the full one.
+those, evenly spaced, so a quick number estimates the full one. Where the
+tokenizer adds a BOS token (``core.data.tokens``), each window's first token
+is replaced by BOS: the window keeps its length and its scored tokens.
+The protocol line (``describe``) names what was actually scored: windows,
+tokens, the text (split, or file name and sha256) and BOS.
 
 Perplexity = exp(mean negative log-likelihood per scored token). Every window
 scores the same number of tokens, so that mean is the mean of the per-window
@@ -29,7 +37,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from core.data.texts import NEWS, SOURCES, report_texts
+from core.data.texts import EVALUATION_SPLITS, NEWS, REPORT, SOURCES, split_texts
+from core.data.tokens import bos_label, bos_to_prepend, document_stream, with_bos
 from core.evaluate.intervals import mean_interval
 from core.jobs import CancelToken
 
@@ -44,7 +53,9 @@ class PerplexityProtocol:
     quick_windows: int = 10
     full_windows: int = 200
     mode: str = QUICK  # "quick" or "full"
-    source: str = NEWS  # the text source whose report split is scored
+    source: str = NEWS  # the bundled text source whose split is scored
+    split: str = REPORT  # "report": reported numbers; "dev": choosing defaults
+    text_file: str = ""  # a user's UTF-8 or JSONL file, scored whole instead
 
     def __post_init__(self) -> None:
         if not 0 < self.stride <= self.context_tokens - 1:
@@ -55,6 +66,10 @@ class PerplexityProtocol:
             raise ValueError(f"mode must be {QUICK!r} or {FULL!r}")
         if self.source not in SOURCES:
             raise ValueError(f"unknown text source {self.source!r}")
+        if self.split not in EVALUATION_SPLITS:
+            raise ValueError(f"split must be one of {', '.join(EVALUATION_SPLITS)}")
+        if self.text_file and self.split != REPORT:
+            raise ValueError("a text file is scored whole: it has no dev split")
 
     @property
     def windows(self) -> int:
@@ -64,12 +79,31 @@ class PerplexityProtocol:
     def with_mode(self, mode: str) -> PerplexityProtocol:
         return replace(self, mode=mode)
 
-    def describe(self) -> str:
-        return (
-            f"{self.mode}: {self.windows} windows of {self.context_tokens} tokens over the "
-            f"report split of {SOURCES[self.source]}, last {self.stride} tokens of each "
-            f"scored (>= {self.context_tokens - self.stride} tokens of context); "
-            "95% CI from per-window mean NLL"
+    def text_label(self) -> str:
+        """The text scored: a split of a bundled source, or the file and its hash."""
+        if self.text_file:
+            from core.data.own_text import read_text_file
+
+            return read_text_file(self.text_file).label()
+        return f"the {self.split} split of {SOURCES[self.source]}"
+
+    def describe(self, windows: int | None = None, bos: str = "") -> str:
+        """The protocol line. ``windows``: how many were actually scored (the
+        text may hold fewer than asked); ``bos``: ``bos_label(tokenizer)``."""
+        scored = self.windows if windows is None else windows
+        count = f"{scored} windows of {self.context_tokens} tokens"
+        if scored < self.windows:
+            count += f" ({self.windows} asked; the text holds {scored})"
+        return "; ".join(
+            part
+            for part in (
+                f"{self.mode}: {count} at stride {self.stride}, the last {self.stride} of each "
+                f"scored ({scored * self.stride} tokens, each with >= "
+                f"{self.context_tokens - self.stride} tokens of context), over {self.text_label()}",
+                bos,
+                "95% CI from per-window mean NLL",
+            )
+            if part
         )
 
 
@@ -99,16 +133,29 @@ class PerplexityResult:
     ci95_high: float | None
 
 
-def token_stream(tokenizer, source: str = NEWS) -> torch.Tensor:
-    """The report split as one token stream (documents joined by a blank line)."""
-    documents = tokenizer(report_texts(source), add_special_tokens=False).input_ids
-    separator = tokenizer("\n\n", add_special_tokens=False).input_ids
-    ids: list[int] = []
-    for i, doc in enumerate(documents):
-        if i:
-            ids.extend(separator)
-        ids.extend(doc)
-    return torch.tensor(ids, dtype=torch.long)
+def token_stream(tokenizer, source: str = NEWS, split: str = REPORT) -> torch.Tensor:
+    """A split of a bundled source as one token stream (documents joined by a blank line)."""
+    return torch.tensor(document_stream(tokenizer, split_texts(source, split)), dtype=torch.long)
+
+
+def protocol_stream(tokenizer, protocol: PerplexityProtocol) -> torch.Tensor:
+    """The token stream of the text ``protocol`` scores."""
+    if protocol.text_file:
+        from core.data.own_text import read_text_file
+
+        documents = read_text_file(protocol.text_file).documents
+        return torch.tensor(document_stream(tokenizer, documents), dtype=torch.long)
+    return token_stream(tokenizer, protocol.source, protocol.split)
+
+
+def on_text(protocol: PerplexityProtocol, text: str | None) -> PerplexityProtocol:
+    """``protocol`` scoring ``text``: a bundled source's name or a file's
+    path (None: unchanged). A file is scored whole."""
+    if not text:
+        return protocol
+    if text in SOURCES:
+        return replace(protocol, source=text, text_file="")
+    return replace(protocol, text_file=str(text), split=REPORT)
 
 
 def spread(count: int, available: int) -> list[int]:
@@ -122,12 +169,12 @@ def spread(count: int, available: int) -> list[int]:
 
 def perplexity_windows(tokenizer, protocol: PerplexityProtocol) -> list[torch.Tensor]:
     """The protocol's windows (1-D token-id tensors): the same for every model
-    sharing ``tokenizer``."""
-    stream = token_stream(tokenizer, protocol.source)
+    sharing ``tokenizer``; each starts with BOS where the tokenizer adds one."""
+    stream = protocol_stream(tokenizer, protocol)
     starts = (stream.numel() - protocol.context_tokens) // protocol.stride + 1
     if starts < 1:
         raise ValueError(
-            f"the report text has {stream.numel()} tokens, fewer than one window "
+            f"{protocol.text_label()} has {stream.numel()} tokens, fewer than one window "
             f"({protocol.context_tokens})"
         )
     full = spread(protocol.full_windows, starts)
@@ -136,8 +183,10 @@ def perplexity_windows(tokenizer, protocol: PerplexityProtocol) -> list[torch.Te
         if protocol.mode == FULL
         else [full[i] for i in spread(protocol.quick_windows, len(full))]
     )
+    bos = bos_to_prepend(tokenizer)
     return [
-        stream[s * protocol.stride : s * protocol.stride + protocol.context_tokens] for s in chosen
+        with_bos(stream[s * protocol.stride : s * protocol.stride + protocol.context_tokens], bos)
+        for s in chosen
     ]
 
 
@@ -211,7 +260,7 @@ def evaluate_perplexity(
         ci95_halfwidth=None if low is None else (high - low) / 2,
         tokens_scored=len(nlls) * protocol.stride,
         windows=len(nlls),
-        protocol=protocol.describe(),
+        protocol=protocol.describe(len(nlls), bos_label(tokenizer)),
         seconds=time.perf_counter() - start,
         mean_nll=mean,
         ci95_low=low,

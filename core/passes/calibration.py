@@ -58,16 +58,21 @@ def collect_input_hessians(
 
 
 def calibration_windows(tokenizer, count: int = 16, length: int = 256, source: str | None = None):
-    """Token windows from the fixed calibration split (never the report split):
-    each calibration document in order, cut into ``length``-token windows,
-    until ``count`` windows."""
+    """Token windows from the fixed calibration split (never the report or dev
+    split): each calibration document in order, cut into ``length``-token
+    windows, until ``count`` windows. Built like the evaluation windows: each
+    starts with BOS where the tokenizer adds one (``core.data.tokens``)."""
     from core.data.texts import NEWS, calibration_texts
+    from core.data.tokens import bos_to_prepend, with_bos
 
+    bos = bos_to_prepend(tokenizer)
     windows: list[torch.Tensor] = []
     for text in calibration_texts(source or NEWS):
-        ids = torch.tensor(tokenizer(text).input_ids, dtype=torch.long)
+        ids = torch.tensor(
+            tokenizer(text, add_special_tokens=False, verbose=False).input_ids, dtype=torch.long
+        )
         for start in range(0, ids.numel() - length + 1, length):
-            windows.append(ids[start : start + length])
+            windows.append(with_bos(ids[start : start + length], bos))
             if len(windows) == count:
                 return windows
     if not windows:

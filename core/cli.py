@@ -330,7 +330,8 @@ def cmd_eval(args) -> None:
     ppl = None
     for event in evaluate_perplexity(model, tokenizer, protocol, windows=windows):
         if isinstance(event, PerplexityPartial):
-            ci = f" +- {event.ci95_halfwidth:.2f}" if event.ci95_halfwidth is not None else ""
+            half = event.ci95_halfwidth
+            ci = f" (95% CI half-width {half:.2f})" if half is not None else ""
             _note(f"window {event.windows_done}/{event.windows_total}: ppl {event.ppl:.2f}{ci}")
         ppl = event
     report = {"model": args.model, "perplexity": asdict(ppl)}
@@ -431,8 +432,7 @@ def _print_eval(loaded, report: dict) -> None:
         print(f"  perplexity {p['ppl']:.2f} (one window: no interval)")
     else:
         print(
-            f"  perplexity {p['ppl']:.2f} +- {p['ci95_halfwidth']:.2f} "
-            f"(95% CI {p['ci95_low']:.2f} to {p['ci95_high']:.2f}), "
+            f"  perplexity {p['ppl']:.2f} (95% CI {p['ci95_low']:.2f} to {p['ci95_high']:.2f}), "
             f"{p['tokens_scored']} tokens in {p['windows']} windows, {p['seconds']:.1f} s"
         )
     print(f"  protocol {p['protocol']}")

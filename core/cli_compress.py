@@ -105,7 +105,7 @@ def print_record(record) -> None:
     if record.task == "sequence-classification":
         _print_classifier(record)
     else:
-        ppl = f"{record.ppl:.3f} ± {record.ppl_ci95:.3f}" if record.ppl else "not evaluated"
+        ppl = _ppl_text(record)
         print(
             f"  prefill {record.prefill_ms:.1f} ms, decode {record.decode_ms_per_token:.2f} "
             f"ms/token ({record.tokens_per_s:.1f} tokens/s), {record.device}, "
@@ -118,6 +118,15 @@ def print_record(record) -> None:
         )
     for note in record.notes:
         print(f"  note: {note}")
+
+
+def _ppl_text(record) -> str:
+    """Perplexity with both ends of its 95% interval (it is not symmetric)."""
+    if record.ppl is None:
+        return "not evaluated"
+    if record.ppl_ci95_low is None or record.ppl_ci95_high is None:
+        return f"{record.ppl:.3f} (one window: no interval)"
+    return f"{record.ppl:.3f} (95% CI {record.ppl_ci95_low:.3f} to {record.ppl_ci95_high:.3f})"
 
 
 def _print_classifier(record) -> None:

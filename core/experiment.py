@@ -196,6 +196,8 @@ def measure_configuration(
         tokens_per_s=bench.tokens_per_s,
         ppl=ppl.ppl if ppl else None,
         ppl_ci95=ppl.ci95_halfwidth if ppl else None,
+        ppl_ci95_low=ppl.ci95_low if ppl else None,
+        ppl_ci95_high=ppl.ci95_high if ppl else None,
         top1_agreement=top1,
         mean_kl=fidelity.mean_kl if fidelity else (0.0 if ppl else None),
         ppl_ratio=ppl_ratio,

@@ -34,6 +34,9 @@ class RunRecord:
     decode_ms_per_token: float | None
     tokens_per_s: float | None
     ppl: float | None
+    # Half the width of perplexity's 95% interval. The interval is exp() of
+    # one on the mean NLL, so it is not symmetric about ``ppl``: its ends are
+    # ``ppl_ci95_low``/``ppl_ci95_high`` (ppl +- ppl_ci95 is not the interval).
     ppl_ci95: float | None
     top1_agreement: float | None
     mean_kl: float | None
@@ -71,6 +74,8 @@ class RunRecord:
     machine_load: dict = field(default_factory=dict)
     machine_busy: str = ""
     artifact: dict = field(default_factory=dict)
+    ppl_ci95_low: float | None = None
+    ppl_ci95_high: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,7 @@ whose perplexity passes 3x the original's is flagged with a likely cause."""
 
 import copy
 import dataclasses
+import html
 import json
 
 import torch
@@ -121,7 +122,7 @@ def test_cli_and_report_show_the_flag_first(capsys):
         "m", Recipe((REGISTRY["low_rank"](0.1),)), [_record(), wreck], None, {}, ("report",), {}
     )
     page = render_html(report)
-    assert f"<p class='broken'>BROKEN: {cause}</p>" in page
+    assert f"<p class='broken'>BROKEN: {html.escape(cause)}</p>" in page
     assert page.index("BROKEN") < page.index("Exported configuration against the original")
     healthy = build_report("m", Recipe(), [_record()], None, {}, ("report",), {})
     assert "class='broken'" not in render_html(healthy)

@@ -55,9 +55,11 @@ def comparison(chosen, original) -> list[dict]:
         a, b = _value(chosen, name), _value(original, name)
         row = {"metric": name, "label": label, "unit": unit, "lower_is_better": lower}
         row |= {"exported": a, "original": b, "ratio": a / b if a is not None and b else None}
-        if name == "ppl":
-            row["exported_ci95"] = chosen.ppl_ci95 if chosen else None
-            row["original_ci95"] = original.ppl_ci95 if original else None
+        if name == "ppl":  # the 95% interval: its ends, and half its width for old runs
+            for key, run in (("exported", chosen), ("original", original)):
+                row[f"{key}_ci95"] = run.ppl_ci95 if run else None
+                row[f"{key}_ci95_low"] = run.ppl_ci95_low if run else None
+                row[f"{key}_ci95_high"] = run.ppl_ci95_high if run else None
         rows.append(row)
     return rows
 
@@ -169,13 +171,23 @@ def _comparison_rows(report: dict) -> list[list[str]]:
         unit = row["unit"]
         exported, original = _fmt(row["exported"], unit), _fmt(row["original"], unit)
         if row["metric"] == "ppl":
-            if row["exported_ci95"] is not None:
-                exported = f"{row['exported']:.4g} ± {row['exported_ci95']:.2g}"
-            if row["original_ci95"] is not None:
-                original = f"{row['original']:.4g} ± {row['original_ci95']:.2g}"
+            exported, original = _ppl_text(row, "exported"), _ppl_text(row, "original")
         ratio = NOT_MEASURED if row["ratio"] is None else f"{row['ratio']:.3f}×"
         rows.append([row["label"], exported, original, ratio])
     return rows
+
+
+def _ppl_text(row: dict, key: str) -> str:
+    """Perplexity with its 95% interval's ends (it is not symmetric); runs
+    stored before the ends were kept show half its width, named so."""
+    value, low, high = row[key], row.get(f"{key}_ci95_low"), row.get(f"{key}_ci95_high")
+    if value is None:
+        return NOT_MEASURED
+    if low is not None and high is not None:
+        return f"{value:.4g} (95% CI {low:.4g} to {high:.4g})"
+    if row.get(f"{key}_ci95") is not None:
+        return f"{value:.4g} (95% CI half-width {row[f'{key}_ci95']:.2g})"
+    return f"{value:.4g}"
 
 
 def _protocol_rows(report: dict) -> list[list[str]]:
@@ -233,7 +245,8 @@ def render_html(report: dict) -> str:
         *_warnings(report),
         "<h2>Exported configuration against the original</h2>",
         _table(_comparison_rows(report), ["", "exported", "original", "ratio"]),
-        "<p>Ratio: exported ÷ original. Perplexity ± is the 95% interval.</p>",
+        "<p>Ratio: exported ÷ original. Perplexity's 95% interval is not symmetric: "
+        "both ends are given.</p>",
         _table(_protocol_rows(report), ["run", "device", "speed protocol", "quality protocol"]),
         "<h2>Trade-off against every run of this model</h2>",
         _chart(report, "bytes", "stored weights (MB)", "Size against perplexity"),

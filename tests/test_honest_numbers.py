@@ -1,0 +1,73 @@
+"""Numbers that hold what their names say: block-linear bytes, speedups
+against both baselines, perplexity interval ends in the record."""
+
+import json
+
+import pytest
+
+from benchmarks import compression_table as table
+from core.loading import load_model
+from core.passes import REGISTRY
+from core.passes.linear_layers import block_linears
+from core.recipe import Recipe, apply_recipe
+from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER
+
+
+def test_block_linear_bytes_count_exactly_the_converted_layers(tiny_llama_dir):
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    layers = block_linears(loaded.model)
+    weights = sum(linear.weight.numel() for _, linear in layers)
+    outputs = sum(linear.out_features for _, linear in layers)
+    assert table.block_linear_bytes(loaded.model) == 4 * weights  # fp32, norms left out
+    int8 = apply_recipe(loaded, Recipe((REGISTRY["int8_weight_only"](),))).loaded.model
+    assert table.block_linear_bytes(int8) == weights + 2 * outputs  # int8 + bf16 scales
+    int4 = apply_recipe(loaded, Recipe((REGISTRY["int4_weight_only"](32, "rtn"),))).loaded.model
+    assert table.block_linear_bytes(int4) < weights  # packed: half a byte a weight, plus scales
+
+
+def test_speedups_separate_runtime_from_compression():
+    ms = {
+        (table.BASELINE, TORCH_RUNNER): 56.0,
+        (table.BASELINE, COMPILED_RUNNER): 42.0,
+        ("w8a8", TORCH_RUNNER): 35.0,
+        ("w8a8", COMPILED_RUNNER): 18.0,
+        ("no_compile", TORCH_RUNNER): 28.0,
+    }
+    s = table.speedups(ms, "w8a8")
+    assert s["speedup_vs_eager_fp32"] == pytest.approx(56 / 35)
+    assert s["speedup_compiled_vs_eager_fp32"] == pytest.approx(56 / 18)
+    assert s["speedup_compiled_vs_compiled_fp32"] == pytest.approx(42 / 18)
+    # total = runtime gain x compression gain
+    assert s["speedup_compiled_vs_eager_fp32"] == pytest.approx(
+        (56 / 42) * s["speedup_compiled_vs_compiled_fp32"]
+    )
+    assert table.speedups(ms, "no_compile") == {"speedup_vs_eager_fp32": 2.0}
+    row = {
+        "recipe": "no_compile", "bytes": 2e8, "block_linear_bytes": 1e8, "prefill_ms": 90.0,
+        "decode_ms_per_token": 28.0, "ppl": 23.5, "ppl_delta_pct": 1.2, "top1_agreement": 0.93,
+        **table.speedups(ms, "no_compile"),
+    }  # fmt: skip
+    line = table.table_line(row)
+    assert len(line) == len(table.HEADER) and line.split()[5:9] == ["2.00", "-", "-", "-"]
+
+
+def test_record_keeps_both_ends_of_the_asymmetric_interval(tiny_llama_dir, tmp_path, capsys):
+    from core.cli_compress import print_record
+    from core.experiment import run_experiment
+    from core.results import ResultsStore
+    from tests.test_health import TINY
+
+    original = load_model(str(tiny_llama_dir), device="cpu")
+    record = list(run_experiment(original, Recipe(), TINY))[-1]
+    low, high = record.ppl_ci95_low, record.ppl_ci95_high
+    assert low < record.ppl < high
+    assert record.ppl_ci95 == pytest.approx((high - low) / 2)  # the half-width, as documented
+    assert high - record.ppl > record.ppl - low  # exp() of a symmetric NLL interval
+    print_record(record)
+    assert f"(95% CI {low:.3f} to {high:.3f})" in capsys.readouterr().out
+    store = ResultsStore(tmp_path / "runs.jsonl")
+    old = record.to_dict()
+    del old["ppl_ci95_low"], old["ppl_ci95_high"]  # a line written before the ends were kept
+    store.path.write_text(json.dumps(old) + "\n")
+    (loaded,) = store.load()
+    assert loaded.ppl_ci95 == record.ppl_ci95 and loaded.ppl_ci95_low is None

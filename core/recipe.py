@@ -113,8 +113,10 @@ def apply_recipe(
     if recipe.needs_calibration() and not calibration:
         raise RecipeError("this recipe needs calibration text")
     context = PassContext(calibration, progress, cancel or CancelToken())
+    # One deepcopy copies the config once and keeps it shared: the model, its
+    # inner model and every layer hold the same object, so a pass that
+    # updates it (layer_types, head counts) updates it for all of them.
     model = copy.deepcopy(loaded.model)
-    model.config = copy.deepcopy(loaded.model.config)
     for config in recipe.passes:
         context.cancel.raise_if_cancelled()
         model = config.apply(model, context)

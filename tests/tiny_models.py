@@ -1,6 +1,8 @@
-"""Tiny GPT-2- and Llama-style models and a tiny BERT sentiment classifier,
-with random weights, saved as real Hugging Face folders (config,
-safetensors, tokenizer), built in milliseconds and without any download."""
+"""Tiny GPT-2- and Llama-style models, tiny models of other families
+transformers ships (Mistral, Qwen2, Qwen3, Phi-3, Gemma 2, Gemma 3) and a
+tiny BERT sentiment classifier, with random weights, saved as real Hugging
+Face folders (config, safetensors, tokenizer), built in milliseconds and
+without any download."""
 
 from __future__ import annotations
 
@@ -60,7 +62,69 @@ def tiny_config(kind: str):
             eos_token_id=eos,
             tie_word_embeddings=True,
         )
+    if kind in FAMILY_CONFIGS:
+        return _family_config(kind, vocab, eos)
     raise ValueError(kind)
+
+
+# Families whose norms, MLPs or attention differ from Llama's: Mistral
+# (sliding-window attention), Qwen2 (biased q/k/v), Qwen3 (q/k norms), Phi-3
+# (fused qkv_proj and gate_up_proj), Gemma 2 and 3 ((1 + w) RMSNorms, a
+# separate pre-feed-forward norm, norms after attention and MLP, soft-capping
+# in Gemma 2, a mix of sliding-window and full attention layers).
+FAMILY_CONFIGS = {
+    "mistral": ("MistralConfig", {"sliding_window": 8}),
+    "qwen2": ("Qwen2Config", {}),
+    "qwen3": ("Qwen3Config", {"head_dim": 16}),
+    "phi3": ("Phi3Config", {}),
+    "gemma2": ("Gemma2Config", {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 8}),
+    "gemma3": (
+        "Gemma3TextConfig",
+        {
+            "num_hidden_layers": 4,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "sliding_window": 8,
+            "layer_types": [
+                "sliding_attention",
+                "full_attention",
+                "sliding_attention",
+                "full_attention",
+            ],
+        },
+    ),
+}
+# The causal LM kinds save_tiny_model builds.
+CAUSAL_KINDS = ("gpt2", "llama", *FAMILY_CONFIGS)
+
+
+def _family_config(kind: str, vocab: int, eos: int):
+    import transformers
+
+    class_name, extra = FAMILY_CONFIGS[kind]
+    settings = {
+        "vocab_size": vocab,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+        "pad_token_id": eos,
+        "tie_word_embeddings": True,
+    }
+    return getattr(transformers, class_name)(**(settings | extra))
+
+
+@torch.no_grad()
+def _randomise_norms(model) -> None:
+    """Norm weights start at exactly 1 (or 0 for Gemma's 1 + w): make them
+    random, so a transform that mishandles a norm shows in the logits."""
+    for name, param in model.named_parameters():
+        if "norm" in name.lower() and param.dim() == 1:
+            param.add_(0.2 * torch.randn_like(param))
 
 
 def save_tiny_model(kind: str, folder: Path, seed: int = 0) -> Path:
@@ -68,6 +132,8 @@ def save_tiny_model(kind: str, folder: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(kind))
+    if kind in FAMILY_CONFIGS:
+        _randomise_norms(model)
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder

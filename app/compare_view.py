@@ -6,8 +6,10 @@ shown so a reader can tell whether the two are comparable at all."""
 
 from __future__ import annotations
 
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
+from app.run_status import BROKEN_COLOR, BUSY_COLOR, status_detail
 from app.sizes import UNIT, megabytes
 from core.results import RunRecord
 
@@ -22,11 +24,16 @@ METRICS = [
     ("Mean KL", lambda r: r.mean_kl, ".4f"),
 ]
 TEXT_ROWS = [
+    ("Status", lambda r: status_detail(r) or "healthy, quiet machine"),
     ("Device", lambda r: f"{r.device}, {r.threads} threads"),
     ("Speed protocol", lambda r: r.bench_protocol),
     ("Quality protocol", lambda r: r.eval_protocol or "not evaluated"),
     ("Model", lambda r: r.model),
 ]
+
+
+def _titled(r: RunRecord) -> str:
+    return f"{r.recipe_name} (BROKEN)" if r.broken else r.recipe_name
 
 
 def ratio_text(a: float | None, b: float | None) -> str:
@@ -51,7 +58,7 @@ class CompareView(QWidget):
 
     def show_pair(self, a: RunRecord, b: RunRecord) -> None:
         self.pair = (a, b)
-        self.title.setText(f"A: {a.recipe_name}   ·   B: {b.recipe_name}")
+        self.title.setText(f"A: {_titled(a)}   ·   B: {_titled(b)}")
         self.table.setHorizontalHeaderLabels(["A", "B", "B / A"])
         for row, (_, value, fmt) in enumerate(METRICS):
             va, vb = value(a), value(b)
@@ -63,6 +70,13 @@ class CompareView(QWidget):
             self._set(row, 0, value(a))
             self._set(row, 1, value(b))
             self._set(row, 2, "same" if value(a) == value(b) else "differs")
+        status_row = len(METRICS)
+        for column, record in enumerate((a, b)):
+            color = BROKEN_COLOR if record.broken else BUSY_COLOR if record.machine_busy else None
+            if color is not None:
+                item = self.table.item(status_row, column)
+                item.setBackground(QBrush(QColor(color)))
+                item.setForeground(QBrush(QColor("white" if record.broken else "black")))
 
     def cell(self, metric: str, column: int) -> str:
         names = [m[0] for m in METRICS] + [t[0] for t in TEXT_ROWS]

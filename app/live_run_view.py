@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QSplitter
 from app.latency_chart import LatencyChart
 from app.perplexity_chart import PerplexityChart
 from app.series_chart import SeriesChart
-from app.sizes import UNIT, megabytes
+from app.sizes import MB, UNIT
 from core.memory import current_memory_bytes
 
 MEMORY_SAMPLE_MS = 250
@@ -38,6 +38,7 @@ class LiveRunView(QSplitter):
             UNIT,
             color="#9467bd",
         )
+        self.memory.getAxis("left").setScale(1 / MB)  # bytes drawn, MB written
         self.perplexity = PerplexityChart()
         self.accuracy = SeriesChart(
             "Classifier accuracy while evaluating (test reviews)",
@@ -103,5 +104,4 @@ class LiveRunView(QSplitter):
         self.perplexity.add_point(windows, ppl, halfwidth)
 
     def _sample_memory(self) -> None:
-        used = megabytes(current_memory_bytes(self._device))
-        self.memory.add_point(time.monotonic() - self._started, used)
+        self.memory.add_point(time.monotonic() - self._started, current_memory_bytes(self._device))

@@ -8,12 +8,11 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.chart_axes import padded_range, readable_axes
+from app.run_status import BROKEN_COLOR, status_detail
 from app.sizes import UNIT, megabytes
 from core.pareto import pareto_front
 from core.results import RunRecord
 
-# Dark red, apart from the front's lighter dashed red.
-BROKEN_COLOR = "#b00020"
 X_AXES = {
     "Decode ms/token": lambda r: r.decode_ms_per_token,
     f"Size {UNIT}": lambda r: megabytes(r.bytes),
@@ -151,12 +150,7 @@ class ParetoChart(QWidget):
 
 def _tip(x: float, y: float, data: RunRecord) -> str:
     """The hover text of a point: the run, its numbers, and why it is broken."""
-    lines = [data.recipe_name, f"x {x:.4g}, y {y:.4g}"]
-    if data.broken:
-        lines.append(f"BROKEN: {data.broken}")
-    if data.machine_busy:
-        lines.append(f"timed on a busy machine: {data.machine_busy}")
-    return "\n".join(lines)
+    return "\n".join(filter(None, [data.recipe_name, f"x {x:.4g}, y {y:.4g}", status_detail(data)]))
 
 
 def _short(record: RunRecord) -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
+from app.run_status import BROKEN_COLOR, BROKEN_TINT, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, mb_number
 from core.results import RunRecord
 
 COLUMNS = [
     ("Recipe", lambda r: r.recipe_name),
+    ("Status", lambda r: status_text(r)),
     (f"Size {UNIT}", lambda r: mb_number(r.bytes)),
     ("Prefill ms", lambda r: _num(r.prefill_ms, ".1f")),
     ("Decode ms/tok", lambda r: _num(r.decode_ms_per_token, ".2f")),
@@ -21,6 +24,9 @@ COLUMNS = [
     ("Device", lambda r: f"{r.device} · {r.threads} thr · {r.backend}"),
     ("Model", lambda r: r.model),
 ]
+
+
+STATUS_COLUMN = [name for name, _ in COLUMNS].index("Status")
 
 
 def _num(value, fmt: str) -> str:
@@ -51,14 +57,27 @@ class ResultsTable(QTableWidget):
         self.records.append(record)
         row = self.rowCount()
         self.insertRow(row)
+        status = status_detail(record)
+        lines = [record.recipe_name, status, f"speed: {record.bench_protocol}"]
+        lines += [f"quality: {record.eval_protocol}", *record.notes]
+        tooltip = "\n".join(line for line in lines if line)
         for column, (_, value) in enumerate(COLUMNS):
             item = QTableWidgetItem(value(record))
-            item.setToolTip(
-                f"{record.recipe_name}\nspeed: {record.bench_protocol}\n"
-                f"quality: {record.eval_protocol}\n" + "\n".join(record.notes)
-            )
+            item.setToolTip(tooltip)
+            if record.broken:
+                item.setBackground(QBrush(QColor(BROKEN_TINT)))
             self.setItem(row, column, item)
+        self._mark_status(self.item(row, STATUS_COLUMN), record, status)
         self.resizeColumnToContents(0)
+        self.resizeColumnToContents(STATUS_COLUMN)
+
+    def _mark_status(self, item: QTableWidgetItem, record: RunRecord, status: str) -> None:
+        """A red "broken" or amber "busy machine" cell, saying why on hover."""
+        if not (record.broken or record.machine_busy):
+            return
+        item.setBackground(QBrush(QColor(BROKEN_COLOR if record.broken else BUSY_COLOR)))
+        item.setForeground(QBrush(QColor("white" if record.broken else "black")))
+        item.setToolTip(status)
 
     def selected_records(self) -> list[RunRecord]:
         return [self.records[row] for row in sorted({i.row() for i in self.selectedIndexes()})]

@@ -35,12 +35,12 @@ def record(**changes) -> RunRecord:
     return RunRecord(**{**fields, **changes})
 
 
-def shown_ticks(plot_widget, name: str) -> list[str]:
+def shown_ticks(plot_widget, name: str, scale: float = 1) -> list[str]:
     """The tick strings ``name``'s axis draws for the current view."""
     axis = plot_widget.getAxis(name)
     low, high = plot_widget.viewRange()[0 if name == "bottom" else 1]
     levels = axis.tickValues(low, high, 600)
-    return [s for spacing, values in levels for s in axis.tickStrings(values, 1, spacing)]
+    return [s for spacing, values in levels for s in axis.tickStrings(values, scale, spacing)]
 
 
 def test_step_time_axis_says_ms_even_past_a_thousand(qtbot):
@@ -58,12 +58,16 @@ def test_step_time_axis_says_ms_even_past_a_thousand(qtbot):
 def test_memory_axis_is_in_mb(qtbot):
     view = LiveRunView()
     qtbot.addWidget(view)
+    view.show()
     view.begin()
     view.end()
     view.memory.draw()
-    assert "(MB)" in view.memory.getAxis("left").labelString()
-    _, y = view.memory.series.x, view.memory.series.y
-    assert 1 < y[0] < 1e6  # the process's RSS, in MB (not bytes)
+    axis = view.memory.getAxis("left")
+    assert "(MB)" in axis.labelString()
+    top = view.memory.viewRange()[1][1]  # bytes: the process's RSS, rounded up
+    ticks = shown_ticks(view.memory, "left", axis.scale)
+    values = [float(t) for t in ticks]  # plain numbers of MB, not bytes
+    assert top / 1e6 / 3 <= max(values) <= top / 1e6, ticks
 
 
 def test_one_point_pareto_chart_has_short_ticks(qtbot):

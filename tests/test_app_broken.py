@@ -1,0 +1,91 @@
+"""A broken run (its quality collapsed) and a run timed on a busy machine look
+different from a healthy run in the table, the trade-off chart and the
+compare view, and say why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtGui import QColor
+
+from app.compare_view import CompareView
+from app.main_window import MainWindow
+from app.pareto_chart import ParetoChart
+from app.results_table import STATUS_COLUMN, ResultsTable
+from app.run_status import BROKEN_COLOR, BUSY_COLOR
+from core.results import ResultsStore
+from tests.test_chart_labels import record
+
+CAUSE = "perplexity 5.1x the original's (> 3x): low-rank at rank 2 is too small"
+BUSY = "load 1.9 from other processes before the timed runs"
+HEALTHY = record()
+BROKEN = replace(
+    HEALTHY,
+    recipe={"passes": [{"pass": "low_rank", "rank": 2}]},
+    recipe_name="low_rank(2)",
+    ppl=95.0,
+    decode_ms_per_token=20.0,
+    broken=CAUSE,
+)
+BUSY_RUN = replace(
+    HEALTHY,
+    recipe={"passes": [{"pass": "int8_weight_only"}]},
+    recipe_name="int8",
+    ppl=18.9,
+    decode_ms_per_token=19.0,
+    machine_busy=BUSY,
+)
+
+
+def background(item) -> str:
+    return item.background().color().name()
+
+
+def test_table_marks_broken_and_busy_runs(qtbot):
+    table = ResultsTable()
+    qtbot.addWidget(table)
+    for r in (HEALTHY, BROKEN, BUSY_RUN):
+        table.add(r)
+    healthy, broken, busy = (table.item(row, STATUS_COLUMN) for row in range(3))
+    assert healthy.text() == "" and CAUSE not in healthy.toolTip()
+    assert broken.text() == "broken" and background(broken) == QColor(BROKEN_COLOR).name()
+    assert CAUSE in broken.toolTip()
+    # The whole row of a broken run is tinted, and every cell says why on hover.
+    assert background(table.item(1, 0)) != background(table.item(0, 0))
+    assert CAUSE in table.item(1, 0).toolTip()
+    assert busy.text() == "busy machine" and background(busy) == QColor(BUSY_COLOR).name()
+    assert BUSY in busy.toolTip()
+
+
+def test_chart_draws_broken_runs_as_red_crosses_off_the_front(qtbot):
+    chart = ParetoChart()
+    qtbot.addWidget(chart)
+    for r in (HEALTHY, BROKEN, BUSY_RUN):
+        chart.add(r)
+    crosses = chart.broken.points()
+    assert [p.data() for p in crosses] == [BROKEN]
+    assert crosses[0].symbol() == "x"
+    assert BROKEN not in [p.data() for p in chart.scatter.points()]
+    assert BROKEN not in chart.front_records()  # not a trade-off, however fast
+    label = next(lab for lab in chart.labels if "broken" in lab.textItem.toPlainText())
+    assert CAUSE in label.textItem.toPlainText()
+
+
+def test_compare_view_names_the_broken_run(qtbot):
+    view = CompareView()
+    qtbot.addWidget(view)
+    view.show_pair(HEALTHY, BROKEN)
+    assert "BROKEN" in view.title.text()
+    assert view.cell("Status", 0).startswith("healthy")
+    assert CAUSE in view.cell("Status", 1)
+    assert view.cell("Status", 2) == "differs"
+
+
+def test_window_shows_stored_broken_run_at_start(qtbot, tmp_path):
+    store = ResultsStore(tmp_path / "runs.jsonl")
+    store.append(HEALTHY)
+    store.append(BROKEN)
+    window = MainWindow(threads=1, store=store)
+    qtbot.addWidget(window)
+    assert window.results_table.item(1, STATUS_COLUMN).text() == "broken"
+    assert [p.data().recipe_name for p in window.pareto_chart.broken.points()] == ["low_rank(2)"]

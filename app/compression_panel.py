@@ -130,6 +130,7 @@ class CompressionPanel(QGroupBox):
     def __init__(self, parent=None) -> None:
         super().__init__("Compression", parent)
         self.model = None
+        self._busy = False
         self.groups = {name: PassControls(REGISTRY[name]) for name in DISPLAY_ORDER}
         self.estimate = QLabel("Load a model to see the size estimate")
         self.estimate.setObjectName("size_estimate")
@@ -159,6 +160,13 @@ class CompressionPanel(QGroupBox):
         layout.addLayout(run_row)
         layout.addWidget(self.run_button)
         self.run_button.clicked.connect(lambda: self.run_requested.emit(self.recipe()))
+        self.refresh()
+
+    def set_busy(self, busy: bool) -> None:
+        """A job is running: Run waits. The panel alone decides Run's state
+        (recipe valid, a model loaded, no job), so a slider moved during a
+        run cannot re-enable it."""
+        self._busy = busy
         self.refresh()
 
     def set_model(self, model) -> None:
@@ -200,7 +208,7 @@ class CompressionPanel(QGroupBox):
         except RecipeError as err:
             self.problem.setText(f"Cannot run: {err}")
             valid = False
-        self.run_button.setEnabled(valid and self.model is not None)
+        self.run_button.setEnabled(valid and self.model is not None and not self._busy)
         self._show_estimate(recipe, valid)
 
     def _show_estimate(self, recipe: Recipe, valid: bool) -> None:

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from core.export.naming import folder_name
+
 FORMAT_HELP = {
     "hf": "Hugging Face folder (safetensors, config, tokenizer, recipe, environment)",
     "report": "Report for stakeholders (self-contained HTML with charts, and JSON)",
@@ -87,9 +89,3 @@ class ExportDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "Export into")
         if folder:
             self.target.setText(str(Path(folder) / Path(self.target.text()).name))
-
-
-def folder_name(recipe_name: str) -> str:
-    """A folder name made of the name's letters, digits and dashes."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in recipe_name.lower())
-    return "-".join(part for part in safe.split("-") if part)[:80] or "export"

@@ -22,7 +22,7 @@ from app.compare_view import CompareView
 from app.compression_panel import CompressionPanel
 from app.demo_panel import DemoPanel
 from app.distill_panel import DistillPanel
-from app.export_dialog import folder_name
+from app.event_router import EventRouter
 from app.generate_panel import GeneratePanel
 from app.live_run_view import LiveRunView
 from app.model_panel import ModelPanel
@@ -46,10 +46,6 @@ from core.recipe import CompressedModel
 from core.results import ResultsStore, RunRecord
 from core.runtime.torch_runner import TokenStep
 
-# The demo's compiled decode is compiled for prompt + answer up to this many
-# tokens (a longer one compiles again on its first step).
-DEMO_TOKENS = 256
-
 
 class MainWindow(QMainWindow):
     def __init__(
@@ -58,6 +54,7 @@ class MainWindow(QMainWindow):
         store: ResultsStore | None = None,
         experiment_settings=None,
         parent=None,
+        settings=None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Compression Workbench")
@@ -117,6 +114,9 @@ class MainWindow(QMainWindow):
         results.addWidget(self.pareto_chart)
         results.addWidget(tables)
         results.setSizes([420, 260])
+        live = self.live_view
+        self.splitters = {"results": results, "tables": tables, "live": live}
+        self.splitters.update(live_top=live.top_row, live_bottom=live.bottom_row)
         self.tabs = QTabWidget()
         self.tabs.addTab(results, "Results and trade-offs")
         self.tabs.addTab(self.live_view, "Live run")
@@ -151,53 +151,35 @@ class MainWindow(QMainWindow):
         self.generate_panel.generate_requested.connect(self.generate)
         self.cancel_button.clicked.connect(self.runner.cancel)
         self.runner.progress.connect(self._on_progress)
+        self.router = EventRouter()
+        self._subscribe_panels()
         self.runner.event.connect(self._on_event)
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self._on_cancelled)
         self.runner.finished.connect(self._on_finished)
         self.runner.busy_changed.connect(self._on_busy)
         self._on_busy(False)
+        self._build_menu()
+        self.settings = settings  # QSettings; None (tests, scripts): nothing kept
+        self._restore_state()
 
-    # --- actions ------------------------------------------------------------
+    # --- actions: each builds a job request and starts the job ---------------
     def load_model(self, source: str) -> None:
         if not source:
             self.notifications.error("Give a folder path or a Hugging Face id to load.")
             return
-        threads = self.threads
+        from core.jobs.load import LoadRequest, load
 
-        def job(progress, cancel):
-            from core.loading import load_model
-            from core.runtime.device import set_threads
-
-            set_threads(threads)
-            loaded = load_model(source, progress=progress, cancel=cancel)
-            # Import what a Run needs now, on this thread: a first import holds
-            # the GIL for a long stretch and would freeze the window mid-run.
-            import core.evaluate.fidelity  # noqa: F401
-            import core.evaluate.perplexity  # noqa: F401
-            import core.experiment  # noqa: F401
-
-            return [loaded]
-
-        self._start(f"Loading {source}", job)
+        self._start_job(
+            f"Loading {source}", load, LoadRequest(source, threads=self.threads, preimport=True)
+        )
 
     def prepare_classifier(self, fast: bool = False) -> None:
         """Fine-tune and cache the demo classifier (once), then load it."""
-        threads = self.threads
+        from core.jobs.prepare_classifier import PrepareClassifierRequest, prepare_classifier
 
-        def job(progress, cancel):
-            from core.demo_classifier import ClassifierReady, prepare_demo_classifier
-            from core.loading import load_model
-            from core.runtime.device import set_threads
-
-            set_threads(threads)
-            ready = None
-            for event in prepare_demo_classifier(fast, progress, cancel):
-                ready = event if isinstance(event, ClassifierReady) else ready
-                yield event
-            yield load_model(ready.source, progress=progress, cancel=cancel)
-
-        if self._start("Preparing the demo classifier", job):
+        request = PrepareClassifierRequest(fast, threads=self.threads)
+        if self._start_job("Preparing the demo classifier", prepare_classifier, request):
             self.live_view.begin(classifier=True)
             self.tabs.setCurrentWidget(self.live_view)
 
@@ -205,44 +187,31 @@ class MainWindow(QMainWindow):
         if self.loaded is None:
             self.notifications.error("Load a model first.")
             return
-        loaded, threads = self.loaded, self.threads
+        from core.jobs.generate import GenerateRequest, generate
 
-        def job(progress, cancel):
-            from core.generation import stream_generation
-            from core.runtime.device import set_threads
-
-            set_threads(threads)
-            progress(Progress("Generating", None))
-            return stream_generation(loaded, prompt, max_tokens, sampling, chat, cancel)
-
-        self.generate_panel.begin()
-        self._start("Generating", job)
+        request = GenerateRequest(self.loaded, prompt, max_tokens, sampling, chat, self.threads)
+        if self._start_job("Generating", generate, request):
+            self.generate_panel.begin()
 
     def run_configuration(self, recipe) -> None:
         if self.loaded is None:
             self.notifications.error("Load a model first.")
             return
-        from core.experiment import ExperimentSettings, run_experiment
-
-        loaded, threads = self.loaded, self.threads
-        settings = self.experiment_settings or ExperimentSettings()
-        backend = self.compression_panel.backend_key()
-
-        def job(progress, cancel):
-            from core.runtime.device import set_threads
-
-            set_threads(threads)
-            return run_experiment(loaded, recipe, settings, progress, cancel, backend)
+        from core.jobs.run import RunRequest, run
 
         if self._refuse_if_busy():
             return
+        loaded = self.loaded
+        request = RunRequest(
+            loaded, recipe, self.compression_panel.backend_key(), self._settings(), self.threads
+        )
         self.tabs.setCurrentIndex(1)
         self.live_view.begin(loaded.device, loaded.is_classifier)
         # Lay out and paint the Live tab before the model takes the cores:
         # painting five charts for the first time while it ran paused the
         # window 35-55 ms (benchmarks/gui_responsiveness.py).
         QApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
-        self._start(f"Run: {recipe.name}", job)
+        self._start_job(f"Run: {recipe.name}", run, request)
 
     def run_demo(self, prompt: str, max_tokens: int, sampling, chat: bool) -> None:
         """Original and compressed (the panel's recipe) answer ``prompt`` side by side."""
@@ -255,33 +224,28 @@ class MainWindow(QMainWindow):
                 "Set a compression in the panel first: the demo compares it with the original."
             )
             return
-        from core.experiment import BACKENDS, ExperimentSettings, build_compressed, on_backend
+        from core.jobs.side_by_side import SideBySideRequest, side_by_side
+        from core.runtime.registry import run_title
 
-        loaded, threads = self.loaded, self.threads
-        settings = self.experiment_settings or ExperimentSettings()
-        cached = None
+        loaded = self.loaded
+        prebuilt = None
         if self._demo_model and self._demo_model[0] is loaded:
-            cached = self._demo_model[1] if self._demo_model[1].recipe == recipe else None
-
-        backend = self.compression_panel.backend_key()  # the compressed pane's runtime
-
-        def job(progress, cancel):
-            from core.demo import stream_side_by_side
-            from core.runtime.device import set_threads
-
-            set_threads(threads)
-            compressed = cached
-            if compressed is None:
-                compressed = build_compressed(loaded, recipe, settings, progress, cancel)
-                yield compressed
-            runnable, _ = on_backend(compressed.loaded, backend, DEMO_TOKENS, progress, cancel)
-            progress(Progress("Generating side by side", None))
-            yield from stream_side_by_side(
-                loaded, runnable, prompt, max_tokens, sampling, chat, cancel
-            )
-
-        title = recipe.name if backend == "torch" else f"{recipe.name} [{BACKENDS[backend]}]"
-        if self._start(f"Demo: {title}", job):
+            prebuilt = self._demo_model[1] if self._demo_model[1].recipe == recipe else None
+        runtime = self.compression_panel.backend_key()  # the compressed pane's runtime
+        request = SideBySideRequest(
+            loaded,
+            recipe,
+            prompt,
+            max_tokens,
+            sampling,
+            chat,
+            runtime,
+            self._settings(),
+            prebuilt,
+            self.threads,
+        )
+        title = run_title(recipe.name, runtime)
+        if self._start_job(f"Demo: {title}", side_by_side, request):
             self.demo_panel.begin(title)
             self.tabs.setCurrentWidget(self.demo_panel)
 
@@ -293,46 +257,24 @@ class MainWindow(QMainWindow):
             return
         from dataclasses import replace
 
-        from core.experiment import ExperimentSettings, measure_configuration
+        from core.jobs.distill import DistillRequest, distill_student
 
-        teacher, threads = self.loaded, self.threads
-        experiment = self.experiment_settings or ExperimentSettings()
+        experiment = self._settings()
         if experiment.text_source:
             settings = replace(settings, text_source=experiment.text_source)
-        recipe = shape.recipe()
-        folder = checkpoint_dir or self.store.path.parent / "distill" / folder_name(
-            f"{teacher.source}-{recipe.name}"
+        request = DistillRequest(
+            self.loaded,
+            shape,
+            self.store.path.parent,
+            settings,
+            experiment,
+            checkpoint_dir,
+            resume,
+            threads=self.threads,
         )
-
-        def job(progress, cancel):
-            from core.distill.events import DistillResult
-            from core.distill.student import build_student
-            from core.distill.train import distill
-            from core.experiment import read_calibration
-            from core.runtime.device import set_threads
-
-            set_threads(threads)
-            calibration = read_calibration(teacher.tokenizer, experiment, progress)
-            student = build_student(teacher, recipe, calibration, progress, cancel)
-            result = None
-            for event in distill(teacher, student, settings, progress, cancel, folder, resume):
-                result = event if isinstance(event, DistillResult) else result
-                yield event
-            note = f"distilled {result.step} steps ({result.settings}); checkpoint {folder}"
-            yield from measure_configuration(
-                teacher,
-                student.loaded,
-                recipe,
-                [*student.notes, note],
-                experiment,
-                progress,
-                cancel,
-                label=f"{recipe.name} + distilled ({result.step} steps)",
-            )
-
-        if self._start(f"Distil: {recipe.name}", job):
+        if self._start_job(f"Distil: {shape.recipe().name}", distill_student, request):
             self.distill_panel.begin()
-            self.live_view.begin(teacher.device)
+            self.live_view.begin(self.loaded.device)
 
     def open_export_dialog(self) -> None:
         from pathlib import Path
@@ -350,7 +292,7 @@ class MainWindow(QMainWindow):
             self.export_run(chosen[0], target, formats, overwrite)
 
     def export_run(self, record: RunRecord, target, formats, overwrite: bool = False) -> None:
-        """Rebuild ``record``'s configuration and write it to ``target`` (atomically)."""
+        """Hand over exactly what ``record`` measured to ``target`` (atomically)."""
         if self.loaded is None or record.model != self.loaded.source:
             self.notifications.error(
                 f"Load {record.model} first: an export rebuilds the run from its model."
@@ -359,33 +301,25 @@ class MainWindow(QMainWindow):
         if not formats:
             self.notifications.error("Choose at least one export format.")
             return
+        from core.jobs.export import ExportRequest, export
+
+        request = ExportRequest(
+            self.loaded,
+            target,
+            tuple(formats),
+            record,
+            records=tuple(r for r in self.results_table.records if r.model == record.model),
+            overwrite=overwrite,
+            settings=self._settings(),
+            store_dir=self.store.path.parent,
+            threads=self.threads,
+        )
+        self._start_job(f"Export: {record.recipe_name}", export, request)
+
+    def _settings(self):
         from core.experiment import ExperimentSettings
-        from core.export.job import run_export
-        from core.recipe import Recipe
 
-        loaded, threads = self.loaded, self.threads
-        settings = self.experiment_settings or ExperimentSettings()
-        recipe = Recipe.from_dict(record.recipe)
-        records = [r for r in self.results_table.records if r.model == record.model]
-
-        def job(progress, cancel):
-            from core.runtime.device import set_threads
-
-            set_threads(threads)
-            return run_export(
-                loaded,
-                recipe,
-                target,
-                formats,
-                records,
-                record.run_id,
-                overwrite,
-                settings=settings,
-                progress=progress,
-                cancel=cancel,
-            )
-
-        self._start(f"Export: {record.recipe_name}", job)
+        return self.experiment_settings or ExperimentSettings()
 
     def restore(self, record: RunRecord) -> None:
         """Put a run's recipe back into the sliders."""
@@ -404,6 +338,12 @@ class MainWindow(QMainWindow):
             self.notifications.error(f"{self.runner.job_name} is still running; cancel it first.")
         return self.runner.busy
 
+    def _start_job(self, name: str, job, request) -> bool:
+        """Start core job ``job`` (a function of request, progress, cancel)."""
+        from functools import partial
+
+        return self._start(name, partial(job, request))
+
     def _start(self, name: str, job) -> bool:
         self._outcome = None
         if self._refuse_if_busy() or not self.runner.start(name, job):
@@ -412,53 +352,75 @@ class MainWindow(QMainWindow):
         return True
 
     # --- job signals (GUI thread) ---------------------------------------------
+    def _subscribe_panels(self) -> None:
+        """Each part of the window subscribes to the job events it shows."""
+        from core.generation import GenerationSummary, TextToken
+        from core.jobs.distill import DistillBaseline, StudentNotes
+
+        on, live, note = self.router.subscribe, self.live_view, self.notifications.notice
+        on(LoadedModel, self._on_loaded)
+        on(RunRecord, self._on_record)
+        on(CompressedModel, self._on_compressed)
+        on(TokenStep, lambda e: live.add_step(e.index, e.step_s))
+        on(
+            PerplexityPartial,
+            lambda e: live.add_perplexity(e.windows_done, e.ppl, e.ci95_halfwidth),
+        )
+        on(ClassificationTiming, lambda e: live.add_classification(e.ms))
+        on(AccuracyPartial, lambda e: live.add_accuracy(e.done, e.accuracy))
+        on((TextToken, GenerationSummary), self.generate_panel.on_event)
+        on(PaneEvent, self.demo_panel.on_event)
+        on(DISTILL_EVENTS, self.distill_panel.on_event)
+        on(StudentNotes, lambda e: [note(n) for n in e.notes])
+        on(
+            DistillBaseline,
+            lambda e: note(
+                f"Teacher perplexity {e.teacher_ppl:.2f}, untrained student {e.pruned_ppl:.2f}"
+            ),
+        )
+        on(
+            TrainStep,
+            lambda e: self.stage.setText(
+                f"Fine-tuning: step {e.step}/{e.steps_total}, loss {e.loss:.3f}"
+            ),
+        )
+        on(ClassifierReady, self._on_classifier_ready)
+        on(FormatWritten, lambda e: note(f"Export {e.format}: {e.summary}"))
+        on(
+            ExportResult,
+            lambda e: note(
+                f"Exported {', '.join(e.formats)} to {e.folder} ({size_text(e.bytes_written)})"
+            ),
+        )
+
     def _on_event(self, event) -> None:
-        if isinstance(event, LoadedModel):
-            self.loaded = event
-            self.model_panel.show_description(event.description)
-            self.compression_panel.set_model(event.model)
-            self.pareto_chart.show_model(event.source, event.is_classifier)
-            self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
-        elif isinstance(event, TokenStep):
-            self.live_view.add_step(event.index, event.step_s)
-        elif isinstance(event, PerplexityPartial):
-            self.live_view.add_perplexity(event.windows_done, event.ppl, event.ci95_halfwidth)
-        elif isinstance(event, CompressedModel):
-            self._demo_model = (self.loaded, event)
-            for note in event.notes:
-                self.notifications.notice(note)
-        elif isinstance(event, PaneEvent):
-            self.demo_panel.on_event(event)
-        elif isinstance(event, ClassificationTiming):
-            self.live_view.add_classification(event.ms)
-        elif isinstance(event, AccuracyPartial):
-            self.live_view.add_accuracy(event.done, event.accuracy)
-        elif isinstance(event, TrainStep):
-            self.stage.setText(
-                f"Fine-tuning: step {event.step}/{event.steps_total}, loss {event.loss:.3f}"
-            )
-        elif isinstance(event, ClassifierReady):
-            how = "found in the cache" if event.reused else "fine-tuned and cached"
-            self.notifications.notice(
-                f"Demo classifier {how}: {event.result.accuracy:.1%} test accuracy"
-            )
-        elif isinstance(event, DISTILL_EVENTS):
-            self.distill_panel.on_event(event)
-        elif isinstance(event, FormatWritten):
-            self.notifications.notice(f"Export {event.format}: {event.summary}")
-        elif isinstance(event, ExportResult):
-            self.notifications.notice(
-                f"Exported {', '.join(event.formats)} to {event.folder} "
-                f"({size_text(event.bytes_written)})"
-            )
-        elif isinstance(event, RunRecord):
-            record = self.store.append(event)
-            self._show_record(record)  # the Results tab shows it; no tab switch mid-work
-            for note in record.notes:
-                self.notifications.notice(note)
-            self.notifications.notice(f"Measured: {record.recipe_name}")
-        else:
-            self.generate_panel.on_event(event)
+        self.router.dispatch(event)
+
+    def _on_loaded(self, event: LoadedModel) -> None:
+        self.loaded = event
+        self.model_panel.show_description(event.description)
+        self.compression_panel.set_model(event.model)
+        self.pareto_chart.show_model(event.source, event.is_classifier)
+        self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
+        self._on_busy(self.runner.busy)  # buttons that need a model follow
+
+    def _on_compressed(self, event: CompressedModel) -> None:
+        self._demo_model = (self.loaded, event)
+        for note in event.notes:
+            self.notifications.notice(note)
+
+    def _on_classifier_ready(self, event: ClassifierReady) -> None:
+        how = "found in the cache" if event.reused else "fine-tuned and cached"
+        self.notifications.notice(
+            f"Demo classifier {how}: {event.result.accuracy:.1%} test accuracy"
+        )
+
+    def _on_record(self, event: RunRecord) -> None:
+        record = self.store.append(event)
+        self._show_record(record)  # the Results tab shows it; no tab switch mid-work
+        for note in record.notes:
+            self.notifications.notice(note)
+        self.notifications.notice(f"Measured: {record.recipe_name}")
 
     def _on_progress(self, progress: Progress) -> None:
         self.stage.setText(progress.stage)
@@ -487,12 +449,98 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 0)
         self.cancel_button.setEnabled(busy)
         self.model_panel.set_busy(busy)
-        self.compression_panel.run_button.setEnabled(not busy and self.loaded is not None)
+        self.compression_panel.set_busy(busy)
         self.generate_panel.set_ready(not busy and self.loaded is not None)
         self.demo_panel.set_ready(not busy and self.loaded is not None)
         self.export_button.setEnabled(not busy)
         self.distill_panel.set_ready(not busy and self.loaded is not None)
 
+    # --- menu bar and state kept between sessions -----------------------------
+    def _build_menu(self) -> None:
+        """File, Run and Help menus; Run, Cancel, Export and Open are enabled
+        exactly when their buttons are (app/menu_bar.py)."""
+        from app.menu_bar import add_action
+
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.open_action = add_action(
+            file_menu,
+            "&Open model folder…",
+            self._open_model_folder,
+            ("Ctrl+O",),
+            self.model_panel.load_button,
+        )
+        self.export_action = add_action(
+            file_menu,
+            "&Export selected run…",
+            self.open_export_dialog,
+            ("Ctrl+E",),
+            self.export_button,
+        )
+        file_menu.addSeparator()
+        self.quit_action = add_action(file_menu, "&Quit", self.close, ("Ctrl+Q",))
+        run_menu = bar.addMenu("&Run")
+        self.run_action = add_action(
+            run_menu,
+            "&Run the configuration",
+            self.compression_panel.run_button.click,
+            ("Ctrl+R",),
+            self.compression_panel.run_button,
+        )
+        self.cancel_action = add_action(
+            run_menu, "&Cancel", self.runner.cancel, ("Esc", "Ctrl+."), self.cancel_button
+        )
+        help_menu = bar.addMenu("&Help")
+        self.about_action = add_action(help_menu, "&About", self._show_about)
+        self.shortcuts_action = add_action(
+            help_menu, "&Keyboard shortcuts", self._show_shortcuts, ("F1",)
+        )
+
+    def _open_model_folder(self) -> None:
+        folder = self._ask_model_folder()
+        if folder:
+            self.model_panel.load_folder(folder)
+
+    def _ask_model_folder(self) -> str:
+        from PySide6.QtWidgets import QFileDialog
+
+        return QFileDialog.getExistingDirectory(self, "Open model folder")
+
+    def _show_about(self) -> None:
+        from app.menu_bar import about_box
+
+        self.about = about_box(self)
+        self.about.open()  # not exec(): the window keeps running its job
+
+    def _show_shortcuts(self) -> None:
+        from app.menu_bar import ShortcutsDialog
+
+        actions = [self.open_action, self.export_action, self.quit_action, self.run_action]
+        actions += [self.cancel_action, self.shortcuts_action]
+        self.shortcuts_dialog = ShortcutsDialog(actions, self)
+        self.shortcuts_dialog.open()
+
+    def _restore_state(self) -> None:
+        """Geometry, splitters, tab and the last recipe from the last session."""
+        if self.settings is None:
+            return
+        from app.window_state import restore_state
+
+        panel = self.compression_panel
+        notices = restore_state(self.settings, self, self.splitters, self.tabs, panel)
+        for notice in notices:
+            self.notifications.notice(notice)
+        # Kept again at each Run, so a crash does not lose the recipe.
+        panel.run_requested.connect(lambda _recipe: self._save_state())
+
+    def _save_state(self) -> None:
+        if self.settings is None:
+            return
+        from app.window_state import save_state
+
+        save_state(self.settings, self, self.splitters, self.tabs, self.compression_panel)
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self._save_state()
         self.runner.shutdown()
         super().closeEvent(event)

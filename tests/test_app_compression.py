@@ -122,3 +122,16 @@ def test_perplexity_band_is_cleared_with_the_chart(qtbot):
     chart.clear_points()
     qtbot.waitUntil(lambda: chart.points_drawn() == 0, timeout=3000)
     assert not chart.band.isVisible()
+
+
+def test_moving_a_slider_during_a_run_keeps_run_disabled(window, qtbot):
+    """The panel alone owns Run's enabled state: a job running keeps it off."""
+    panel = window.compression_panel
+    assert panel.run_button.isEnabled()
+    panel.set_busy(True)
+    group = next(iter(panel.groups.values()))
+    group.setChecked(not group.isChecked())  # a slider moved: the panel refreshes
+    assert not panel.run_button.isEnabled()
+    group.setChecked(not group.isChecked())
+    panel.set_busy(False)
+    assert panel.run_button.isEnabled()

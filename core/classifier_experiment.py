@@ -111,6 +111,8 @@ def run_classifier_experiment(
         threads=bench.environment.threads,
         bench_protocol=bench.protocol,
         eval_protocol=accuracy.protocol if accuracy else "",
+        machine_load=bench.machine_load.to_dict() if bench.machine_load else {},
+        machine_busy=bench.machine_busy,
         notes=notes,
         task=original.task,
         latency_ms=bench.latency_ms.median,

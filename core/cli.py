@@ -267,6 +267,8 @@ def _print_bench(args, loaded, result, lines: str) -> None:
     print(lines)
     print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
     print(f"  protocol {result.protocol}; {result.runs} runs")
+    if result.machine_busy:
+        print(f"  BUSY MACHINE: {result.machine_busy}")
 
 
 def _bench_classifier(args, loaded) -> None:

@@ -101,6 +101,8 @@ def print_record(record) -> None:
     print(f"{record.recipe_name}")
     if record.broken:
         print(f"  BROKEN: {record.broken}")
+    if record.machine_busy:
+        print(f"  BUSY MACHINE: {record.machine_busy}")
     print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
     if record.task == "sequence-classification":
         _print_classifier(record)

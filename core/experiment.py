@@ -208,6 +208,8 @@ def measure_configuration(
         threads=bench.environment.threads,
         bench_protocol=bench.protocol,
         eval_protocol=ppl.protocol if ppl else "",
+        machine_load=bench.machine_load.to_dict() if bench.machine_load else {},
+        machine_busy=bench.machine_busy,
         notes=notes,
         artifact={**prepared.artifact, **(artifact or {})},
     )

@@ -6,7 +6,9 @@ does the same work. Warm-up runs are discarded; then runs repeat until both a
 minimum count and a minimum time are reached (capped). Prefill and decode are
 reported apart as median, p10 and p90 over runs; decode is the mean step time
 of a run's tokens after the first. Peak memory covers the timed runs. The
-environment (device, dtype, threads, versions) travels with every result.
+environment (device, dtype, threads, versions) travels with every result, and
+so does other programs' CPU load around the timed runs
+(``core.machine_load``): a result timed on a busy machine says so.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from importlib import resources
 from core.environment import Environment, current_environment
 from core.jobs import CancelToken
 from core.loading import LoadedModel, require_causal_lm
+from core.machine_load import MachineLoad, MachineLoadMonitor
 from core.memory import PeakMemoryTracker
 from core.repeats import check_repeats, protocol_runs
 from core.runtime.device import synchronize
@@ -83,6 +86,12 @@ class BenchResult:
     settings: BenchSettings
     protocol: str
     environment: Environment
+    machine_load: MachineLoad | None = None  # other programs' CPU use around the timed runs
+
+    @property
+    def machine_busy(self) -> str:
+        """Empty when the machine was quiet (or its load unknown), else what was seen."""
+        return self.machine_load.busy if self.machine_load else ""
 
     def to_dict(self) -> dict:
         """Flat JSON: medians under the plain names, spreads beside them."""
@@ -100,6 +109,8 @@ class BenchResult:
             "settings": asdict(self.settings),
             "protocol": self.protocol,
             "environment": self.environment.to_dict(),
+            "machine_load": self.machine_load.to_dict() if self.machine_load else {},
+            "machine_busy": self.machine_busy,
         }
 
 
@@ -131,6 +142,8 @@ def benchmark(
 
         compile_decode(loaded.model, settings.prompt_tokens + settings.new_tokens)
     timings: list[RunTiming] = []
+    load = MachineLoadMonitor()
+    load.start()
     for run, warmup in protocol_runs(settings, tracker):
         steps: list[TokenStep] = []
         synchronize(device)
@@ -150,6 +163,7 @@ def benchmark(
         yield timing
         if not warmup:
             timings.append(timing)
+    machine_load = load.stop()
     peak = tracker.stop()
     decode_spread = Spread.of([t.decode_ms_per_token for t in timings])
     yield BenchResult(
@@ -164,6 +178,7 @@ def benchmark(
         environment=current_environment(
             device, loaded.model.dtype, runner_name(loaded.model, loaded.runner)
         ),
+        machine_load=machine_load,
     )
 
 

@@ -7,7 +7,8 @@ review snippets rarely reach, so it is the worst case a review costs).
 Warm-up runs are discarded; then runs repeat until both a minimum count and
 a minimum time are reached (capped). Latency is reported as median, p10 and
 p90 over runs; examples/s is 1000 / median ms (batch 1, one after another).
-Peak memory covers the timed runs. The environment travels with the result.
+Peak memory covers the timed runs. The environment travels with the result,
+and so does other programs' CPU load around the timed runs (``core.machine_load``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from core.environment import Environment, current_environment
 from core.jobs import CancelToken
 from core.loading import LoadedModel
+from core.machine_load import MachineLoad, MachineLoadMonitor
 from core.measure import Spread
 from core.memory import PeakMemoryTracker
 from core.repeats import check_repeats, protocol_runs
@@ -68,6 +70,12 @@ class ClassifierBenchResult:
     settings: ClassifierBenchSettings
     protocol: str
     environment: Environment
+    machine_load: MachineLoad | None = None  # other programs' CPU use around the timed runs
+
+    @property
+    def machine_busy(self) -> str:
+        """Empty when the machine was quiet (or its load unknown), else what was seen."""
+        return self.machine_load.busy if self.machine_load else ""
 
     def to_dict(self) -> dict:
         return {
@@ -81,6 +89,8 @@ class ClassifierBenchResult:
             "settings": asdict(self.settings),
             "protocol": self.protocol,
             "environment": self.environment.to_dict(),
+            "machine_load": self.machine_load.to_dict() if self.machine_load else {},
+            "machine_busy": self.machine_busy,
         }
 
 
@@ -105,6 +115,8 @@ def benchmark_classifier(
     inputs = bench_input(loaded, settings.tokens)
     tracker = PeakMemoryTracker(device)
     timings: list[float] = []
+    load = MachineLoadMonitor()
+    load.start()
     for run, warmup in protocol_runs(settings, tracker):
         cancel.raise_if_cancelled()
         synchronize(device)
@@ -115,6 +127,7 @@ def benchmark_classifier(
         yield ClassificationTiming(run, warmup, ms)
         if not warmup:
             timings.append(ms)
+    machine_load = load.stop()
     peak = tracker.stop()
     latency = Spread.of(timings)
     yield ClassifierBenchResult(
@@ -126,4 +139,5 @@ def benchmark_classifier(
         settings=settings,
         protocol=settings.describe(),
         environment=current_environment(device, loaded.model.dtype, TORCH_RUNNER),
+        machine_load=machine_load,
     )

@@ -208,11 +208,16 @@ def _protocol_rows(report: dict) -> list[list[str]]:
 
 
 def _warnings(report: dict) -> list[str]:
-    """Red lines above everything: the exported run collapsed."""
+    """Lines above everything: the exported run collapsed (red), a run was
+    timed while other programs used the CPU (amber)."""
     run = report["exported_run"] or {}
     lines = []
     if run.get("broken"):
         lines.append(f"<p class='broken'>BROKEN: {html.escape(run['broken'])}</p>")
+    for label, timed in (("exported", run), ("original", report["original_run"] or {})):
+        if timed.get("machine_busy"):
+            busy = html.escape(timed["machine_busy"])
+            lines.append(f"<p class='busy'>The {label} run was timed on a busy machine: {busy}</p>")
     return lines
 
 

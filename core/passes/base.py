@@ -7,6 +7,7 @@ exactly what a panel of sliders needs to draw itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -48,6 +49,54 @@ class OptionSpec:
     choices: tuple | None
 
 
+class OptionError(ValueError):
+    """A pass option of the wrong type or outside its range."""
+
+
+def check_option(pass_name: str, spec: OptionSpec, value: Any) -> Any:
+    """``value`` as the option's declared type (the type of its default), or
+    OptionError saying what is wrong. Strict: a recipe is data from a file or a
+    command line, so "0.25", True (a bool is an int in Python), 2.5 layers, NaN
+    and infinities are refused rather than coerced."""
+    where = f"{pass_name}.{spec.name}"
+    kind = type(spec.default)
+    if kind is bool and not isinstance(value, bool):
+        raise OptionError(f"{where} must be true or false, got {shown(value)}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise OptionError(f"{where} must be a whole number, got {shown(value)}")
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionError(f"{where} must be a number, got {shown(value)}")
+        if isinstance(value, int) and abs(value) > 2**53:  # float() would round or overflow
+            raise OptionError(f"{where} is out of range, got {shown(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise OptionError(f"{where} must be a finite number, got {shown(value)}")
+    if kind is str and not isinstance(value, str):
+        raise OptionError(f"{where} must be text, got {shown(value)}")
+    if spec.choices is not None and value not in spec.choices:
+        choices = ", ".join(str(c) for c in spec.choices)
+        raise OptionError(f"{where} must be one of {choices}, got {shown(value)}")
+    low, high = spec.minimum, spec.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            raise OptionError(f"{where} must be between {low:g} and {high:g}, got {shown(value)}")
+        if low is not None:
+            raise OptionError(f"{where} must be >= {low:g}, got {shown(value)}")
+        raise OptionError(f"{where} must be <= {high:g}, got {shown(value)}")
+    return value
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``value`` for a one-line message: repr (so newlines and odd characters
+    are escaped), cut to ``limit`` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for str()
+        return f"a {value.bit_length()}-bit integer"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass
 class PassContext:
     """What a pass may use besides the model: calibration token windows
@@ -74,13 +123,8 @@ class PassConfig:
 
     def __post_init__(self) -> None:
         for spec in self.options():
-            value = getattr(self, spec.name)
-            if spec.choices is not None and value not in spec.choices:
-                raise ValueError(f"{self.name}.{spec.name} must be one of {spec.choices}")
-            if spec.minimum is not None and value < spec.minimum:
-                raise ValueError(f"{self.name}.{spec.name} must be >= {spec.minimum}")
-            if spec.maximum is not None and value > spec.maximum:
-                raise ValueError(f"{self.name}.{spec.name} must be <= {spec.maximum}")
+            value = check_option(self.name, spec, getattr(self, spec.name))
+            object.__setattr__(self, spec.name, value)  # an int given for a float: stored as float
 
     @classmethod
     def options(cls) -> list[OptionSpec]:

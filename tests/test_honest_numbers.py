@@ -71,3 +71,32 @@ def test_record_keeps_both_ends_of_the_asymmetric_interval(tiny_llama_dir, tmp_p
     store.path.write_text(json.dumps(old) + "\n")
     (loaded,) = store.load()
     assert loaded.ppl_ci95 == record.ppl_ci95 and loaded.ppl_ci95_low is None
+
+
+def test_report_gives_speed_against_eager_and_against_the_same_runtime():
+    from core.export.report import build_report, render_html
+    from tests.test_health import _record
+
+    w8a8 = Recipe((REGISTRY["int8_dynamic"](),))
+    runs = [
+        _record(run_id="eager", decode_ms_per_token=56.0),
+        _record(run_id="compiled", backend="torch-compile", decode_ms_per_token=42.0),
+        _record(
+            run_id="w8a8",
+            backend="torch-compile",
+            recipe=w8a8.to_dict(),
+            recipe_name="W8A8 [PyTorch compiled]",
+            decode_ms_per_token=18.0,
+        ),
+    ]
+    report = build_report("m", w8a8, runs, "w8a8", {}, ("report",), {})
+    assert report["runtime_original_run"]["run_id"] == "compiled"
+    row = next(r for r in report["comparison"] if r["metric"] == "decode_ms_per_token")
+    assert row["ratio"] == pytest.approx(18 / 56)
+    assert row["ratio_same_runtime"] == pytest.approx(18 / 42)
+    page = render_html(report)
+    assert "<td>0.321×</td><td>0.429×</td>" in page and "ratio, same runtime" in page
+    # No original measured on that runtime: the column says so rather than guess.
+    alone = build_report("m", w8a8, [runs[0], runs[2]], "w8a8", {}, ("report",), {})
+    row = next(r for r in alone["comparison"] if r["metric"] == "decode_ms_per_token")
+    assert row["ratio_same_runtime"] is None and alone["runtime_original_run"] is None

@@ -49,12 +49,32 @@ def _value(record, name: str):
     return value / 1e6 if name == "bytes" and value is not None else value
 
 
-def comparison(chosen, original) -> list[dict]:
+def same_runtime_original(runs, chosen):
+    """The latest run of the original on the chosen run's runtime (compiled,
+    ONNX Runtime...): the baseline that shows what the compression alone
+    gained, apart from what the runtime gained."""
+    if chosen is None:
+        return None
+    return next(
+        (r for r in reversed(runs) if not r.recipe.get("passes") and r.backend == chosen.backend),
+        None,
+    )
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def comparison(chosen, original, runtime_original=None) -> list[dict]:
+    """One row per metric: exported, the original (PyTorch eager) and the
+    ratio; ``ratio_same_runtime`` divides by the original on the exported
+    run's runtime instead (None where that was not measured)."""
     rows = []
     for name, label, unit, lower in METRICS:
         a, b = _value(chosen, name), _value(original, name)
         row = {"metric": name, "label": label, "unit": unit, "lower_is_better": lower}
-        row |= {"exported": a, "original": b, "ratio": a / b if a is not None and b else None}
+        row |= {"exported": a, "original": b, "ratio": _ratio(a, b)}
+        row["ratio_same_runtime"] = _ratio(a, _value(runtime_original, name))
         if name == "ppl":  # the 95% interval: its ends, and half its width for old runs
             for key, run in (("exported", chosen), ("original", original)):
                 row[f"{key}_ci95"] = run.ppl_ci95 if run else None
@@ -92,6 +112,7 @@ def build_report(
     """The report as one JSON-ready dict."""
     recipe_dict = recipe.to_dict()
     runs, chosen, original = pick_records(records, model, recipe_dict, chosen_run_id)
+    runtime_original = same_runtime_original(runs, chosen)
     pareto = {}
     for axis in ("bytes", "decode_ms_per_token"):
         measured, front = _front_ids(runs, axis)
@@ -105,7 +126,8 @@ def build_report(
         "environment": environment,
         "exported_run": chosen.to_dict() if chosen else None,
         "original_run": original.to_dict() if original else None,
-        "comparison": comparison(chosen, original),
+        "runtime_original_run": runtime_original.to_dict() if runtime_original else None,
+        "comparison": comparison(chosen, original, runtime_original),
         "runs": [r.to_dict() for r in runs],
         "pareto": pareto,
         "reproduce": {"recipe_file": "recipe.json", "commands": commands(model, formats)},
@@ -172,8 +194,11 @@ def _comparison_rows(report: dict) -> list[list[str]]:
         exported, original = _fmt(row["exported"], unit), _fmt(row["original"], unit)
         if row["metric"] == "ppl":
             exported, original = _ppl_text(row, "exported"), _ppl_text(row, "original")
-        ratio = NOT_MEASURED if row["ratio"] is None else f"{row['ratio']:.3f}×"
-        rows.append([row["label"], exported, original, ratio])
+        ratios = [
+            NOT_MEASURED if row.get(key) is None else f"{row[key]:.3f}×"
+            for key in ("ratio", "ratio_same_runtime")
+        ]
+        rows.append([row["label"], exported, original, *ratios])
     return rows
 
 
@@ -249,9 +274,14 @@ def render_html(report: dict) -> str:
         f"“{NOT_MEASURED}”.</p>",
         *_warnings(report),
         "<h2>Exported configuration against the original</h2>",
-        _table(_comparison_rows(report), ["", "exported", "original", "ratio"]),
-        "<p>Ratio: exported ÷ original. Perplexity's 95% interval is not symmetric: "
-        "both ends are given.</p>",
+        _table(
+            _comparison_rows(report),
+            ["", "exported", "original", "ratio", "ratio, same runtime"],
+        ),
+        "<p>Ratio: exported ÷ the original run in PyTorch eager, so a speed ratio holds the "
+        "runtime's gain and the compression's together. Ratio, same runtime: exported ÷ the "
+        "original run on the exported run's runtime, the compression's gain alone. "
+        "Perplexity's 95% interval is not symmetric: both ends are given.</p>",
         _table(_protocol_rows(report), ["run", "device", "speed protocol", "quality protocol"]),
         "<h2>Trade-off against every run of this model</h2>",
         _chart(report, "bytes", "stored weights (MB)", "Size against perplexity"),

@@ -100,3 +100,14 @@ def test_report_gives_speed_against_eager_and_against_the_same_runtime():
     alone = build_report("m", w8a8, [runs[0], runs[2]], "w8a8", {}, ("report",), {})
     row = next(r for r in alone["comparison"] if r["metric"] == "decode_ms_per_token")
     assert row["ratio_same_runtime"] is None and alone["runtime_original_run"] is None
+
+
+def test_distillation_recovery_is_measured_in_log_perplexity():
+    from benchmarks.distill_recovery import recovered_fraction
+
+    # The recorded run (benchmarks/results/distill_recovery_cpu_2core.txt).
+    assert recovered_fraction(23.2575, 90.4047, 36.1144) == pytest.approx(0.676, abs=5e-4)
+    assert recovered_fraction(20.0, 80.0, 20.0) == pytest.approx(1.0)
+    assert recovered_fraction(20.0, 80.0, 80.0) == pytest.approx(0.0)
+    assert recovered_fraction(20.0, 80.0, 40.0) == pytest.approx(0.5)  # half the nats
+    assert recovered_fraction(20.0, 20.0, 25.0) is None

@@ -15,11 +15,12 @@ def run_window(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow
+    from app.window_state import user_settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Compression Workbench")
-    window = MainWindow(threads=args.threads)
-    window.resize(1280, 820)
+    # The window restores its size, splitters, tab and last recipe from these.
+    window = MainWindow(threads=args.threads, settings=user_settings())
     window.show()
     window.load_model(args.model)
     return app.exec()

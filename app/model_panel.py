@@ -91,6 +91,12 @@ class ModelPanel(QGroupBox):
             return self.source_kind.currentData()
         return self.location.text().strip()
 
+    def load_folder(self, folder: str) -> None:
+        """Load a local folder as if typed here and Load pressed (File > Open)."""
+        self.source_kind.setCurrentIndex(self.source_kind.findData("folder"))
+        self.location.setText(folder)
+        self._request_load()
+
     def set_busy(self, busy: bool) -> None:
         self.load_button.setEnabled(not busy)
         self.prepare_button.setEnabled(not busy)

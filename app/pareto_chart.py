@@ -64,12 +64,13 @@ class ParetoChart(QWidget):
         row.addWidget(self.x_axis)
         row.addWidget(QLabel("y"))
         row.addWidget(self.y_axis)
-        row.addStretch(1)
+        row.addSpacing(12)
         legend = QLabel(
             "★ original &nbsp; - - Pareto front (lower is better on both) &nbsp; "
             f"<span style='color:{BROKEN_COLOR}'>✕ broken (quality collapsed)</span>"
         )
-        row.addWidget(legend)
+        legend.setWordWrap(True)  # wraps rather than widening the whole window
+        row.addWidget(legend, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.plot)

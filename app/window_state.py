@@ -1,0 +1,80 @@
+"""What the window remembers between sessions: geometry, splitter positions,
+the current tab, and the compression panel's last recipe with its Run on
+backend. Kept in QSettings (organisation "CompressionWorkbench", application
+"workbench"); the window takes the settings object from its caller, so tests
+hand it a file of their own and never read the user's."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings
+
+ORGANISATION = "CompressionWorkbench"
+APPLICATION = "workbench"
+DEFAULT_SIZE = (1280, 820)
+
+
+def user_settings() -> QSettings:
+    """The user's settings (the platform's usual place)."""
+    return QSettings(ORGANISATION, APPLICATION)
+
+
+def save_state(settings: QSettings, window, splitters: dict, tabs, panel) -> None:
+    settings.setValue("window/geometry", window.saveGeometry())
+    for name, splitter in splitters.items():
+        settings.setValue(f"splitters/{name}", splitter.saveState())
+    settings.setValue("window/tab", tabs.currentIndex())
+    settings.setValue("recipe/json", panel.recipe().to_json())
+    settings.setValue("recipe/backend", panel.backend_key())
+    settings.sync()
+
+
+def restore_state(settings: QSettings, window, splitters: dict, tabs, panel) -> list[str]:
+    """Put back what ``save_state`` kept; returns notices for what could not be
+    (a recipe this build no longer reads). Nothing kept: the default size."""
+    geometry = settings.value("window/geometry")
+    if geometry is None or not window.restoreGeometry(geometry):
+        window.resize(*DEFAULT_SIZE)
+    for name, splitter in splitters.items():
+        state = settings.value(f"splitters/{name}")
+        if state is not None:
+            splitter.restoreState(state)
+    tab = _int(settings.value("window/tab"))
+    if tab is not None and 0 <= tab < tabs.count():
+        tabs.setCurrentIndex(tab)
+    return _restore_recipe(settings, panel)
+
+
+def _restore_recipe(settings: QSettings, panel) -> list[str]:
+    from core.recipe import Recipe, validate
+
+    text = settings.value("recipe/json")
+    if not text:
+        return []
+    backend = settings.value("recipe/backend")
+    try:
+        recipe = Recipe.from_json(str(text))
+        validate(recipe)
+        panel.set_recipe(recipe)
+        if panel.recipe() != recipe:  # a value the controls cannot show
+            raise ValueError("the controls cannot show it")
+    # Settings files hold whatever an older build (or a hand edit) wrote: any
+    # failure means "start with no recipe", never a crash at start.
+    except Exception as err:  # noqa: BLE001
+        from core.recipe import Recipe
+
+        panel.set_recipe(Recipe())
+        return [f"The last session's recipe was not restored ({_first_line(err)})."]
+    if backend:
+        panel.set_backend(str(backend))
+    return []
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]

@@ -102,9 +102,9 @@ def load_model(
             return load_onnx_folder(folder, source, device)
     cancel.raise_if_cancelled()
 
-    from core.export.hf_folder import read_manifest
+    from core.export.manifest_check import read_checked_manifest
 
-    exported = read_manifest(folder) if folder is not None else None
+    exported = read_checked_manifest(folder) if folder is not None else None
     target = resolve_device(device)
     if exported is not None and exported["cpu_only"]:
         target = _cpu_for_export(device, folder)

@@ -211,21 +211,3 @@ def write_hf_folder(
     for filename, data in (extra_json or {}).items():
         (folder / filename).write_text(json.dumps(data, indent=2))
     return plan
-
-
-def read_manifest(folder: Path) -> dict | None:
-    """The manifest of a folder we exported, or None for any other folder."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as err:
-        from core.errors import CorruptModelError
-
-        raise CorruptModelError(f"{path} is damaged: {err}") from err
-    if manifest.get("format") != MANIFEST_FORMAT:
-        from core.errors import UnsupportedModelError as Unsupported
-
-        raise Unsupported(f"{path}: export format {manifest.get('format')!r} is not this one's")
-    return manifest

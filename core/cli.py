@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
+from core import cli_args
+from core.cli_args import whole
 from core.cli_compress import add_parser as add_compress_parser
 from core.cli_compress import cmd_compress
 from core.cli_distill import add_parser as add_distill_parser
@@ -19,6 +22,7 @@ from core.cli_export import add_parser as add_export_parser
 from core.cli_export import cmd_export
 from core.errors import Cancelled, WorkbenchError
 from core.jobs import Progress
+from core.message_text import one_line
 
 EXIT_BAD_INPUT = 2
 
@@ -32,7 +36,12 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "sentiment classifier, once `workbench train-classifier` prepared it), a local HF "
         "folder, or a hub id",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        type=cli_args.device,
+        help="auto, cpu, cuda or cuda:N (default: auto)",
+    )
     parser.add_argument(
         "--dtype",
         default="auto",
@@ -40,7 +49,10 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="weights dtype (auto: float32 on CPU, bf16/fp16 on CUDA)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: all usable)"
+        "--threads",
+        type=cli_args.threads,
+        default=None,
+        help="CPU threads for torch (default: all usable)",
     )
 
 
@@ -58,7 +70,7 @@ def _add_backend_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli_args.OneLineParser(
         prog="workbench",
         description="Compression Workbench, headless. `workbench` alone opens the window.",
     )
@@ -71,23 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate text, streamed, and print tokens/s")
     _add_model_args(gen)
     gen.add_argument("--prompt", "-p", default="The capital of France is", help="prompt text")
-    gen.add_argument("--max-new-tokens", "-n", type=int, default=64)
-    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
-    gen.add_argument("--top-k", type=int, default=0)
-    gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--max-new-tokens", "-n", type=whole(1), default=64)
+    gen.add_argument(
+        "--temperature", type=cli_args.number(0.0), default=0.0, help="0: greedy (default)"
+    )
+    gen.add_argument("--top-k", type=whole(0), default=0, help="0: no top-k cut (default)")
+    gen.add_argument("--top-p", type=cli_args.number(0.0, 1.0, above_minimum=True), default=1.0)
+    gen.add_argument("--seed", type=cli_args.seed, default=None)
     gen.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
     gen.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     _add_backend_args(gen)
 
     bench = sub.add_parser("bench", help="measure prefill and decode speed (the protocol)")
     _add_model_args(bench)
-    bench.add_argument("--prompt-tokens", type=int, default=128)
-    bench.add_argument("--new-tokens", type=int, default=64)
-    bench.add_argument("--warmup", type=int, default=1)
-    bench.add_argument("--min-repeats", type=int, default=5)
-    bench.add_argument("--min-time", type=float, default=5.0, help="seconds (default 5)")
-    bench.add_argument("--max-repeats", type=int, default=50)
+    bench.add_argument("--prompt-tokens", type=whole(1), default=128)
+    bench.add_argument("--new-tokens", type=whole(2), default=64)
+    bench.add_argument("--warmup", type=whole(0), default=1)
+    bench.add_argument("--min-repeats", type=whole(1), default=5)
+    bench.add_argument(
+        "--min-time", type=cli_args.number(0.0, 86400.0), default=5.0, help="seconds (default 5)"
+    )
+    bench.add_argument("--max-repeats", type=whole(1), default=50)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     _add_backend_args(bench)
 
@@ -111,13 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--sentiment", action="store_true", help="also zero-shot film-review sentiment accuracy"
     )
-    ev.add_argument("--context-tokens", type=int, default=512, help="window length (default 512)")
     ev.add_argument(
-        "--stride", type=int, default=256, help="tokens scored per window (default 256)"
+        "--context-tokens", type=whole(2), default=512, help="window length (default 512)"
     )
-    ev.add_argument("--windows", type=int, default=None, help="override the window count")
     ev.add_argument(
-        "--text", default="news", choices=["news", "pydoc"], help="text source (default news)"
+        "--stride", type=whole(1), default=256, help="tokens scored per window (default 256)"
+    )
+    ev.add_argument(
+        "--windows", type=whole(1, 100_000), default=None, help="override the window count"
+    )
+    ev.add_argument(
+        "--text",
+        default="news",
+        metavar="TEXT",
+        help="news or pydoc (bundled), or a UTF-8 text file, or JSONL with a string 'text' "
+        "field per line (default news)",
+    )
+    ev.add_argument(
+        "--split",
+        default="report",
+        choices=["report", "dev"],
+        help="bundled text split: report (reported numbers, default) or dev (choosing defaults)",
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     _add_backend_args(ev)
@@ -127,15 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune the bundled MiniLM encoder on film-review sentiment, score it on test",
     )
     clf.add_argument("--fast", action="store_true", help="the small CI variant (~15 s)")
-    clf.add_argument("--train-examples", type=int, default=None, help="default 4000; 0: all")
-    clf.add_argument("--epochs", type=int, default=None, help="default 1")
+    clf.add_argument("--train-examples", type=whole(0), default=None, help="default 4000; 0: all")
+    clf.add_argument("--epochs", type=whole(0, 1000), default=None, help="default 1")
     clf.add_argument(
         "--out",
         default=None,
         help="save the trained classifier to this folder (default: with the standard settings, "
         "cache it as --model demo-classifier, or demo-classifier-fast with --fast)",
     )
-    clf.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    clf.add_argument("--threads", type=cli_args.threads, default=None, help="CPU threads")
     clf.add_argument("--json", action="store_true", help="print one JSON object")
     add_compress_parser(sub, _add_model_args)
     add_export_parser(sub, _add_model_args)
@@ -229,6 +259,7 @@ def cmd_bench(args) -> None:
     if loaded.is_classifier:
         _bench_classifier(args, loaded)
         return
+    _check_context(loaded, settings.prompt_tokens + settings.new_tokens)
     result = None
     for event in benchmark(loaded, settings):
         if isinstance(event, RunTiming):
@@ -253,6 +284,18 @@ def cmd_bench(args) -> None:
     )
 
 
+def _check_context(loaded, tokens: int) -> None:
+    """Refuse a benchmark longer than the model's context (it would fail, or
+    time positions the model was never trained for)."""
+    from core.generation import context_length
+
+    limit = context_length(loaded.model.config)
+    if tokens > limit:
+        raise ValueError(
+            f"--prompt-tokens + --new-tokens is {tokens}, over the model's {limit}-token context"
+        )
+
+
 def _print_bench(args, loaded, result, lines: str) -> None:
     """A benchmark result as JSON, or as the environment, ``lines``, memory, protocol."""
     data = result.to_dict()
@@ -265,7 +308,9 @@ def _print_bench(args, loaded, result, lines: str) -> None:
         f"{env.threads} threads"
     )
     print(lines)
-    print(f"  memory   {data['peak_memory_bytes'] / 2**20:.0f} MiB ({data['peak_memory_kind']})")
+    peak = data["peak_memory_bytes"]
+    memory = "not measured" if peak is None else f"{peak / 2**20:.0f} MiB"
+    print(f"  memory   {memory} ({data['peak_memory_kind']})")
     print(f"  protocol {result.protocol}; {result.runs} runs")
     if result.machine_busy:
         print(f"  BUSY MACHINE: {result.machine_busy}")
@@ -293,19 +338,29 @@ def _bench_classifier(args, loaded) -> None:
 
 
 def _eval_protocol(args):
+    """The protocol ``args`` ask for, the text file (if any) checked: before any model loads."""
+    from core.data.own_text import check_fills_window, read_text_file
+    from core.data.texts import SOURCES
     from core.evaluate.perplexity import PerplexityProtocol
 
     quick, full = 10, 200
     if args.windows is not None:
         quick = full = args.windows
-    return PerplexityProtocol(
+    protocol = PerplexityProtocol(
         context_tokens=args.context_tokens,
         stride=args.stride,
         quick_windows=quick,
         full_windows=full,
         mode=args.mode,
-        source=args.text,
+        split=args.split,
     )
+    if args.text in SOURCES:
+        return replace(protocol, source=args.text)
+    if args.split != "report":
+        raise ValueError("--split chooses a split of a bundled text; a file is scored whole")
+    own = read_text_file(args.text)
+    check_fills_window(own, protocol.context_tokens)
+    return replace(protocol, text_file=own.path)
 
 
 def _same_tokenizer(a, b) -> bool:
@@ -537,14 +592,18 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except cli_args.ArgumentsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         COMMANDS[args.command](args)
     except (WorkbenchError, ValueError) as err:
         if isinstance(err, Cancelled):
             print("cancelled", file=sys.stderr)
-        else:
-            print(f"error: {err}", file=sys.stderr)
+        else:  # escaped: a message quoting user input stays one line
+            print(f"error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

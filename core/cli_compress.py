@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from core.message_text import shown
+
 
 def add_parser(sub, add_model_args) -> None:
     parser = sub.add_parser(
@@ -24,8 +26,9 @@ def add_parser(sub, add_model_args) -> None:
         metavar="NAME[:K=V,...]",
         help="add a pass, e.g. --pass prune_mlp:fraction=0.25 --pass int4_weight_only:method=gptq",
     )
-    parser.add_argument(
+    parser.add_argument(  # dest: the original always loads in PyTorch; the recipe runs on this
         "--backend",
+        dest="run_on",
         default="torch",
         choices=["torch", "torch-compile", "ort", "ort-int8"],
         help="run the built model in PyTorch eager (default), PyTorch with the decode step "
@@ -45,28 +48,57 @@ def _pass_names() -> list[str]:
 
 
 def parse_pass(spec: str) -> dict:
-    """``name:key=value,...`` -> the dict form a recipe stores."""
+    """``name:key=value,...`` -> the dict form a recipe stores, each value read
+    as its option's declared type ("abc" for a fraction is refused here)."""
     from core.passes import REGISTRY
     from core.recipe import RecipeError
 
     name, _, rest = spec.partition(":")
     if name not in REGISTRY:
-        raise RecipeError(f"unknown pass {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise RecipeError(f"unknown pass {shown(name)}; known: {', '.join(sorted(REGISTRY))}")
+    specs = {option.name: option for option in REGISTRY[name].options()}
     item: dict = {"pass": name, "version": REGISTRY[name].version}
     for pair in filter(None, rest.split(",")):
-        key, _, value = pair.partition("=")
-        item[key] = json.loads(value) if value[:1] in "-0123456789.[{" else value
+        key, eq, text = (part.strip() for part in pair.partition("="))
+        if not eq:
+            raise RecipeError(f"--pass {name}: expected key=value, got {shown(pair)}")
+        if key not in specs:
+            known = ", ".join(specs) or "none"
+            raise RecipeError(f"--pass {name}: unknown option {shown(key)}; known: {known}")
+        if key in item:
+            raise RecipeError(f"--pass {name}: {key} given twice")
+        item[key] = _typed(name, specs[key], text)
     return item
+
+
+def _typed(name: str, option, text: str):
+    """``text`` as ``option``'s type (the type of its default); range checks
+    follow in the pass config, with the same messages as a recipe file."""
+    from core.recipe import RecipeError
+
+    kind = type(option.default)
+    try:
+        if kind is bool:
+            return {"true": True, "false": False}[text.lower()]
+        if kind is int:
+            return int(text, 10)
+        if kind is float:
+            return float(text)  # "nan" and "inf" parse; the pass config refuses them
+    except (KeyError, ValueError):
+        wanted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        raise RecipeError(
+            f"--pass {name}: {option.name} must be {wanted}, got {shown(text)}"
+        ) from None
+    return text
 
 
 def build_recipe(args):
     from core.recipe import Recipe, RecipeError
 
     if args.recipe is not None:
-        try:
-            return Recipe.from_json(args.recipe.read_text())
-        except OSError as err:
-            raise RecipeError(f"cannot read recipe {args.recipe}: {err.strerror}") from err
+        if args.passes:
+            raise RecipeError("give --recipe or --pass, not both")
+        return Recipe.from_file(args.recipe)
     return Recipe.from_dict({"format": 1, "passes": [parse_pass(s) for s in args.passes]})
 
 
@@ -85,7 +117,7 @@ def cmd_compress(args, load) -> None:
         print(f"[{event.stage}]", file=sys.stderr, flush=True)
 
     settings = ExperimentSettings(evaluate=not args.no_eval)
-    for event in run_experiment(loaded, recipe, settings, progress, backend=args.backend):
+    for event in run_experiment(loaded, recipe, settings, progress, backend=args.run_on):
         if isinstance(event, RunRecord):
             record = event
     if args.save:

@@ -8,6 +8,9 @@ import json
 import sys
 from pathlib import Path
 
+from core import cli_args
+from core.cli_args import number, whole
+
 
 def add_parser(sub, add_model_args) -> None:
     from core.distill.settings import DistillSettings
@@ -18,33 +21,44 @@ def add_parser(sub, add_model_args) -> None:
         help="train a smaller student (layers dropped / MLP narrowed) to match the model",
     )
     add_model_args(parser)
-    parser.add_argument("--drop-layers", type=int, default=0, help="decoder layers removed")
+    positive = number(0.0, above_minimum=True)
+    parser.add_argument("--drop-layers", type=whole(0), default=0, help="decoder layers removed")
     parser.add_argument(
-        "--mlp-remove", type=float, default=0.0, help="fraction of MLP neurons removed (0-0.9)"
+        "--mlp-remove",
+        type=number(0.0),
+        default=0.0,
+        help="fraction of MLP neurons removed (0-0.9)",
     )
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"step budget ({d.steps})")
-    parser.add_argument("--time-budget", type=float, default=None, help="training seconds")
-    parser.add_argument("--lr", type=float, default=d.learning_rate)
-    parser.add_argument("--temperature", type=float, default=d.temperature)
-    parser.add_argument("--alpha-lm", type=float, default=d.alpha_lm, help="LM loss weight")
     parser.add_argument(
-        "--beta-hidden", type=float, default=d.beta_hidden, help="hidden-state MSE weight"
+        "--steps", type=whole(0), default=d.steps, help=f"step budget ({d.steps}; 0: none)"
     )
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--seq-len", type=int, default=d.seq_len)
-    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--time-budget", type=positive, default=None, help="training seconds")
+    parser.add_argument("--lr", type=positive, default=d.learning_rate)
+    parser.add_argument("--temperature", type=positive, default=d.temperature)
+    parser.add_argument("--alpha-lm", type=number(0.0), default=d.alpha_lm, help="LM loss weight")
+    parser.add_argument(
+        "--beta-hidden", type=number(0.0), default=d.beta_hidden, help="hidden-state MSE weight"
+    )
+    parser.add_argument("--batch-size", type=whole(1, 1024), default=d.batch_size)
+    parser.add_argument("--seq-len", type=whole(2), default=d.seq_len)
+    parser.add_argument("--warmup-steps", type=whole(0), default=d.warmup_steps)
+    parser.add_argument("--seed", type=cli_args.seed, default=d.seed)
     parser.add_argument(
         "--text", default=d.text_source, choices=["news", "pydoc"], help="training/eval text"
     )
     parser.add_argument(
-        "--eval-every", type=int, default=d.eval_every, help="quick perplexity every N steps"
+        "--eval-every",
+        type=whole(0),
+        default=d.eval_every,
+        help="quick perplexity every N steps (0: only at the end)",
     )
-    parser.add_argument("--eval-windows", type=int, default=d.eval_windows)
-    parser.add_argument("--eval-context", type=int, default=d.eval_context_tokens)
+    parser.add_argument("--eval-windows", type=whole(1, 100_000), default=d.eval_windows)
+    parser.add_argument("--eval-context", type=whole(2), default=d.eval_context_tokens)
     parser.add_argument("--no-eval", action="store_true", help="no perplexity at all")
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument(
+        "--checkpoint-every", type=whole(0), default=d.checkpoint_every, help="0: only at the end"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue the latest checkpoint in --checkpoint-dir"
     )
@@ -73,6 +87,21 @@ def _settings(args):
     )
 
 
+def _check_context(teacher, settings) -> None:
+    """Refuse training or evaluation windows longer than the model's context,
+    before calibrating and pruning."""
+    from core.generation import context_length
+
+    limit = context_length(teacher.model.config)
+    if settings.seq_len > limit:
+        raise ValueError(f"--seq-len {settings.seq_len} is over the model's {limit}-token context")
+    if settings.eval_every is not None and settings.eval_context_tokens > limit:
+        raise ValueError(
+            f"--eval-context {settings.eval_context_tokens} is over the model's {limit}-token "
+            "context"
+        )
+
+
 def _note(text: str) -> None:
     print(f"[{text}]", file=sys.stderr, flush=True)
 
@@ -97,6 +126,11 @@ def cmd_distill(args, load) -> None:
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir")
     teacher = load(args)
+    _check_context(teacher, settings)
+    if args.drop_layers >= teacher.description.layers:
+        raise ValueError(
+            f"--drop-layers {args.drop_layers} leaves no layer of {teacher.description.layers}"
+        )
     calibration = calibration_windows(teacher.tokenizer, source=args.text)
     student = build_student(teacher, recipe, calibration, progress=lambda e: _note(e.stage))
     for note in student.notes:

@@ -41,13 +41,10 @@ def add_parser(sub, add_model_args) -> None:
 def choose_recipe(args, records):
     """(recipe, chosen run id) from --recipe, --run or --last."""
     from core.errors import WorkbenchError
-    from core.recipe import Recipe, RecipeError
+    from core.recipe import Recipe
 
-    if args.recipe is not None:
-        try:
-            return Recipe.from_json(args.recipe.read_text()), None
-        except OSError as err:
-            raise RecipeError(f"cannot read recipe {args.recipe}: {err.strerror}") from err
+    if args.recipe is not None:  # at most 1 MB of UTF-8, checked as it is read
+        return Recipe.from_file(args.recipe), None
     if args.run is not None:
         record = next((r for r in records if r.run_id == args.run), None)
         if record is None:

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from core.jobs import CancelToken, ProgressSink, ignore_progress
 from core.loading import LoadedModel
+from core.message_text import shown
 from core.passes import REGISTRY, PassConfig, PassContext
-from core.passes.base import OptionError, shown
+from core.passes.base import OptionError
 
 RECIPE_FORMAT = 1
 # A real recipe is a few hundred characters; the cap keeps a wrong file (a
@@ -71,7 +72,7 @@ class Recipe:
         except json.JSONDecodeError as err:
             raise RecipeError(f"recipe is not valid JSON: {err}") from err
         except RecursionError as err:  # the C decoder recurses once per bracket
-            raise RecipeError("recipe is not a recipe: its JSON is nested too deeply") from err
+            raise RecipeError("recipe JSON is nested too deeply") from err
         except ValueError as err:  # an integer past Python's 4300-digit limit
             raise RecipeError("recipe holds a number with too many digits") from err
         return cls.from_dict(data)

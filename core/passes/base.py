@@ -12,6 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+from core.message_text import shown
 
 
 def option(
@@ -85,16 +86,6 @@ def check_option(pass_name: str, spec: OptionSpec, value: Any) -> Any:
             raise OptionError(f"{where} must be >= {low:g}, got {shown(value)}")
         raise OptionError(f"{where} must be <= {high:g}, got {shown(value)}")
     return value
-
-
-def shown(value: Any, limit: int = 40) -> str:
-    """``value`` for a one-line message: repr (so newlines and odd characters
-    are escaped), cut to ``limit`` characters."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long for str()
-        return f"a {value.bit_length()}-bit integer"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass

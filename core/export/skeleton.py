@@ -23,13 +23,18 @@ def build_config(config, overrides: dict):
 
 
 def build_skeleton(config, overrides: dict, device: str = "meta") -> nn.Module:
-    """An uninitialised model of the config's class (meta: shapes only)."""
-    from transformers import AutoModelForCausalLM
+    """An uninitialised model of the config's class (meta: shapes only): a
+    sequence classifier when the config names one (as core.loading decides),
+    else a causal LM."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.initialization import no_init_weights
 
+    architectures = getattr(config, "architectures", None) or []
+    classifier = any(a.endswith("ForSequenceClassification") for a in architectures)
+    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
     built = build_config(config, overrides)
     with torch.device(device), no_init_weights():
-        model = AutoModelForCausalLM.from_config(built, dtype=torch.float32)
+        model = auto.from_config(built, dtype=torch.float32)
     return model.eval()
 
 

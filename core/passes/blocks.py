@@ -1,14 +1,17 @@
-"""The parts of a transformer that structured pruning cuts, for the three
+"""The parts of a transformer that structured pruning cuts, for the
 families we support: Llama-style (q/k/v/o_proj, gate/up/down_proj; Mistral,
-Qwen2, SmolLM are the same shape), GPT-2-style (fused c_attn, c_fc/c_proj,
-converted from Conv1D to Linear first) and BERT encoders (attention.self.
-query/key/value, attention.output.dense; intermediate.dense, output.dense)."""
+Qwen2/3, Gemma 2/3, SmolLM are the same shape), Phi-3 (fused qkv_proj
+[q | k | v] and gate_up_proj [gate | up]), GPT-2-style (fused c_attn,
+c_fc/c_proj, converted from Conv1D to Linear first) and BERT encoders
+(attention.self.query/key/value, attention.output.dense; intermediate.dense,
+output.dense)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from core.errors import UnsupportedModelError
 from core.passes.linear_layers import convert_conv1d_to_linear
 
 
@@ -26,6 +29,8 @@ def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
     mlp = getattr(layer, "mlp", None)
     if mlp is not None and all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj")):
         return [mlp.gate_proj, mlp.up_proj], mlp.down_proj
+    if mlp is not None and all(hasattr(mlp, n) for n in ("gate_up_proj", "down_proj")):
+        return [mlp.gate_up_proj], mlp.down_proj  # Phi-3: rows are [gate | up]
     if mlp is not None and isinstance(getattr(mlp, "c_fc", None), nn.Linear):
         return [mlp.c_fc], mlp.c_proj
     intermediate, output = getattr(layer, "intermediate", None), getattr(layer, "output", None)
@@ -33,7 +38,11 @@ def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
         getattr(output, "dense", None), nn.Linear
     ):
         return [intermediate.dense], output.dense
-    raise ValueError(f"unsupported MLP block in {type(layer).__name__}")
+    raise UnsupportedModelError(
+        f"{type(layer).__name__}: structured pruning does not know this MLP layout "
+        "(gate/up/down_proj, Phi-3's gate_up_proj, GPT-2's c_fc/c_proj or BERT's "
+        "intermediate/output)"
+    )
 
 
 # The role of a block linear, from the end of its dotted name: what the
@@ -46,11 +55,13 @@ _ROLES = {
     "key": "kv",
     "value": "kv",
     "c_attn": "qkv",
+    "qkv_proj": "qkv",
     "o_proj": "o",
     "attention.output.dense": "o",
     "attn.c_proj": "o",
     "gate_proj": "up",
     "up_proj": "up",
+    "gate_up_proj": "up",
     "c_fc": "up",
     "intermediate.dense": "up",
     "down_proj": "down",

@@ -43,10 +43,10 @@ class Int8DynamicConfig(PassConfig):
         if self.smooth_alpha > 0:
             calibration = require_calibration(self.name, context.calibration)
             context.progress_fraction(0, 1, "SmoothQuant: measuring activation ranges")
-            if smooth(model, calibration, self.smooth_alpha, context.cancel) == 0:
+            if smooth(model, calibration, self.smooth_alpha, context.cancel, context.notes) == 0:
                 context.notes.append(
                     "int8_dynamic: SmoothQuant skipped, no layer of this model can absorb "
-                    "its scales exactly (post-norm encoder); plain W8A8"
+                    "its scales exactly (e.g. a post-norm encoder); plain W8A8"
                 )
         names = [name for name, _ in block_linears(model)]
         if not names:

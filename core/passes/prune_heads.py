@@ -5,8 +5,9 @@ group of query heads, so the same number of query heads goes from every
 group (the fraction actually removed is the nearest achievable one, and
 is reported); when groups have one head (plain multi-head attention), the
 key/value head goes with it. GPT-2 (fused c_attn) removes q, k and v rows
-together; BERT encoders (plain multi-head) remove a head's query, key and
-value rows and its columns of the attention output. Importance is measured
+together; Phi-3's fused qkv_proj ([q | k | v], grouped) the same way;
+BERT encoders (plain multi-head) remove a head's query, key and value rows
+and its columns of the attention output. Importance is measured
 on calibration text: the norm of each head's output entering the output
 projection, times that projection's weights for the head.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core.errors import UnsupportedModelError
 from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import (
     config_set,
@@ -36,8 +38,12 @@ def _attention(layer):
         or getattr(layer, "attn", None)
         or getattr(layer, "attention", None)
     )
-    if attn is None:
-        raise ValueError("unsupported attention block")
+    known = ("q_proj", "qkv_proj", "c_attn", "self")
+    if attn is None or not any(hasattr(attn, name) for name in known):
+        raise UnsupportedModelError(
+            f"prune_heads: the attention of {type(layer).__name__} is not a layout it knows "
+            "(q/k/v_proj, Phi-3's qkv_proj, GPT-2's c_attn or BERT's self.query/key/value)"
+        )
     return attn
 
 
@@ -67,6 +73,7 @@ class PruneHeadsConfig(PassConfig):
 
     def apply(self, model, context: PassContext):
         prepare_for_structured_pruning(model)
+        _attention(decoder_layers(model)[0])  # refuses an unknown layout before any work
         calibration = require_calibration(self.name, context.calibration)
         config = model.config
         heads, kv_heads, head_dim, kept_heads, kept_kv = head_counts(self.fraction, config)
@@ -113,8 +120,8 @@ class PruneHeadsConfig(PassConfig):
                 e = resized(e, out_features=new_heads * head_dim)
             elif role == "kv":
                 e = resized(e, out_features=new_kv * head_dim)
-            elif role == "qkv":
-                e = resized(e, out_features=3 * new_heads * head_dim)
+            elif role == "qkv":  # fused [q | k | v]
+                e = resized(e, out_features=(new_heads + 2 * new_kv) * head_dim)
             elif role == "o":
                 e = resized(e, in_features=new_heads * head_dim)
             out.append(e)
@@ -134,6 +141,16 @@ def _shrink_attention(model, attn, q_heads, kv_keep, head_dim) -> None:
         replace_module(model, f"{prefix}.k_proj", slice_linear(attn.k_proj, rows=kv_rows))
         replace_module(model, f"{prefix}.v_proj", slice_linear(attn.v_proj, rows=kv_rows))
         replace_module(model, f"{prefix}.o_proj", slice_linear(attn.o_proj, columns=q_rows))
+        attn.num_key_value_groups = len(q_heads) // len(kv_keep)
+    elif hasattr(attn, "qkv_proj"):  # Phi-3: qkv_proj rows are [q | k | v]
+        q_width = attn.o_proj.in_features
+        kv_width = (attn.qkv_proj.out_features - q_width) // 2
+        kv_rows = _rows(kv_keep, head_dim)
+        rows = torch.cat([q_rows, kv_rows + q_width, kv_rows + q_width + kv_width])
+        replace_module(model, f"{prefix}.qkv_proj", slice_linear(attn.qkv_proj, rows=rows))
+        replace_module(model, f"{prefix}.o_proj", slice_linear(attn.o_proj, columns=q_rows))
+        # Its forward splits q from k and v by the (shared) config's head count.
+        attn.num_key_value_heads = len(kv_keep)
         attn.num_key_value_groups = len(q_heads) // len(kv_keep)
     elif hasattr(attn, "self"):  # BERT: query/key/value in .self, output.dense after
         for part in ("query", "key", "value"):

@@ -51,8 +51,10 @@ class PruneMlpConfig(PassConfig):
             kept = torch.topk(scores[index], keep).indices.sort().values
             prefix = module_path(model, layer)
             for up in ups:
+                # A fused [gate | up] projection keeps the same neurons in each part.
+                rows = torch.cat([kept + part * width for part in range(up.out_features // width)])
                 replace_module(
-                    model, f"{prefix}.{module_path(layer, up)}", slice_linear(up, rows=kept)
+                    model, f"{prefix}.{module_path(layer, up)}", slice_linear(up, rows=rows)
                 )
             replace_module(
                 model, f"{prefix}.{module_path(layer, down)}", slice_linear(down, columns=kept)
@@ -73,8 +75,8 @@ class PruneMlpConfig(PassConfig):
         keep = width - round(self.fraction * width)
         out = []
         for e in entries:
-            if role(e) == "up":
-                e = resized(e, out_features=keep)
+            if role(e) == "up":  # a fused [gate | up] projection is parts x width
+                e = resized(e, out_features=keep * (e.out_features // width))
             elif role(e) == "down":
                 e = resized(e, in_features=keep)
             out.append(e)

@@ -223,6 +223,16 @@ TAMPERED = [
         ),
         "lacks a factor",
     ),
+    (
+        "pair-third-factor",
+        "int4",
+        manifest_edit(
+            lambda m: m["modules"].append(
+                {**next(e for e in m["modules"] if e["name"] == K + ".0"), "name": K + ".00"}
+            )
+        ),
+        "cannot be part of a low-rank pair",
+    ),
     ("cpu-only-lie", "int4", set_key("cpu_only", False), "cpu_only"),
     # dtypes from allow-lists
     (

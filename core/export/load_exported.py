@@ -117,7 +117,7 @@ def _checked_entries(folder: Path, modules: list[dict], frame: dict) -> dict[str
     for name, entry in entries.items():
         parent, _, index = name.rpartition(".")
         if parent in entries and entries[parent]["kind"] == PAIR:
-            if entry["kind"] == PAIR or not index.isdigit() or int(index) >= 2:
+            if entry["kind"] == PAIR or index not in ("0", "1"):
                 raise CorruptModelError(
                     f"{folder}: module {name} ({entry['kind']}) cannot be part of a low-rank pair."
                 )
@@ -293,7 +293,7 @@ def _check_runs(folder: Path, model: nn.Module) -> None:
     ids = torch.zeros((1, 2), dtype=torch.long)
     try:
         with torch.no_grad():
-            model(input_ids=ids, use_cache=False)
+            model(input_ids=ids)
     except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as err:
         raise CorruptModelError(
             f"{folder}: the rebuilt model does not run ({_first_line(err)}); its manifest and "

@@ -24,6 +24,8 @@ from core.passes.linear_layers import block_linears, convert_conv1d_to_linear
 from core.passes.low_rank import factor_rank
 from core.passes.prune_heads import _attention, _output_projection, head_counts
 from core.recipe import Recipe, apply_recipe
+from core.size import measure_size
+from core.size_estimate import estimate_size
 from tests.test_passes import calibration_for
 from tests.tiny_models import CAUSAL_KINDS, save_tiny_classifier, save_tiny_model
 
@@ -231,6 +233,12 @@ def test_low_rank_at_the_weights_rank_keeps_the_function(loaded):
 def test_export_then_reload_keeps_the_function(loaded, passes, tmp_path):
     recipe = Recipe(passes)
     compressed = apply_recipe(loaded, recipe, calibration_for(loaded))
+    # The instant estimate knows each family's (fused) projections too.
+    estimate, measured = estimate_size(loaded.model, recipe), measure_size(compressed.loaded.model)
+    assert (estimate.total_bytes, estimate.by_component) == (
+        measured.total_bytes,
+        measured.by_component,
+    )
     events = list(run_export(loaded, recipe, tmp_path / "out", ("hf",), compressed=compressed))
     assert isinstance(events[-1], ExportResult)
     back = load_model(str(tmp_path / "out"), device="cpu")

@@ -60,6 +60,21 @@ def test_a_genuine_export_loads_with_the_same_logits(exports, name):
     assert torch.equal(logits(load_model(str(folder), device="cpu").model), reference)
 
 
+def test_recorded_settings_of_the_frame_are_accepted(exports, tmp_path):
+    """The allow-list is the frame's own settings: values the writer could
+    record (here the ones the model already has) load as before."""
+    folder, reference = exports["int8"]
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["attributes"] = {
+        "": {"vocab_size": 512},
+        "model.layers.0.self_attn": {"head_dim": 16, "scaling": 0.25},
+    }
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    assert torch.equal(logits(load_model(str(copy), device="cpu").model), reference)
+
+
 # --- tampering helpers: each edits a copy of an export in place ----------------
 
 

@@ -108,7 +108,8 @@ def _check_fields(m: dict) -> None:
     if m["cpu_only"] != cpu_only:
         raise _Bad(f"cpu_only is {m['cpu_only']}, but its modules say {cpu_only}")
     for name, values in _typed(m, "attributes", dict).items():
-        if not is_path_name(name) or not isinstance(values, dict):
+        # "" is the model itself (the writer compares every module, the root too)
+        if not (name == "" or is_path_name(name)) or not isinstance(values, dict):
             raise _Bad(f"attributes {name!r} must name a module and hold an object")
         for key, value in values.items():
             if not is_path_name(key) or "." in key:

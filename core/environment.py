@@ -41,7 +41,12 @@ class Environment:
 def current_environment(device: torch.device, dtype: torch.dtype, runner: str) -> Environment:
     import transformers
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    if device.type != "cuda":
+        name = cpu_name()
+    elif torch.cuda.is_available():
+        name = torch.cuda.get_device_name(device)
+    else:  # ONNX Runtime's CUDA provider with a CPU build of torch
+        name = "CUDA device (not visible to torch)"
     return Environment(
         device=str(device),
         device_name=name,

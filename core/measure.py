@@ -25,7 +25,7 @@ from core.machine_load import MachineLoad, MachineLoadMonitor
 from core.memory import PeakMemoryTracker
 from core.repeats import check_repeats, protocol_runs
 from core.runtime.device import synchronize
-from core.runtime.runners import COMPILED_RUNNER, runner_name, steps_function
+from core.runtime.runners import COMPILED_RUNNER, is_onnx_runtime, runner_name, steps_function
 from core.runtime.torch_runner import TokenStep
 
 
@@ -80,7 +80,7 @@ class BenchResult:
     prefill_ms: Spread
     decode_ms_per_token: Spread
     tokens_per_s: float  # 1000 / median decode ms per token
-    peak_memory_bytes: int
+    peak_memory_bytes: int | None  # None: not measured (peak_memory_kind says why)
     peak_memory_kind: str
     runs: int
     settings: BenchSettings
@@ -114,6 +114,12 @@ class BenchResult:
         }
 
 
+def timing_device(loaded: LoadedModel):
+    """The device that runs the model: for ONNX Runtime the session's own
+    (its provider), not the CPU its logits come back on."""
+    return loaded.model.device if is_onnx_runtime(loaded.model) else loaded.device
+
+
 def bench_prompt_ids(loaded: LoadedModel, n_tokens: int):
     """The fixed benchmark prompt, cut or repeated to exactly ``n_tokens``."""
     text = resources.files("resources").joinpath("bench_prompt.txt").read_text()
@@ -133,9 +139,10 @@ def benchmark(
     (core.measure_classifier)."""
     require_causal_lm(loaded, "the prefill/decode benchmark")
     cancel = cancel or CancelToken()
-    device = loaded.device
+    device = loaded.device  # where inputs live (ONNX Runtime: the CPU it returns logits to)
     input_ids = bench_prompt_ids(loaded, settings.prompt_tokens)
-    tracker = PeakMemoryTracker(device)
+    runs_on = timing_device(loaded)
+    tracker = PeakMemoryTracker(runs_on, onnx_runtime=is_onnx_runtime(loaded.model))
     generate_steps = steps_function(loaded.model, loaded.runner)  # every runner, one protocol
     if loaded.runner == COMPILED_RUNNER:  # compile before any run, so no run times it
         from core.runtime.compiled_runner import compile_decode
@@ -176,7 +183,7 @@ def benchmark(
         settings=settings,
         protocol=settings.describe(),
         environment=current_environment(
-            device, loaded.model.dtype, runner_name(loaded.model, loaded.runner)
+            runs_on, loaded.model.dtype, runner_name(loaded.model, loaded.runner)
         ),
         machine_load=machine_load,
     )

@@ -5,6 +5,9 @@ resident set size: Linux lets us reset the high-water mark (``clear_refs``)
 before the region and read ``VmHWM`` after, so the number belongs to the
 region, not to whatever the process did before (such as a model conversion).
 Where the reset is not possible the lifetime peak is reported and labelled so.
+A model run by ONNX Runtime on CUDA allocates through ONNX Runtime's own
+arena, which torch's statistics never see and onnxruntime's Python API does
+not report: its peak is "not measured" rather than torch's (near zero) number.
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ import torch
 
 @dataclass(frozen=True)
 class PeakMemory:
-    bytes: int
+    bytes: int | None  # None: not measured (``kind`` says why)
     kind: str  # what the number is, shown beside it
 
 
 class PeakMemoryTracker:
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, onnx_runtime: bool = False) -> None:
         self.device = device
         self._rss_reset = False
+        # CUDA memory of an ONNX Runtime session: invisible to torch's allocator.
+        self._unseen = onnx_runtime and device.type == "cuda"
 
     def start(self) -> None:
+        if self._unseen:
+            return
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return
@@ -39,6 +46,10 @@ class PeakMemoryTracker:
             self._rss_reset = False
 
     def stop(self) -> PeakMemory:
+        if self._unseen:
+            return PeakMemory(
+                None, "not measured: ONNX Runtime's CUDA memory is invisible to torch's statistics"
+            )
         if self.device.type == "cuda":
             return PeakMemory(torch.cuda.max_memory_allocated(self.device), "cuda allocator peak")
         if self._rss_reset:

@@ -4,6 +4,7 @@ against both baselines, perplexity interval ends in the record."""
 import json
 
 import pytest
+import torch
 
 from benchmarks import compression_table as table
 from core.loading import load_model
@@ -111,3 +112,62 @@ def test_distillation_recovery_is_measured_in_log_perplexity():
     assert recovered_fraction(20.0, 80.0, 80.0) == pytest.approx(0.0)
     assert recovered_fraction(20.0, 80.0, 40.0) == pytest.approx(0.5)  # half the nats
     assert recovered_fraction(20.0, 20.0, 25.0) is None
+
+
+class _FakeValue:
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def shape(self):
+        return (1, 2, self.length, 16)
+
+
+class _CudaSession:
+    """What OrtCausalLM reads of a session that got the CUDA provider."""
+
+    def get_providers(self):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _ort_on_cuda(vocab: int):
+    """An OrtCausalLM whose session runs under CUDA; its step returns fixed
+    logits on the CPU (as the real one does), so the benchmark runs anywhere."""
+    from core.runtime.ort_model import OrtCausalLM, StepOutput
+
+    model = OrtCausalLM.__new__(OrtCausalLM)
+    model.session, model.int8 = _CudaSession(), False
+    model.empty_cache = lambda: [_FakeValue(0)]
+
+    def step(ids, past, positions):
+        logits = torch.zeros(1, len(positions), vocab)
+        logits[..., 7] = 1.0
+        return StepOutput(logits, [_FakeValue(past[0].length + ids.shape[1])])
+
+    model.step = step
+    return model
+
+
+def test_onnx_runtime_on_cuda_is_labelled_cuda_and_its_memory_not_measured(tiny_llama_dir, capsys):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from core.cli import _print_bench
+    from core.measure import BenchSettings, run_benchmark, timing_device
+
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    model = _ort_on_cuda(loaded.model.config.vocab_size)
+    assert model.device.type == "cuda" and model.runner_name == "onnxruntime-cuda-fp32"
+    on_cuda = dataclasses.replace(loaded, model=model)
+    assert on_cuda.device.type == "cpu"  # where its logits come back: not where it runs
+    assert timing_device(on_cuda).type == "cuda"
+    settings = BenchSettings(prompt_tokens=8, new_tokens=3, warmup=0, min_repeats=1, min_time_s=0)
+    result = run_benchmark(on_cuda, settings)
+    assert result.environment.device == "cuda"
+    assert result.environment.runner == "onnxruntime-cuda-fp32"
+    assert result.peak_memory_bytes is None and result.peak_memory_kind.startswith("not measured")
+    _print_bench(SimpleNamespace(json=False), on_cuda, result, "")
+    out = capsys.readouterr().out
+    assert " on cuda (" in out and "  memory   not measured (not measured: ONNX Runtime" in out
+    # The same on the CPU provider: the process's RSS is ONNX Runtime's memory too.
+    cpu = run_benchmark(loaded, settings)
+    assert cpu.environment.device == "cpu" and cpu.peak_memory_bytes > 0

@@ -96,6 +96,9 @@ class OrtCausalLM:
 
     @property
     def device(self) -> torch.device:
+        """Where the graph runs (from the session's provider): the device a
+        benchmark names and reads memory for. Logits still come back on the
+        CPU, which is what ``parameters()`` reports."""
         return torch.device("cuda" if self.provider == CUDA else "cpu")
 
     @property

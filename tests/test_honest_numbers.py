@@ -171,3 +171,22 @@ def test_onnx_runtime_on_cuda_is_labelled_cuda_and_its_memory_not_measured(tiny_
     # The same on the CPU provider: the process's RSS is ONNX Runtime's memory too.
     cpu = run_benchmark(loaded, settings)
     assert cpu.environment.device == "cpu" and cpu.peak_memory_bytes > 0
+
+
+def test_generate_on_the_compiled_runner_times_generation_only(tiny_llama_dir, capsys):
+    from core.cli import main
+
+    argv = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--threads", "1"]
+    assert main([*argv, "--backend", "torch-compile", "-n", "8", "--json", "-p", "def"]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    assert "Compiling the decode step" in out.err
+    assert summary["new_tokens"] == 8 and summary["compile_s"] > 0
+    generating_s = (summary["prefill_ms"] + 7 * summary["decode_ms_per_token"]) / 1e3
+    # Compiling takes seconds, a tiny model's token milliseconds: had the
+    # compile been timed, the first decode step alone would exceed it.
+    assert generating_s < summary["compile_s"] / 2
+    assert summary["tokens_per_s"] == pytest.approx(1e3 / summary["decode_ms_per_token"])
+    # Eager generation has no compile step.
+    assert main([*argv, "-n", "4", "--json", "-p", "def"]) == 0
+    assert json.loads(capsys.readouterr().out)["compile_s"] is None

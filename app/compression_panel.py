@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.eval_text_control import EvaluationTextControl
 from app.sizes import size_text
 from core.experiment import BACKENDS
 from core.passes import REGISTRY
@@ -158,6 +159,8 @@ class CompressionPanel(QGroupBox):
         run_row.addWidget(QLabel("Run on"))
         run_row.addWidget(self.backend, 1)
         layout.addLayout(run_row)
+        self.eval_text = EvaluationTextControl()
+        layout.addWidget(self.eval_text)
         layout.addWidget(self.run_button)
         self.run_button.clicked.connect(lambda: self.run_requested.emit(self.recipe()))
         self.refresh()

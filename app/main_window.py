@@ -260,8 +260,8 @@ class MainWindow(QMainWindow):
         from core.jobs.distill import DistillRequest, distill_student
 
         experiment = self._settings()
-        if experiment.text_source:
-            settings = replace(settings, text_source=experiment.text_source)
+        if experiment.text_source:  # trains on a bundled text's training split, never a file
+            settings = replace(settings, text_source=experiment.calibration_source)
         request = DistillRequest(
             self.loaded,
             shape,
@@ -319,7 +319,10 @@ class MainWindow(QMainWindow):
     def _settings(self):
         from core.experiment import ExperimentSettings
 
-        return self.experiment_settings or ExperimentSettings()
+        # the panel's evaluation text, if one other than the default is chosen
+        return self.compression_panel.eval_text.apply(
+            self.experiment_settings or ExperimentSettings()
+        )
 
     def restore(self, record: RunRecord) -> None:
         """Put a run's recipe back into the sliders."""

@@ -2,6 +2,8 @@
 against both baselines, perplexity interval ends in the record."""
 
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -190,3 +192,26 @@ def test_generate_on_the_compiled_runner_times_generation_only(tiny_llama_dir, c
     # Eager generation has no compile step.
     assert main([*argv, "-n", "4", "--json", "-p", "def"]) == 0
     assert json.loads(capsys.readouterr().out)["compile_s"] is None
+
+
+def test_niceness_benchmark_helpers_and_one_tiny_round(tiny_llama_dir, capsys):
+    from app.worker import JOB_NICENESS
+    from benchmarks import niceness_under_load as bench
+
+    assert bench.JOB_NICENESS == JOB_NICENESS  # the window's value, copied to avoid Qt
+    assert bench.condition("nice10_loaded") == (10, True)
+    assert bench.condition("nice0_quiet") == (0, False)
+    assert bench.rotated(1) == ["nice10_quiet", "nice0_loaded", "nice10_loaded", "nice0_quiet"]
+    summary = bench.summarise(
+        {"nice0_quiet": [10, 12], "nice10_quiet": [11], "nice0_loaded": [20], "nice10_loaded": [60]}
+    )
+    assert summary["nice_ratio_quiet"] == pytest.approx(1.0)  # medians: 11 / 11
+    assert summary["nice_ratio_loaded"] == 3.0 and summary["load_slowdown_nice10"] == 5.455
+    tiny = ["--model", str(tiny_llama_dir), "--rounds", "1", "--threads", "1"]
+    bench.main([*tiny, "--prompt-tokens", "8", "--new-tokens", "3"])
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert set(result["rounds"]) == set(bench.CONDITIONS)
+    assert all(len(v) == 1 and v[0] > 0 for v in result["rounds"].values())
+    if sys.platform.startswith("linux"):  # the thread really ran at the job's niceness
+        assert result["niceness_applied"]["nice10_loaded"] == bench.JOB_NICENESS
+        assert result["niceness_applied"]["nice0_quiet"] == os.getpriority(os.PRIO_PROCESS, 0)

@@ -126,3 +126,21 @@ def test_cli_and_report_show_the_flag_first(capsys):
     assert page.index("BROKEN") < page.index("Exported configuration against the original")
     healthy = build_report("m", Recipe(), [_record()], None, {}, ("report",), {})
     assert "class='broken'" not in render_html(healthy)
+
+
+def test_export_summary_names_the_flags(tmp_path):
+    from types import SimpleNamespace
+
+    from core.export.formats import ExportInputs
+    from core.export.report_format import write_report_files
+
+    recipe = Recipe((REGISTRY["low_rank"](0.1),))
+    wreck = _record(
+        recipe=recipe.to_dict(), run_id="w", broken="collapsed: ...", machine_busy="other..."
+    )
+    inputs = ExportInputs(SimpleNamespace(source="m"), None, recipe, (_record(), wreck), "w")
+    summary = write_report_files(inputs, tmp_path).summary
+    assert summary.endswith("; the exported run is flagged BROKEN; it was timed on a busy machine)")
+    assert json.loads((tmp_path / "report.json").read_text())["exported_run"]["broken"]
+    healthy = ExportInputs(SimpleNamespace(source="m"), None, Recipe(), (_record(),), "orig")
+    assert "BROKEN" not in write_report_files(healthy, tmp_path).summary

@@ -25,11 +25,20 @@ def write_report_files(inputs: ExportInputs, folder: Path) -> FormatWritten:
     )
     (folder / "report.json").write_text(json.dumps(report, indent=2))
     (folder / "report.html").write_text(render_html(report), encoding="utf-8")
-    measured = "measured runs" if report["exported_run"] else "no measured run of this recipe"
+    run = report["exported_run"] or {}
+    measured = "measured runs" if run else "no measured run of this recipe"
+    flags = "".join(
+        f"; {text}"
+        for text, shown in (
+            ("the exported run is flagged BROKEN", run.get("broken")),
+            ("it was timed on a busy machine", run.get("machine_busy")),
+        )
+        if shown
+    )
     return FormatWritten(
         "report",
         ("report.html", "report.json"),
-        f"report ({measured}; {len(report['runs'])} runs of this model charted)",
+        f"report ({measured}; {len(report['runs'])} runs of this model charted{flags})",
         {"exported_run_id": (report["exported_run"] or {}).get("run_id")},
     )
 

@@ -29,7 +29,7 @@ def broken_cause(
     model_type: str = "",
     agreement_name: str = "top-1 agreement",
 ) -> str:
-    """ "" when healthy (or nothing was measured), else "collapsed: ...; likely cause: ..."."""
+    """Empty when healthy (or nothing was measured), else "collapsed: ...; likely cause: ..."."""
     failures = []
     if agreement is not None and agreement < AGREEMENT_FLOOR:
         failures.append(f"{agreement_name} {agreement:.2f} < {AGREEMENT_FLOOR:g}")

@@ -17,8 +17,6 @@ PPL_RATIO_CEILING = 3.0
 # Families whose block layout the SmoothQuant fold was written for
 # (core/passes/smooth_quant.py: Llama-style RMSNorm producers, GPT-2 LayerNorms),
 # and those where it knowingly folds nothing (BERT: post-norm, so plain W8A8).
-SMOOTHQUANT_LAYOUTS = ("llama", "gpt2")
-SMOOTHQUANT_SKIPPED = ("bert",)
 
 
 def broken_cause(
@@ -80,12 +78,8 @@ def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
         return 0.45, f"int4 weights (GPTQ, group {group})"
     if name == "int8_dynamic":
         alpha = float(item.get("smooth_alpha", 0.5))
-        written_for = (*SMOOTHQUANT_LAYOUTS, *SMOOTHQUANT_SKIPPED)
-        if alpha > 0 and model_type and model_type not in written_for:
-            return 0.9, (
-                f"SmoothQuant (alpha {alpha:g}) on a {model_type} layout it was not written for "
-                f"(written for {', '.join(SMOOTHQUANT_LAYOUTS)})"
-            )
+        # SmoothQuant finds its folds by tracing and checks each one on any
+        # family (core/passes/smooth_quant.py), so the layout is not a cause.
         return 0.35, f"W8A8 int8 activations (SmoothQuant alpha {alpha:g})"
     if name == "int8_weight_only":
         return 0.2, "int8 weights"

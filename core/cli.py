@@ -32,6 +32,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default="default",
+        type=cli_args.model_source,
         help="'default' (embedded SmolLM2-135M-Instruct), 'demo-classifier' (the MiniLM "
         "sentiment classifier, once `workbench train-classifier` prepared it), a local HF "
         "folder, or a hub id",
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--reference",
         default=None,
+        type=cli_args.model_source,
         metavar="MODEL",
         help="compare with this model (e.g. 'default', loaded in the device's default dtype): "
         "KL, top-1 agreement, perplexity ratio, generations",

@@ -74,5 +74,13 @@ def device(text: str) -> str:
     return text
 
 
+def model_source(text: str) -> str:
+    """A model id or folder: not empty (the loader would take that for the
+    default model) and without NUL (no path can hold one)."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(f"must name a model or a folder, got {shown(text)}")
+    return text
+
+
 threads = whole(1, 4096)
 seed = whole(0, MAX_SEED)

@@ -206,6 +206,9 @@ REFUSED_BEFORE_LOADING = [
     (["info", "stray\nargument"], "unrecognized arguments: stray\\nargument"),
     (["info", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["info", "--model"], "argument --model/-m: expected one argument"),
+    (["info", "--model", ""], "--model/-m: must name a model or a folder, got ''"),
+    (["info", "--model", "a\x00b"], "--model/-m: must name a model or a folder"),
+    (["eval", "--reference", " "], "--reference: must name a model or a folder"),
 ]
 
 # Every recipe file, through compress --recipe, with the reason it is refused.

@@ -10,13 +10,14 @@ from dataclasses import replace
 import pytest
 import torch
 
+from core import loading
+from core.cli import main
 from core.data import texts
 from core.data.own_text import TextFileError, check_fills_window, read_text_file
 from core.data.tokens import bos_to_prepend
 from core.evaluate.hf_reference import hf_labels_perplexity
 from core.evaluate.perplexity import PerplexityProtocol, compute_perplexity, perplexity_windows
 from core.loading import load_model
-from tests.test_cli import run_cli
 
 SMALL = ["--context-tokens", "64", "--stride", "32", "--windows", "3"]
 PYDOC = "\n\n".join(texts.report_texts(texts.PYDOC))
@@ -78,20 +79,35 @@ def test_a_changed_file_is_read_again(tmp_path):
     assert read_text_file(path).sha256 != first.sha256
 
 
-def test_cli_eval_on_a_file_names_it_the_windows_and_tokens(tiny_gpt2_dir, tmp_path):
+def eval_cli(capsys, *args) -> tuple[int, str, str]:
+    """``workbench eval`` in-process (the subprocess path is tests/test_cli_eval.py's)."""
+    code = main(["eval", *SMALL, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_eval_on_a_file_names_it_the_windows_and_tokens(tiny_gpt2_dir, tmp_path, capsys):
     path = tmp_path / "my notes.txt"
     path.write_text(PYDOC[:20_000], encoding="utf-8")
-    out = run_cli("eval", "-m", str(tiny_gpt2_dir), *SMALL, "--text", str(path), "--json")
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)["perplexity"]
+    code, out, err = eval_cli(capsys, "-m", str(tiny_gpt2_dir), "--text", str(path), "--json")
+    assert code == 0, err
+    result = json.loads(out)["perplexity"]
     assert result["windows"] == 3 and result["tokens_scored"] == 96
     assert f"the file my notes.txt (sha256 {sha(path)})" in result["protocol"]
     assert "3 windows of 64 tokens" in result["protocol"] and "96 tokens" in result["protocol"]
     lines = tmp_path / "docs.jsonl"
     lines.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts.dev_texts("pydoc")))
-    out = run_cli("eval", "-m", str(tiny_gpt2_dir), *SMALL, "--text", str(lines))
-    assert out.returncode == 0, out.stderr
-    assert "docs.jsonl" in out.stdout
+    code, out, err = eval_cli(capsys, "-m", str(tiny_gpt2_dir), "--text", str(lines))
+    assert code == 0, err
+    assert "docs.jsonl" in out
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError(f"a model was loaded: {args} {kwargs}")
+
+    monkeypatch.setattr(loading, "load_model", must_not_load)
 
 
 @pytest.mark.parametrize(
@@ -104,24 +120,25 @@ def test_cli_eval_on_a_file_names_it_the_windows_and_tokens(tiny_gpt2_dir, tmp_p
         (b"tiny", "too small to fill one 64-token window"),
     ],
 )
-def test_cli_refuses_a_bad_file_before_loading_a_model(tiny_gpt2_dir, tmp_path, content, reason):
+def test_cli_refuses_a_bad_file_before_loading_a_model(
+    tmp_path, content, reason, no_model_loads, capsys
+):
     path = tmp_path / ("text.jsonl" if content and content.startswith(b"{") else "text.txt")
     if content is not None:
         path.write_bytes(content)
-    out = run_cli("eval", "-m", str(tiny_gpt2_dir), *SMALL, "--text", str(path))
-    assert out.returncode == 2
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and reason in lines[0]  # no loading progress: no model was loaded
+    code, _, err = eval_cli(capsys, "--text", str(path))
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and reason in err
 
 
-def test_cli_dev_split_and_its_refusal_for_a_file(tiny_gpt2_dir, tmp_path):
-    out = run_cli("eval", "-m", str(tiny_gpt2_dir), *SMALL, "--text", "pydoc", "--split", "dev")
-    assert out.returncode == 0, out.stderr
-    assert "over the dev split of Python help topics" in out.stdout
+def test_cli_dev_split_and_its_refusal_for_a_file(tiny_gpt2_dir, tmp_path, capsys):
+    code, out, err = eval_cli(capsys, "-m", str(tiny_gpt2_dir), "--text", "pydoc", "--split", "dev")
+    assert code == 0, err
+    assert "over the dev split of Python help topics" in out
     path = tmp_path / "notes.txt"
     path.write_text(PYDOC[:5000])
-    out = run_cli("eval", "-m", str(tiny_gpt2_dir), *SMALL, "--text", str(path), "--split", "dev")
-    assert out.returncode == 2 and "a file is scored whole" in out.stderr
+    code, _, err = eval_cli(capsys, "--text", str(path), "--split", "dev")
+    assert code == 2 and "a file is scored whole" in err
 
 
 @pytest.fixture(scope="module")

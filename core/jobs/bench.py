@@ -1,0 +1,65 @@
+"""The Bench job: the speed protocol on a loaded model (decode and prefill
+for a causal LM, batch-1 latency for a classifier), refused before any run
+when the asked length does not fit the model's context."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from core.jobs import CancelToken, ProgressSink, ignore_progress
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    loaded: object  # core.loading.LoadedModel, on the runtime it is timed on
+    prompt_tokens: int = 128
+    new_tokens: int = 64
+    warmup: int = 1
+    min_repeats: int = 5
+    min_time_s: float = 5.0
+    max_repeats: int = 50
+
+
+def check_context(loaded, tokens: int) -> None:
+    """Refuse a benchmark longer than the model's context (it would fail, or
+    time positions the model was never trained for)."""
+    from core.generation import context_length
+
+    limit = context_length(loaded.model.config)
+    if tokens > limit:
+        raise ValueError(
+            f"--prompt-tokens + --new-tokens is {tokens}, over the model's {limit}-token context"
+        )
+
+
+def bench(
+    request: BenchRequest,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Iterator[object]:
+    """Yield each timed run, then the BenchResult (or ClassifierBenchResult)."""
+    loaded = request.loaded
+    if loaded.is_classifier:
+        from core.measure_classifier import ClassifierBenchSettings, benchmark_classifier
+
+        settings = ClassifierBenchSettings(
+            warmup=request.warmup,
+            min_repeats=request.min_repeats,
+            min_time_s=request.min_time_s,
+            max_repeats=max(request.max_repeats, request.min_repeats),
+        )
+        yield from benchmark_classifier(loaded, settings, cancel)
+        return
+    from core.measure import BenchSettings, benchmark
+
+    settings = BenchSettings(
+        prompt_tokens=request.prompt_tokens,
+        new_tokens=request.new_tokens,
+        warmup=request.warmup,
+        min_repeats=request.min_repeats,
+        min_time_s=request.min_time_s,
+        max_repeats=request.max_repeats,
+    )
+    check_context(loaded, settings.prompt_tokens + settings.new_tokens)
+    yield from benchmark(loaded, settings, cancel)

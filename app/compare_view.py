@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from app.run_status import BROKEN_COLOR, BUSY_COLOR, status_detail
+from app.run_status import BROKEN_COLOR, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, megabytes
 from core.results import RunRecord
 
@@ -24,12 +24,15 @@ METRICS = [
     ("Mean KL", lambda r: r.mean_kl, ".4f"),
 ]
 TEXT_ROWS = [
-    ("Status", lambda r: status_detail(r) or "healthy, quiet machine"),
     ("Device", lambda r: f"{r.device}, {r.threads} threads"),
     ("Speed protocol", lambda r: r.bench_protocol),
     ("Quality protocol", lambda r: r.eval_protocol or "not evaluated"),
     ("Model", lambda r: r.model),
 ]
+
+
+# The status first: a broken run's numbers are not a trade-off to weigh.
+ROW_NAMES = ["Status"] + [m[0] for m in METRICS] + [t[0] for t in TEXT_ROWS]
 
 
 def _titled(r: RunRecord) -> str:
@@ -47,8 +50,8 @@ class CompareView(QWidget):
         super().__init__(parent)
         self.title = QLabel("Select two runs in the table (Ctrl+click) to compare them here.")
         self.title.setWordWrap(True)
-        self.table = QTableWidget(len(METRICS) + len(TEXT_ROWS), 3)
-        self.table.setVerticalHeaderLabels([m[0] for m in METRICS] + [t[0] for t in TEXT_ROWS])
+        self.table = QTableWidget(len(ROW_NAMES), 3)
+        self.table.setVerticalHeaderLabels(ROW_NAMES)
         self.table.horizontalHeader().setStretchLastSection(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -60,29 +63,35 @@ class CompareView(QWidget):
         self.pair = (a, b)
         self.title.setText(f"A: {_titled(a)}   ·   B: {_titled(b)}")
         self.table.setHorizontalHeaderLabels(["A", "B", "B / A"])
-        for row, (_, value, fmt) in enumerate(METRICS):
+        self._show_status(a, b)
+        for row, (_, value, fmt) in enumerate(METRICS, start=1):
             va, vb = value(a), value(b)
             self._set(row, 0, "–" if va is None else format(va, fmt))
             self._set(row, 1, "–" if vb is None else format(vb, fmt))
             self._set(row, 2, ratio_text(va, vb))
         for offset, (_, value) in enumerate(TEXT_ROWS):
-            row = len(METRICS) + offset
+            row = 1 + len(METRICS) + offset
             self._set(row, 0, value(a))
             self._set(row, 1, value(b))
             self._set(row, 2, "same" if value(a) == value(b) else "differs")
-        status_row = len(METRICS)
+
+    def _show_status(self, a: RunRecord, b: RunRecord) -> None:
+        """First row: broken (red) or busy machine (amber), the cause on hover."""
         for column, record in enumerate((a, b)):
+            item = self._set(0, column, status_text(record) or "healthy")
+            item.setToolTip(status_detail(record) or "healthy, timed on a quiet machine")
             color = BROKEN_COLOR if record.broken else BUSY_COLOR if record.machine_busy else None
             if color is not None:
-                item = self.table.item(status_row, column)
                 item.setBackground(QBrush(QColor(color)))
                 item.setForeground(QBrush(QColor("white" if record.broken else "black")))
+        same = status_detail(a) == status_detail(b)
+        self._set(0, 2, "same" if same else "differs")
 
-    def cell(self, metric: str, column: int) -> str:
-        names = [m[0] for m in METRICS] + [t[0] for t in TEXT_ROWS]
-        return self.table.item(names.index(metric), column).text()
+    def cell(self, row_name: str, column: int) -> str:
+        return self.table.item(ROW_NAMES.index(row_name), column).text()
 
-    def _set(self, row: int, column: int, text: str) -> None:
+    def _set(self, row: int, column: int, text: str) -> QTableWidgetItem:
         item = QTableWidgetItem(text)
         item.setToolTip(text)
         self.table.setItem(row, column, item)
+        return item

@@ -8,7 +8,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.chart_axes import padded_range, readable_axes
-from app.run_status import BROKEN_COLOR, status_detail
+from app.run_status import BROKEN_COLOR, short_cause, status_detail
 from app.sizes import UNIT, megabytes
 from core.pareto import pareto_front
 from core.results import RunRecord
@@ -41,10 +41,10 @@ class ParetoChart(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.3)
         self.front = self.plot.plot(pen=pg.mkPen("#d62728", width=2, style=pg.QtCore.Qt.DashLine))
         self.scatter = pg.ScatterPlotItem(
-            size=11, pen=pg.mkPen("k"), brush=pg.mkBrush("#1f77b4"), hoverable=True, tip=_tip
+            size=11, pen=pg.mkPen("k"), brush=pg.mkBrush("#1f77b4"), hoverable=True, tip=self._tip
         )
         self.original = pg.ScatterPlotItem(
-            size=18, symbol="star", brush=pg.mkBrush("#ff7f0e"), hoverable=True, tip=_tip
+            size=18, symbol="star", brush=pg.mkBrush("#ff7f0e"), hoverable=True, tip=self._tip
         )
         # A broken configuration (collapsed quality) is a red cross, never a
         # plain point: it is not a trade-off, and it is kept off the front.
@@ -54,7 +54,7 @@ class ParetoChart(QWidget):
             pen=pg.mkPen(BROKEN_COLOR, width=2),
             brush=pg.mkBrush(BROKEN_COLOR),
             hoverable=True,
-            tip=_tip,
+            tip=self._tip,
         )
         for item in (self.scatter, self.original, self.broken):
             self.plot.addItem(item)
@@ -112,35 +112,40 @@ class ParetoChart(QWidget):
         points = self.plotted()
         self.plot.setLabel("bottom", self.x_axis.currentText())
         self.plot.setLabel("left", self.y_axis.currentText())
+        healthy = [p for p in points if not p[0].broken]
+        # The y range fits the healthy runs: a collapsed run's perplexity
+        # (often 1e6 times the rest) would flatten every real trade-off. A
+        # broken run beyond it sits at the edge, its value in its label.
+        y_range = padded_range([y for _, _, y in healthy or points]) if points else None
+        shown = [(r, x, y, _on_chart(y, y_range)) for r, x, y in points]
 
         def spots(keep):
-            return [{"pos": (x, y), "data": r} for r, x, y in points if keep(r)]
+            return [{"pos": (x, at), "data": r} for r, x, _, at in shown if keep(r)]
 
         self.scatter.setData(spots(lambda r: not r.is_original and not r.broken))
         self.original.setData(spots(lambda r: r.is_original and not r.broken))
         self.broken.setData(spots(lambda r: r.broken))
-        healthy = [p for p in points if not p[0].broken]
         front = pareto_front([(x, y) for _, x, y in healthy])
         self.front.setData([healthy[i][1] for i in front], [healthy[i][2] for i in front])
         if points:
             # Explicit ranges: one point (or equal values) would otherwise get
             # a zero-width range and ticks like 23.25753336097595.
-            self.plot.setRange(
-                xRange=padded_range([x for _, x, _ in points]),
-                yRange=padded_range([y for _, _, y in points]),
-                padding=0,
-            )
+            x_range = padded_range([x for _, x, _ in points])
+            self.plot.setRange(xRange=x_range, yRange=y_range, padding=0)
         for label in self.labels:
             self.plot.removeItem(label)
         self.labels = []
         middle = (min(p[1] for p in points) + max(p[1] for p in points)) / 2 if points else 0
-        for r, x, y in points:
+        for r, x, y, at in shown:
             # Right-half labels extend to the left, so none runs off the chart.
             text, color = _short(r), "#333"
             if r.broken:
-                text, color = f"{text}: broken ({r.broken})", BROKEN_COLOR
+                text, color = f"{text}: broken ({short_cause(r.broken)})", BROKEN_COLOR
+                if at != y:
+                    where = "above" if y > at else "below"
+                    text += f"\n{self.y_axis.currentText()} {y:.3g}, {where} the chart"
             label = pg.TextItem(text, color=color, anchor=(1 if x > middle else 0, 1))
-            label.setPos(x, y)
+            label.setPos(x, at)
             self.plot.addItem(label)
             self.labels.append(label)
 
@@ -148,10 +153,20 @@ class ParetoChart(QWidget):
         if spots:
             self.record_clicked.emit(spots[0].data())
 
+    def _tip(self, x: float, y: float, data: RunRecord) -> str:
+        """A point's hover text: the run, its measured numbers on the two axes
+        (not the drawn position, which is pinned for an off-chart point) and
+        why it is broken or its timing doubtful."""
+        x_name, y_name = self.x_axis.currentText(), self.y_axis.currentText()
+        values = f"{x_name}: {X_AXES[x_name](data):.4g}; {y_name}: {Y_AXES[y_name](data):.4g}"
+        return "\n".join(filter(None, [data.recipe_name, values, status_detail(data)]))
 
-def _tip(x: float, y: float, data: RunRecord) -> str:
-    """The hover text of a point: the run, its numbers, and why it is broken."""
-    return "\n".join(filter(None, [data.recipe_name, f"x {x:.4g}, y {y:.4g}", status_detail(data)]))
+
+def _on_chart(y: float, y_range: tuple[float, float]) -> float:
+    """Where to draw ``y``: itself inside the range, else just inside its edge."""
+    low, high = y_range
+    inset = (high - low) * 0.04
+    return min(max(y, low + inset), high - inset) if not low <= y <= high else y
 
 
 def _short(record: RunRecord) -> str:

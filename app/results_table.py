@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QStyle,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from app.run_status import BROKEN_COLOR, BROKEN_TINT, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, mb_number
@@ -39,6 +45,17 @@ def _ppl(r: RunRecord) -> str:
     return f"{r.ppl:.2f} ± {r.ppl_ci95:.2f}" if r.ppl_ci95 else f"{r.ppl:.2f}"
 
 
+class MarkerDelegate(QStyledItemDelegate):
+    """Draws a marked status cell in its own colours even in a selected row:
+    the selection colour would otherwise hide "broken" on the very row a
+    user picks to compare or export."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 (Qt's name)
+        super().initStyleOption(option, index)
+        if index.data(Qt.ItemDataRole.BackgroundRole) is not None:
+            option.state &= ~QStyle.StateFlag.State_Selected
+
+
 class ResultsTable(QTableWidget):
     record_selected = Signal(object)  # RunRecord
     pair_selected = Signal(object, object)  # two RunRecords, in table order
@@ -51,6 +68,7 @@ class ResultsTable(QTableWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.horizontalHeader().setStretchLastSection(True)
+        self.setItemDelegateForColumn(STATUS_COLUMN, MarkerDelegate(self))
         self.itemSelectionChanged.connect(self._on_selection)
 
     def add(self, record: RunRecord) -> None:

@@ -26,3 +26,12 @@ def status_detail(r: RunRecord) -> str:
     if r.machine_busy:
         lines.append(f"Timed on a busy machine: {r.machine_busy}")
     return "\n".join(lines)
+
+
+def short_cause(cause: str, limit: int = 60) -> str:
+    """A chart label's part of a cause: core writes "collapsed: <numbers>;
+    likely cause: <setting>", and the setting is what a reader acts on (the
+    numbers are in the table and the hover text)."""
+    _, found, likely = cause.partition("likely cause: ")
+    text = likely if found else cause
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -16,7 +16,9 @@ from app.run_status import BROKEN_COLOR, BUSY_COLOR
 from core.results import ResultsStore
 from tests.test_chart_labels import record
 
-CAUSE = "perplexity 5.1x the original's (> 3x): low-rank at rank 2 is too small"
+# As core.evaluate.health writes it.
+LIKELY = "low rank: 5% of full rank kept"
+CAUSE = f"collapsed: perplexity 5.1x the original's > 3x; likely cause: {LIKELY}"
 BUSY = "load 1.9 from other processes before the timed runs"
 HEALTHY = record()
 BROKEN = replace(
@@ -57,6 +59,26 @@ def test_table_marks_broken_and_busy_runs(qtbot):
     assert BUSY in busy.toolTip()
 
 
+def test_selected_broken_row_keeps_its_red_marker(qtbot):
+    table = ResultsTable()
+    qtbot.addWidget(table)
+    table.resize(900, 200)
+    for r in (HEALTHY, BROKEN):
+        table.add(r)
+    table.show()
+    table.selectRow(1)  # selected to compare or export: the marker must still show
+
+    def colour_at(row: int):
+        rect = table.visualItemRect(table.item(row, STATUS_COLUMN))
+        image = table.viewport().grab().toImage()
+        return image.pixelColor(rect.left() + 2, rect.top() + 2).name()
+
+    assert colour_at(1) == QColor(BROKEN_COLOR).name()
+    table.selectRow(0)  # a healthy selected row looks selected as usual
+    assert colour_at(0) != QColor(BROKEN_COLOR).name()
+    assert colour_at(0) == table.palette().highlight().color().name()
+
+
 def test_chart_draws_broken_runs_as_red_crosses_off_the_front(qtbot):
     chart = ParetoChart()
     qtbot.addWidget(chart)
@@ -68,7 +90,24 @@ def test_chart_draws_broken_runs_as_red_crosses_off_the_front(qtbot):
     assert BROKEN not in [p.data() for p in chart.scatter.points()]
     assert BROKEN not in chart.front_records()  # not a trade-off, however fast
     label = next(lab for lab in chart.labels if "broken" in lab.textItem.toPlainText())
-    assert CAUSE in label.textItem.toPlainText()
+    assert LIKELY in label.textItem.toPlainText()  # the label: what to change
+    hover = chart.broken.opts["tip"](x=20.0, y=95.0, data=BROKEN)
+    assert CAUSE in hover and "Perplexity: 95" in hover  # the hover: the measured numbers too
+
+
+def test_chart_range_fits_healthy_runs_and_pins_a_far_broken_one_to_the_edge(qtbot):
+    chart = ParetoChart()
+    qtbot.addWidget(chart)
+    for r in (HEALTHY, BUSY_RUN, BROKEN):
+        chart.add(r)
+    low, high = chart.plot.viewRange()[1]
+    assert high < 25  # perplexity 95 would squash 18.46 against 18.9
+    (cross,) = chart.broken.points()
+    assert low < cross.pos().y() < high  # drawn at the top edge, inside the chart
+    label = next(lab for lab in chart.labels if "broken" in lab.textItem.toPlainText())
+    assert "Perplexity 95, above the chart" in label.textItem.toPlainText()
+    hover = chart.broken.opts["tip"](x=cross.pos().x(), y=cross.pos().y(), data=BROKEN)
+    assert "Perplexity: 95" in hover  # the measured value, not the drawn position
 
 
 def test_compare_view_names_the_broken_run(qtbot):
@@ -76,9 +115,13 @@ def test_compare_view_names_the_broken_run(qtbot):
     qtbot.addWidget(view)
     view.show_pair(HEALTHY, BROKEN)
     assert "BROKEN" in view.title.text()
-    assert view.cell("Status", 0).startswith("healthy")
-    assert CAUSE in view.cell("Status", 1)
+    assert view.table.verticalHeaderItem(0).text() == "Status"  # first: read before numbers
+    assert view.cell("Status", 0) == "healthy"
+    assert view.cell("Status", 1) == "broken"
+    broken = view.table.item(0, 1)
+    assert CAUSE in broken.toolTip() and background(broken) == QColor(BROKEN_COLOR).name()
     assert view.cell("Status", 2) == "differs"
+    assert view.cell("Perplexity", 1) == "95.00"
 
 
 def test_window_shows_stored_broken_run_at_start(qtbot, tmp_path):

@@ -137,14 +137,17 @@ class ParetoChart(QWidget):
         self.labels = []
         middle = (min(p[1] for p in points) + max(p[1] for p in points)) / 2 if points else 0
         for r, x, y, at in shown:
-            # Right-half labels extend to the left, so none runs off the chart.
+            # Right-half labels extend to the left, so none runs off the side.
             text, color = _short(r), "#333"
             if r.broken:
                 text, color = f"{text}: broken ({short_cause(r.broken)})", BROKEN_COLOR
                 if at != y:
                     where = "above" if y > at else "below"
                     text += f"\n{self.y_axis.currentText()} {y:.3g}, {where} the chart"
-            label = pg.TextItem(text, color=color, anchor=(1 if x > middle else 0, 1))
+            # Labels near the top hang below their point, so none leaves the chart.
+            below = y_range is not None and at > y_range[1] - (y_range[1] - y_range[0]) / 4
+            anchor = (1 if x > middle else 0, 0 if below else 1)
+            label = pg.TextItem(text, color=color, anchor=anchor)
             label.setPos(x, at)
             self.plot.addItem(label)
             self.labels.append(label)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 from core.jobs.run import _default_settings, stamp
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 def _default_distill():
@@ -23,7 +23,7 @@ def _default_distill():
 
 @dataclass(frozen=True)
 class DistillRequest:
-    teacher: object  # core.loading.LoadedModel
+    teacher: object  # core.models.loading.LoadedModel
     shape: object  # core.distill.student.StudentShape
     store_dir: Path  # the results store's folder: trained weights are kept under it
     settings: object = field(default_factory=_default_distill)  # DistillSettings
@@ -63,10 +63,10 @@ def distill_student(
     from core.distill.events import DistillResult
     from core.distill.student import build_student
     from core.distill.train import distill, eval_protocol
-    from core.experiment import measure_configuration, read_calibration
-    from core.loading import require_causal_lm
-    from core.provenance import new_run_id, save_trained
-    from core.results import RunRecord
+    from core.jobs.experiment import measure_configuration, read_calibration
+    from core.jobs.provenance import new_run_id, save_trained
+    from core.models.loading import require_causal_lm
+    from core.results.store import RunRecord
     from core.runtime.device import set_threads
 
     cancel = cancel or CancelToken()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,10 @@ def load(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield the LoadedModel (on the asked runtime, if it is not PyTorch eager)."""
-    from core.loading import load_model
+    from core.jobs.on_runtime import prepare
+    from core.models.loading import load_model
     from core.runtime.device import set_threads
-    from core.runtime.registry import check_supports, prepare, runtime
+    from core.runtime.registry import check_supports, runtime
     from core.runtime.runners import is_onnx_runtime
 
     runtime(request.runtime)  # refuse an unknown runtime before loading
@@ -43,5 +44,5 @@ def load(
     if request.preimport:
         import core.evaluate.fidelity  # noqa: F401
         import core.evaluate.perplexity  # noqa: F401
-        import core.experiment  # noqa: F401
+        import core.jobs.experiment  # noqa: F401
     yield loaded

@@ -153,7 +153,7 @@ def test_onnx_runtime_on_cuda_is_labelled_cuda_and_its_memory_not_measured(tiny_
     import dataclasses
     from types import SimpleNamespace
 
-    from core.cli.main import _print_bench
+    from core.cli.bench import _print_bench
     from core.measure.speed import BenchSettings, run_benchmark, timing_device
 
     loaded = load_model(str(tiny_llama_dir), device="cpu")

@@ -31,3 +31,21 @@ def test_jobs_are_the_only_way_in_for_the_window():
         text = path.read_text()
         for name in internals:
             assert name not in text, f"{path.name} calls {name.split()[-1]} directly"
+
+
+def test_pass_names_known_without_torch_match_the_registry():
+    from core.passes import REGISTRY
+    from core.passes.names import PASS_NAMES
+
+    assert sorted(PASS_NAMES) == sorted(REGISTRY)
+
+
+def test_cli_help_imports_no_torch():
+    """Building the parser (every command's --help) loads no torch."""
+    code = (
+        "import sys; from core.cli.main import build_parser; build_parser(); "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]

@@ -92,8 +92,8 @@ def test_two_spinning_programs_make_it_busy():
 def test_benchmark_record_cli_and_report_carry_the_load(tiny_llama_dir, capsys):
     from types import SimpleNamespace
 
+    from core.cli.bench import _print_bench
     from core.cli.compress import print_record
-    from core.cli.main import _print_bench
     from core.export.report import build_report, render_html
     from core.measure.speed import BenchSettings, run_benchmark
     from core.models.loading import load_model

@@ -3,14 +3,15 @@ the RunRecord (the same record the window shows and stores)."""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
+from core.cli.common import add_model_args, load, progress
 from core.message_text import shown
 
 
-def add_parser(sub, add_model_args) -> None:
+def add_parser(sub) -> None:
     parser = sub.add_parser(
         "compress",
         help="apply a recipe, then benchmark and evaluate it against the original",
@@ -36,15 +37,18 @@ def add_parser(sub, add_model_args) -> None:
     )
     parser.add_argument("--no-eval", action="store_true", help="speed and size only")
     parser.add_argument(
-        "--save", action="store_true", help="append the result to the results store"
+        "--no-save",
+        action="store_true",
+        help="do not store the run (by default it is appended to the results the window shows)",
     )
+    parser.add_argument("--save", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--json", action="store_true", help="print the RunRecord as JSON")
 
 
 def _pass_names() -> list[str]:
-    from core.passes import REGISTRY
+    from core.passes.names import PASS_NAMES  # no torch: --help answers at once
 
-    return sorted(REGISTRY)
+    return sorted(PASS_NAMES)
 
 
 def parse_pass(spec: str) -> dict:
@@ -102,25 +106,23 @@ def build_recipe(args):
     return Recipe.from_dict({"format": 1, "passes": [parse_pass(s) for s in args.passes]})
 
 
-def cmd_compress(args, load) -> None:
-    from core.jobs.experiment import ExperimentSettings, run_experiment
+def run(args) -> None:
+    from core.jobs.experiment import ExperimentSettings
+    from core.jobs.run import RunRequest
+    from core.jobs.run import run as run_job
     from core.passes.recipe import validate
-    from core.progress import Progress
     from core.results.store import ResultsStore, RunRecord
 
     recipe = build_recipe(args)
     validate(recipe)  # refuse before loading anything
-    loaded = load(args)
-    record = None
-
-    def progress(event: Progress) -> None:
-        print(f"[{event.stage}]", file=sys.stderr, flush=True)
-
+    loaded = load(args, "torch")  # the original in PyTorch; the recipe runs on --backend
     settings = ExperimentSettings(evaluate=not args.no_eval)
-    for event in run_experiment(loaded, recipe, settings, progress, backend=args.run_on):
+    request = RunRequest(loaded, recipe, args.run_on, settings, args.threads)
+    record = None
+    for event in run_job(request, progress):
         if isinstance(event, RunRecord):
             record = event
-    if args.save:
+    if not args.no_save:  # the same record the window stores
         record = ResultsStore().append(record)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))

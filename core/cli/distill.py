@@ -5,14 +5,14 @@ teacher's and the pruned student's perplexity."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from core.cli import args as cli_args
 from core.cli.args import number, whole
+from core.cli.common import add_model_args, load, note
 
 
-def add_parser(sub, add_model_args) -> None:
+def add_parser(sub) -> None:
     from core.distill.settings import DistillSettings
 
     d = DistillSettings()
@@ -62,6 +62,12 @@ def add_parser(sub, add_model_args) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the latest checkpoint in --checkpoint-dir"
     )
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="do not measure the student or store it as a run (by default it joins the "
+        "results the window shows, its trained weights kept with their sha256)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -87,27 +93,8 @@ def _settings(args):
     )
 
 
-def _check_context(teacher, settings) -> None:
-    """Refuse training or evaluation windows longer than the model's context,
-    before calibrating and pruning."""
-    from core.runtime.generation import context_length
-
-    limit = context_length(teacher.model.config)
-    if settings.seq_len > limit:
-        raise ValueError(f"--seq-len {settings.seq_len} is over the model's {limit}-token context")
-    if settings.eval_every is not None and settings.eval_context_tokens > limit:
-        raise ValueError(
-            f"--eval-context {settings.eval_context_tokens} is over the model's {limit}-token "
-            "context"
-        )
-
-
-def _note(text: str) -> None:
-    print(f"[{text}]", file=sys.stderr, flush=True)
-
-
-def cmd_distill(args, load) -> None:
-    from dataclasses import asdict
+def run(args) -> None:
+    from dataclasses import asdict, replace
 
     from core.distill.events import (
         DistillCheckpoint,
@@ -116,63 +103,88 @@ def cmd_distill(args, load) -> None:
         DistillResumed,
         DistillStep,
     )
-    from core.distill.student import StudentShape, build_student
-    from core.distill.train import distill, eval_protocol
-    from core.evaluate.perplexity import compute_perplexity
-    from core.passes.calibration import calibration_windows
+    from core.distill.student import StudentShape
+    from core.evaluate.perplexity import QUICK_PROTOCOL
+    from core.jobs.distill import (
+        DistillBaseline,
+        DistillRequest,
+        StudentNotes,
+        StudentScore,
+        distill_student,
+    )
+    from core.jobs.experiment import QUICK_BENCH, ExperimentSettings
+    from core.results.store import ResultsStore, RunRecord
 
     settings = _settings(args)
-    recipe = StudentShape(args.drop_layers, args.mlp_remove).recipe()  # refuse before loading
+    shape = StudentShape(args.drop_layers, args.mlp_remove)
+    recipe = shape.recipe()  # refuse before loading
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir")
-    teacher = load(args)
-    _check_context(teacher, settings)
-    if args.drop_layers >= teacher.description.layers:
-        raise ValueError(
-            f"--drop-layers {args.drop_layers} leaves no layer of {teacher.description.layers}"
-        )
-    calibration = calibration_windows(teacher.tokenizer, source=args.text)
-    student = build_student(teacher, recipe, calibration, progress=lambda e: _note(e.stage))
-    for note in student.notes:
-        _note(note)
-    report: dict = {"student": recipe.to_dict(), "settings": settings.to_dict()}
-    if not args.no_eval:
-        # reported on the report split; training itself is watched on dev windows
-        protocol, windows = eval_protocol(teacher.tokenizer, settings, split="report")
-        for name, model in (("teacher", teacher.model), ("pruned", student.loaded.model)):
-            ppl = compute_perplexity(model, teacher.tokenizer, protocol, windows=windows)
-            report[f"{name}_ppl"] = ppl.ppl
-            _note(f"{name} perplexity {ppl.ppl:.3f}")
-        report["protocol"] = ppl.protocol  # names the windows actually scored
-    result = None
-    every = max(1, (settings.steps or 100) // 20)
-    events = distill(
-        teacher, student, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume
+    teacher = load(args, "torch")
+    store = ResultsStore()
+    # The student is measured like any run (the window's quick protocol, cut to
+    # the evaluation windows asked for here) and stored, so it joins the table.
+    measured = replace(
+        QUICK_PROTOCOL,
+        context_tokens=settings.eval_context_tokens,
+        stride=settings.eval_context_tokens // 2,
+        quick_windows=settings.eval_windows,
+        source=settings.text_source,
     )
-    for event in events:
-        if isinstance(event, DistillStep) and (event.step % every == 0 or event.step == 1):
-            _note(
+    experiment = ExperimentSettings(
+        bench=QUICK_BENCH,
+        evaluate=not args.no_eval,
+        perplexity=measured,
+        text_source=settings.text_source,
+    )
+    request = DistillRequest(
+        teacher,
+        shape,
+        store.path.parent,
+        settings,
+        experiment,
+        args.checkpoint_dir,
+        args.resume,
+        baseline=not args.no_eval,
+        measure=not args.no_save,
+        threads=args.threads,
+    )
+    report: dict = {"student": recipe.to_dict(), "settings": settings.to_dict()}
+    result = record = None
+    every = max(1, (settings.steps or 100) // 20)
+    for event in distill_student(request, lambda e: note(e.stage)):
+        if isinstance(event, StudentNotes):
+            for line in event.notes:
+                note(line)
+        elif isinstance(event, DistillBaseline):
+            report |= {"teacher_ppl": event.teacher_ppl, "pruned_ppl": event.pruned_ppl}
+            note(f"teacher perplexity {event.teacher_ppl:.3f}")
+            note(f"pruned perplexity {event.pruned_ppl:.3f}")
+        elif isinstance(event, DistillStep) and (event.step % every == 0 or event.step == 1):
+            note(
                 f"step {event.step}: loss {event.loss:.4f} (KD {event.kd_loss:.4f}), "
                 f"lr {event.lr:.2e}, {event.elapsed_s:.0f} s"
             )
         elif isinstance(event, DistillEval):
-            _note(f"step {event.step}: perplexity {event.ppl:.3f}")
+            note(f"step {event.step}: perplexity {event.ppl:.3f}")
         elif isinstance(event, DistillCheckpoint):
-            _note(f"step {event.step}: saved {event.path}")
+            note(f"step {event.step}: saved {event.path}")
         elif isinstance(event, DistillResumed):
-            _note(f"resumed {event.path} at step {event.step}")
+            note(f"resumed {event.path} at step {event.step}")
         elif isinstance(event, DistillResult):
             result = event
-    report |= {"result": asdict(result), "student_ppl": None}
-    if not args.no_eval:
-        student_ppl = compute_perplexity(
-            student.loaded.model, teacher.tokenizer, protocol, windows=windows
-        )
-        report["student_ppl"] = student_ppl.ppl
+        elif isinstance(event, StudentScore):
+            report |= {"student_ppl": event.ppl, "protocol": event.protocol}
+        elif isinstance(event, RunRecord):
+            record = store.append(event)
+    report |= {"result": asdict(result)}
+    report.setdefault("student_ppl", None)
+    if record is not None:
+        report["run_id"] = record.run_id
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"student {student.recipe.name} of {teacher.source}")
+    print(f"student {recipe.name} of {teacher.source}")
     print(
         f"  {result.step} steps ({result.steps_this_run} this run) in {result.train_s:.0f} s, "
         f"stopped by {result.stopped}; loss {result.first_loss:.4f} -> {result.last_loss:.4f}"
@@ -186,3 +198,5 @@ def cmd_distill(args, load) -> None:
     print(f"  {result.settings}")
     if result.checkpoint:
         print(f"  checkpoint {result.checkpoint}")
+    if record is not None:
+        print(f"  stored as run {record.run_id} (the window's table shows it)")

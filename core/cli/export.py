@@ -5,11 +5,12 @@ results store (``--run ID`` or ``--last``)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from core.cli.common import add_model_args, load, progress
 
-def add_parser(sub, add_model_args) -> None:
+
+def add_parser(sub) -> None:
     parser = sub.add_parser(
         "export",
         help="export a configuration: Hugging Face folder (hf), report (HTML + JSON)",
@@ -38,8 +39,8 @@ def add_parser(sub, add_model_args) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def choose_recipe(args, records):
-    """(recipe, chosen run id) from --recipe, --run or --last."""
+def choose_run(args, records):
+    """(recipe, the stored run or None) from --recipe, --run or --last."""
     from core.errors import WorkbenchError
     from core.passes.recipe import Recipe
 
@@ -58,38 +59,39 @@ def choose_recipe(args, records):
         if not mine:
             raise WorkbenchError(f"the results store has no run of {args.model!r}")
         record = mine[-1]
-    return Recipe.from_dict(record.recipe), record.run_id
+    return Recipe.from_dict(record.recipe), record
 
 
-def cmd_export(args, load) -> None:
+def run(args) -> None:
+    """Hand over a stored run exactly as it was measured (its trained weights,
+    the ONNX graph it was timed on), or build and write a recipe file."""
     from core.export.formats import FormatWritten, parse_formats
     from core.export.marker import check_export_target
-    from core.jobs.write_export import ExportResult, run_export
+    from core.jobs.export import ExportRequest, export
+    from core.jobs.write_export import ExportResult
     from core.passes.recipe import validate
-    from core.progress import Progress
     from core.results.store import ResultsStore
 
     formats = parse_formats(args.format)
-    records = ResultsStore().load()
-    recipe, run_id = choose_recipe(args, records)
+    store = ResultsStore()
+    records = store.load()
+    recipe, record = choose_run(args, records)
     validate(recipe)
     check_export_target(args.out, args.overwrite)  # refuse before loading anything
-    loaded = load(args)
-
-    def progress(event: Progress) -> None:
-        print(f"[{event.stage}]", file=sys.stderr, flush=True)
-
-    result = None
-    for event in run_export(
+    loaded = load(args, "torch")
+    request = ExportRequest(
         loaded,
-        recipe,
         args.out,
         formats,
-        records=records,
-        chosen_run_id=run_id,
-        overwrite=args.overwrite,
-        progress=progress,
-    ):
+        record,
+        None if record is not None else recipe,
+        tuple(r for r in records if r.model == args.model),
+        args.overwrite,
+        store_dir=store.path.parent,
+        threads=args.threads,
+    )
+    result = None
+    for event in export(request, progress):
         if isinstance(event, FormatWritten) and not args.json:
             print(f"  {event.format}: {event.summary}")
         elif isinstance(event, ExportResult):

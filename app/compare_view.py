@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayou
 
 from app.run_status import BROKEN_COLOR, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, megabytes
-from core.results import RunRecord
+from core.results.store import RunRecord
 
 METRICS = [
     (f"Size {UNIT}", lambda r: megabytes(r.bytes), ".2f"),

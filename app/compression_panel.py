@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
 
 from app.eval_text_control import EvaluationTextControl
 from app.sizes import size_text
-from core.experiment import BACKENDS
+from core.jobs.experiment import BACKENDS
 from core.passes import REGISTRY
-from core.recipe import Recipe, RecipeError, validate
+from core.passes.recipe import Recipe, RecipeError, validate
 
 # Structural passes first, the quantization last: the order a recipe runs in.
 DISPLAY_ORDER = [
@@ -173,7 +173,7 @@ class CompressionPanel(QGroupBox):
         self.refresh()
 
     def set_model(self, model) -> None:
-        from core.size import measure_size
+        from core.models.size import measure_size
 
         self.model = model
         self._original_bytes = measure_size(model).total_bytes  # once, not per slider move
@@ -217,7 +217,7 @@ class CompressionPanel(QGroupBox):
     def _show_estimate(self, recipe: Recipe, valid: bool) -> None:
         if self.model is None or not valid:
             return
-        from core.size_estimate import estimate_size
+        from core.passes.size_estimate import estimate_size
 
         original = self._original_bytes
         estimate = estimate_size(self.model, recipe)

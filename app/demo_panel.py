@@ -8,8 +8,8 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from app.prompt_controls import PromptControls
 from app.stream_view import StreamView
-from core.demo import COMPRESSED, ORIGINAL, PaneEvent
-from core.generation import GenerationSummary
+from core.runtime.generation import GenerationSummary
+from core.runtime.side_by_side import COMPRESSED, ORIGINAL, PaneEvent
 
 
 class DemoPanel(QWidget):

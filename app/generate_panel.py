@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QGroupBox, QVBoxLayout
 from app.latency_chart import LatencyChart
 from app.prompt_controls import PromptControls
 from app.stream_view import StreamView
-from core.generation import TextToken
+from core.runtime.generation import TextToken
 
 
 class GeneratePanel(QGroupBox):

@@ -12,7 +12,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] not in ("--model", "-m"):
-        from core.cli import main as cli_main
+        from core.cli.main import main as cli_main
 
         return cli_main(args)
     from app.application import run_window

@@ -14,7 +14,7 @@ from app.latency_chart import LatencyChart
 from app.perplexity_chart import PerplexityChart
 from app.series_chart import SeriesChart
 from app.sizes import MB, UNIT
-from core.memory import current_memory_bytes
+from core.measure.memory import current_memory_bytes
 
 MEMORY_SAMPLE_MS = 250
 THROUGHPUT_WINDOW = 8  # decode steps averaged for the throughput curve

@@ -31,19 +31,19 @@ from app.pareto_chart import ParetoChart
 from app.results_table import ResultsTable
 from app.sizes import size_text
 from app.worker import JobRunner
-from core.demo import PaneEvent
-from core.demo_classifier import ClassifierReady
 from core.distill.events import DISTILL_EVENTS
 from core.evaluate.perplexity import PerplexityPartial
 from core.evaluate.sentiment_classifier import TrainStep
 from core.evaluate.zero_shot import AccuracyPartial
 from core.export.formats import FormatWritten
-from core.export.job import ExportResult
-from core.jobs import Progress
-from core.loading import LoadedModel
-from core.measure_classifier import ClassificationTiming
-from core.recipe import CompressedModel
-from core.results import ResultsStore, RunRecord
+from core.jobs.prepare_classifier import ClassifierReady
+from core.jobs.write_export import ExportResult
+from core.measure.classifier_speed import ClassificationTiming
+from core.models.loading import LoadedModel
+from core.passes.recipe import CompressedModel
+from core.progress import Progress
+from core.results.store import ResultsStore, RunRecord
+from core.runtime.side_by_side import PaneEvent
 from core.runtime.torch_runner import TokenStep
 
 
@@ -317,7 +317,7 @@ class MainWindow(QMainWindow):
         self._start_job(f"Export: {record.recipe_name}", export, request)
 
     def _settings(self):
-        from core.experiment import ExperimentSettings
+        from core.jobs.experiment import ExperimentSettings
 
         # the panel's evaluation text, if one other than the default is chosen
         return self.compression_panel.eval_text.apply(
@@ -326,7 +326,7 @@ class MainWindow(QMainWindow):
 
     def restore(self, record: RunRecord) -> None:
         """Put a run's recipe back into the sliders."""
-        from core.recipe import Recipe
+        from core.passes.recipe import Recipe
 
         self.compression_panel.set_recipe(Recipe.from_dict(record.recipe))
         self.compression_panel.set_backend(record.backend)
@@ -357,8 +357,8 @@ class MainWindow(QMainWindow):
     # --- job signals (GUI thread) ---------------------------------------------
     def _subscribe_panels(self) -> None:
         """Each part of the window subscribes to the job events it shows."""
-        from core.generation import GenerationSummary, TextToken
         from core.jobs.distill import DistillBaseline, StudentNotes
+        from core.runtime.generation import GenerationSummary, TextToken
 
         on, live, note = self.router.subscribe, self.live_view, self.notifications.notice
         on(LoadedModel, self._on_loaded)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.sizes import size_text
-from core.description import ModelDescription
+from core.models.description import ModelDescription
 
 SOURCES = [
     ("Embedded default (SmolLM2-135M-Instruct)", "default"),

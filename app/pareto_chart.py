@@ -10,8 +10,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from app.chart_axes import padded_range, readable_axes
 from app.run_status import BROKEN_COLOR, short_cause, status_detail
 from app.sizes import UNIT, megabytes
-from core.pareto import pareto_front
-from core.results import RunRecord
+from core.results.pareto import pareto_front
+from core.results.store import RunRecord
 
 X_AXES = {
     "Decode ms/token": lambda r: r.decode_ms_per_token,

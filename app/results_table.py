@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 
 from app.run_status import BROKEN_COLOR, BROKEN_TINT, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, mb_number
-from core.results import RunRecord
+from core.results.store import RunRecord
 
 COLUMNS = [
     ("Recipe", lambda r: r.recipe_name),

@@ -5,7 +5,7 @@ the table, the compare view and the trade-off chart."""
 
 from __future__ import annotations
 
-from core.results import RunRecord
+from core.results.store import RunRecord
 
 BROKEN_COLOR = "#b00020"  # a broken run's mark: dark red
 BROKEN_TINT = "#fbe3e6"  # the rest of its row

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
-from core.generation import GenerationSummary, TextToken
+from core.runtime.generation import GenerationSummary, TextToken
 
 
 class StreamView(QWidget):

@@ -45,7 +45,7 @@ def restore_state(settings: QSettings, window, splitters: dict, tabs, panel) -> 
 
 
 def _restore_recipe(settings: QSettings, panel) -> list[str]:
-    from core.recipe import Recipe, validate
+    from core.passes.recipe import Recipe, validate
 
     text = settings.value("recipe/json")
     if not text:
@@ -60,7 +60,7 @@ def _restore_recipe(settings: QSettings, panel) -> list[str]:
     # Settings files hold whatever an older build (or a hand edit) wrote: any
     # failure means "start with no recipe", never a crash at start.
     except Exception as err:  # noqa: BLE001
-        from core.recipe import Recipe
+        from core.passes.recipe import Recipe
 
         panel.set_recipe(Recipe())
         return [f"The last session's recipe was not restored ({_first_line(err)})."]

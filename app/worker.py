@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from PySide6.QtCore import QObject, QThread, Signal
 
 from core.errors import Cancelled, WorkbenchError
-from core.jobs import CancelToken, Progress
+from core.progress import CancelToken, Progress
 
 Job = Callable[[Callable[[Progress], None], CancelToken], Iterable | None]
 

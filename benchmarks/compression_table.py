@@ -1,6 +1,6 @@
 """One row per compression recipe on the default model, measured in one run:
 bytes as exported, prefill ms, decode ms/token (the protocol of
-core/measure.py), perplexity (quick protocol of core/evaluate/perplexity.py)
+core/measure/speed.py), perplexity (quick protocol of core/evaluate/perplexity.py)
 and its change against the original, top-1 agreement with the original.
 
 Calibration uses the fixed calibration split, never the report split.
@@ -34,15 +34,15 @@ import torch
 from core.errors import UnsupportedModelError
 from core.evaluate.fidelity import compute_fidelity
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
-from core.interleave import ONE_RUN, interleaved_rounds
-from core.loading import load_model
+from core.measure.interleave import ONE_RUN, interleaved_rounds
+from core.models.loading import load_model
+from core.models.size import measure_size
 from core.passes import REGISTRY as R
 from core.passes.calibration import calibration_windows
-from core.recipe import Recipe, apply_recipe
+from core.passes.recipe import Recipe, apply_recipe
 from core.runtime.compiled_runner import compile_decode, keep_compiled
 from core.runtime.device import set_threads
 from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER
-from core.size import measure_size
 
 ROWS = {
     "original_fp32": (),
@@ -69,8 +69,8 @@ def block_linear_bytes(model) -> int:
     MLP projections) in whatever form a pass left them (fp32, int8, packed
     int4 with scales, factorised): what the quantisation passes convert.
     Norms and the embeddings/head are not counted."""
-    from core.passes.linear_layers import component_of
-    from core.size import stored_tensors
+    from core.models.linear_layers import component_of
+    from core.models.size import stored_tensors
 
     linears = {
         name

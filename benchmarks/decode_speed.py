@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from core.description import unique_tensors_of
-from core.loading import load_model
-from core.measure import bench_prompt_ids
+from core.measure.speed import bench_prompt_ids
+from core.models.description import unique_tensors_of
+from core.models.loading import load_model
 from core.runtime.device import set_threads, synchronize
 from core.runtime.torch_runner import generate_steps
 

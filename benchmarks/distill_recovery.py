@@ -9,7 +9,7 @@ scored with the same quick-protocol windows of the report split (the
 distillation defaults were chosen on the dev split, by
 ``benchmarks/choose_defaults.py``; ``--eval-every`` watches training on dev
 windows), then decode speed of teacher
-and student is measured side by side (interleaved rounds of core.measure's
+and student is measured side by side (interleaved rounds of core.measure.speed's
 protocol, median over rounds).
 
 recovered_fraction = (log pruned_ppl - log student_ppl) / (log pruned_ppl - log teacher_ppl)
@@ -39,8 +39,8 @@ from core.distill.settings import DistillSettings
 from core.distill.student import StudentShape, build_student
 from core.distill.train import distill
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
-from core.interleave import ONE_RUN, interleaved_rounds
-from core.loading import load_model
+from core.measure.interleave import ONE_RUN, interleaved_rounds
+from core.models.loading import load_model
 from core.passes.calibration import calibration_windows
 from core.runtime.device import set_threads
 

@@ -25,7 +25,7 @@ from core.evaluate.perplexity import (
     compute_perplexity,
     perplexity_windows,
 )
-from core.loading import load_model
+from core.models.loading import load_model
 from core.runtime.device import set_threads
 
 

@@ -32,10 +32,10 @@ from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
-from core.experiment import ExperimentSettings  # noqa: E402
-from core.measure import BenchSettings  # noqa: E402
-from core.recipe import Recipe  # noqa: E402
-from core.results import ResultsStore  # noqa: E402
+from core.jobs.experiment import ExperimentSettings  # noqa: E402
+from core.measure.speed import BenchSettings  # noqa: E402
+from core.passes.recipe import Recipe  # noqa: E402
+from core.results.store import ResultsStore  # noqa: E402
 
 TICK_MS = 10
 
@@ -96,7 +96,7 @@ def cli_decode_ms(bench: BenchSettings, threads: int | None) -> float:
     command = [
         sys.executable,
         "-m",
-        "core.cli",
+        "core.cli.main",
         "bench",
         "--json",
         f"--prompt-tokens={bench.prompt_tokens}",

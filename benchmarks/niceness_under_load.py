@@ -5,7 +5,7 @@ JOB_NICENESS), and torch's compute threads inherit it, so the GUI thread
 gets a core when it wakes. A program at the normal niceness 0 competing for
 the same cores would also win them, and then the window's numbers would be
 slower than the CLI's. This measures it: decode ms/token of one model (the
-protocol of core/measure.py, one run per measurement) in a fresh thread at
+protocol of core/measure/speed.py, one run per measurement) in a fresh thread at
 niceness 0 and at niceness 10, each with and without competing busy
 processes at niceness 0, in interleaved rounds (the order rotating each
 round), medians over rounds.
@@ -48,7 +48,7 @@ def measure_in_thread(loaded, settings, niceness: int) -> tuple[float, int | Non
     of one protocol run in a fresh thread at ``niceness``: a new thread starts
     at the process's niceness and torch's compute threads it starts inherit
     its own, as in the window's job thread."""
-    from core.measure import run_benchmark
+    from core.measure.speed import run_benchmark
 
     out: dict = {}
 
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds < 1 or args.competitors < 1:
         parser.error("--rounds and --competitors must be at least 1")
 
-    from core.loading import load_model
-    from core.measure import BenchSettings
+    from core.measure.speed import BenchSettings
+    from core.models.loading import load_model
     from core.runtime.device import set_threads
 
     threads = set_threads(args.threads)

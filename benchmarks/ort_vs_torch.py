@@ -1,6 +1,6 @@
 """PyTorch fp32 eager against ONNX Runtime fp32 and int8, side by side in one run.
 
-Decode ms/token and prefill ms come from core/measure.py's protocol, run in
+Decode ms/token and prefill ms come from core/measure/speed.py's protocol, run in
 interleaved rounds (every backend once per round, rotating order; the median
 over rounds is reported) because this machine drifts over minutes. Quality on
 the quick perplexity windows: ORT fp32's fidelity to PyTorch (top-1 agreement,
@@ -21,12 +21,12 @@ import statistics
 from dataclasses import replace
 
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
-from core.export.onnx_cache import load_ort_version
-from core.export.onnx_fidelity import compare_logits
-from core.interleave import interleaved_rounds
-from core.jobs import CancelToken, Progress
-from core.loading import load_model
-from core.measure import BenchSettings
+from core.measure.interleave import interleaved_rounds
+from core.measure.speed import BenchSettings
+from core.models.loading import load_model
+from core.onnx.cache import load_ort_version
+from core.onnx.fidelity import compare_logits
+from core.progress import CancelToken, Progress
 from core.runtime.device import set_threads
 
 

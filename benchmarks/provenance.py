@@ -25,14 +25,14 @@ from pathlib import Path
 from core.distill.settings import DistillSettings
 from core.distill.student import StudentShape
 from core.evaluate.perplexity import QUICK_PROTOCOL
-from core.experiment import ExperimentSettings
 from core.jobs.distill import DistillRequest, distill_student
+from core.jobs.experiment import ExperimentSettings
 from core.jobs.export import ExportRequest, export
 from core.jobs.run import RunRequest, run
-from core.loading import load_model
-from core.measure import BenchSettings
-from core.recipe import Recipe
-from core.results import RunRecord
+from core.measure.speed import BenchSettings
+from core.models.loading import load_model
+from core.passes.recipe import Recipe
+from core.results.store import RunRecord
 from core.runtime.device import set_threads
 
 # Speed is not what is checked: one short timed run per configuration.
@@ -122,7 +122,7 @@ def main() -> None:
     kind = "distilled student"
     results[kind] = _check(kind, record, out, _remeasure_lm(out, original, settings), work)
 
-    from core.classifier_experiment import ClassifierExperimentSettings
+    from core.jobs.classifier_experiment import ClassifierExperimentSettings
 
     classifier = load_model(args.classifier, device="cpu")
     clf_settings = ExperimentSettings(classifier=ClassifierExperimentSettings())

@@ -39,3 +39,7 @@ class DataMissingError(WorkbenchError):
 
 class ExportFailedError(WorkbenchError):
     """An export could not be produced, or does not compute what the model computes."""
+
+
+class ProvenanceError(WorkbenchError):
+    """What a run measured cannot be handed over exactly."""

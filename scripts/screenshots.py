@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
 from core.passes import REGISTRY as R  # noqa: E402
-from core.recipe import Recipe  # noqa: E402
+from core.passes.recipe import Recipe  # noqa: E402
 
 COMPILED = "torch-compile"
 RECIPES = [

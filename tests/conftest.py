@@ -1,9 +1,12 @@
 import os
+import tempfile
 
 # Qt must never need a display in tests.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Never reach for the model hub from a test.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Runs the CLI stores (compress, distill) never land in the user's results.
+os.environ.setdefault("WORKBENCH_DATA_DIR", tempfile.mkdtemp(prefix="workbench-test-data-"))
 
 import pytest  # noqa: E402
 

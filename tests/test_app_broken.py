@@ -13,7 +13,7 @@ from app.main_window import MainWindow
 from app.pareto_chart import ParetoChart
 from app.results_table import STATUS_COLUMN, ResultsTable
 from app.run_status import BROKEN_COLOR, BUSY_COLOR
-from core.results import ResultsStore
+from core.results.store import ResultsStore
 from tests.test_chart_labels import record
 
 # As core.evaluate.health writes it.

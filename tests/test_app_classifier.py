@@ -4,7 +4,7 @@ accuracy live, the record lands on classifier axes, generation says no."""
 from PySide6.QtCore import Qt
 
 from app.main_window import MainWindow
-from core.results import ResultsStore
+from core.results.store import ResultsStore
 from tests.test_app_compression import load
 from tests.test_classifier_experiment import TINY
 

@@ -5,9 +5,9 @@ from PySide6.QtCore import Qt
 
 from app.main_window import MainWindow
 from core.evaluate.perplexity import PerplexityProtocol
-from core.experiment import ExperimentSettings
-from core.measure import BenchSettings
-from core.results import ResultsStore
+from core.jobs.experiment import ExperimentSettings
+from core.measure.speed import BenchSettings
+from core.results.store import ResultsStore
 
 TINY_SETTINGS = ExperimentSettings(
     bench=BenchSettings(prompt_tokens=16, new_tokens=8, warmup=1, min_repeats=2, min_time_s=0),

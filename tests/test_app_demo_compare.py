@@ -3,7 +3,7 @@ throughput and memory charts."""
 
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from core.recipe import CompressedModel
+from core.passes.recipe import CompressedModel
 from tests.test_app_compression import run
 
 

@@ -9,10 +9,10 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QKeySequence
 
 from app.main_window import MainWindow
-from core.generation import GenerationSummary
 from core.passes import REGISTRY
-from core.recipe import Recipe
-from core.results import ResultsStore
+from core.passes.recipe import Recipe
+from core.results.store import ResultsStore
+from core.runtime.generation import GenerationSummary
 from tests.test_app_compression import TINY_SETTINGS, load
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from app.main_window import MainWindow
-from core.generation import GenerationSummary
+from core.runtime.generation import GenerationSummary
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Bad input, table-driven, through core.cli.main in-process: each row must
+"""Bad input, table-driven, through core.cli.main.main in-process: each row must
 exit 2 with exactly one line on stderr, starting with "error:" and holding the
 expected reason, no traceback, and (first table) no model loaded at all."""
 
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from core import loading
-from core.cli import main
+from core.cli.main import main
+from core.models import loading
 
 
 def _recipe(*passes, **top) -> str:

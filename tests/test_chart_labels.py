@@ -10,7 +10,7 @@ from app.latency_chart import LatencyChart
 from app.live_run_view import LiveRunView
 from app.pareto_chart import ParetoChart
 from app.sizes import size_text
-from core.results import RunRecord
+from core.results.store import RunRecord
 
 
 def record(**changes) -> RunRecord:

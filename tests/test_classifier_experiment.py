@@ -6,20 +6,20 @@ from dataclasses import fields
 
 import pytest
 
-from core.classifier_experiment import ClassifierExperimentSettings
 from core.errors import ModelNotFoundError
 from core.evaluate.classifier_accuracy import ClassifierAccuracy, ClassifierProtocol
 from core.evaluate.zero_shot import AccuracyPartial
-from core.experiment import ExperimentSettings, run_experiment
-from core.loading import load_model
-from core.measure_classifier import (
+from core.jobs.classifier_experiment import ClassifierExperimentSettings
+from core.jobs.experiment import ExperimentSettings, run_experiment
+from core.measure.classifier_speed import (
     ClassificationTiming,
     ClassifierBenchResult,
     ClassifierBenchSettings,
 )
+from core.models.loading import load_model
 from core.passes import REGISTRY
-from core.recipe import Recipe
-from core.results import ResultsStore, RunRecord
+from core.passes.recipe import Recipe
+from core.results.store import ResultsStore, RunRecord
 
 TINY = ExperimentSettings(
     classifier=ClassifierExperimentSettings(
@@ -86,7 +86,7 @@ def test_old_results_lines_still_load(tmp_path):
 def fast_prepared(tmp_path_factory):
     """(cache dir, events) of one FAST preparation, shared by the tests below
     (training is the slow part: ~15 s on an idle 2-core machine)."""
-    from core.demo_classifier import prepare_demo_classifier
+    from core.jobs.prepare_classifier import prepare_demo_classifier
 
     cache = tmp_path_factory.mktemp("workbench-cache")
     with pytest.MonkeyPatch.context() as patch:
@@ -103,9 +103,10 @@ def test_demo_classifier_before_preparing_says_how(tmp_path, monkeypatch):
 
 
 def test_prepare_fast_caches_a_loadable_classifier(fast_prepared, monkeypatch, capsys):
-    from core.cli import main
-    from core.demo_classifier import ClassifierReady, classifier_dir, prepare_demo_classifier
+    from core.cli.main import main
     from core.evaluate.sentiment_classifier import ClassifierResult
+    from core.jobs.prepare_classifier import ClassifierReady, prepare_demo_classifier
+    from core.models.demo_classifier import classifier_dir
 
     tmp_path, events = fast_prepared
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
@@ -140,8 +141,8 @@ def test_prepare_fast_caches_a_loadable_classifier(fast_prepared, monkeypatch, c
 def test_real_fast_classifier_int8_dynamic_from_the_cli(fast_prepared, monkeypatch, capsys):
     """The FAST-prepared MiniLM classifier through `workbench compress`:
     W8A8 shrinks its encoder and the record carries accuracy with its CI."""
-    from core.cli import main
-    from core.size import measure_size
+    from core.cli.main import main
+    from core.models.size import measure_size
 
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(fast_prepared[0]))
     original = measure_size(load_model("demo-classifier-fast").model)
@@ -160,9 +161,10 @@ def test_real_fast_classifier_int8_dynamic_from_the_cli(fast_prepared, monkeypat
 
 
 def test_cancelled_preparation_leaves_nothing_that_looks_prepared(tmp_path, monkeypatch):
-    from core.demo_classifier import is_prepared, prepare_demo_classifier
     from core.errors import Cancelled
-    from core.jobs import CancelToken
+    from core.jobs.prepare_classifier import prepare_demo_classifier
+    from core.models.demo_classifier import is_prepared
+    from core.progress import CancelToken
 
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
     cancel = CancelToken()
@@ -174,10 +176,10 @@ def test_cancelled_preparation_leaves_nothing_that_looks_prepared(tmp_path, monk
 
 
 def test_lm_only_jobs_refuse_a_classifier_and_bench_uses_its_protocol(tiny_classifier_dir, capsys):
-    from core.cli import main
+    from core.cli.main import main
     from core.errors import UnsupportedModelError
-    from core.generation import stream_generation
-    from core.measure import benchmark
+    from core.measure.speed import benchmark
+    from core.runtime.generation import stream_generation
 
     classifier = load_model(str(tiny_classifier_dir), device="cpu")
     with pytest.raises(UnsupportedModelError, match="sequence classifier"):

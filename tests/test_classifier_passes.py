@@ -5,12 +5,12 @@ as the accounting says, the instant estimate equal to the measured size."""
 import pytest
 import torch
 
-from core.loading import load_model
+from core.models.loading import load_model
+from core.models.size import measure_size
 from core.passes import REGISTRY
 from core.passes.calibration import classifier_calibration
-from core.recipe import Recipe, apply_recipe, pass_from_dict
-from core.size import measure_size
-from core.size_estimate import estimate_size
+from core.passes.recipe import Recipe, apply_recipe, pass_from_dict
+from core.passes.size_estimate import estimate_size
 from tests.test_passes import ALL_PASSES
 
 R = REGISTRY

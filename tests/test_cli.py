@@ -91,7 +91,7 @@ def test_help(command):
 
 def test_core_import_pulls_no_qt_and_no_heavy_libraries():
     code = (
-        "import sys, core, core.cli, core.jobs, core.errors;"
+        "import sys, core, core.cli.main, core.jobs, core.errors;"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('PySide6', 'pyqtgraph', 'app', 'torch', 'onnxruntime', 'transformers')];"
         "print(bad)"
@@ -134,8 +134,8 @@ def test_compress_prints_a_run_record(tiny_llama_dir):
         "method": "rtn",
     }
     assert record["decode_ms_per_token"] > 0 and record["ppl"] is None
-    from core.loading import load_model
-    from core.size import measure_size
+    from core.models.loading import load_model
+    from core.models.size import measure_size
 
     original = measure_size(load_model(str(tiny_llama_dir)).model)
     assert record["bytes"] < original.total_bytes

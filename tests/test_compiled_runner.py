@@ -9,12 +9,12 @@ import threading
 
 import torch
 
-from core.experiment import BACKENDS, run_experiment
-from core.loading import load_model
-from core.measure import BenchSettings
+from core.jobs.experiment import BACKENDS, run_experiment
+from core.measure.speed import BenchSettings
+from core.models.loading import load_model
 from core.passes import REGISTRY
-from core.recipe import Recipe
-from core.results import RunRecord
+from core.passes.recipe import Recipe
+from core.results.store import RunRecord
 from core.runtime import compiled_runner, torch_runner
 from core.runtime.sampling import GREEDY, Sampling
 from tests.test_app_compression import TINY_SETTINGS

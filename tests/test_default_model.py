@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from core import default_model
-from core.generation import GenerationSummary, stream_generation
-from core.loading import load_model
+from core.models import default_model
+from core.models.loading import load_model
+from core.runtime.generation import GenerationSummary, stream_generation
 
 pytestmark = pytest.mark.real_model
 

@@ -1,12 +1,12 @@
 """The side-by-side demo job: both models stream, in turns, the same tokens
 they would produce alone."""
 
-from core.demo import COMPRESSED, ORIGINAL, PaneEvent, stream_side_by_side
-from core.generation import GenerationSummary, TextToken, stream_generation
-from core.loading import load_model
+from core.models.loading import load_model
 from core.passes.calibration import calibration_windows
 from core.passes.prune_mlp import PruneMlpConfig
-from core.recipe import Recipe, apply_recipe
+from core.passes.recipe import Recipe, apply_recipe
+from core.runtime.generation import GenerationSummary, TextToken, stream_generation
+from core.runtime.side_by_side import COMPRESSED, ORIGINAL, PaneEvent, stream_side_by_side
 
 
 def test_both_panes_stream_in_turns_and_match_solo_generation(tiny_llama_dir):

@@ -19,9 +19,9 @@ from core.distill.settings import DistillSettings
 from core.distill.student import StudentShape, build_student, teacher_layer_of
 from core.distill.train import distill
 from core.errors import Cancelled, OutOfMemoryError
-from core.jobs import CancelToken
-from core.loading import load_model
+from core.models.loading import load_model
 from core.passes.calibration import calibration_windows
+from core.progress import CancelToken
 from tests.test_cli import run_cli
 
 SETTINGS = DistillSettings(

@@ -10,17 +10,17 @@ import json
 import pytest
 import torch
 
+from core.atomic_folder import ExportTargetError
 from core.errors import Cancelled
-from core.export.atomic import ExportTargetError
 from core.export.hf_folder import MANIFEST, OWN_WEIGHTS, PLAIN_WEIGHTS
-from core.export.job import ExportResult, run_export
 from core.export.marker import MARKER_NAME
-from core.jobs import CancelToken
-from core.loading import load_model
+from core.jobs.write_export import ExportResult, run_export
+from core.models.loading import load_model
+from core.models.size import measure_size
 from core.passes import REGISTRY
-from core.recipe import Recipe, apply_recipe
-from core.results import RunRecord
-from core.size import measure_size
+from core.passes.recipe import Recipe, apply_recipe
+from core.progress import CancelToken
+from core.results.store import RunRecord
 from tests.test_passes import ALL_PASSES, calibration_for
 
 R = REGISTRY
@@ -254,7 +254,7 @@ def test_unknown_format_refused(loaded, tmp_path):
 
 
 def _cli(argv, capsys):
-    from core.cli import main
+    from core.cli.main import main
 
     code = main(argv)
     captured = capsys.readouterr()
@@ -262,7 +262,7 @@ def _cli(argv, capsys):
 
 
 def test_cli_export_from_recipe_and_store(tiny_llama_dir, tmp_path, capsys, monkeypatch):
-    from core.results import ResultsStore
+    from core.results.store import ResultsStore
 
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
     recipe = Recipe((R["prune_mlp"](0.25), R["int8_weight_only"]()))

@@ -12,11 +12,11 @@ import tempfile
 
 import pytest
 
-from core.export.atomic import ExportTargetError, atomic_folder
-from core.export.job import ExportResult, run_export
+from core.atomic_folder import ExportTargetError, atomic_folder
 from core.export.marker import MARKER_NAME
-from core.loading import load_model
-from core.recipe import Recipe
+from core.jobs.write_export import ExportResult, run_export
+from core.models.loading import load_model
+from core.passes.recipe import Recipe
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def forbid_model_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("model work started before the target was checked")
 
-    monkeypatch.setattr("core.experiment.build_compressed", forbidden)
+    monkeypatch.setattr("core.jobs.experiment.build_compressed", forbidden)
 
 
 @pytest.fixture

@@ -14,18 +14,18 @@ import torch
 from torch import nn
 
 from core.errors import UnsupportedModelError
-from core.export.job import ExportResult, run_export
-from core.jobs import CancelToken
-from core.loading import load_model
+from core.jobs.write_export import ExportResult, run_export
+from core.models.linear_layers import block_linears, convert_conv1d_to_linear
+from core.models.loading import load_model
+from core.models.size import measure_size
 from core.passes import REGISTRY as R
 from core.passes import smooth_quant
 from core.passes.blocks import decoder_layers, mlp_parts
-from core.passes.linear_layers import block_linears, convert_conv1d_to_linear
 from core.passes.low_rank import factor_rank
 from core.passes.prune_heads import _attention, _output_projection, head_counts
-from core.recipe import Recipe, apply_recipe
-from core.size import measure_size
-from core.size_estimate import estimate_size
+from core.passes.recipe import Recipe, apply_recipe
+from core.passes.size_estimate import estimate_size
+from core.progress import CancelToken
 from tests.test_passes import calibration_for
 from tests.tiny_models import CAUSAL_KINDS, save_tiny_classifier, save_tiny_model
 

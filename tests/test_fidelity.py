@@ -15,9 +15,9 @@ from core.evaluate.fidelity import (
 )
 from core.evaluate.perplexity import PerplexityProtocol, perplexity_windows
 from core.evaluate.side_by_side import side_by_side_generations
-from core.generation import GenerationSummary, stream_generation
-from core.jobs import CancelToken
-from core.loading import load_model
+from core.models.loading import load_model
+from core.progress import CancelToken
+from core.runtime.generation import GenerationSummary, stream_generation
 
 SMALL = PerplexityProtocol(context_tokens=48, stride=16, quick_windows=3, source="pydoc")
 

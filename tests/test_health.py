@@ -10,13 +10,13 @@ import torch
 
 from core.evaluate.health import broken_cause, likely_cause
 from core.evaluate.perplexity import PerplexityProtocol
-from core.experiment import ExperimentSettings, measure_configuration, run_experiment
-from core.loading import load_model
-from core.measure import BenchSettings
+from core.jobs.experiment import ExperimentSettings, measure_configuration, run_experiment
+from core.measure.speed import BenchSettings
+from core.models.linear_layers import block_linears
+from core.models.loading import load_model
 from core.passes import REGISTRY
-from core.passes.linear_layers import block_linears
-from core.recipe import Recipe
-from core.results import RunRecord
+from core.passes.recipe import Recipe
+from core.results.store import RunRecord
 
 TINY = ExperimentSettings(
     bench=BenchSettings(prompt_tokens=16, new_tokens=4, warmup=0, min_repeats=1, min_time_s=0),
@@ -99,7 +99,7 @@ def _record(**changes) -> RunRecord:
 
 
 def test_cli_and_report_show_the_flag_first(capsys):
-    from core.cli_compress import print_record
+    from core.cli.compress import print_record
     from core.export.report import build_report, render_html
 
     cause = broken_cause(0.1, 9.0, _recipe({"pass": "low_rank", "version": 1, "rank_ratio": 0.1}))

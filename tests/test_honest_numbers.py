@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from benchmarks import compression_table as table
-from core.loading import load_model
+from core.models.linear_layers import block_linears
+from core.models.loading import load_model
 from core.passes import REGISTRY
-from core.passes.linear_layers import block_linears
-from core.recipe import Recipe, apply_recipe
+from core.passes.recipe import Recipe, apply_recipe
 from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER
 
 
@@ -55,9 +55,9 @@ def test_speedups_separate_runtime_from_compression():
 
 
 def test_record_keeps_both_ends_of_the_asymmetric_interval(tiny_llama_dir, tmp_path, capsys):
-    from core.cli_compress import print_record
-    from core.experiment import run_experiment
-    from core.results import ResultsStore
+    from core.cli.compress import print_record
+    from core.jobs.experiment import run_experiment
+    from core.results.store import ResultsStore
     from tests.test_health import TINY
 
     original = load_model(str(tiny_llama_dir), device="cpu")
@@ -134,7 +134,7 @@ class _CudaSession:
 def _ort_on_cuda(vocab: int):
     """An OrtCausalLM whose session runs under CUDA; its step returns fixed
     logits on the CPU (as the real one does), so the benchmark runs anywhere."""
-    from core.runtime.ort_model import OrtCausalLM, StepOutput
+    from core.runtime.onnx.ort_model import OrtCausalLM, StepOutput
 
     model = OrtCausalLM.__new__(OrtCausalLM)
     model.session, model.int8 = _CudaSession(), False
@@ -153,8 +153,8 @@ def test_onnx_runtime_on_cuda_is_labelled_cuda_and_its_memory_not_measured(tiny_
     import dataclasses
     from types import SimpleNamespace
 
-    from core.cli import _print_bench
-    from core.measure import BenchSettings, run_benchmark, timing_device
+    from core.cli.bench import _print_bench
+    from core.measure.speed import BenchSettings, run_benchmark, timing_device
 
     loaded = load_model(str(tiny_llama_dir), device="cpu")
     model = _ort_on_cuda(loaded.model.config.vocab_size)
@@ -176,7 +176,7 @@ def test_onnx_runtime_on_cuda_is_labelled_cuda_and_its_memory_not_measured(tiny_
 
 
 def test_generate_on_the_compiled_runner_times_generation_only(tiny_llama_dir, capsys):
-    from core.cli import main
+    from core.cli.main import main
 
     argv = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--threads", "1"]
     assert main([*argv, "--backend", "torch-compile", "-n", "8", "--json", "-p", "def"]) == 0

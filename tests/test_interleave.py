@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from core import interleave
-from core.interleave import ONE_RUN, interleaved_rounds
+from core.measure import interleave
+from core.measure.interleave import ONE_RUN, interleaved_rounds
 
 
 def test_rounds_rotate_and_collect_one_value_each(monkeypatch):
@@ -29,8 +29,8 @@ def test_rounds_rotate_and_collect_one_value_each(monkeypatch):
 
 
 def test_one_real_round_on_a_tiny_model(tiny_llama_dir):
-    from core.loading import load_model
-    from core.measure import BenchSettings
+    from core.measure.speed import BenchSettings
+    from core.models.loading import load_model
 
     loaded = load_model(str(tiny_llama_dir), device="cpu")
     settings = BenchSettings(prompt_tokens=8, new_tokens=4, warmup=0, min_repeats=1, min_time_s=0)

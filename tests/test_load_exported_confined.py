@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.cli import main
+from core.cli.main import main
 from core.errors import CorruptModelError
 from core.export.hf_folder import MANIFEST, OWN_WEIGHTS, write_hf_folder
-from core.loading import load_model
+from core.models.loading import load_model
 from core.passes import REGISTRY as R
-from core.recipe import Recipe, apply_recipe
+from core.passes.recipe import Recipe, apply_recipe
 from tests.test_passes import calibration_for
 
 RECIPES = {

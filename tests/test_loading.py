@@ -10,7 +10,7 @@ from core.errors import (
     NotAModelError,
     UnsupportedModelError,
 )
-from core.loading import load_model
+from core.models.loading import load_model
 
 
 def test_loads_a_folder_and_describes_it(tiny_dir):

@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from core.machine_load import BUSY_CORES, CpuReading, MachineLoadMonitor, other_cores, read_cpu
+from core.measure.machine_load import (
+    BUSY_CORES,
+    CpuReading,
+    MachineLoadMonitor,
+    other_cores,
+    read_cpu,
+)
 
 
 def _fake(readings):
@@ -86,12 +92,12 @@ def test_two_spinning_programs_make_it_busy():
 def test_benchmark_record_cli_and_report_carry_the_load(tiny_llama_dir, capsys):
     from types import SimpleNamespace
 
-    from core.cli import _print_bench
-    from core.cli_compress import print_record
+    from core.cli.bench import _print_bench
+    from core.cli.compress import print_record
     from core.export.report import build_report, render_html
-    from core.loading import load_model
-    from core.measure import BenchSettings, run_benchmark
-    from core.recipe import Recipe
+    from core.measure.speed import BenchSettings, run_benchmark
+    from core.models.loading import load_model
+    from core.passes.recipe import Recipe
     from tests.test_health import _record
 
     loaded = load_model(str(tiny_llama_dir), device="cpu")
@@ -120,10 +126,10 @@ def test_benchmark_record_cli_and_report_carry_the_load(tiny_llama_dir, capsys):
 
 @pytest.mark.skipif(read_cpu() is None, reason="needs /proc/stat (Linux)")
 def test_run_records_keep_the_load_of_their_timing(tiny_llama_dir, tiny_classifier_dir):
-    from core.experiment import ExperimentSettings, run_experiment
-    from core.loading import load_model
-    from core.measure import BenchSettings
-    from core.recipe import Recipe
+    from core.jobs.experiment import ExperimentSettings, run_experiment
+    from core.measure.speed import BenchSettings
+    from core.models.loading import load_model
+    from core.passes.recipe import Recipe
     from tests.test_classifier_experiment import TINY as CLASSIFIER
 
     bench = BenchSettings(prompt_tokens=8, new_tokens=4, warmup=0, min_repeats=1, min_time_s=0)

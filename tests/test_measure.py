@@ -3,9 +3,9 @@ import json
 import pytest
 
 from core.errors import Cancelled
-from core.jobs import CancelToken
-from core.loading import load_model
-from core.measure import BenchResult, BenchSettings, RunTiming, Spread, benchmark
+from core.measure.speed import BenchResult, BenchSettings, RunTiming, Spread, benchmark
+from core.models.loading import load_model
+from core.progress import CancelToken
 from core.runtime.torch_runner import TokenStep
 
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from core.loading import load_model
+from core.models.loading import load_model
 from core.passes import REGISTRY as R
-from core.recipe import Recipe, apply_recipe
+from core.passes.recipe import Recipe, apply_recipe
 from tests.tiny_models import save_tiny_model
 
 WINDOW = 40  # longer than the sliding window (8): the mask of each layer matters

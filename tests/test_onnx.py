@@ -9,13 +9,14 @@ import torch
 
 from core.errors import ExportFailedError, UnsupportedModelError, WorkbenchError
 from core.evaluate.perplexity import PerplexityProtocol, compute_perplexity, perplexity_windows
-from core.export.onnx_fidelity import compare_logits
-from core.export.onnx_model import MODEL_FILE, REPORT_FILE, export_onnx
-from core.jobs import CancelToken
-from core.loading import load_model
-from core.measure import BenchSettings, run_benchmark
-from core.runtime import ort_runner, torch_runner
-from core.runtime.ort_model import OrtCausalLM
+from core.measure.speed import BenchSettings, run_benchmark
+from core.models.loading import load_model
+from core.onnx.export import MODEL_FILE, REPORT_FILE, export_onnx
+from core.onnx.fidelity import compare_logits
+from core.progress import CancelToken
+from core.runtime import torch_runner
+from core.runtime.onnx import ort_runner
+from core.runtime.onnx.ort_model import OrtCausalLM
 from core.runtime.sampling import Sampling
 
 SMALL = PerplexityProtocol(context_tokens=128, stride=64, quick_windows=3, source="pydoc")
@@ -128,7 +129,7 @@ def test_int8_export_quantizes_and_mostly_agrees(tiny_llama_dir, tmp_path, expor
 
 def test_export_that_does_not_match_fails_and_leaves_nothing(tiny_llama_dir, tmp_path, monkeypatch):
     """The graph of a different model (other random weights) must be caught by the check."""
-    from core.export import onnx_model
+    from core.onnx import export as onnx_model
     from tests.tiny_models import save_tiny_model
 
     other = load_model(str(save_tiny_model("llama", tmp_path / "other", seed=1)), device="cpu")
@@ -143,7 +144,7 @@ def test_export_that_does_not_match_fails_and_leaves_nothing(tiny_llama_dir, tmp
 
 
 def test_failed_trace_and_cancel_leave_nothing(tiny_gpt2_dir, tmp_path, monkeypatch):
-    from core.export import onnx_model
+    from core.onnx import export as onnx_model
 
     loaded = load_model(str(tiny_gpt2_dir), device="cpu")
     target = tmp_path / "empty"
@@ -181,7 +182,7 @@ def test_unsupported_architecture_and_busy_folder_are_refused(tiny_gpt2_dir, tmp
 
 
 def test_cli_bench_backend_ort_uses_the_cache(tiny_gpt2_dir, tmp_path, monkeypatch, capsys):
-    from core.cli import main
+    from core.cli.main import main
 
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     args = ["bench", "-m", str(tiny_gpt2_dir), "--backend", "ort", "--int8", "--json"]
@@ -199,8 +200,8 @@ def test_cli_bench_backend_ort_uses_the_cache(tiny_gpt2_dir, tmp_path, monkeypat
 
 @pytest.mark.real_model
 def test_default_model_fp32_onnx_matches_pytorch_on_real_text():
-    from core.export.onnx_cache import cached_onnx_export
-    from core.export.onnx_fidelity import check_windows
+    from core.onnx.cache import cached_onnx_export
+    from core.onnx.fidelity import check_windows
 
     loaded = load_model("default", device="cpu")
     folder = cached_onnx_export(loaded)

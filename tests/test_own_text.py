@@ -10,14 +10,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from core import loading
-from core.cli import main
+from core.cli.main import main
 from core.data import texts
 from core.data.own_text import TextFileError, check_fills_window, read_text_file
 from core.data.tokens import bos_to_prepend
 from core.evaluate.hf_reference import hf_labels_perplexity
 from core.evaluate.perplexity import PerplexityProtocol, compute_perplexity, perplexity_windows
-from core.loading import load_model
+from core.models import loading
+from core.models.loading import load_model
 
 SMALL = ["--context-tokens", "64", "--stride", "32", "--windows", "3"]
 PYDOC = "\n\n".join(texts.report_texts(texts.PYDOC))
@@ -192,10 +192,10 @@ def test_calibration_and_training_windows_start_with_bos_too(bos_and_plain):
 
 
 def test_the_experiment_scores_the_chosen_file(tiny_llama_dir, tmp_path):
-    from core.experiment import ExperimentSettings, run_experiment
-    from core.measure import BenchSettings
-    from core.recipe import Recipe
-    from core.results import RunRecord
+    from core.jobs.experiment import ExperimentSettings, run_experiment
+    from core.measure.speed import BenchSettings
+    from core.passes.recipe import Recipe
+    from core.results.store import RunRecord
 
     path = tmp_path / "essay.txt"
     path.write_text(PYDOC[:8000])
@@ -214,7 +214,7 @@ def test_the_experiment_scores_the_chosen_file(tiny_llama_dir, tmp_path):
 
 def test_the_window_offers_bundled_texts_and_a_checked_file(qtbot, tmp_path):
     from app.eval_text_control import EvaluationTextControl
-    from core.experiment import ExperimentSettings
+    from core.jobs.experiment import ExperimentSettings
 
     control = EvaluationTextControl()
     qtbot.addWidget(control)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from core.loading import load_model
+from core.models.loading import load_model
+from core.models.quantized_linear import Int4WeightOnlyLinear, Int8WeightOnlyLinear
+from core.models.size import measure_size
 from core.passes import REGISTRY
-from core.passes.quantized_linear import Int4WeightOnlyLinear, Int8WeightOnlyLinear
-from core.recipe import Recipe, RecipeError, apply_recipe, pass_from_dict, validate
-from core.size import measure_size
+from core.passes.recipe import Recipe, RecipeError, apply_recipe, pass_from_dict, validate
 
 R = REGISTRY
 ALL_PASSES = [
@@ -88,7 +88,7 @@ def test_int8_weight_only_is_close_and_int4_matches_its_dequantised_weights():
     x = torch.randn(3, 128)
     q8 = Int8WeightOnlyLinear.from_linear(linear)
     assert torch.allclose(q8(x), linear(x), atol=0.05)
-    from core.passes.quantized_linear import quantize_groupwise_int4
+    from core.models.quantized_linear import quantize_groupwise_int4
 
     q, scale, lo = quantize_groupwise_int4(linear.weight.detach(), 32)
     dequant = (q.view(64, 4, 32) * scale[..., None] + lo[..., None]).view(64, 128)
@@ -97,8 +97,8 @@ def test_int8_weight_only_is_close_and_int4_matches_its_dequantised_weights():
 
 
 def test_gptq_beats_round_to_nearest_on_layer_output():
+    from core.models.quantized_linear import quantize_groupwise_int4
     from core.passes.gptq import gptq_quantize
-    from core.passes.quantized_linear import quantize_groupwise_int4
 
     torch.manual_seed(0)
     weight = torch.randn(64, 128)
@@ -197,9 +197,9 @@ def test_unsupported_layers_are_refused_with_a_reason():
 def test_smoothquant_keeps_the_float_function(loaded):
     import copy
 
-    from core.jobs import CancelToken
-    from core.passes.linear_layers import convert_conv1d_to_linear
+    from core.models.linear_layers import convert_conv1d_to_linear
     from core.passes.smooth_quant import smooth
+    from core.progress import CancelToken
 
     model = copy.deepcopy(loaded.model)
     convert_conv1d_to_linear(model)
@@ -222,7 +222,7 @@ ESTIMATED = ALL_PASSES + [
     ids=lambda p: p.summary() if hasattr(p, "summary") else "+".join(c.name for c in p),
 )
 def test_instant_estimate_equals_measured_size(loaded, passes):
-    from core.size_estimate import estimate_size
+    from core.passes.size_estimate import estimate_size
 
     recipe = Recipe(passes if isinstance(passes, tuple) else (passes,))
     estimate = estimate_size(loaded.model, recipe)

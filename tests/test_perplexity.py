@@ -22,8 +22,8 @@ from core.evaluate.perplexity import (
     spread,
     token_stream,
 )
-from core.jobs import CancelToken
-from core.loading import load_model
+from core.models.loading import load_model
+from core.progress import CancelToken
 
 # Small enough for tiny models and the pydoc text (always installed).
 SMALL = PerplexityProtocol(

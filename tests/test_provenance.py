@@ -12,11 +12,11 @@ from core.distill.settings import DistillSettings
 from core.distill.student import StudentShape
 from core.jobs.distill import DistillRequest, distill_student
 from core.jobs.export import ExportRequest, export
+from core.jobs.provenance import ProvenanceError
 from core.jobs.run import RunRequest, run
-from core.loading import load_model
-from core.provenance import ProvenanceError
-from core.recipe import Recipe
-from core.results import ResultsStore, RunRecord
+from core.models.loading import load_model
+from core.passes.recipe import Recipe
+from core.results.store import ResultsStore, RunRecord
 from tests.test_app_compression import TINY_SETTINGS
 from tests.test_compiled_runner import TINY_BENCH
 
@@ -84,7 +84,7 @@ def test_exported_student_is_the_trained_one_not_the_pruned_one(original, tmp_pa
     trained = load_model(str(tmp_path / record.artifact["weights_folder"]), device="cpu")
     assert torch.equal(_logits(exported.model), _logits(trained.model))
     # ...and not the untrained student the recipe alone rebuilds
-    from core.experiment import build_compressed
+    from core.jobs.experiment import build_compressed
 
     pruned = build_compressed(original, Recipe.from_dict(record.recipe), SETTINGS).loaded
     assert not torch.allclose(_logits(exported.model), _logits(pruned.model))
@@ -123,7 +123,7 @@ def test_ort_run_exports_the_graph_it_was_timed_on(original, tmp_path, monkeypat
     assert record.backend == "ort" and len(record.artifact["onnx_sha256"]) == 64
     out = tmp_path / "export"
     list(export(ExportRequest(original, out, ("hf", "report"), record)))
-    from core.export.onnx_cache import graph_digest
+    from core.onnx.cache import graph_digest
 
     assert graph_digest(out / "onnx") == record.artifact["onnx_sha256"]
     assert not (out / "onnx-int8").exists()  # only what was measured

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.passes import REGISTRY
-from core.recipe import Recipe, RecipeError, validate
+from core.passes.recipe import Recipe, RecipeError, validate
 
 # No example database: a test run leaves no .hypothesis folder in the tree.
 FUZZ = settings(

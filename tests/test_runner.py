@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from core.generation import GenerationSummary, TextToken, stream_generation
-from core.jobs import CancelToken
-from core.loading import load_model
+from core.models.loading import load_model
+from core.progress import CancelToken
+from core.runtime.generation import GenerationSummary, TextToken, stream_generation
 from core.runtime.sampling import Sampling
 from core.runtime.torch_runner import generate_steps
 

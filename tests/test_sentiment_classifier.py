@@ -15,7 +15,7 @@ from core.evaluate.sentiment_classifier import (
     finetune_sentiment_classifier,
 )
 from core.evaluate.zero_shot import AccuracyPartial
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 
 def test_fast_variant_learns_and_reports_honestly(tmp_path):

@@ -12,8 +12,8 @@ from core.evaluate.zero_shot import (
     evaluate_zero_shot,
     summarise,
 )
-from core.jobs import CancelToken
-from core.loading import load_model
+from core.models.loading import load_model
+from core.progress import CancelToken
 
 
 def hf_logprob(model, tokenizer, prompt, continuation):

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
-from core.loading import LoadedModel
+from core.models.loading import LoadedModel
 from core.passes import REGISTRY
 from core.passes.blocks import decoder_layers
-from core.recipe import CompressedModel, Recipe, apply_recipe
+from core.passes.recipe import CompressedModel, Recipe, apply_recipe
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,9 @@ from core.distill.schedule import learning_rate, progress_fraction
 from core.distill.settings import DistillSettings
 from core.distill.student import teacher_layer_of
 from core.errors import Cancelled, OutOfMemoryError
-from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
-from core.loading import LoadedModel
-from core.recipe import CompressedModel
+from core.models.loading import LoadedModel
+from core.passes.recipe import CompressedModel
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 def distill(

@@ -30,7 +30,7 @@ from core.evaluate.zero_shot import (
     ReviewSplitProtocol,
     summarise,
 )
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 
 @dataclass(frozen=True)

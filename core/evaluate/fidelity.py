@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from core.evaluate.intervals import mean_interval
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 
 @dataclass(frozen=True)

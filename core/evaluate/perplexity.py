@@ -40,7 +40,7 @@ import torch
 from core.data.texts import EVALUATION_SPLITS, NEWS, REPORT, SOURCES, split_texts
 from core.data.tokens import bos_label, bos_to_prepend, document_stream, with_bos
 from core.evaluate.intervals import mean_interval
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 QUICK = "quick"
 FULL = "full"
@@ -191,7 +191,7 @@ def perplexity_windows(tokenizer, protocol: PerplexityProtocol) -> list[torch.Te
 
 
 def check_fits(model, protocol: PerplexityProtocol) -> None:
-    from core.generation import context_length
+    from core.runtime.generation import context_length
 
     limit = context_length(model.config)
     if protocol.context_tokens > limit:

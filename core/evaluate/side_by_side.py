@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.runtime.runners import steps_function
 from core.runtime.torch_runner import stop_token_ids
 

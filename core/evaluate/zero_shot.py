@@ -21,7 +21,7 @@ import torch
 
 from core.data.sentiment import SPLITS, sentiment_split
 from core.evaluate.intervals import wilson_interval
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 QUICK = "quick"
 FULL = "full"

@@ -10,17 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.jobs import CancelToken, ProgressSink
+from core.progress import CancelToken, ProgressSink
 
 
 @dataclass(frozen=True)
 class ExportInputs:
     """Everything a format writer may use; nothing here is modified."""
 
-    original: object  # core.loading.LoadedModel, the user's model
-    compressed: object  # core.loading.LoadedModel, apply_recipe's result
-    recipe: object  # core.recipe.Recipe
-    records: tuple = ()  # core.results.RunRecord of this model, for the report
+    original: object  # core.models.loading.LoadedModel, the user's model
+    compressed: object  # core.models.loading.LoadedModel, apply_recipe's result
+    recipe: object  # core.passes.recipe.Recipe
+    records: tuple = ()  # core.results.store.RunRecord of this model, for the report
     chosen_run_id: str | None = None  # the record the report presents (None: latest match)
     environment: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -73,7 +73,7 @@ def known_formats() -> dict[str, FormatWriter]:
 
 def parse_formats(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``"hf,report"`` -> ordered, checked format names."""
-    from core.export.atomic import ExportTargetError
+    from core.atomic_folder import ExportTargetError
 
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
     names = [n for n in names if n]

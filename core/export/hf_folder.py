@@ -27,13 +27,9 @@ import torch
 from torch import nn
 
 from core.errors import UnsupportedModelError
-from core.export.module_kinds import KINDS, has_custom_storage, kind_of, stored_tensors
-from core.export.skeleton import scalar_attributes, skeleton_for
-
-MANIFEST = "workbench_export.json"
-MANIFEST_FORMAT = 1
-PLAIN_WEIGHTS = "model.safetensors"
-OWN_WEIGHTS = "workbench_model.safetensors"
+from core.models.exported.layout import MANIFEST, MANIFEST_FORMAT, OWN_WEIGHTS, PLAIN_WEIGHTS
+from core.models.exported.module_kinds import KINDS, has_custom_storage, kind_of, stored_tensors
+from core.models.exported.skeleton import scalar_attributes, skeleton_for
 
 
 @dataclass

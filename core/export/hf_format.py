@@ -1,5 +1,5 @@
 """The "hf" export format: the Hugging Face folder, then a check that it
-loads back (through core.loading, the way a user would load it) to the same
+loads back (through core.models.loading, the way a user would load it) to the same
 logits as the compressed model; a folder that does not is a failed export."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from core.errors import WorkbenchError
 from core.export.formats import ExportInputs, FormatWritten, register_format
 from core.export.hf_folder import MANIFEST, write_hf_folder
-from core.jobs import CancelToken, Progress, ProgressSink
+from core.progress import CancelToken, Progress, ProgressSink
 
 CHECK_TEXT = "The workbench checks that the exported model gives the same logits as before."
 # Same weights, same kernels: the reload has so far always been bit-identical;
@@ -37,8 +37,8 @@ def compare_logits(a: torch.nn.Module, b: torch.nn.Module, ids: torch.Tensor) ->
 def write_hf(
     inputs: ExportInputs, folder: Path, progress: ProgressSink, cancel: CancelToken
 ) -> FormatWritten:
-    from core.loading import load_model
-    from core.size import measure_size
+    from core.models.loading import load_model
+    from core.models.size import measure_size
 
     compressed = inputs.compressed
     progress(Progress("Writing the Hugging Face folder", None))
@@ -71,7 +71,7 @@ def write_hf(
     how = (
         "AutoModelForCausalLM.from_pretrained loads it"
         if plan.plain
-        else "core.loading.load_model loads it (modules transformers cannot rebuild: "
+        else "core.models.loading.load_model loads it (modules transformers cannot rebuild: "
         f"{'; '.join(plan.reasons[:3])}{' ...' if len(plan.reasons) > 3 else ''})"
     )
     return FormatWritten(

@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.export.atomic import ExportTargetError, check_target
+from core.atomic_folder import ExportTargetError, check_target
 
 MARKER_NAME = ".workbench-export.json"
 MARKER_FORMAT = "compression-workbench export"

@@ -13,15 +13,15 @@ import shutil
 from pathlib import Path
 
 from core.export.formats import ExportInputs, FormatWritten, register_format
-from core.jobs import CancelToken, Progress, ProgressSink
+from core.progress import CancelToken, Progress, ProgressSink
 
 SUBFOLDERS = {"fp32": "onnx", "int8": "onnx-int8"}
 
 
 def _copy_measured(measured: dict, folder: Path, sub: str) -> tuple[dict, str]:
-    from core.export.onnx_cache import graph_digest
-    from core.export.onnx_model import REPORT_FILE
-    from core.provenance import ProvenanceError
+    from core.errors import ProvenanceError
+    from core.onnx.cache import graph_digest
+    from core.onnx.export import REPORT_FILE
 
     source = Path(measured["folder"])
     shutil.copytree(source, folder / sub)
@@ -52,7 +52,7 @@ def _copy_measured(measured: dict, folder: Path, sub: str) -> tuple[dict, str]:
 def write_onnx(
     inputs: ExportInputs, folder: Path, progress: ProgressSink, cancel: CancelToken
 ) -> FormatWritten:
-    from core.export.onnx_model import export_onnx
+    from core.onnx.export import export_onnx
 
     files, details, parts = [], {}, []
     measured = inputs.measured_onnx

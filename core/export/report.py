@@ -11,7 +11,7 @@ import json
 import shlex
 import time
 
-from core.pareto import pareto_front
+from core.results.pareto import pareto_front
 
 # (field, label, unit, lower is better)
 METRICS = (
@@ -151,7 +151,7 @@ def _fmt(value, unit: str = "", digits: int = 4) -> str:
 
 def _chart(report: dict, axis: str, x_label: str, title: str) -> str:
     from core.export.report_chart import tradeoff_png
-    from core.results import RunRecord
+    from core.results.store import RunRecord
 
     runs = [RunRecord(**r) for r in report["runs"]]
     measured = [r for r in runs if _value(r, axis) is not None and r.ppl is not None]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from core.pareto import pareto_front
+from core.results.pareto import pareto_front
 
 
 def tradeoff_png(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from core.export.formats import ExportInputs, FormatWritten, register_format
-from core.jobs import CancelToken, Progress, ProgressSink
+from core.progress import CancelToken, Progress, ProgressSink
 
 
 def write_report_files(inputs: ExportInputs, folder: Path) -> FormatWritten:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
 class BenchRequest:
-    loaded: object  # core.loading.LoadedModel, on the runtime it is timed on
+    loaded: object  # core.models.loading.LoadedModel, on the runtime it is timed on
     prompt_tokens: int = 128
     new_tokens: int = 64
     warmup: int = 1
@@ -24,7 +24,7 @@ class BenchRequest:
 def check_context(loaded, tokens: int) -> None:
     """Refuse a benchmark longer than the model's context (it would fail, or
     time positions the model was never trained for)."""
-    from core.generation import context_length
+    from core.runtime.generation import context_length
 
     limit = context_length(loaded.model.config)
     if tokens > limit:
@@ -41,7 +41,7 @@ def bench(
     """Yield each timed run, then the BenchResult (or ClassifierBenchResult)."""
     loaded = request.loaded
     if loaded.is_classifier:
-        from core.measure_classifier import ClassifierBenchSettings, benchmark_classifier
+        from core.measure.classifier_speed import ClassifierBenchSettings, benchmark_classifier
 
         settings = ClassifierBenchSettings(
             warmup=request.warmup,
@@ -51,7 +51,7 @@ def bench(
         )
         yield from benchmark_classifier(loaded, settings, cancel)
         return
-    from core.measure import BenchSettings, benchmark
+    from core.measure.speed import BenchSettings, benchmark
 
     settings = BenchSettings(
         prompt_tokens=request.prompt_tokens,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 from core.jobs.run import _default_settings, stamp
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 def _default_distill():
@@ -23,7 +23,7 @@ def _default_distill():
 
 @dataclass(frozen=True)
 class DistillRequest:
-    teacher: object  # core.loading.LoadedModel
+    teacher: object  # core.models.loading.LoadedModel
     shape: object  # core.distill.student.StudentShape
     store_dir: Path  # the results store's folder: trained weights are kept under it
     settings: object = field(default_factory=_default_distill)  # DistillSettings
@@ -63,35 +63,43 @@ def distill_student(
     from core.distill.events import DistillResult
     from core.distill.student import build_student
     from core.distill.train import distill, eval_protocol
-    from core.experiment import measure_configuration, read_calibration
-    from core.loading import require_causal_lm
-    from core.provenance import new_run_id, save_trained
-    from core.results import RunRecord
+    from core.evaluate.perplexity import compute_perplexity
+    from core.jobs.experiment import measure_configuration, read_calibration
+    from core.jobs.provenance import new_run_id, save_trained
+    from core.models.loading import require_causal_lm
+    from core.results.store import RunRecord
     from core.runtime.device import set_threads
 
     cancel = cancel or CancelToken()
     teacher, settings = request.teacher, request.settings
     require_causal_lm(teacher, "Distillation")
     recipe = request.shape.recipe()  # refuses an empty shape before any work
+    check_fits(teacher, request.shape, settings)
     set_threads(request.threads)
     experiment = request.experiment
     calibration = read_calibration(teacher.tokenizer, experiment, progress)
     student = build_student(teacher, recipe, calibration, progress, cancel)
     yield StudentNotes(tuple(student.notes))
     if request.baseline:
-        from core.evaluate.perplexity import compute_perplexity
-
-        protocol, windows = eval_protocol(teacher.tokenizer, settings)
+        # reported on the report split; training itself is watched on dev windows
+        protocol, windows = eval_protocol(teacher.tokenizer, settings, split="report")
         scores = [
             compute_perplexity(model, teacher.tokenizer, protocol, windows=windows).ppl
             for model in (teacher.model, student.loaded.model)
         ]
         yield DistillBaseline(scores[0], scores[1], protocol.describe())
+        baseline = (protocol, windows)
     folder = checkpoint_folder(request)
     result = None
     for event in distill(teacher, student, settings, progress, cancel, folder, request.resume):
         result = event if isinstance(event, DistillResult) else result
         yield event
+    if request.baseline:
+        protocol, windows = baseline
+        scored = compute_perplexity(
+            student.loaded.model, teacher.tokenizer, protocol, windows=windows
+        )
+        yield StudentScore(scored.ppl, scored.protocol)
     if not request.measure:
         return
     run_id = new_run_id()
@@ -119,6 +127,32 @@ def distill_student(
         if isinstance(event, RunRecord):
             event = stamp(event, run_id, artifact)
         yield event
+
+
+@dataclass(frozen=True)
+class StudentScore:
+    """The trained student on the baseline's protocol (the report split)."""
+
+    ppl: float
+    protocol: str  # names the windows actually scored
+
+
+def check_fits(teacher, shape, settings) -> None:
+    """Refuse, before calibrating and pruning, a student with no layer left or
+    training and evaluation windows longer than the model's context."""
+    from core.runtime.generation import context_length
+
+    layers = teacher.description.layers
+    if layers is not None and shape.drop_layers >= layers:
+        raise ValueError(f"--drop-layers {shape.drop_layers} leaves no layer of {layers}")
+    limit = context_length(teacher.model.config)
+    if settings.seq_len > limit:
+        raise ValueError(f"--seq-len {settings.seq_len} is over the model's {limit}-token context")
+    if settings.eval_every is not None and settings.eval_context_tokens > limit:
+        raise ValueError(
+            f"--eval-context {settings.eval_context_tokens} is over the model's {limit}-token "
+            "context"
+        )
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
 class EvaluateRequest:
-    loaded: object  # core.loading.LoadedModel, the model evaluated
+    loaded: object  # core.models.loading.LoadedModel, the model evaluated
     name: str  # how the report names it (the source the user gave)
     protocol: object  # core.evaluate.perplexity.PerplexityProtocol
     reference: str | None = None  # a model source to compare with
@@ -33,7 +33,7 @@ def _same_tokenizer(a, b) -> bool:
 
 
 def _reference(request: EvaluateRequest, progress, cancel):
-    from core.loading import load_model
+    from core.models.loading import load_model
 
     if request.reference_is_loaded:
         return request.loaded

@@ -14,17 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
 from core.jobs.run import _default_settings
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
 class ExportRequest:
-    original: object  # core.loading.LoadedModel
+    original: object  # core.models.loading.LoadedModel
     target: Path
     formats: tuple[str, ...] = ("hf", "report")
-    record: object = None  # core.results.RunRecord: the run to hand over
-    recipe: object = None  # core.recipe.Recipe, when exporting a recipe with no run
+    record: object = None  # core.results.store.RunRecord: the run to hand over
+    recipe: object = None  # core.passes.recipe.Recipe, when exporting a recipe with no run
     records: tuple = ()  # runs of this model, for the report's chart
     overwrite: bool = False
     settings: object = field(default_factory=_default_settings)  # ExperimentSettings
@@ -33,14 +33,14 @@ class ExportRequest:
 
 
 def _is_student(record) -> bool:
-    from core.provenance import TRAINED
+    from core.jobs.provenance import TRAINED
 
     return record.artifact.get("kind") == TRAINED or "distilled" in record.recipe_name
 
 
 def _trained(request: ExportRequest, recipe):
-    from core.provenance import ProvenanceError, load_trained
-    from core.recipe import CompressedModel
+    from core.jobs.provenance import ProvenanceError, load_trained
+    from core.passes.recipe import CompressedModel
 
     record = request.record
     if not record.artifact.get("weights_sha256"):
@@ -62,8 +62,8 @@ def _trained(request: ExportRequest, recipe):
 def _measured_graph(record, compressed, progress, cancel) -> dict:
     """The graph ``record`` was timed on, found in (or remade into) the export
     cache and checked by sha256 against what the run recorded."""
-    from core.export.onnx_cache import cached_onnx_export, graph_digest
-    from core.provenance import ProvenanceError
+    from core.jobs.provenance import ProvenanceError
+    from core.onnx.cache import cached_onnx_export, graph_digest
     from core.runtime.registry import runtime
 
     int8 = runtime(record.backend).int8
@@ -84,11 +84,11 @@ def export(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield a FormatWritten per format, then the ExportResult."""
-    from core.experiment import build_compressed
     from core.export.formats import parse_formats
-    from core.export.job import run_export
     from core.export.marker import check_export_target
-    from core.recipe import Recipe, validate
+    from core.jobs.experiment import build_compressed
+    from core.jobs.write_export import run_export
+    from core.passes.recipe import Recipe, validate
     from core.runtime.device import set_threads
     from core.runtime.registry import runtime
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 def _greedy():
@@ -17,7 +17,7 @@ def _greedy():
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    loaded: object  # core.loading.LoadedModel, on the runtime it will run on
+    loaded: object  # core.models.loading.LoadedModel, on the runtime it will run on
     prompt: str
     max_new_tokens: int = 64
     sampling: object = field(default_factory=_greedy)  # core.runtime.sampling.Sampling
@@ -31,8 +31,8 @@ def generate(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield a TextToken per token, then the GenerationSummary."""
-    from core.generation import stream_generation
     from core.runtime.device import set_threads
+    from core.runtime.generation import stream_generation
 
     if request.max_new_tokens < 1:
         raise ValueError("max new tokens must be at least 1")

@@ -4,10 +4,11 @@ Runtime) for the CLI's bench, eval and generate."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,6 @@ class LoadRequest:
     dtype: str | None = None  # None: float32 on the CPU, bf16/fp16 on CUDA
     threads: int | None = None
     runtime: str = "torch"  # a key of core.runtime.registry.RUNTIMES
-    runtime_tokens: int = 512  # a compiled runtime is compiled for runs up to this length
     # Import what a Run needs now, on the job's thread: a first import holds
     # the GIL for a long stretch and would freeze the window mid-run.
     preimport: bool = False
@@ -29,19 +29,23 @@ def load(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield the LoadedModel (on the asked runtime, if it is not PyTorch eager)."""
-    from core.loading import load_model
+    from core.jobs.on_runtime import prepare
+    from core.models.loading import load_model
     from core.runtime.device import set_threads
-    from core.runtime.registry import check_supports, prepare, runtime
-    from core.runtime.runners import is_onnx_runtime
+    from core.runtime.registry import check_supports, runtime
+    from core.runtime.runners import COMPILED_RUNNER, is_onnx_runtime
 
-    runtime(request.runtime)  # refuse an unknown runtime before loading
+    chosen = runtime(request.runtime)  # refuse an unknown runtime before loading
     set_threads(request.threads)
     loaded = load_model(request.source, request.device, request.dtype, progress, cancel)
-    if request.runtime != "torch" and not is_onnx_runtime(loaded.model):
-        check_supports(request.runtime, loaded.is_classifier)
-        loaded = prepare(loaded, request.runtime, request.runtime_tokens, progress, cancel).loaded
+    if chosen.key != "torch" and not is_onnx_runtime(loaded.model):
+        check_supports(chosen.key, loaded.is_classifier)
+        if chosen.compiled:  # compiled before anything is timed, for the length timed
+            loaded = dataclasses.replace(loaded, runner=COMPILED_RUNNER)
+        else:
+            loaded = prepare(loaded, chosen.key, 0, progress, cancel).loaded
     if request.preimport:
         import core.evaluate.fidelity  # noqa: F401
         import core.evaluate.perplexity  # noqa: F401
-        import core.experiment  # noqa: F401
+        import core.jobs.experiment  # noqa: F401
     yield loaded

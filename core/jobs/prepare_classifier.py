@@ -3,10 +3,13 @@ classifier once (found in the cache afterwards), then load it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
+from core.models import demo_classifier
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,7 @@ def prepare_classifier(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield the training events and ClassifierReady, then the LoadedModel."""
-    from core.demo_classifier import ClassifierReady, prepare_demo_classifier
-    from core.loading import load_model
+    from core.models.loading import load_model
     from core.runtime.device import set_threads
 
     set_threads(request.threads)
@@ -34,3 +36,55 @@ def prepare_classifier(
         yield event
     if request.load:
         yield load_model(ready.source, progress=progress, cancel=cancel)
+
+
+@dataclass(frozen=True)
+class ClassifierReady:
+    """The prepare job's last event: where the classifier lies and how it scored."""
+
+    source: str
+    folder: Path
+    result: object  # core.evaluate.sentiment_classifier.ClassifierResult
+    reused: bool  # True when the cache already held it and nothing was trained
+
+
+def prepare_demo_classifier(
+    fast: bool = False,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+    force: bool = False,
+) -> Iterator[object]:
+    """Fine-tune and cache the demo classifier, yielding the training job's
+    events (TrainStep, AccuracyPartial, ClassifierResult), then ClassifierReady.
+    A prepared cache is reused unless ``force``."""
+    from core.evaluate.sentiment_classifier import ClassifierResult, finetune_sentiment_classifier
+
+    cancel = cancel or CancelToken()
+    source = demo_classifier.FAST_SOURCE if fast else demo_classifier.DEFAULT_SOURCE
+    target = demo_classifier.classifier_dir(source)
+    settings = demo_classifier._settings(source)
+    if demo_classifier.is_prepared(source) and not force:
+        result = ClassifierResult(**demo_classifier._marker(target)["result"])
+        yield ClassifierReady(source, target, result, reused=True)
+        return
+    from core.atomic_folder import atomic_folder
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Trained into a temporary sibling and renamed, so a cancel or a crash
+    # never leaves a folder that looks prepared.
+    with atomic_folder(target, overwrite=True) as staging:
+        result = None
+        progress(Progress(f"Fine-tuning the {source}", None))
+        for event in finetune_sentiment_classifier(settings, cancel, output_dir=staging):
+            if isinstance(event, ClassifierResult):
+                result = event
+            yield event
+        progress(Progress("Caching the classifier", 0.99))
+        marker = {
+            "version": demo_classifier.PREPARATION_VERSION,
+            "settings": asdict(settings),
+            "result": asdict(result),
+        }
+        (staging / demo_classifier.COMPLETE_FILE).write_text(json.dumps(marker, indent=2))
+    progress(Progress(f"The {source} is ready", 1.0))
+    yield ClassifierReady(source, target, result, reused=False)

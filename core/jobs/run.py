@@ -7,19 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from core.jobs import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 
 def _default_settings():
-    from core.experiment import ExperimentSettings
+    from core.jobs.experiment import ExperimentSettings
 
     return ExperimentSettings()
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    original: object  # core.loading.LoadedModel
-    recipe: object  # core.recipe.Recipe
+    original: object  # core.models.loading.LoadedModel
+    recipe: object  # core.passes.recipe.Recipe
     runtime: str = "torch"  # a key of core.runtime.registry.RUNTIMES
     settings: object = field(default_factory=_default_settings)  # ExperimentSettings
     threads: int | None = None
@@ -50,10 +50,10 @@ def run(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield bench and evaluation events as they happen, then the RunRecord."""
-    from core.experiment import run_experiment
-    from core.provenance import new_run_id
-    from core.recipe import validate
-    from core.results import RunRecord
+    from core.jobs.experiment import run_experiment
+    from core.jobs.provenance import new_run_id
+    from core.passes.recipe import validate
+    from core.results.store import RunRecord
     from core.runtime.device import set_threads
     from core.runtime.registry import check_supports
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 from core.jobs.generate import _greedy
 from core.jobs.run import _default_settings
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 # A compiled decode is compiled for prompt + answer up to this many tokens
 # (a longer one compiles again on its first step).
@@ -18,8 +18,8 @@ DEMO_TOKENS = 256
 
 @dataclass(frozen=True)
 class SideBySideRequest:
-    original: object  # core.loading.LoadedModel
-    recipe: object  # core.recipe.Recipe, the configuration shown beside the original
+    original: object  # core.models.loading.LoadedModel
+    recipe: object  # core.passes.recipe.Recipe, the configuration shown beside the original
     prompt: str
     max_new_tokens: int = 64
     sampling: object = field(default_factory=_greedy)
@@ -37,11 +37,12 @@ def side_by_side(
 ) -> Iterator[object]:
     """Yield the CompressedModel when it was built now (so a caller can reuse
     it), then both panes' events."""
-    from core.demo import stream_side_by_side
-    from core.experiment import build_compressed
-    from core.recipe import validate
+    from core.jobs.experiment import build_compressed
+    from core.jobs.on_runtime import prepare
+    from core.passes.recipe import validate
     from core.runtime.device import set_threads
-    from core.runtime.registry import check_supports, prepare
+    from core.runtime.registry import check_supports
+    from core.runtime.side_by_side import stream_side_by_side
 
     if not request.recipe.passes:
         raise ValueError("set a compression first: the demo compares it with the original")

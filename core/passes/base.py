@@ -11,8 +11,8 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
-from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 from core.message_text import shown
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 def option(
@@ -143,7 +143,7 @@ class PassConfig:
         raise NotImplementedError
 
     def estimate(self, entries: list, model_config) -> list:
-        """Sizes after this pass, from shapes alone (core.size_estimate.Entry
+        """Sizes after this pass, from shapes alone (core.passes.size_estimate.Entry
         list in, list out); the default is no change in bytes."""
         return entries
 

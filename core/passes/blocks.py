@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from core.errors import UnsupportedModelError
-from core.passes.linear_layers import convert_conv1d_to_linear
+from core.models.linear_layers import convert_conv1d_to_linear
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 
 def require_calibration(pass_name: str, calibration) -> list[torch.Tensor]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from core.passes.quantized_linear import pad_columns
+from core.models.quantized_linear import pad_columns
 
 
 def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, group_size: int, damp: float = 0.01):

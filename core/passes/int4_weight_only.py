@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.passes.base import PassConfig, PassContext, option, register
-from core.passes.calibration import collect_input_hessians, require_calibration
-from core.passes.gptq import gptq_quantize
-from core.passes.linear_layers import (
+from core.models.linear_layers import (
     block_linears,
     convert_conv1d_to_linear,
     replace_module,
     unsupported_layers_error,
 )
-from core.passes.quantized_linear import Int4WeightOnlyLinear
+from core.models.quantized_linear import Int4WeightOnlyLinear
+from core.passes.base import PassConfig, PassContext, option, register
+from core.passes.calibration import collect_input_hessians, require_calibration
+from core.passes.gptq import gptq_quantize
 
 
 @register
@@ -69,7 +69,7 @@ class Int4WeightOnlyConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import quantized
+        from core.passes.size_estimate import quantized
 
         g = self.group_size
         out = []

@@ -1,18 +1,18 @@
 """W8A8: int8 weights (per output channel) and int8 activations quantised
-dynamically per token, multiplied in int8 (core.passes.quantized_linear)."""
+dynamically per token, multiplied in int8 (core.models.quantized_linear)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.passes.base import PassConfig, PassContext, option, register
-from core.passes.calibration import require_calibration
-from core.passes.linear_layers import (
+from core.models.linear_layers import (
     block_linears,
     convert_conv1d_to_linear,
     unsupported_layers_error,
 )
-from core.passes.quantized_linear import Int8DynamicLinear
+from core.models.quantized_linear import Int8DynamicLinear
+from core.passes.base import PassConfig, PassContext, option, register
+from core.passes.calibration import require_calibration
 from core.passes.smooth_quant import smooth
 
 
@@ -59,6 +59,6 @@ class Int8DynamicConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import per_channel_int8
+        from core.passes.size_estimate import per_channel_int8
 
         return per_channel_int8(entries, scale_bytes=4)  # float32 scales and bias

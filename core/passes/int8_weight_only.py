@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.passes.base import PassConfig, PassContext, register
-from core.passes.linear_layers import (
+from core.models.linear_layers import (
     block_linears,
     convert_conv1d_to_linear,
     replace_module,
     unsupported_layers_error,
 )
-from core.passes.quantized_linear import Int8WeightOnlyLinear
+from core.models.quantized_linear import Int8WeightOnlyLinear
+from core.passes.base import PassConfig, PassContext, register
 
 
 @register
@@ -34,6 +34,6 @@ class Int8WeightOnlyConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import per_channel_int8
+        from core.passes.size_estimate import per_channel_int8
 
         return per_channel_int8(entries, scale_bytes=2)  # bf16 scales and bias

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.passes.base import PassConfig, PassContext, option, register
-from core.passes.linear_layers import (
+from core.models.linear_layers import (
     block_linears,
     convert_conv1d_to_linear,
     replace_module,
     unsupported_layers_error,
 )
+from core.passes.base import PassConfig, PassContext, option, register
 
 
 def factor_rank(out_features: int, in_features: int, ratio: float) -> int | None:
@@ -77,7 +77,7 @@ class LowRankConfig(PassConfig):
     def estimate(self, entries, model_config):
         from dataclasses import replace
 
-        from core.size_estimate import resized
+        from core.passes.size_estimate import resized
 
         out = []
         for e in entries:

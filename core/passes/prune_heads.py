@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from core.errors import UnsupportedModelError
+from core.models.linear_layers import replace_module
 from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import (
     config_set,
@@ -29,7 +30,6 @@ from core.passes.blocks import (
     slice_linear,
 )
 from core.passes.calibration import require_calibration, run_calibration
-from core.passes.linear_layers import replace_module
 
 
 def _attention(layer):
@@ -110,7 +110,7 @@ class PruneHeadsConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import resized
+        from core.passes.size_estimate import resized
 
         heads, kv_heads, head_dim, new_heads, new_kv = head_counts(self.fraction, model_config)
         out = []

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core.models.linear_layers import replace_module
 from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import (
     config_set,
@@ -20,7 +21,6 @@ from core.passes.blocks import (
     slice_linear,
 )
 from core.passes.calibration import require_calibration, run_calibration
-from core.passes.linear_layers import replace_module
 
 
 @register
@@ -66,7 +66,7 @@ class PruneMlpConfig(PassConfig):
         return model
 
     def estimate(self, entries, model_config):
-        from core.size_estimate import resized
+        from core.passes.size_estimate import resized
 
         def role(e):
             return linear_role(e.name) if e.is_linear and e.component == "mlp" else None

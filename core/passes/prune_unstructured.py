@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from torch.nn.utils import prune
 
-from core.passes.base import PassConfig, PassContext, option, register
-from core.passes.linear_layers import (
+from core.models.linear_layers import (
     block_linears,
     convert_conv1d_to_linear,
     unsupported_layers_error,
 )
+from core.passes.base import PassConfig, PassContext, option, register
 
 DENSE_NOTE = (
     "Unstructured pruning stores zeros dense: size and speed are unchanged "

@@ -30,7 +30,7 @@ from torch._inductor import config as inductor_config
 from transformers import StaticCache
 
 from core.errors import UnsupportedModelError
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.runtime.sampling import GREEDY, Sampling, make_generator
 from core.runtime.torch_runner import TokenStep, token_loop
 

@@ -2,17 +2,13 @@
 vocabulary: the key is what the CLI's ``--backend`` takes, what the window's
 Run on combo stores, and what a RunRecord's ``backend`` field holds.
 
-``prepare`` turns a built model into one ready to run on a runtime (compiled
-now, or exported to ONNX and opened in ONNX Runtime) and says what rebuilds
-it: the provenance a run keeps so its export is what was measured.
+Pure data, imported by the CLI's parser without torch; putting a model on
+a runtime (compiling it, or building its ONNX graph) is core.jobs.on_runtime.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-
-from core.jobs import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
@@ -68,56 +64,3 @@ def check_supports(key: str, is_classifier: bool) -> Runtime:
             f"{chosen.label} runs causal language models here; a classifier runs on PyTorch eager"
         )
     return chosen
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A model ready on a runtime, the notes a result on it carries, and the
-    provenance fields that identify exactly what ran (RunRecord.artifact)."""
-
-    loaded: object  # core.loading.LoadedModel
-    notes: tuple[str, ...]
-    artifact: dict
-
-
-def prepare(
-    candidate,
-    key: str,
-    tokens: int,
-    progress: ProgressSink = ignore_progress,
-    cancel: CancelToken | None = None,
-) -> Prepared:
-    """``candidate`` ready to run on runtime ``key`` for runs of up to
-    ``tokens`` tokens: as it is, compiled now (never timed), or exported to
-    ONNX (or found in the export cache) and opened in ONNX Runtime."""
-    chosen = check_supports(key, candidate.is_classifier)
-    artifact = {"runtime": chosen.key, "runtime_label": chosen.label}
-    if chosen.compiled:
-        from core.runtime.compiled_runner import compile_decode
-        from core.runtime.runners import COMPILED_RUNNER
-
-        progress(Progress("Compiling the decode step (torch.compile; takes a while)", None))
-        seconds = compile_decode(candidate.model, tokens)
-        note = (
-            f"decode compiled by torch.compile (inductor, frozen weights) in {seconds:.0f} s "
-            "before timing; quality is measured on the same weights in eager PyTorch; "
-            "an export holds those eager weights"
-        )
-        artifact |= {"compile_s": round(seconds, 1), "weights": "eager (same as measured)"}
-        return Prepared(dataclasses.replace(candidate, runner=COMPILED_RUNNER), (note,), artifact)
-    if chosen.onnx:
-        from core.export.onnx_cache import cached_onnx_export, graph_digest
-        from core.loading_onnx import load_onnx_folder
-
-        progress(Progress("Exporting to ONNX (or reading the export cache)", None))
-        folder = cached_onnx_export(candidate, chosen.int8, progress, cancel)
-        source = f"{candidate.source} (ONNX{' int8' if chosen.int8 else ''})"
-        loaded = load_onnx_folder(folder, source, "auto")
-        artifact |= {"onnx_cache_entry": folder.name, "onnx_sha256": graph_digest(folder)}
-        note = (
-            f"measured on the ONNX graph ({'int8, quantize_dynamic' if chosen.int8 else 'fp32'}) "
-            f"sha256 {artifact['onnx_sha256'][:12]}; an export holds this graph beside the "
-            "PyTorch folder it was made from"
-        )
-        return Prepared(loaded, (note,), artifact)
-    return Prepared(candidate, (), artifact)

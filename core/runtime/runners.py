@@ -16,7 +16,7 @@ def steps_function(model, runner: str = TORCH_RUNNER):
     """The ``generate_steps`` for ``model`` (same signature for every runner).
     ``runner`` chooses between the PyTorch loops; an ONNX Runtime model has one."""
     if is_onnx_runtime(model):
-        from core.runtime.ort_runner import generate_steps
+        from core.runtime.onnx.ort_runner import generate_steps
 
         return generate_steps
     if runner == COMPILED_RUNNER:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.runtime.sampling import GREEDY, Sampling, make_generator, pick_next
 
 

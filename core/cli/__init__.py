@@ -1,0 +1,2 @@
+"""The headless command line: one module per command, each parses, calls a job
+and prints."""

@@ -1,0 +1,96 @@
+"""`workbench bench`: the speed protocol (prefill and decode of a causal LM,
+batch-1 latency of a classifier) through the Bench job."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from core.cli import args as cli_args
+from core.cli.args import whole
+from core.cli.common import add_model_args, add_runtime_args, load
+
+
+def add_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="measure prefill and decode speed (the protocol)")
+    add_model_args(bench)
+    bench.add_argument("--prompt-tokens", type=whole(1), default=128)
+    bench.add_argument("--new-tokens", type=whole(2), default=64)
+    bench.add_argument("--warmup", type=whole(0), default=1)
+    bench.add_argument("--min-repeats", type=whole(1), default=5)
+    bench.add_argument(
+        "--min-time", type=cli_args.number(0.0, 86400.0), default=5.0, help="seconds (default 5)"
+    )
+    bench.add_argument("--max-repeats", type=whole(1), default=50)
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    add_runtime_args(bench)
+
+
+def run(args) -> None:
+    from core.jobs.bench import BenchRequest, bench
+    from core.measure.speed import BenchSettings, RunTiming
+
+    BenchSettings(  # refuses inconsistent counts before any model loads
+        prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens,
+        warmup=args.warmup,
+        min_repeats=args.min_repeats,
+        min_time_s=args.min_time,
+        max_repeats=args.max_repeats,
+    )
+    loaded = load(args)
+    request = BenchRequest(
+        loaded,
+        args.prompt_tokens,
+        args.new_tokens,
+        args.warmup,
+        args.min_repeats,
+        args.min_time,
+        args.max_repeats,
+    )
+    result = None
+    for event in bench(request):
+        if isinstance(event, RunTiming):
+            label = "warm-up" if event.warmup else f"run {event.run - args.warmup + 1}"
+            print(
+                f"[{label}: prefill {event.prefill_ms:.1f} ms, "
+                f"decode {event.decode_ms_per_token:.2f} ms/token]",
+                file=sys.stderr,
+                flush=True,
+            )
+        result = event
+    data = result.to_dict()
+    if loaded.is_classifier:
+        lines = (
+            f"  latency  {data['latency_ms']:.2f} ms  [p10 {data['latency_ms_p10']:.2f}, "
+            f"p90 {data['latency_ms_p90']:.2f}]  = {data['examples_per_s']:.1f} examples/s"
+        )
+    else:
+        lines = (
+            f"  prefill  {data['prefill_ms']:.1f} ms  [p10 {data['prefill_ms_p10']:.1f}, "
+            f"p90 {data['prefill_ms_p90']:.1f}]\n"
+            f"  decode   {data['decode_ms_per_token']:.2f} ms/token  "
+            f"[p10 {data['decode_ms_per_token_p10']:.2f}, "
+            f"p90 {data['decode_ms_per_token_p90']:.2f}]  = {data['tokens_per_s']:.1f} tokens/s"
+        )
+    _print_bench(args, loaded, result, lines)
+
+
+def _print_bench(args, loaded, result, lines: str) -> None:
+    """A benchmark result as JSON, or as the environment, ``lines``, memory, protocol."""
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    env = result.environment
+    print(
+        f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
+        f"{env.threads} threads"
+    )
+    print(lines)
+    peak = data["peak_memory_bytes"]
+    memory = "not measured" if peak is None else f"{peak / 2**20:.0f} MiB"
+    print(f"  memory   {memory} ({data['peak_memory_kind']})")
+    print(f"  protocol {result.protocol}; {result.runs} runs")
+    if result.machine_busy:
+        print(f"  BUSY MACHINE: {result.machine_busy}")

@@ -1,0 +1,183 @@
+"""`workbench compress`: apply a recipe, benchmark and evaluate it, print
+the RunRecord (the same record the window shows and stores)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from core.cli.common import add_model_args, load, progress
+from core.message_text import shown
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser(
+        "compress",
+        help="apply a recipe, then benchmark and evaluate it against the original",
+        description="Passes: " + ", ".join(_pass_names()),
+    )
+    add_model_args(parser)
+    parser.add_argument("--recipe", type=Path, help="recipe JSON file (as the window exports)")
+    parser.add_argument(
+        "--pass",
+        dest="passes",
+        action="append",
+        default=[],
+        metavar="NAME[:K=V,...]",
+        help="add a pass, e.g. --pass prune_mlp:fraction=0.25 --pass int4_weight_only:method=gptq",
+    )
+    parser.add_argument(  # dest: the original always loads in PyTorch; the recipe runs on this
+        "--backend",
+        dest="run_on",
+        default="torch",
+        choices=["torch", "torch-compile", "ort", "ort-int8"],
+        help="run the built model in PyTorch eager (default), PyTorch with the decode step "
+        "compiled (torch.compile), or exported to ONNX Runtime (fp32/int8)",
+    )
+    parser.add_argument("--no-eval", action="store_true", help="speed and size only")
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="do not store the run (by default it is appended to the results the window shows)",
+    )
+    parser.add_argument("--save", action="store_true", help=argparse.SUPPRESS)  # the default now
+    parser.add_argument("--json", action="store_true", help="print the RunRecord as JSON")
+
+
+def _pass_names() -> list[str]:
+    from core.passes.names import PASS_NAMES  # no torch: --help answers at once
+
+    return sorted(PASS_NAMES)
+
+
+def parse_pass(spec: str) -> dict:
+    """``name:key=value,...`` -> the dict form a recipe stores, each value read
+    as its option's declared type ("abc" for a fraction is refused here)."""
+    from core.passes import REGISTRY
+    from core.passes.recipe import RecipeError
+
+    name, _, rest = spec.partition(":")
+    if name not in REGISTRY:
+        raise RecipeError(f"unknown pass {shown(name)}; known: {', '.join(sorted(REGISTRY))}")
+    specs = {option.name: option for option in REGISTRY[name].options()}
+    item: dict = {"pass": name, "version": REGISTRY[name].version}
+    for pair in filter(None, rest.split(",")):
+        key, eq, text = (part.strip() for part in pair.partition("="))
+        if not eq:
+            raise RecipeError(f"--pass {name}: expected key=value, got {shown(pair)}")
+        if key not in specs:
+            known = ", ".join(specs) or "none"
+            raise RecipeError(f"--pass {name}: unknown option {shown(key)}; known: {known}")
+        if key in item:
+            raise RecipeError(f"--pass {name}: {key} given twice")
+        item[key] = _typed(name, specs[key], text)
+    return item
+
+
+def _typed(name: str, option, text: str):
+    """``text`` as ``option``'s type (the type of its default); range checks
+    follow in the pass config, with the same messages as a recipe file."""
+    from core.passes.recipe import RecipeError
+
+    kind = type(option.default)
+    try:
+        if kind is bool:
+            return {"true": True, "false": False}[text.lower()]
+        if kind is int:
+            return int(text, 10)
+        if kind is float:
+            return float(text)  # "nan" and "inf" parse; the pass config refuses them
+    except (KeyError, ValueError):
+        wanted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        raise RecipeError(
+            f"--pass {name}: {option.name} must be {wanted}, got {shown(text)}"
+        ) from None
+    return text
+
+
+def build_recipe(args):
+    from core.passes.recipe import Recipe, RecipeError
+
+    if args.recipe is not None:
+        if args.passes:
+            raise RecipeError("give --recipe or --pass, not both")
+        return Recipe.from_file(args.recipe)
+    return Recipe.from_dict({"format": 1, "passes": [parse_pass(s) for s in args.passes]})
+
+
+def run(args) -> None:
+    from core.jobs.experiment import ExperimentSettings
+    from core.jobs.run import RunRequest
+    from core.jobs.run import run as run_job
+    from core.passes.recipe import validate
+    from core.results.store import ResultsStore, RunRecord
+
+    recipe = build_recipe(args)
+    validate(recipe)  # refuse before loading anything
+    loaded = load(args, "torch")  # the original in PyTorch; the recipe runs on --backend
+    settings = ExperimentSettings(evaluate=not args.no_eval)
+    request = RunRequest(loaded, recipe, args.run_on, settings, args.threads)
+    record = None
+    for event in run_job(request, progress):
+        if isinstance(event, RunRecord):
+            record = event
+    if not args.no_save:  # the same record the window stores
+        record = ResultsStore().append(record)
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2))
+        return
+    print_record(record)
+
+
+def print_record(record) -> None:
+    """A RunRecord as a few lines: flags first, then size, speed, quality, notes."""
+    print(f"{record.recipe_name}")
+    if record.broken:
+        print(f"  BROKEN: {record.broken}")
+    if record.machine_busy:
+        print(f"  BUSY MACHINE: {record.machine_busy}")
+    print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
+    if record.task == "sequence-classification":
+        _print_classifier(record)
+    else:
+        ppl = _ppl_text(record)
+        print(
+            f"  prefill {record.prefill_ms:.1f} ms, decode {record.decode_ms_per_token:.2f} "
+            f"ms/token ({record.tokens_per_s:.1f} tokens/s), {record.device}, "
+            f"{record.threads} threads"
+        )
+        ratio = f"{record.ppl_ratio:.4f}" if record.ppl_ratio is not None else "not measured"
+        print(
+            f"  perplexity {ppl}; top-1 agreement {record.top1_agreement}; "
+            f"perplexity ratio to the original on the same tokens {ratio}"
+        )
+    for note in record.notes:
+        print(f"  note: {note}")
+
+
+def _ppl_text(record) -> str:
+    """Perplexity with both ends of its 95% interval (it is not symmetric)."""
+    if record.ppl is None:
+        return "not evaluated"
+    if record.ppl_ci95_low is None or record.ppl_ci95_high is None:
+        return f"{record.ppl:.3f} (one window: no interval)"
+    return f"{record.ppl:.3f} (95% CI {record.ppl_ci95_low:.3f} to {record.ppl_ci95_high:.3f})"
+
+
+def _print_classifier(record) -> None:
+    print(
+        f"  latency {record.latency_ms:.2f} ms [p10 {record.latency_ms_p10:.2f}, p90 "
+        f"{record.latency_ms_p90:.2f}] ({record.examples_per_s:.1f} examples/s), "
+        f"{record.device}, {record.threads} threads"
+    )
+    print(f"  protocol {record.bench_protocol}")
+    if record.accuracy is None:
+        print("  accuracy not evaluated")
+        return
+    print(
+        f"  accuracy {record.accuracy:.1%} (95% CI {record.accuracy_ci95_low:.1%} to "
+        f"{record.accuracy_ci95_high:.1%}, {record.examples} reviews); agreement with the "
+        f"original {record.agreement:.1%}"
+    )
+    print(f"  protocol {record.eval_protocol}")

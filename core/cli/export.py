@@ -1,0 +1,102 @@
+"""`workbench export`: write a configuration as a Hugging Face folder and/or
+a report, atomically. The recipe comes from a file or from a run in the
+results store (``--run ID`` or ``--last``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.cli.common import add_model_args, load, progress
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="export a configuration: Hugging Face folder (hf), report (HTML + JSON)",
+        description="Builds the recipe's configuration from the model and writes the chosen "
+        "formats into --out all at once (nothing is left behind if it fails or is cancelled).",
+    )
+    add_model_args(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--recipe", type=Path, help="recipe JSON file")
+    source.add_argument("--run", metavar="ID", help="the recipe of this run in the results store")
+    source.add_argument(
+        "--last", action="store_true", help="the recipe of this model's latest stored run"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="export folder (new, or see --overwrite)"
+    )
+    parser.add_argument(
+        "--format", default="hf,report", help="comma-separated: hf, report (default: both)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out if it is an earlier workbench export (it carries "
+        ".workbench-export.json) or empty; any other folder, a file or a link is refused",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def choose_run(args, records):
+    """(recipe, the stored run or None) from --recipe, --run or --last."""
+    from core.errors import WorkbenchError
+    from core.passes.recipe import Recipe
+
+    if args.recipe is not None:  # at most 1 MB of UTF-8, checked as it is read
+        return Recipe.from_file(args.recipe), None
+    if args.run is not None:
+        record = next((r for r in records if r.run_id == args.run), None)
+        if record is None:
+            raise WorkbenchError(f"no run {args.run!r} in the results store")
+        if record.model != args.model:
+            raise WorkbenchError(
+                f"run {args.run} was measured on {record.model!r}; pass --model {record.model}"
+            )
+    else:
+        mine = [r for r in records if r.model == args.model]
+        if not mine:
+            raise WorkbenchError(f"the results store has no run of {args.model!r}")
+        record = mine[-1]
+    return Recipe.from_dict(record.recipe), record
+
+
+def run(args) -> None:
+    """Hand over a stored run exactly as it was measured (its trained weights,
+    the ONNX graph it was timed on), or build and write a recipe file."""
+    from core.export.formats import FormatWritten, parse_formats
+    from core.export.marker import check_export_target
+    from core.jobs.export import ExportRequest, export
+    from core.jobs.write_export import ExportResult
+    from core.passes.recipe import validate
+    from core.results.store import ResultsStore
+
+    formats = parse_formats(args.format)
+    store = ResultsStore()
+    records = store.load()
+    recipe, record = choose_run(args, records)
+    validate(recipe)
+    check_export_target(args.out, args.overwrite)  # refuse before loading anything
+    loaded = load(args, "torch")
+    request = ExportRequest(
+        loaded,
+        args.out,
+        formats,
+        record,
+        None if record is not None else recipe,
+        tuple(r for r in records if r.model == args.model),
+        args.overwrite,
+        store_dir=store.path.parent,
+        threads=args.threads,
+    )
+    result = None
+    for event in export(request, progress):
+        if isinstance(event, FormatWritten) and not args.json:
+            print(f"  {event.format}: {event.summary}")
+        elif isinstance(event, ExportResult):
+            result = event
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    print(f"exported {recipe.name} to {result.folder} ({result.bytes_written / 1e6:.1f} MB)")

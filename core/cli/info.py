@@ -1,0 +1,33 @@
+"""`workbench info`: describe a model (architecture, sizes, parameters)."""
+
+from __future__ import annotations
+
+import json
+
+from core.cli.common import add_model_args, load
+
+
+def add_parser(sub) -> None:
+    info = sub.add_parser("info", help="describe a model: architecture, size, parameters")
+    add_model_args(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> None:
+    from core.models.description import human_bytes
+
+    d = load(args, "torch").description
+    if args.json:
+        print(json.dumps(d.to_dict(), indent=2))
+        return
+    print(f"{d.architecture} ({d.model_type}) from {d.source}")
+    print(
+        f"  layers {d.layers}, hidden {d.hidden_size}, heads {d.attention_heads}/{d.kv_heads} kv,"
+        f" MLP {d.intermediate_size}, vocab {d.vocab_size}"
+    )
+    print(
+        f"  parameters {d.parameters:,}; in memory {human_bytes(d.bytes_in_memory)} "
+        f"{d.bytes_by_dtype}; on disk {human_bytes(d.bytes_on_disk)}; device {d.device}"
+    )
+    for note in d.notes:
+        print(f"  note: {note}")

@@ -1,0 +1,64 @@
+"""The headless command line: the same jobs the window runs, printed.
+
+``workbench info|generate|bench|eval|compress|export|distill|train-classifier``
+(or ``workbench-cli``). One module per command: each adds its parser and runs
+a job. Every command works on the embedded default model with no arguments;
+bad input exits with status 2 and a one-line reason on stderr. Building the
+parser imports no torch, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from core.cli import args as cli_args
+from core.cli import bench, compress, distill, evaluate, export, generate, info, train_classifier
+from core.cli.common import EXIT_BAD_INPUT
+from core.errors import Cancelled, WorkbenchError
+from core.message_text import one_line
+
+COMMANDS = {
+    "info": info,
+    "generate": generate,
+    "bench": bench,
+    "eval": evaluate,
+    "train-classifier": train_classifier,
+    "compress": compress,
+    "export": export,
+    "distill": distill,
+}
+
+
+def build_parser():
+    parser = cli_args.OneLineParser(
+        prog="workbench",
+        description="Compression Workbench, headless. `workbench` alone opens the window.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS.values():
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except cli_args.ArgumentsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        COMMANDS[args.command].run(args)
+    except (WorkbenchError, ValueError) as err:
+        if isinstance(err, Cancelled):
+            print("cancelled", file=sys.stderr)
+        else:  # escaped: a message quoting user input stays one line
+            print(f"error: {one_line(str(err))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Putting a built model on a runtime: as it is (PyTorch eager), compiled
+now (never timed), or exported to ONNX (or found in the export cache) and
+opened in ONNX Runtime; with the provenance a run keeps so that its export
+is what was measured."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
+from core.runtime.registry import check_supports
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model ready on a runtime, the notes a result on it carries, and the
+    provenance fields that identify exactly what ran (RunRecord.artifact)."""
+
+    loaded: object  # core.models.loading.LoadedModel
+    notes: tuple[str, ...]
+    artifact: dict
+
+
+def prepare(
+    candidate,
+    key: str,
+    tokens: int,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Prepared:
+    """``candidate`` ready to run on runtime ``key`` for runs of up to
+    ``tokens`` tokens: as it is, compiled now (never timed), or exported to
+    ONNX (or found in the export cache) and opened in ONNX Runtime."""
+    chosen = check_supports(key, candidate.is_classifier)
+    artifact = {"runtime": chosen.key, "runtime_label": chosen.label}
+    if chosen.compiled:
+        from core.runtime.compiled_runner import compile_decode
+        from core.runtime.runners import COMPILED_RUNNER
+
+        progress(Progress("Compiling the decode step (torch.compile; takes a while)", None))
+        seconds = compile_decode(candidate.model, tokens)
+        note = (
+            f"decode compiled by torch.compile (inductor, frozen weights) in {seconds:.0f} s "
+            "before timing; quality is measured on the same weights in eager PyTorch; "
+            "an export holds those eager weights"
+        )
+        artifact |= {"compile_s": round(seconds, 1), "weights": "eager (same as measured)"}
+        return Prepared(dataclasses.replace(candidate, runner=COMPILED_RUNNER), (note,), artifact)
+    if chosen.onnx:
+        from core.models.loading_onnx import load_onnx_folder
+        from core.onnx.cache import cached_onnx_export, graph_digest
+
+        progress(Progress("Exporting to ONNX (or reading the export cache)", None))
+        folder = cached_onnx_export(candidate, chosen.int8, progress, cancel)
+        source = f"{candidate.source} (ONNX{' int8' if chosen.int8 else ''})"
+        loaded = load_onnx_folder(folder, source, "auto")
+        artifact |= {"onnx_cache_entry": folder.name, "onnx_sha256": graph_digest(folder)}
+        note = (
+            f"measured on the ONNX graph ({'int8, quantize_dynamic' if chosen.int8 else 'fp32'}) "
+            f"sha256 {artifact['onnx_sha256'][:12]}; an export holds this graph beside the "
+            "PyTorch folder it was made from"
+        )
+        return Prepared(loaded, (note,), artifact)
+    return Prepared(candidate, (), artifact)

@@ -1,0 +1,253 @@
+"""Load a model from the embedded default, the prepared demo classifier, a
+local folder or a Hugging Face id: a causal LM, or a sequence classifier
+(a folder whose config names a ``...ForSequenceClassification`` architecture).
+
+Every way loading can fail maps to one of the errors in ``core.errors`` with a
+one-line message; the user's files are only ever read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import (
+    CorruptModelError,
+    ModelNotFoundError,
+    NotAModelError,
+    OutOfMemoryError,
+    UnsupportedModelError,
+    WorkbenchError,
+)
+from core.models import default_model, demo_classifier
+from core.models.description import ModelDescription, describe
+from core.models.loading_onnx import is_onnx_folder
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
+from core.runtime.runners import TORCH_RUNNER
+
+DEFAULT_SOURCE = "default"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run. Compression makes new ones; this one is never changed."""
+
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any
+    source: str
+    folder: Path | None
+    description: ModelDescription
+    # Which PyTorch generation loop times it (core.runtime.runners); the
+    # compiled one shares this model's weights, so it is a field, not a copy.
+    runner: str = TORCH_RUNNER
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def task(self) -> str:
+        """ "causal-lm" or "sequence-classification" (core.models.description)."""
+        return self.description.task
+
+    @property
+    def is_classifier(self) -> bool:
+        from core.models.description import SEQUENCE_CLASSIFICATION
+
+        return self.task == SEQUENCE_CLASSIFICATION
+
+
+def require_causal_lm(loaded: LoadedModel, what: str) -> None:
+    """Refuse LM-only work (generation, the decode benchmark) on a classifier."""
+    if loaded.is_classifier:
+        raise UnsupportedModelError(
+            f"{loaded.source} is a sequence classifier: {what} needs a causal language model "
+            "(a classifier is timed by one forward pass and scored by accuracy)."
+        )
+
+
+def load_model(
+    source: str | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> LoadedModel:
+    """Load ``source``: ``None``/``"default"``, ``"demo-classifier"`` (or
+    ``"demo-classifier-fast"``), a folder path, or a hub id."""
+    import torch
+
+    from core.runtime.device import resolve_device, resolve_dtype
+
+    cancel = cancel or CancelToken()
+    source = source or DEFAULT_SOURCE
+    notes: list[str] = []
+    if source == DEFAULT_SOURCE:
+        folder = default_model.ensure_default_model(progress, cancel)
+        notes.append(default_model.QUANT_GRID_NOTE)
+        name: str | Path = folder
+    elif source in demo_classifier.SOURCES:
+        folder = demo_classifier.prepared_dir(source)  # ModelNotFoundError if not prepared
+        notes.append(demo_classifier.trained_note(folder))
+        name = folder
+    else:
+        folder, name = _resolve_location(source)
+        if folder is not None and is_onnx_folder(folder):  # an export of ours: ONNX Runtime
+            from core.models.loading_onnx import load_onnx_folder
+
+            progress(Progress(f"Opening {source} in ONNX Runtime", None))
+            return load_onnx_folder(folder, source, device)
+    cancel.raise_if_cancelled()
+
+    from core.models.exported.manifest_check import read_checked_manifest
+
+    exported = read_checked_manifest(folder) if folder is not None else None
+    target = resolve_device(device)
+    if exported is not None and exported["cpu_only"]:
+        target = _cpu_for_export(device, folder)
+    torch_dtype = resolve_dtype(dtype, target)
+    progress(Progress(f"Loading {source}", None))
+    try:
+        if exported is None:
+            model, tokenizer = _load_transformers_model(name, torch_dtype)
+        else:
+            model, tokenizer = _load_exported(folder, exported, dtype)
+        model.to(target)
+    except WorkbenchError:
+        raise
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise OutOfMemoryError(
+            f"Out of memory loading {source} on {target}: try the CPU or a smaller dtype."
+        ) from err
+    model.eval()
+    cancel.raise_if_cancelled()
+    description = describe(model, source, folder, notes)
+    progress(Progress(f"Loaded {description.architecture}", 1.0))
+    return LoadedModel(model, tokenizer, source, folder, description)
+
+
+def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
+    """A local folder if the path exists, else a hub id if it looks like one."""
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.is_file():
+            if path.suffix == ".onnx":
+                if is_onnx_folder(path.parent):
+                    return path.parent, path.parent
+                raise UnsupportedModelError(
+                    f"{path} is an ONNX file without the config and tokenizer of a workbench "
+                    "export beside it; give the exported folder."
+                )
+            raise NotAModelError(f"{path} is a file; give the folder that holds config.json.")
+        if not (path / "config.json").is_file() and not is_onnx_folder(path):
+            raise NotAModelError(
+                f"{path} is not a Hugging Face model folder (it has no config.json)."
+            )
+        return path, path
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
+    if looks_local or not _HUB_ID.match(source):
+        raise ModelNotFoundError(f"No such folder: {path}")
+    return None, source
+
+
+def _is_sequence_classifier(config) -> bool:
+    architectures = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
+def _load_transformers_model(name: str | Path, dtype):
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except OSError as err:
+        if isinstance(name, Path):
+            raise CorruptModelError(f"Cannot read {name}/config.json: {_first_line(err)}") from err
+        raise ModelNotFoundError(
+            f"{name!s} is not a local folder and could not be fetched from the Hugging Face "
+            f"Hub ({_first_line(err)})."
+        ) from err
+    except ValueError as err:  # unknown model_type, malformed JSON
+        raise UnsupportedModelError(f"{name}: {_first_line(err)}") from err
+    classifier = _is_sequence_classifier(config)
+    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
+    kind = "sequence classifier" if classifier else "causal language model"
+    try:
+        model, info = auto.from_pretrained(
+            name, config=config, dtype=dtype, output_loading_info=True
+        )
+    except ValueError as err:
+        if "Unrecognized configuration class" in str(err):
+            raise UnsupportedModelError(
+                f"{name}: architecture {config.model_type!r} is not a {kind} this version can run."
+            ) from err
+        raise CorruptModelError(f"{name}: {_first_line(err)}") from err
+    except OSError as err:
+        raise CorruptModelError(f"{name}: weights cannot be read ({_first_line(err)}).") from err
+    except Exception as err:  # safetensors and torch raise their own types on damaged files
+        if "OutOfMemory" in type(err).__name__ or isinstance(err, MemoryError):
+            raise
+        if "Safetensor" in type(err).__name__ or "deserializ" in str(err).lower():
+            raise CorruptModelError(
+                f"{name}: weight file is damaged ({_first_line(err)})."
+            ) from err
+        raise
+    # transformers fills missing weights with random values and only warns;
+    # a model that is partly random would give meaningless numbers.
+    missing = [k for k in info.get("missing_keys", []) if "rotary" not in k]
+    if missing:
+        raise CorruptModelError(
+            f"{name}: {len(missing)} weights are missing from the files "
+            f"(first: {missing[0]}); the download or copy is incomplete."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise NotAModelError(f"{name}: no usable tokenizer ({_first_line(err)}).") from err
+    return model, tokenizer
+
+
+def _cpu_for_export(device: str, folder: Path):
+    """Exports holding CPU-kernel layouts (packed int4) run on the CPU."""
+    import torch
+
+    if device not in ("auto", "cpu"):
+        raise UnsupportedModelError(
+            f"{folder} stores CPU-kernel weights (packed int4); load it on the CPU."
+        )
+    return torch.device("cpu")
+
+
+def _load_exported(folder: Path, manifest: dict, dtype: str | None):
+    """A folder we exported: in the dtypes it was stored in (an export is a
+    chosen configuration; upcasting it would measure something else)."""
+    if dtype is not None:
+        raise UnsupportedModelError(
+            f"{folder} is an exported configuration stored in its own dtypes; load it without "
+            "a dtype."
+        )
+    if manifest["loader"] == "transformers":
+        return _load_transformers_model(folder, "auto")
+    from transformers import AutoTokenizer
+
+    from core.models.exported.load import load_workbench_folder
+
+    model = load_workbench_folder(folder, manifest)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise NotAModelError(f"{folder}: no usable tokenizer ({_first_line(err)}).") from err
+    return model, tokenizer
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]

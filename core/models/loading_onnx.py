@@ -1,0 +1,79 @@
+"""Load a folder written by the ONNX export (``model.onnx`` + config +
+tokenizer) as a model that runs in ONNX Runtime.
+
+The result is a LoadedModel like any other: its ``model`` is an
+``OrtCausalLM``, which generation, the benchmark, perplexity and fidelity
+run unchanged. Its description is read from the config and the graph's
+stored weights (counted from the file, not estimated).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from core.errors import CorruptModelError, NotAModelError
+from core.models.description import ModelDescription, bytes_on_disk
+
+MODEL_FILE = "model.onnx"
+
+
+def is_onnx_folder(folder: Path) -> bool:
+    return (folder / MODEL_FILE).is_file() and (folder / "config.json").is_file()
+
+
+def _stored_weights(path: Path) -> tuple[int, dict[str, int]]:
+    """(element count, bytes by dtype) of the graph's initializers."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    count, by_dtype = 0, Counter()
+    for tensor in model.graph.initializer:
+        n = int(np.prod(tensor.dims)) if tensor.dims else 1
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        count += n
+        by_dtype[str(dtype)] += n * dtype.itemsize
+    return count, dict(by_dtype)
+
+
+def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None):
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from core.models.loading import LoadedModel
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    if not is_onnx_folder(folder):
+        raise NotAModelError(f"{folder} holds no exported model ({MODEL_FILE} and config.json).")
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        try:
+            generation = GenerationConfig.from_pretrained(folder)
+        except OSError:
+            generation = GenerationConfig.from_model_config(config)
+        model = OrtCausalLM(folder / MODEL_FILE, config, generation, device=device)
+    except (OSError, ValueError) as err:
+        raise CorruptModelError(f"{folder}: {str(err).strip().splitlines()[0][:300]}") from err
+    weights, by_dtype = _stored_weights(folder / MODEL_FILE)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
+    description = ModelDescription(
+        source=source,
+        architecture=f"{(config.architectures or [config.model_type])[0]} (ONNX Runtime)",
+        model_type=config.model_type,
+        layers=getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None),
+        hidden_size=getattr(config, "hidden_size", None) or getattr(config, "n_embd", None),
+        attention_heads=heads,
+        kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+        intermediate_size=getattr(config, "intermediate_size", None),
+        vocab_size=getattr(config, "vocab_size", None),
+        parameters=weights,
+        bytes_by_dtype=by_dtype,
+        bytes_in_memory=sum(by_dtype.values()),
+        bytes_on_disk=bytes_on_disk(folder),
+        tied_embeddings=False,  # the export stores a tied head untied (see onnx_graph)
+        device=f"{model.device} ({model.provider})",
+        notes=list(notes or []) + [f"runs in ONNX Runtime ({model.runner_name})"],
+    )
+    return LoadedModel(model, tokenizer, source, folder, description)

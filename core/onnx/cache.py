@@ -1,0 +1,92 @@
+"""Exported graphs kept in the workbench cache, so the benchmark, the CLI and
+the window do not re-export (two minutes on the default model) each time.
+
+The key is a hash of what the graph is made of: the model's config and every
+stored tensor (so a compressed model gets its own entry), int8 or not, and
+the versions of the libraries that trace and quantise it. An entry is written
+to a temporary folder beside the cache and renamed into place when the export
+has passed its check, so a half-written entry is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from core.progress import CancelToken, ProgressSink, ignore_progress
+
+EXPORT_VERSION = 1  # bump when the graph's form changes
+
+
+def export_key(model, int8: bool) -> str:
+    import onnxruntime
+    import onnxscript
+    import torch
+    import transformers
+
+    digest = hashlib.blake2b(digest_size=16)
+    versions = (torch.__version__, transformers.__version__, onnxscript.__version__)
+    from core.onnx.int8 import SMOOTH_ALPHA
+
+    recipe = [EXPORT_VERSION, int8, versions, onnxruntime.__version__]
+    digest.update(json.dumps(recipe + ([SMOOTH_ALPHA] if int8 else [])).encode())
+    digest.update(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        if not isinstance(tensor, torch.Tensor) or tensor.is_quantized:
+            digest.update(repr(tensor).encode())  # packed or quantized: not exportable anyway
+            continue
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def cached_onnx_export(
+    loaded,
+    int8: bool = False,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """The folder of ``loaded``'s export (made now if the cache lacks it)."""
+    from core.atomic_folder import atomic_folder
+    from core.models.default_model import cache_root
+    from core.onnx.export import REPORT_FILE, export_onnx
+
+    root = cache_root() / "onnx"
+    folder = root / f"{export_key(loaded.model, int8)}-{'int8' if int8 else 'fp32'}"
+    if (folder / REPORT_FILE).is_file():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
+        export_onnx(loaded, staging, progress, cancel, int8=int8)
+    return folder
+
+
+def load_ort_version(
+    loaded,
+    int8: bool = False,
+    device: str = "auto",
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+):
+    """``loaded`` exported (or found in the cache) and opened in ONNX Runtime."""
+    from core.models.loading_onnx import load_onnx_folder
+
+    folder = cached_onnx_export(loaded, int8, progress, cancel)
+    source = f"{loaded.source} (ONNX{' int8' if int8 else ''})"
+    return load_onnx_folder(folder, source, device)
+
+
+def graph_digest(folder: Path) -> str:
+    """sha256 of an exported graph (``model.onnx`` and its external weights):
+    what a run on ONNX Runtime records, and what its export is checked against."""
+    from core.onnx.export import MODEL_FILE
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob(f"{MODEL_FILE}*")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

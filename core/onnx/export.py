@@ -1,0 +1,155 @@
+"""The ONNX export job: graph, optional int8, fidelity check, or nothing.
+
+``export_onnx`` writes into ``out_dir`` (which must not hold anything yet):
+``model.onnx`` + ``model.onnx.data`` (the graph of ``core.onnx.graph``,
+int8 when asked), the model's ``config.json`` / ``generation_config.json``,
+its tokenizer, and ``onnx_export.json`` (what was checked and measured). The
+folder then loads with ``core.models.loading.load_model`` as an ONNX Runtime model.
+
+After writing, the graph runs in ONNX Runtime beside the PyTorch model on real
+text (``core.onnx.fidelity``). An export that does not match, or that
+fails or is cancelled on the way, raises a WorkbenchError and leaves no files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from core.errors import ExportFailedError, UnsupportedModelError, WorkbenchError
+from core.onnx.fidelity import OnnxFidelity, check_windows, compare_logits
+from core.onnx.graph import SUPPORTED_MODEL_TYPES, export_graph
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
+
+MODEL_FILE = "model.onnx"
+REPORT_FILE = "onnx_export.json"
+
+
+@dataclass(frozen=True)
+class OnnxExportResult:
+    folder: Path
+    model_file: Path
+    int8: bool
+    bytes_on_disk: int  # the graph and its weights
+    untied_weights: int  # transposed (tied) weights stored on their own
+    fidelity: OnnxFidelity
+    seconds: float
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["folder"], data["model_file"] = str(self.folder), str(self.model_file)
+        return data
+
+
+def _exportable_copy(model):
+    """The model as the exporter needs it: fp32 on the CPU, in eval mode.
+    Copied only when it is not already so (the user's model is never changed)."""
+    import torch
+
+    first = next(model.parameters())
+    if first.dtype == torch.float32 and first.device.type == "cpu":
+        return model
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+
+
+def export_onnx(
+    loaded,
+    out_dir: Path,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+    int8: bool = False,
+) -> OnnxExportResult:
+    """Export ``loaded`` (a LoadedModel, or a compressed model's) to ``out_dir``."""
+    cancel = cancel or CancelToken()
+    out_dir = Path(out_dir)
+    model = loaded.model
+    model_type = getattr(model.config, "model_type", "unknown")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"ONNX export supports {', '.join(SUPPORTED_MODEL_TYPES)} models, not {model_type!r}."
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise WorkbenchError(f"{out_dir} is not empty; choose a new folder for the export.")
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export(loaded, model, out_dir, progress, cancel, int8)
+    except BaseException:
+        _remove_contents(out_dir, remove_folder=created)
+        raise
+
+
+def _export(loaded, model, out_dir, progress, cancel, int8) -> OnnxExportResult:
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    start = time.perf_counter()
+    target = out_dir / MODEL_FILE
+    fp32_target = out_dir / "model-fp32.onnx" if int8 else target
+    progress(Progress("Tracing the model to ONNX (torch.onnx.export, dynamo)", 0.05))
+    exportable = _exportable_copy(model)
+    if int8:
+        from core.onnx.int8 import smoothed_copy
+
+        progress(Progress("SmoothQuant: measuring activation ranges for int8", 0.02))
+        exportable = smoothed_copy(exportable, loaded.tokenizer, cancel)
+    try:
+        untied = export_graph(exportable, fp32_target)
+    except Exception as err:  # torch.export and the ONNX translation raise many types
+        if isinstance(err, WorkbenchError):
+            raise
+        raise ExportFailedError(f"ONNX export failed: {_first_line(err)}") from err
+    cancel.raise_if_cancelled()
+    if int8:
+        from core.onnx.int8 import quantize_graph
+
+        progress(Progress("Quantising weights to int8 (onnxruntime quantize_dynamic)", 0.5))
+        quantize_graph(fp32_target, target)
+        for path in (fp32_target, fp32_target.with_name(f"{fp32_target.name}.data")):
+            path.unlink(missing_ok=True)
+        cancel.raise_if_cancelled()
+    model.config.save_pretrained(out_dir)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(out_dir)
+    loaded.tokenizer.save_pretrained(out_dir)
+
+    progress(Progress("Checking the export against PyTorch on real text", 0.7))
+    ort_model = OrtCausalLM(target, model.config, model.generation_config, device="cpu")
+    windows = check_windows(loaded.tokenizer, model.config)
+    fidelity = compare_logits(exportable, ort_model, windows, int8, cancel)
+    del ort_model  # the session maps the weights file; release it before any cleanup
+    if not fidelity.passed:
+        raise ExportFailedError(f"ONNX export failed its check: {fidelity.failure()}")
+    result = OnnxExportResult(
+        folder=out_dir,
+        model_file=target,
+        int8=int8,
+        bytes_on_disk=sum(p.stat().st_size for p in out_dir.glob(f"{MODEL_FILE}*")),
+        untied_weights=untied,
+        fidelity=fidelity,
+        seconds=time.perf_counter() - start,
+    )
+    (out_dir / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
+    progress(Progress("ONNX export done", 1.0))
+    return result
+
+
+def _remove_contents(folder: Path, remove_folder: bool) -> None:
+    """Undo a failed export: everything it wrote (the folder was empty or new)."""
+    if remove_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    summary = next((line for line in lines if "Error" in line or "error" in line), None)
+    return (summary or (lines[0] if lines else type(err).__name__))[:300]

@@ -1,0 +1,205 @@
+"""A recipe: an ordered list of pass configs, with a JSON round trip that
+only accepts registered pass names and known versions, and the rules that
+refuse combinations which cannot work before any work starts."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+
+from core.message_text import shown
+from core.models.loading import LoadedModel
+from core.passes import REGISTRY, PassConfig, PassContext
+from core.passes.base import OptionError
+from core.progress import CancelToken, ProgressSink, ignore_progress
+
+RECIPE_FORMAT = 1
+# A real recipe is a few hundred characters; the cap keeps a wrong file (a
+# model, /dev/zero) from being read into memory whole.
+MAX_RECIPE_BYTES = 1_000_000
+
+
+class RecipeError(ValueError):
+    """The recipe cannot be applied as written."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    passes: tuple[PassConfig, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return " + ".join(p.summary() for p in self.passes) or "original"
+
+    def to_dict(self) -> dict:
+        return {"format": RECIPE_FORMAT, "passes": [p.to_dict() for p in self.passes]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Recipe:
+        """A recipe from its dict form; anything else than exactly that form
+        (types, ranges, keys) raises RecipeError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise RecipeError(
+                f'a recipe is a JSON object {{"format": 1, "passes": [...]}}, got {_kind(data)}'
+            )
+        unknown = set(data) - {"format", "passes"}
+        if unknown:
+            raise RecipeError(f"unknown recipe key(s) {_names(unknown)}; known: format, passes")
+        fmt = data.get("format")
+        if type(fmt) is not int or fmt != RECIPE_FORMAT:  # type(): true == 1 in Python
+            raise RecipeError(f"unknown recipe format {shown(fmt)} (this build reads 1)")
+        passes = data.get("passes", [])
+        if not isinstance(passes, (list, tuple)):
+            raise RecipeError(f"a recipe's passes are a JSON array, got {_kind(passes)}")
+        return cls(tuple(pass_from_dict(item) for item in passes))
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        if not isinstance(text, str):
+            raise RecipeError(f"a recipe is JSON text, got {_kind(text)}")
+        if len(text) > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"recipe is {len(text):,} characters; a recipe is at most {MAX_RECIPE_BYTES:,}"
+            )
+        try:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except RecipeError:  # NaN or Infinity, from _refuse_constant
+            raise
+        except json.JSONDecodeError as err:
+            raise RecipeError(f"recipe is not valid JSON: {err}") from err
+        except RecursionError as err:  # the C decoder recurses once per bracket
+            raise RecipeError("recipe JSON is nested too deeply") from err
+        except ValueError as err:  # an integer past Python's 4300-digit limit
+            raise RecipeError("recipe holds a number with too many digits") from err
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path) -> Recipe:
+        """Read a recipe file: at most MAX_RECIPE_BYTES, UTF-8 (a BOM is allowed)."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_RECIPE_BYTES + 1)
+        except OSError as err:
+            raise RecipeError(
+                f"cannot read recipe {shown(str(path), 200)}: {err.strerror}"
+            ) from err
+        if len(data) > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"recipe {shown(str(path), 200)} is over {MAX_RECIPE_BYTES:,} bytes; "
+                "a recipe is a small JSON file"
+            )
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise RecipeError(f"recipe {shown(str(path), 200)} is not UTF-8 text") from err
+        return cls.from_json(text)
+
+    def needs_calibration(self) -> bool:
+        return any(p.needs_calibration for p in self.passes)
+
+
+def pass_from_dict(item: dict) -> PassConfig:
+    if not isinstance(item, dict):
+        raise RecipeError(
+            f'each pass is a JSON object like {{"pass": "prune_mlp", "version": 1}}, '
+            f"got {_kind(item)}"
+        )
+    item = dict(item)
+    name = item.pop("pass", None)
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise RecipeError(f"unknown pass {shown(name)}; known: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[name]
+    version = item.pop("version", None)
+    if type(version) is not int or version != cls.version:
+        raise RecipeError(
+            f"{name} version {shown(version)} is not supported (this build: {cls.version})"
+        )
+    allowed = {spec.name for spec in cls.options()}
+    unknown = set(item) - allowed
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise RecipeError(f"{name}: unknown option(s) {_names(unknown)}; known: {known}")
+    try:
+        return cls(**item)
+    except OptionError as err:
+        raise RecipeError(str(err)) from err
+
+
+def _kind(value) -> str:
+    """The JSON name of ``value``'s type, for messages."""
+    kinds = {bool: "true/false", int: "a number", float: "a number", str: "a string"}
+    kinds |= {list: "an array", tuple: "an array", dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _names(keys) -> str:
+    return ", ".join(sorted(shown(k) for k in keys)[:5]) + (" ..." if len(keys) > 5 else "")
+
+
+def _refuse_constant(name: str):
+    raise RecipeError(f"recipe holds {name}; every number must be finite")
+
+
+def validate(recipe: Recipe) -> None:
+    """Refuse combinations that cannot work, with the reason."""
+    names = [p.name for p in recipe.passes]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise RecipeError(f"{name} appears twice; use it once")
+    quantizers = [p for p in recipe.passes if p.kind == "quantize"]
+    if len(quantizers) > 1:
+        raise RecipeError(
+            f"two quantizations ({', '.join(p.name for p in quantizers)}): choose one"
+        )
+    if quantizers and recipe.passes[-1] is not quantizers[0]:
+        after = recipe.passes[recipe.passes.index(quantizers[0]) + 1].name
+        raise RecipeError(
+            f"{after} after {quantizers[0].name}: passes cannot change quantized weights; "
+            "put the quantization last"
+        )
+    structured = {"prune_mlp", "prune_heads", "prune_layers"}
+    if "low_rank" in names and structured & set(names[names.index("low_rank") :]):
+        raise RecipeError(
+            "structured pruning after low_rank cannot cut factored layers; prune first"
+        )
+    if "prune_unstructured" in names and "low_rank" in names[names.index("prune_unstructured") :]:
+        raise RecipeError("low_rank after prune_unstructured would discard the zeros; swap them")
+
+
+@dataclass
+class CompressedModel:
+    loaded: LoadedModel
+    recipe: Recipe
+    notes: list[str] = field(default_factory=list)
+
+
+def apply_recipe(
+    loaded: LoadedModel,
+    recipe: Recipe,
+    calibration: list | None = None,
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> CompressedModel:
+    """A new model with the recipe applied; ``loaded`` is never modified."""
+    from core.models.description import describe
+
+    validate(recipe)
+    if recipe.needs_calibration() and not calibration:
+        raise RecipeError("this recipe needs calibration text")
+    context = PassContext(calibration, progress, cancel or CancelToken())
+    # One deepcopy copies the config once and keeps it shared: the model, its
+    # inner model and every layer hold the same object, so a pass that
+    # updates it (layer_types, head counts) updates it for all of them.
+    model = copy.deepcopy(loaded.model)
+    for config in recipe.passes:
+        context.cancel.raise_if_cancelled()
+        model = config.apply(model, context)
+    model.eval()
+    source = f"{loaded.source} | {recipe.name}"
+    description = describe(model, source, None, loaded.description.notes + context.notes)
+    new = LoadedModel(model, loaded.tokenizer, source, None, description)
+    return CompressedModel(new, recipe, context.notes)

@@ -1,0 +1,170 @@
+"""An exported graph (``core.onnx.graph``) opened in ONNX Runtime.
+
+``OrtCausalLM`` runs one step of the graph (``step``) for the generation loop
+(``core.runtime.onnx.ort_runner``), and also looks enough like a transformers
+model (``config``, ``generation_config``, ``parameters()``, ``forward`` with
+``logits_to_keep`` returning ``.logits``) for the perplexity, fidelity and
+benchmark code to run on it unchanged.
+
+Providers: CUDA when asked for (or on ``auto`` when this onnxruntime build has
+it), always with the CPU provider behind it; the provider actually used is
+read back from ``session.get_providers()``, since onnxruntime-gpu falls back
+to the CPU silently when CUDA cannot start. The CPU thread pool gets torch's
+thread count, so both backends are measured with the same threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.runtime.onnx.interface import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LOGITS,
+    LOGITS_POSITIONS,
+    cache_shape,
+    layer_count,
+    past_names,
+    present_names,
+)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+# What onnxruntime's dynamic quantisation leaves in a graph (with or without its fusions).
+INT8_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    logits: torch.Tensor  # [1, positions asked for, vocab], fp32 on the CPU
+    present: list  # onnxruntime OrtValues, left where the session made them
+
+
+def open_session(path: Path, device: str = "auto", threads: int | None = None):
+    """An InferenceSession on ``device`` (auto, cpu or cuda)."""
+    import onnxruntime as ort
+
+    from core.errors import UnsupportedModelError
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = ort.get_available_providers()
+    # ``auto`` follows torch's choice (core.runtime.device.resolve_device), so
+    # both backends run on the same device.
+    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    providers = [CUDA, CPU] if want_cuda and CUDA in available else [CPU]
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    if device == "cuda" and CUDA not in session.get_providers():
+        raise UnsupportedModelError(
+            "CUDA was asked for, but ONNX Runtime could not start its CUDA provider here."
+        )
+    return session
+
+
+class OrtCausalLM:
+    """A decoder LM with a KV cache running in ONNX Runtime, batch 1."""
+
+    def __init__(self, path: Path, config, generation_config, device="auto", threads=None):
+        self.path = Path(path)
+        self.config = config
+        self.generation_config = generation_config
+        self.session = open_session(self.path, device, threads)
+        self.layers = layer_count(config)
+        self._past_names = past_names(self.layers)
+        self._present_names = present_names(self.layers)
+        self._kv_heads, self._head_dim = cache_shape(config)
+        inputs = {i.name for i in self.session.get_inputs()}
+        if not {INPUT_IDS, LOGITS_POSITIONS, *self._past_names} <= inputs:
+            from core.errors import NotAModelError
+
+            raise NotAModelError(
+                f"{path} is not a graph exported by the workbench (its inputs differ)."
+            )
+        self.int8 = bool(_op_types(self.path) & INT8_OPS)
+
+    # -- what the runner uses -------------------------------------------------------
+
+    @property
+    def provider(self) -> str:
+        """The provider that really runs the graph (first of the session's)."""
+        return self.session.get_providers()[0]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the graph runs (from the session's provider): the device a
+        benchmark names and reads memory for. Logits still come back on the
+        CPU, which is what ``parameters()`` reports."""
+        return torch.device("cuda" if self.provider == CUDA else "cpu")
+
+    @property
+    def runner_name(self) -> str:
+        kind = "int8" if self.int8 else "fp32"
+        return f"onnxruntime-{'cuda' if self.provider == CUDA else 'cpu'}-{kind}"
+
+    def empty_cache(self) -> list:
+        import onnxruntime as ort
+
+        empty = np.zeros((1, self._kv_heads, 0, self._head_dim), dtype=np.float32)
+        device = "cuda" if self.provider == CUDA else "cpu"
+        return [ort.OrtValue.ortvalue_from_numpy(empty, device, 0) for _ in self._past_names]
+
+    def step(self, input_ids: np.ndarray, past: list, positions: np.ndarray) -> StepOutput:
+        """Run the graph on new tokens ``input_ids`` [1, seq] after ``past``
+        (from ``empty_cache`` or a previous step); logits at ``positions``."""
+        past_len = past[0].shape()[2]
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(INPUT_IDS, np.ascontiguousarray(input_ids, dtype=np.int64))
+        if ATTENTION_MASK in self._input_names:
+            mask = np.ones((1, past_len + input_ids.shape[1]), dtype=np.int64)
+            binding.bind_cpu_input(ATTENTION_MASK, mask)
+        binding.bind_cpu_input(LOGITS_POSITIONS, np.ascontiguousarray(positions, dtype=np.int64))
+        for name, value in zip(self._past_names, past, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(LOGITS, "cpu")
+        device = "cuda" if self.provider == CUDA else "cpu"
+        for name in self._present_names:
+            binding.bind_output(name, device)
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        return StepOutput(torch.from_numpy(outputs[0].numpy()), list(outputs[1:]))
+
+    @property
+    def _input_names(self) -> set[str]:
+        return {i.name for i in self.session.get_inputs()}
+
+    # -- what perplexity, fidelity and the benchmark read -----------------------------
+
+    dtype = torch.float32  # activations and outputs; int8 graphs quantise weights only
+
+    def parameters(self):
+        """One empty tensor on the device the logits come back on (the CPU), so
+        code that finds a model's device with ``next(model.parameters())`` works."""
+        yield torch.empty(0)
+
+    def eval(self) -> OrtCausalLM:
+        return self
+
+    def forward(self, input_ids: torch.Tensor, logits_to_keep: int = 0, **_ignored):
+        """Logits of a whole window from an empty cache, like ``model(input_ids=...)``."""
+        from types import SimpleNamespace
+
+        ids = input_ids.detach().cpu().numpy()
+        n = ids.shape[1]
+        keep = n if not logits_to_keep else min(int(logits_to_keep), n)
+        positions = np.arange(n - keep, n, dtype=np.int64)
+        return SimpleNamespace(logits=self.step(ids, self.empty_cache(), positions).logits)
+
+    __call__ = forward
+
+
+def _op_types(path: Path) -> set[str]:
+    """Operator types in the graph file (its weights are not read)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {node.op_type for node in model.graph.node}

@@ -57,10 +57,10 @@ from core.distill.student import StudentShape, build_student
 from core.distill.train import distill
 from core.evaluate.fidelity import compute_fidelity
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
-from core.loading import load_model
+from core.models.loading import load_model
 from core.passes import REGISTRY
 from core.passes.calibration import calibration_windows
-from core.recipe import Recipe, apply_recipe
+from core.passes.recipe import Recipe, apply_recipe
 from core.runtime.device import set_threads
 
 DEV = replace(QUICK_PROTOCOL, split="dev")  # --smoke-model: on pydoc, shorter windows

@@ -1,7 +1,7 @@
 """Screenshot of the window showing a run flagged broken, for the README.
 
 Measures three configurations of the embedded default model (SmolLM2-135M)
-with core.experiment.run_experiment, exactly as the window's Run does: the
+with core.jobs.experiment.run_experiment, exactly as the window's Run does: the
 original, int8 weights (healthy), and low-rank factorisation at 5% of full
 rank, which wrecks it. Whether a run is broken is decided by core
 (core/evaluate/health.py) from the measured top-1 agreement and perplexity
@@ -35,11 +35,11 @@ from PySide6.QtCore import QItemSelectionModel, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from core.evaluate.perplexity import PerplexityProtocol  # noqa: E402
-from core.experiment import ExperimentSettings, run_experiment  # noqa: E402
-from core.measure import BenchSettings  # noqa: E402
+from core.jobs.experiment import ExperimentSettings, run_experiment  # noqa: E402
+from core.measure.speed import BenchSettings  # noqa: E402
 from core.passes import REGISTRY  # noqa: E402
-from core.recipe import Recipe  # noqa: E402
-from core.results import ResultsStore, RunRecord  # noqa: E402
+from core.passes.recipe import Recipe  # noqa: E402
+from core.results.store import ResultsStore, RunRecord  # noqa: E402
 
 # A short protocol (the screenshot shows the flag, not headline numbers).
 SETTINGS = ExperimentSettings(
@@ -61,7 +61,7 @@ def _print_stage(progress) -> None:
 
 def measure(store: ResultsStore) -> list[RunRecord]:
     """Run each recipe through run_experiment and keep its RunRecord."""
-    from core.loading import load_model
+    from core.models.loading import load_model
 
     loaded = load_model(MODEL)
     records = []

@@ -1,9 +1,11 @@
 """Drive the real window through a few runs on the default model and save
 screenshots for the README. Run under a display (e.g. Xvfb):
 
-    Xvfb :99 -screen 0 1400x900x24 & DISPLAY=:99 .venv/bin/python scripts/screenshots.py OUT_DIR
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python scripts/screenshots.py OUT_DIR
 
-Uses a temporary results store so the user's runs are not touched.
+Uses a temporary results store so the user's runs are not touched, and no
+QSettings (the window restores nothing). The picture of a run flagged broken
+is scripts/screenshot_broken.py.
 """
 
 from __future__ import annotations

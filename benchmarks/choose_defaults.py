@@ -22,14 +22,14 @@ Quality, not time, is measured, so a busy machine changes only how long it
 takes (seconds are printed for orientation).
 
 W8A8's int8 x int8 products go through an fp32 matmul here, not
-``torch._int_mm``: on this CPU that kernel is a plain loop (0.65 s for one
-512x576 by 576x1536 product, 50x the fp32 matmul; a 512-token W8A8 forward
-takes 71 s on one thread), so the quick protocol on six alphas would take
-hours. The operands are the very same int8 values and the products are
-integers, exact in fp32 up to 2**24 (rounded by at most one part in 2**24
-beyond), so the scores are the same to float rounding; the script checks it
-on one window against the real kernel and prints the largest logit
-difference.
+``torch._int_mm``: on this CPU (AVX2, no AVX-512 VNNI) that kernel takes a
+slow path (0.65 s for one 512x576 by 576x1536 product, 50x the fp32
+matmul; a 512-token W8A8 forward takes 71 s on one thread), so the quick
+protocol on six alphas would take hours. The operands are the very same
+int8 values and the products are integers, exact in fp32 up to 2**24
+(rounded by at most one part in 2**24 beyond), so the scores are the same
+to float rounding; the script checks it on one window against the real
+kernel and prints the largest logit difference.
 
     .venv/bin/python benchmarks/choose_defaults.py [--threads 2] [--alphas 0.3,0.5]
         [--lrs 1e-4,4e-4] [--batches 2,4] [--steps 10]

@@ -203,7 +203,7 @@ class MainWindow(QMainWindow):
             return
         loaded = self.loaded
         request = RunRequest(
-            loaded, recipe, self.compression_panel.backend_key(), self._settings(), self.threads
+            loaded, recipe, self.compression_panel.backend_key(), self._run_settings(), self.threads
         )
         self.tabs.setCurrentIndex(1)
         self.live_view.begin(loaded.device, loaded.is_classifier)
@@ -240,7 +240,7 @@ class MainWindow(QMainWindow):
             sampling,
             chat,
             runtime,
-            self._settings(),
+            self._run_settings(),
             prebuilt,
             self.threads,
         )
@@ -259,7 +259,7 @@ class MainWindow(QMainWindow):
 
         from core.jobs.distill import DistillRequest, distill_student
 
-        experiment = self._settings()
+        experiment = self._run_settings()
         if experiment.text_source:  # trains on a bundled text's training split, never a file
             settings = replace(settings, text_source=experiment.calibration_source)
         request = DistillRequest(
@@ -310,13 +310,13 @@ class MainWindow(QMainWindow):
             record,
             records=tuple(r for r in self.results_table.records if r.model == record.model),
             overwrite=overwrite,
-            settings=self._settings(),
+            settings=self._run_settings(),
             store_dir=self.store.path.parent,
             threads=self.threads,
         )
         self._start_job(f"Export: {record.recipe_name}", export, request)
 
-    def _settings(self):
+    def _run_settings(self):
         from core.jobs.experiment import ExperimentSettings
 
         # the panel's evaluation text, if one other than the default is chosen

@@ -51,3 +51,37 @@ def test_cancelled_distillation_resumes_from_its_checkpoint(qtbot, window, tmp_p
     assert first.step >= done - 1  # the cancel saved the last finished step
     assert window.distill_panel.loss_chart.series.x[-1] == done + 2
     assert window.results_table.rowCount() == 1
+
+
+def test_a_student_distilled_from_the_cli_is_in_the_window_after_a_restart(
+    qtbot, tmp_path, tiny_llama_dir
+):
+    """`workbench distill` runs the window's Distil job and stores the same
+    RunRecord, so a window opened afterwards lists the student; its export
+    would hand over the kept trained weights."""
+    import json
+    import os
+
+    from tests.test_app_compression import make_window
+    from tests.test_cli import run_cli
+
+    data = tmp_path / "data"
+    args = [
+        "distill", "-m", str(tiny_llama_dir), "--drop-layers", "1", "--steps", "3",
+        "--seq-len", "32", "--text", "pydoc", "--eval-windows", "2", "--eval-context", "64",
+        "--batch-size", "2", "--threads", "1", "--json",
+    ]  # fmt: skip
+    os.environ["WORKBENCH_DATA_DIR"], before = str(data), os.environ["WORKBENCH_DATA_DIR"]
+    try:
+        out = run_cli(*args)
+    finally:
+        os.environ["WORKBENCH_DATA_DIR"] = before
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+
+    window = make_window(qtbot, data)  # a new window on the same results store
+    (student,) = [r for r in window.results_table.records if r.run_id == run_id]
+    assert "distilled (3 steps)" in student.recipe_name and student.ppl > 1
+    assert student.artifact["kind"] == "trained-weights"
+    assert (data / student.artifact["weights_folder"]).is_dir()
+    window.close()

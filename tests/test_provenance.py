@@ -130,6 +130,10 @@ def test_ort_run_exports_the_graph_it_was_timed_on(original, tmp_path, monkeypat
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["measured_on"] == "ONNX Runtime"
     assert provenance["onnx_graph"]["verified"] is True
+    report = json.loads((out / "report.json").read_text())
+    assert report["measured_on"] == "ONNX Runtime"
+    assert report["exported_run"]["run_id"] == record.run_id
+    assert "measured on <b>ONNX Runtime</b>" in (out / "report.html").read_text()
 
     # a graph that no longer matches what was measured is refused
     tampered = replace(record, artifact={**record.artifact, "onnx_sha256": "0" * 64})

@@ -30,14 +30,32 @@ def _same_recipe(record, recipe_dict: dict) -> bool:
     return record.recipe.get("passes", []) == recipe_dict.get("passes", [])
 
 
+def _measured_on(chosen) -> str | None:
+    """The runtime the exported run's numbers were measured on, in words."""
+    if chosen is None:
+        return None
+    from core.runtime.registry import label
+
+    return label(chosen.backend)
+
+
 def pick_records(records, model: str, recipe_dict: dict, chosen_run_id: str | None):
     """(runs of this model, the chosen run, the original's run): the latest
     matching ones; the chosen run may be named by its id."""
     runs = [r for r in records if r.model == model]
     if chosen_run_id:
         chosen = next((r for r in runs if r.run_id == chosen_run_id), None)
-    else:
-        chosen = next((r for r in reversed(runs) if _same_recipe(r, recipe_dict)), None)
+    else:  # a recipe with no run named: only a PyTorch eager run of it is what is exported
+        chosen = next(
+            (
+                r
+                for r in reversed(runs)
+                if _same_recipe(r, recipe_dict)
+                and r.backend == "torch"
+                and not r.artifact.get("weights_sha256")
+            ),
+            None,
+        )
     original = next((r for r in reversed(runs) if r.is_original), None)
     return runs, chosen, original
 
@@ -124,6 +142,7 @@ def build_report(
         "recipe_name": recipe.name,
         "recipe": recipe_dict,
         "environment": environment,
+        "measured_on": _measured_on(chosen),
         "exported_run": chosen.to_dict() if chosen else None,
         "original_run": original.to_dict() if original else None,
         "runtime_original_run": runtime_original.to_dict() if runtime_original else None,
@@ -270,7 +289,13 @@ def render_html(report: dict) -> str:
         f"<title>{esc(report['title'])}</title><style>{STYLE}</style></head><body>",
         f"<h1>{esc(report['title'])}</h1>",
         f"<p>Exported {esc(report['created'])} from <code>{esc(report['model'])}</code>. "
-        "Every number below was measured; what was not is marked "
+        + (
+            f"Speed, size and quality measured on <b>{esc(report['measured_on'])}</b> "
+            f"(run {esc(report['exported_run']['run_id'])}). "
+            if report.get("measured_on")
+            else ""
+        )
+        + "Every number below was measured; what was not is marked "
         f"“{NOT_MEASURED}”.</p>",
         *_warnings(report),
         "<h2>Exported configuration against the original</h2>",

@@ -77,7 +77,10 @@ def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
             return 0.55, f"int4 without calibration (round to nearest, group {group}; try gptq)"
         return 0.45, f"int4 weights (GPTQ, group {group})"
     if name == "int8_dynamic":
-        alpha = float(item.get("smooth_alpha", 0.5))
+        from core.passes import REGISTRY
+
+        default = REGISTRY["int8_dynamic"].smooth_alpha  # the pass's own default
+        alpha = float(item.get("smooth_alpha", default))
         # SmoothQuant finds its folds by tracing and checks each one on any
         # family (core/passes/smooth_quant.py), so the layout is not a cause.
         return 0.35, f"W8A8 int8 activations (SmoothQuant alpha {alpha:g})"

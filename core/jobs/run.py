@@ -33,7 +33,7 @@ def recipe_artifact(recipe, settings) -> dict:
         artifact["calibration"] = {
             "windows": settings.calibration_windows,
             "length": settings.calibration_length,
-            "text": settings.text_source or "news",
+            "text": settings.calibration_source,
             "split": "calibration",
         }
     return artifact

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 from core.cli import args as cli_args
 from core.cli.args import whole
@@ -28,19 +29,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> None:
     from core.jobs.bench import BenchRequest, bench
-    from core.measure.speed import BenchSettings, RunTiming
+    from core.measure.speed import RunTiming
 
-    BenchSettings(  # refuses inconsistent counts before any model loads
-        prompt_tokens=args.prompt_tokens,
-        new_tokens=args.new_tokens,
-        warmup=args.warmup,
-        min_repeats=args.min_repeats,
-        min_time_s=args.min_time,
-        max_repeats=args.max_repeats,
-    )
-    loaded = load(args)
     request = BenchRequest(
-        loaded,
+        None,
         args.prompt_tokens,
         args.new_tokens,
         args.warmup,
@@ -48,6 +40,9 @@ def run(args) -> None:
         args.min_time,
         args.max_repeats,
     )
+    request.lm_settings()  # refuses inconsistent counts before any model loads
+    loaded = load(args)
+    request = replace(request, loaded=loaded)
     result = None
     for event in bench(request):
         if isinstance(event, RunTiming):

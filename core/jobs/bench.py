@@ -20,6 +20,19 @@ class BenchRequest:
     min_time_s: float = 5.0
     max_repeats: int = 50
 
+    def lm_settings(self):
+        """The causal-LM protocol's settings (refuses inconsistent counts)."""
+        from core.measure.speed import BenchSettings
+
+        return BenchSettings(
+            prompt_tokens=self.prompt_tokens,
+            new_tokens=self.new_tokens,
+            warmup=self.warmup,
+            min_repeats=self.min_repeats,
+            min_time_s=self.min_time_s,
+            max_repeats=self.max_repeats,
+        )
+
 
 def check_context(loaded, tokens: int) -> None:
     """Refuse a benchmark longer than the model's context (it would fail, or
@@ -51,15 +64,8 @@ def bench(
         )
         yield from benchmark_classifier(loaded, settings, cancel)
         return
-    from core.measure.speed import BenchSettings, benchmark
+    from core.measure.speed import benchmark
 
-    settings = BenchSettings(
-        prompt_tokens=request.prompt_tokens,
-        new_tokens=request.new_tokens,
-        warmup=request.warmup,
-        min_repeats=request.min_repeats,
-        min_time_s=request.min_time_s,
-        max_repeats=request.max_repeats,
-    )
+    settings = request.lm_settings()
     check_context(loaded, settings.prompt_tokens + settings.new_tokens)
     yield from benchmark(loaded, settings, cancel)

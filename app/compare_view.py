@@ -15,13 +15,13 @@ from core.results.store import RunRecord
 
 METRICS = [
     (f"Size {UNIT}", lambda r: megabytes(r.bytes), ".2f"),
-    ("Prefill ms", lambda r: r.prefill_ms, ".1f"),
-    ("Decode ms/token", lambda r: r.decode_ms_per_token, ".2f"),
-    ("Tokens/s", lambda r: r.tokens_per_s, ".1f"),
-    ("Perplexity", lambda r: r.ppl, ".2f"),
-    ("Perplexity ±95%", lambda r: r.ppl_ci95, ".2f"),
-    ("Top-1 agreement", lambda r: r.top1_agreement, ".3f"),
-    ("Mean KL", lambda r: r.mean_kl, ".4f"),
+    ("Prefill ms", lambda r: r.metric("prefill_ms"), ".1f"),
+    ("Decode ms/token", lambda r: r.metric("decode_ms_per_token"), ".2f"),
+    ("Tokens/s", lambda r: r.metric("tokens_per_s"), ".1f"),
+    ("Perplexity", lambda r: r.metric("ppl"), ".2f"),
+    ("Perplexity ±95%", lambda r: r.metric("ppl_ci95"), ".2f"),
+    ("Top-1 agreement", lambda r: r.metric("top1_agreement"), ".3f"),
+    ("Mean KL", lambda r: r.metric("mean_kl"), ".4f"),
 ]
 TEXT_ROWS = [
     ("Device", lambda r: f"{r.device}, {r.threads} threads"),

@@ -14,16 +14,20 @@ from core.results.pareto import pareto_front
 from core.results.store import RunRecord
 
 X_AXES = {
-    "Decode ms/token": lambda r: r.decode_ms_per_token,
+    "Decode ms/token": lambda r: r.metric("decode_ms_per_token"),
     f"Size {UNIT}": lambda r: megabytes(r.bytes),
-    "Prefill ms": lambda r: r.prefill_ms,
-    "Classifier latency ms": lambda r: r.latency_ms,
+    "Prefill ms": lambda r: r.metric("prefill_ms"),
+    "Classifier latency ms": lambda r: r.metric("latency_ms"),
 }
 Y_AXES = {
-    "Perplexity": lambda r: r.ppl,
-    "1 - top-1 agreement": lambda r: None if r.top1_agreement is None else 1 - r.top1_agreement,
-    "Classifier error (1 - accuracy)": lambda r: None if r.accuracy is None else 1 - r.accuracy,
+    "Perplexity": lambda r: r.metric("ppl"),
+    "1 - top-1 agreement": lambda r: _one_minus(r.metric("top1_agreement")),
+    "Classifier error (1 - accuracy)": lambda r: _one_minus(r.metric("accuracy")),
 }
+
+
+def _one_minus(value: float | None) -> float | None:
+    return None if value is None else 1 - value
 
 
 class ParetoChart(QWidget):

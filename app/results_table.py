@@ -20,13 +20,13 @@ COLUMNS = [
     ("Recipe", lambda r: r.recipe_name),
     ("Status", lambda r: status_text(r)),
     (f"Size {UNIT}", lambda r: mb_number(r.bytes)),
-    ("Prefill ms", lambda r: _num(r.prefill_ms, ".1f")),
-    ("Decode ms/tok", lambda r: _num(r.decode_ms_per_token, ".2f")),
-    ("Tokens/s", lambda r: _num(r.tokens_per_s, ".1f")),
+    ("Prefill ms", lambda r: _num(r.metric("prefill_ms"), ".1f")),
+    ("Decode ms/tok", lambda r: _num(r.metric("decode_ms_per_token"), ".2f")),
+    ("Tokens/s", lambda r: _num(r.metric("tokens_per_s"), ".1f")),
     ("Perplexity", lambda r: _ppl(r)),
-    ("Top-1 agree", lambda r: _num(r.top1_agreement, ".3f")),
-    ("Accuracy", lambda r: _num(r.accuracy, ".1%")),
-    ("Latency ms", lambda r: _num(r.latency_ms, ".1f")),
+    ("Top-1 agree", lambda r: _num(r.metric("top1_agreement"), ".3f")),
+    ("Accuracy", lambda r: _num(r.metric("accuracy"), ".1%")),
+    ("Latency ms", lambda r: _num(r.metric("latency_ms"), ".1f")),
     ("Device", lambda r: f"{r.device} · {r.threads} thr · {r.backend}"),
     ("Model", lambda r: r.model),
 ]
@@ -40,9 +40,10 @@ def _num(value, fmt: str) -> str:
 
 
 def _ppl(r: RunRecord) -> str:
-    if r.ppl is None:
+    ppl, half = r.metric("ppl"), r.metric("ppl_ci95")
+    if ppl is None:
         return "–"
-    return f"{r.ppl:.2f} ± {r.ppl_ci95:.2f}" if r.ppl_ci95 else f"{r.ppl:.2f}"
+    return f"{ppl:.2f} ± {half:.2f}" if half else f"{ppl:.2f}"
 
 
 class MarkerDelegate(QStyledItemDelegate):

@@ -89,7 +89,7 @@ def window_decode_ms(window: MainWindow, ticks: TickRecorder) -> float:
     records = window.store.load()
     if len(records) != before + 1:
         raise RuntimeError("the window's run did not produce a result; see its notifications")
-    return records[-1].decode_ms_per_token
+    return records[-1].metrics.decode_ms_per_token
 
 
 def cli_decode_ms(bench: BenchSettings, threads: int | None) -> float:

@@ -64,8 +64,8 @@ def _remeasure_classifier(folder: Path, settings) -> float:
 
 
 def _check(kind, record, folder, measured_again, work) -> dict:
-    key = "ppl" if record.ppl is not None else "accuracy"
-    before = getattr(record, key)
+    key = "ppl" if record.metric("ppl") is not None else "accuracy"
+    before = record.metric(key)
     rel = abs(measured_again - before) / abs(before)
     print(
         f"{kind:<18} {record.recipe_name[:44]:<44} {key} run {before:.6g}  export "
@@ -122,7 +122,7 @@ def main() -> None:
     kind = "distilled student"
     results[kind] = _check(kind, record, out, _remeasure_lm(out, original, settings), work)
 
-    from core.jobs.classifier_experiment import ClassifierExperimentSettings
+    from core.jobs.tasks.classifier import ClassifierExperimentSettings
 
     classifier = load_model(args.classifier, device="cpu")
     clf_settings = ExperimentSettings(classifier=ClassifierExperimentSettings())

@@ -22,7 +22,7 @@ def test_classifier_run_charts_accuracy_and_plots_on_classifier_axes(
     with qtbot.waitSignal(window.runner.finished, timeout=120_000):
         qtbot.mouseClick(window.compression_panel.run_button, Qt.MouseButton.LeftButton)
     record = window.results_table.records[-1]
-    assert record.accuracy is not None and record.latency_ms is not None
+    assert record.metrics.accuracy is not None and record.metrics.latency_ms is not None
     assert window.live_view.accuracy.series.size > 0
     assert window.live_view.latency.series.size > 0
     assert [r for r, _, _ in window.pareto_chart.plotted()] == [record]

@@ -71,7 +71,7 @@ def test_two_selected_runs_are_compared(qtbot, window):
     assert window.compare_view.pair == (a, b)
     view = window.compare_view
     assert view.cell("Size MB", 2) == f"{b.bytes / a.bytes:.3f}x"
-    assert view.cell("Decode ms/token", 1) == f"{b.decode_ms_per_token:.2f}"
+    assert view.cell("Decode ms/token", 1) == f"{b.metrics.decode_ms_per_token:.2f}"
     assert view.cell("Speed protocol", 2) == "same"
 
 
@@ -93,7 +93,7 @@ def test_run_on_onnx_runtime_is_a_backend_choice(qtbot, window, monkeypatch, tmp
     record = window.results_table.records[-1]
     assert record.backend == "ort" and "[ONNX Runtime]" in record.recipe_name
     assert not record.is_original  # the original is PyTorch's; this is its export
-    assert record.top1_agreement is not None and record.top1_agreement > 0.99
+    assert record.metrics.top1_agreement is not None and record.metrics.top1_agreement > 0.99
     assert any((tmp_path / "cache" / "onnx").iterdir())
     window.compression_panel.set_backend("torch")
     window.results_table.selectRow(0)

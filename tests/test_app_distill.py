@@ -27,8 +27,8 @@ def test_distil_charts_loss_and_the_student_joins_the_results(qtbot, window, tmp
     assert panel.ppl_chart.series.size >= 2
     record = window.results_table.records[-1]
     assert "distilled (6 steps)" in record.recipe_name
-    assert record.ppl is not None and record.top1_agreement is not None
-    assert record.top1_agreement < 1.0  # measured against the teacher, not assumed
+    assert record.metrics.ppl is not None and record.metrics.top1_agreement is not None
+    assert record.metrics.top1_agreement < 1.0  # measured against the teacher, not assumed
     assert len(window.pareto_chart.plotted()) == 1
 
 
@@ -81,7 +81,7 @@ def test_a_student_distilled_from_the_cli_is_in_the_window_after_a_restart(
 
     window = make_window(qtbot, data)  # a new window on the same results store
     (student,) = [r for r in window.results_table.records if r.run_id == run_id]
-    assert "distilled (3 steps)" in student.recipe_name and student.ppl > 1
+    assert "distilled (3 steps)" in student.recipe_name and student.metrics.ppl > 1
     assert student.artifact["kind"] == "trained-weights"
     assert (data / student.artifact["weights_folder"]).is_dir()
     window.close()

@@ -391,7 +391,7 @@ def test_compress_on_onnx_runtime_applies_the_recipe_then_exports(
     record = json.loads(captured.out)
     assert record["backend"] == "ort" and "[ONNX Runtime]" in record["recipe_name"]
     assert record["recipe"]["passes"] == [{"pass": "prune_mlp", "version": 1, "fraction": 0.5}]
-    assert record["decode_ms_per_token"] > 0
+    assert record["metrics"]["decode_ms_per_token"] > 0
     # the pruned model was exported (MLP 128 -> 64 neurons), not the original
     (export,) = (tmp_path / "cache" / "onnx").iterdir()
     assert json.loads((export / "config.json").read_text())["intermediate_size"] == 64

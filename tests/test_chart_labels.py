@@ -32,7 +32,7 @@ def record(**changes) -> RunRecord:
         bench_protocol="b",
         eval_protocol="e",
     )
-    return RunRecord(**{**fields, **changes})
+    return RunRecord.from_dict({**fields, **changes})
 
 
 def shown_ticks(plot_widget, name: str, scale: float = 1) -> list[str]:

@@ -2,15 +2,14 @@
 prepared (FAST variant) into a temporary cache and loaded by name."""
 
 import json
-from dataclasses import fields
 
 import pytest
 
 from core.errors import ModelNotFoundError
 from core.evaluate.classifier_accuracy import ClassifierAccuracy, ClassifierProtocol
 from core.evaluate.zero_shot import AccuracyPartial
-from core.jobs.classifier_experiment import ClassifierExperimentSettings
 from core.jobs.experiment import ExperimentSettings, run_experiment
+from core.jobs.tasks.classifier import ClassifierExperimentSettings
 from core.measure.classifier_speed import (
     ClassificationTiming,
     ClassifierBenchResult,
@@ -19,7 +18,7 @@ from core.measure.classifier_speed import (
 from core.models.loading import load_model
 from core.passes import REGISTRY
 from core.passes.recipe import Recipe
-from core.results.store import ResultsStore, RunRecord
+from core.results.store import RunRecord
 
 TINY = ExperimentSettings(
     classifier=ClassifierExperimentSettings(
@@ -39,16 +38,23 @@ def test_classifier_experiment_yields_accuracy_and_a_record(tiny_classifier_dir)
     timings = [e for e in events if isinstance(e, ClassificationTiming)]
     bench = next(e for e in events if isinstance(e, ClassifierBenchResult))
     assert [t.warmup for t in timings] == [True, False, False, False] and bench.runs == 3
-    assert record.latency_ms_p10 <= record.latency_ms <= record.latency_ms_p90
-    assert record.examples_per_s == pytest.approx(1000 / record.latency_ms)
+    assert (
+        record.metrics.latency_ms_p10 <= record.metrics.latency_ms <= record.metrics.latency_ms_p90
+    )
+    assert record.metrics.examples_per_s == pytest.approx(1000 / record.metrics.latency_ms)
     partials = [e for e in events if isinstance(e, AccuracyPartial)]
     result = next(e for e in events if isinstance(e, ClassifierAccuracy))
     assert [p.done for p in partials] == [16, 32, 40]
-    assert record.accuracy == result.accuracy == partials[-1].accuracy
-    assert record.examples == 40
-    assert record.accuracy_ci95_low <= record.accuracy <= record.accuracy_ci95_high
-    assert 0 <= record.agreement <= 1 and record.agreement == result.agreement
-    assert record.ppl is None and record.tokens_per_s is None
+    assert record.metrics.accuracy == result.accuracy == partials[-1].accuracy
+    assert record.metrics.examples == 40
+    assert (
+        record.metrics.accuracy_ci95_low
+        <= record.metrics.accuracy
+        <= record.metrics.accuracy_ci95_high
+    )
+    assert 0 <= record.metrics.agreement <= 1 and record.metrics.agreement == result.agreement
+    assert record.metric("ppl") is None and record.metric("tokens_per_s") is None
+    assert not hasattr(record.metrics, "ppl")  # a classifier record has no LM columns
     assert record.bytes < original.description.bytes_in_memory
     assert "batch 1" in record.bench_protocol and "test split" in record.eval_protocol
 
@@ -63,23 +69,7 @@ def test_original_agrees_with_itself_and_a_copy_agrees_fully(tiny_classifier_dir
     )
     assert result.agreement == 1.0
     record = list(run_experiment(original, Recipe(), TINY))[-1]
-    assert record.agreement == 1.0 and record.is_original
-
-
-def test_old_results_lines_still_load(tmp_path):
-    store = ResultsStore(tmp_path / "runs.jsonl")
-    new_fields = {f.name for f in fields(RunRecord)} - {
-        "model", "recipe", "recipe_name", "bytes", "bytes_by_component", "prefill_ms",
-        "decode_ms_per_token", "tokens_per_s", "ppl", "ppl_ci95", "top1_agreement", "mean_kl",
-        "device", "threads", "bench_protocol", "eval_protocol", "notes", "created", "run_id",
-    }  # fmt: skip
-    old = RunRecord("m", {"passes": []}, "original", 1, {}, 1.0, 1.0, 1.0, 2.0, 0.1, 1.0, 0.0,
-                    "cpu", 2, "p", "e").to_dict()  # fmt: skip
-    for name in new_fields:
-        old.pop(name)
-    store.path.write_text(json.dumps(old | {"from_the_future": 1}) + "\n")
-    (loaded,) = store.load()
-    assert loaded.task == "causal-lm" and loaded.accuracy is None and loaded.ppl == 2.0
+    assert record.metrics.agreement == 1.0 and record.is_original
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +139,10 @@ def test_real_fast_classifier_int8_dynamic_from_the_cli(fast_prepared, monkeypat
     argv = ["compress", "--model", "demo-classifier-fast", "--pass", "int8_dynamic", "--json"]
     assert main(argv) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["task"] == "sequence-classification" and record["examples"] == 200
-    assert record["accuracy_ci95_low"] <= record["accuracy"] <= record["accuracy_ci95_high"]
-    assert 0.5 <= record["agreement"] <= 1.0
+    metrics = record["metrics"]
+    assert record["task"] == "sequence-classification" and metrics["examples"] == 200
+    assert metrics["accuracy_ci95_low"] <= metrics["accuracy"] <= metrics["accuracy_ci95_high"]
+    assert 0.5 <= metrics["agreement"] <= 1.0
     # Encoder linears go from 4 bytes a weight to 1 (+ scales); embeddings stay float.
     blocks = ("attention", "mlp")
     before = sum(original.by_component[c] for c in blocks)

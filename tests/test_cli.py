@@ -133,7 +133,7 @@ def test_compress_prints_a_run_record(tiny_llama_dir):
         "group_size": 32,
         "method": "rtn",
     }
-    assert record["decode_ms_per_token"] > 0 and record["ppl"] is None
+    assert record["metrics"]["decode_ms_per_token"] > 0 and record["metrics"]["ppl"] is None
     from core.models.loading import load_model
     from core.models.size import measure_size
 

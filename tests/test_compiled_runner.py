@@ -68,8 +68,8 @@ def test_compiled_backend_is_measured_and_labelled(tiny_llama_dir):
     assert isinstance(record, RunRecord)
     assert record.backend == "torch-compile"
     assert BACKENDS["torch-compile"] in record.recipe_name
-    assert record.decode_ms_per_token > 0 and record.ppl is not None
-    assert 0 <= record.top1_agreement <= 1
+    assert record.metrics.decode_ms_per_token > 0 and record.metrics.ppl is not None
+    assert 0 <= record.metrics.top1_agreement <= 1
     assert any("torch.compile" in note for note in record.notes)
     assert not record.is_original
     after = original.model.state_dict()

@@ -182,7 +182,7 @@ def test_target_inside_source_folder_refused(tiny_gpt2_dir):
 
 
 def _record(loaded, recipe, run_id, nbytes, ppl, decode=5.0, top1=None):
-    return RunRecord(
+    return RunRecord.from_dict(dict(
         model=loaded.source,
         recipe=recipe.to_dict(),
         recipe_name=recipe.name,
@@ -200,7 +200,7 @@ def _record(loaded, recipe, run_id, nbytes, ppl, decode=5.0, top1=None):
         bench_protocol="prompt 64 tokens, 32 new",
         eval_protocol="quick: 10 windows" if ppl else "",
         run_id=run_id,
-    )
+    ))  # fmt: skip
 
 
 def test_report_holds_measured_numbers_only(loaded, tmp_path):
@@ -212,7 +212,7 @@ def test_report_holds_measured_numbers_only(loaded, tmp_path):
         _record(loaded, Recipe(), "a", 400_000, 20.0, decode=8.0),
         _record(loaded, recipe, "b", 200_000, 20.5, decode=6.0, top1=0.97),
         _record(loaded, Recipe((R["cast"](),)), "c", 210_000, None),  # never evaluated
-        RunRecord(**{**_record(loaded, Recipe(), "x", 1, 1.0).to_dict(), "model": "other"}),
+        RunRecord.from_dict({**_record(loaded, Recipe(), "x", 1, 1.0).to_dict(), "model": "other"}),
     ]
     out = tmp_path / "out"
     list(run_export(loaded, recipe, out, ("report",), records=records))

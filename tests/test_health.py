@@ -70,7 +70,7 @@ def test_likely_causes_read_the_recipe_family_and_backend():
 def test_a_wrecked_configuration_is_flagged_in_its_record(tiny_llama_dir):
     original = load_model(str(tiny_llama_dir), device="cpu")
     healthy = list(run_experiment(original, Recipe(), TINY))[-1]
-    assert healthy.broken == "" and healthy.ppl_ratio == 1.0
+    assert healthy.broken == "" and healthy.metrics.ppl_ratio == 1.0
     # A tiny random model with a tied head mostly predicts its input token, so
     # passes barely move its top-1; the wreck here is its copy with every
     # block linear scaled 50x (the residual stream swamped), measured as if
@@ -82,8 +82,8 @@ def test_a_wrecked_configuration_is_flagged_in_its_record(tiny_llama_dir):
     wreck = dataclasses.replace(original, model=model)
     recipe = Recipe((REGISTRY["low_rank"](0.05),))
     record = list(measure_configuration(original, wreck, recipe, [], TINY))[-1]
-    assert record.top1_agreement < 0.5 and record.ppl_ratio is not None
-    assert record.broken.startswith(f"collapsed: top-1 agreement {record.top1_agreement:.2f}")
+    assert record.metrics.top1_agreement < 0.5 and record.metrics.ppl_ratio is not None
+    assert record.broken.startswith(f"collapsed: top-1 agreement {record.metrics.top1_agreement:.2f}")
     assert record.broken.endswith("likely cause: low rank: 5% of full rank kept")
     assert json.loads(json.dumps(record.to_dict()))["broken"] == record.broken
 
@@ -95,11 +95,11 @@ def _record(**changes) -> RunRecord:
         ppl=20.0, ppl_ci95=1.0, top1_agreement=1.0, mean_kl=0.0, device="cpu", threads=2,
         bench_protocol="b", eval_protocol="e", run_id="orig", ppl_ratio=1.0,
     )  # fmt: skip
-    return RunRecord(**(fields | changes))
+    return RunRecord.from_dict(fields | changes)
 
 
 def test_cli_and_report_show_the_flag_first(capsys):
-    from core.cli.compress import print_record
+    from core.cli.record_text import print_record
     from core.export.report import build_report, render_html
 
     cause = broken_cause(0.1, 9.0, _recipe({"pass": "low_rank", "version": 1, "rank_ratio": 0.1}))

@@ -55,25 +55,26 @@ def test_speedups_separate_runtime_from_compression():
 
 
 def test_record_keeps_both_ends_of_the_asymmetric_interval(tiny_llama_dir, tmp_path, capsys):
-    from core.cli.compress import print_record
+    from core.cli.record_text import print_record
     from core.jobs.experiment import run_experiment
     from core.results.store import ResultsStore
     from tests.test_health import TINY
 
     original = load_model(str(tiny_llama_dir), device="cpu")
     record = list(run_experiment(original, Recipe(), TINY))[-1]
-    low, high = record.ppl_ci95_low, record.ppl_ci95_high
-    assert low < record.ppl < high
-    assert record.ppl_ci95 == pytest.approx((high - low) / 2)  # the half-width, as documented
-    assert high - record.ppl > record.ppl - low  # exp() of a symmetric NLL interval
+    m = record.metrics
+    low, high = m.ppl_ci95_low, m.ppl_ci95_high
+    assert low < m.ppl < high
+    assert m.ppl_ci95 == pytest.approx((high - low) / 2)  # the half-width, as documented
+    assert high - m.ppl > m.ppl - low  # exp() of a symmetric NLL interval
     print_record(record)
     assert f"(95% CI {low:.3f} to {high:.3f})" in capsys.readouterr().out
     store = ResultsStore(tmp_path / "runs.jsonl")
     old = record.to_dict()
-    del old["ppl_ci95_low"], old["ppl_ci95_high"]  # a line written before the ends were kept
+    del old["metrics"]["ppl_ci95_low"], old["metrics"]["ppl_ci95_high"]  # a line written before the ends were kept
     store.path.write_text(json.dumps(old) + "\n")
     (loaded,) = store.load()
-    assert loaded.ppl_ci95 == record.ppl_ci95 and loaded.ppl_ci95_low is None
+    assert loaded.metrics.ppl_ci95 == m.ppl_ci95 and loaded.metrics.ppl_ci95_low is None
 
 
 def test_report_gives_speed_against_eager_and_against_the_same_runtime():

@@ -93,7 +93,7 @@ def test_benchmark_record_cli_and_report_carry_the_load(tiny_llama_dir, capsys):
     from types import SimpleNamespace
 
     from core.cli.bench import _print_bench
-    from core.cli.compress import print_record
+    from core.cli.record_text import print_record
     from core.export.report import build_report, render_html
     from core.measure.speed import BenchSettings, run_benchmark
     from core.models.loading import load_model

@@ -110,7 +110,7 @@ def test_tampered_trained_weights_are_refused(original, tmp_path):
 
 
 def test_student_without_kept_weights_is_refused(original, tmp_path):
-    old = RunRecord(**{**_minimal(), "recipe_name": "prune_layers 1 + distilled (3 steps)"})
+    old = RunRecord.from_dict({**_minimal(), "recipe_name": "prune_layers 1 + distilled (3 steps)"})
     job = ExportRequest(original, tmp_path / "export", ("hf",), old, store_dir=tmp_path)
     with pytest.raises(ProvenanceError, match="not kept"):
         list(export(job))

@@ -55,7 +55,7 @@ def run(args) -> None:
             )
         result = event
     data = result.to_dict()
-    if loaded.is_classifier:
+    if "latency_ms" in data:  # a classifier's protocol: batch-1 latency
         lines = (
             f"  latency  {data['latency_ms']:.2f} ms  [p10 {data['latency_ms_p10']:.2f}, "
             f"p90 {data['latency_ms_p90']:.2f}]  = {data['examples_per_s']:.1f} examples/s"

@@ -127,57 +127,6 @@ def run(args) -> None:
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))
         return
+    from core.cli.record_text import print_record
+
     print_record(record)
-
-
-def print_record(record) -> None:
-    """A RunRecord as a few lines: flags first, then size, speed, quality, notes."""
-    print(f"{record.recipe_name}")
-    if record.broken:
-        print(f"  BROKEN: {record.broken}")
-    if record.machine_busy:
-        print(f"  BUSY MACHINE: {record.machine_busy}")
-    print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
-    if record.task == "sequence-classification":
-        _print_classifier(record)
-    else:
-        ppl = _ppl_text(record)
-        print(
-            f"  prefill {record.prefill_ms:.1f} ms, decode {record.decode_ms_per_token:.2f} "
-            f"ms/token ({record.tokens_per_s:.1f} tokens/s), {record.device}, "
-            f"{record.threads} threads"
-        )
-        ratio = f"{record.ppl_ratio:.4f}" if record.ppl_ratio is not None else "not measured"
-        print(
-            f"  perplexity {ppl}; top-1 agreement {record.top1_agreement}; "
-            f"perplexity ratio to the original on the same tokens {ratio}"
-        )
-    for note in record.notes:
-        print(f"  note: {note}")
-
-
-def _ppl_text(record) -> str:
-    """Perplexity with both ends of its 95% interval (it is not symmetric)."""
-    if record.ppl is None:
-        return "not evaluated"
-    if record.ppl_ci95_low is None or record.ppl_ci95_high is None:
-        return f"{record.ppl:.3f} (one window: no interval)"
-    return f"{record.ppl:.3f} (95% CI {record.ppl_ci95_low:.3f} to {record.ppl_ci95_high:.3f})"
-
-
-def _print_classifier(record) -> None:
-    print(
-        f"  latency {record.latency_ms:.2f} ms [p10 {record.latency_ms_p10:.2f}, p90 "
-        f"{record.latency_ms_p90:.2f}] ({record.examples_per_s:.1f} examples/s), "
-        f"{record.device}, {record.threads} threads"
-    )
-    print(f"  protocol {record.bench_protocol}")
-    if record.accuracy is None:
-        print("  accuracy not evaluated")
-        return
-    print(
-        f"  accuracy {record.accuracy:.1%} (95% CI {record.accuracy_ci95_low:.1%} to "
-        f"{record.accuracy_ci95_high:.1%}, {record.examples} reviews); agreement with the "
-        f"original {record.agreement:.1%}"
-    )
-    print(f"  protocol {record.eval_protocol}")

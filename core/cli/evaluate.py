@@ -10,6 +10,7 @@ from dataclasses import replace
 from core.cli import args as cli_args
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note
+from core.model_kinds import SEQUENCE_CLASSIFICATION
 
 
 def add_parser(sub) -> None:
@@ -118,7 +119,7 @@ def run(args) -> None:
             report = event.data
     if args.json:
         print(json.dumps(report, indent=2))
-    elif loaded.is_classifier:
+    elif report["task"] == SEQUENCE_CLASSIFICATION:  # each kind's report has its own shape
         _print_classifier(args, loaded, report)
     else:
         _print_eval(loaded, report)

@@ -63,7 +63,7 @@ def pick_records(records, model: str, recipe_dict: dict, chosen_run_id: str | No
 def _value(record, name: str):
     if record is None:
         return None
-    value = getattr(record, name)
+    value = record.bytes if name == "bytes" else record.metric(name)
     return value / 1e6 if name == "bytes" and value is not None else value
 
 
@@ -95,9 +95,8 @@ def comparison(chosen, original, runtime_original=None) -> list[dict]:
         row["ratio_same_runtime"] = _ratio(a, _value(runtime_original, name))
         if name == "ppl":  # the 95% interval: its ends, and half its width for old runs
             for key, run in (("exported", chosen), ("original", original)):
-                row[f"{key}_ci95"] = run.ppl_ci95 if run else None
-                row[f"{key}_ci95_low"] = run.ppl_ci95_low if run else None
-                row[f"{key}_ci95_high"] = run.ppl_ci95_high if run else None
+                for end in ("ci95", "ci95_low", "ci95_high"):
+                    row[f"{key}_{end}"] = run.metric(f"ppl_{end}") if run else None
         rows.append(row)
     return rows
 
@@ -112,8 +111,8 @@ def commands(model: str, formats: tuple[str, ...]) -> list[str]:
 
 
 def _front_ids(runs, x_name: str) -> tuple[list, list[str]]:
-    measured = [r for r in runs if _value(r, x_name) is not None and r.ppl is not None]
-    front = pareto_front([(_value(r, x_name), r.ppl) for r in measured])
+    measured = [r for r in runs if _value(r, x_name) is not None and r.metric("ppl") is not None]
+    front = pareto_front([(_value(r, x_name), r.metric("ppl")) for r in measured])
     return measured, [measured[i].run_id for i in front]
 
 
@@ -172,8 +171,8 @@ def _chart(report: dict, axis: str, x_label: str, title: str) -> str:
     from core.export.report_chart import tradeoff_png
     from core.results.store import RunRecord
 
-    runs = [RunRecord(**r) for r in report["runs"]]
-    measured = [r for r in runs if _value(r, axis) is not None and r.ppl is not None]
+    runs = [RunRecord.from_dict(r) for r in report["runs"]]
+    measured = [r for r in runs if _value(r, axis) is not None and r.metric("ppl") is not None]
     left_out = len(runs) - len(measured)
     if not measured:
         return f"<p><em>{html.escape(title)}: {NOT_MEASURED} (no run has both numbers).</em></p>"
@@ -181,7 +180,7 @@ def _chart(report: dict, axis: str, x_label: str, title: str) -> str:
     chosen = (report["exported_run"] or {}).get("run_id")
     original = (report["original_run"] or {}).get("run_id")
     png = tradeoff_png(
-        [(_value(r, axis), r.ppl) for r in measured],
+        [(_value(r, axis), r.metric("ppl")) for r in measured],
         [r.recipe_name for r in measured],
         ids.index(chosen) if chosen in ids else None,
         ids.index(original) if original in ids else None,

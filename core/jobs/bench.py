@@ -51,21 +51,8 @@ def bench(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
-    """Yield each timed run, then the BenchResult (or ClassifierBenchResult)."""
-    loaded = request.loaded
-    if loaded.is_classifier:
-        from core.measure.classifier_speed import ClassifierBenchSettings, benchmark_classifier
+    """Yield each timed run, then the BenchResult (or ClassifierBenchResult:
+    each model kind has its own protocol, core.jobs.tasks)."""
+    from core.jobs.tasks import task_for
 
-        settings = ClassifierBenchSettings(
-            warmup=request.warmup,
-            min_repeats=request.min_repeats,
-            min_time_s=request.min_time_s,
-            max_repeats=max(request.max_repeats, request.min_repeats),
-        )
-        yield from benchmark_classifier(loaded, settings, cancel)
-        return
-    from core.measure.speed import benchmark
-
-    settings = request.lm_settings()
-    check_context(loaded, settings.prompt_tokens + settings.new_tokens)
-    yield from benchmark(loaded, settings, cancel)
+    yield from task_for(request.loaded).bench(request, cancel)

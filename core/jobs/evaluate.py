@@ -7,7 +7,7 @@ with a reference classifier). The report is one JSON-ready dict."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from core.progress import CancelToken, ProgressSink, ignore_progress
 
@@ -28,17 +28,23 @@ class EvaluationReport:
     data: dict  # what the CLI prints, or dumps as JSON
 
 
-def _same_tokenizer(a, b) -> bool:
-    return a.get_vocab() == b.get_vocab()
-
-
-def _reference(request: EvaluateRequest, progress, cancel):
+def reference_for(request: EvaluateRequest, task, progress, cancel):
+    """The reference model, refused unless it is of the same kind as the
+    model evaluated and reads the same tokens."""
+    from core.jobs.tasks import task_for
     from core.models.loading import load_model
 
     if request.reference_is_loaded:
         return request.loaded
     # the reference in the device's default dtype: the dtype asked is the candidate's
-    return load_model(request.reference, request.device, progress=progress, cancel=cancel)
+    reference = load_model(request.reference, request.device, progress=progress, cancel=cancel)
+    if task_for(reference).name != task.name:
+        raise ValueError(f"{request.reference} is not a {task.kind}; {task.compared_by} needs one")
+    if reference.tokenizer.get_vocab() != request.loaded.tokenizer.get_vocab():
+        raise ValueError(
+            f"{request.reference} uses a different tokenizer; {task.compared_by} needs one"
+        )
+    return reference
 
 
 def evaluate(
@@ -47,69 +53,6 @@ def evaluate(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield partial results as they come, then the EvaluationReport."""
-    if request.loaded.is_classifier:
-        yield from _evaluate_classifier(request, progress, cancel)
-        return
-    from core.evaluate.fidelity import FidelityResult, evaluate_fidelity
-    from core.evaluate.perplexity import PerplexityResult, evaluate_perplexity, perplexity_windows
-    from core.evaluate.side_by_side import side_by_side_generations
+    from core.jobs.tasks import task_for
 
-    loaded = request.loaded
-    model, tokenizer = loaded.model, loaded.tokenizer
-    windows = perplexity_windows(tokenizer, request.protocol)
-    ppl = None
-    for event in evaluate_perplexity(model, tokenizer, request.protocol, cancel, windows):
-        ppl = event if isinstance(event, PerplexityResult) else ppl
-        yield event
-    report = {"model": request.name, "perplexity": asdict(ppl)}
-
-    if request.reference is not None:
-        reference = _reference(request, progress, cancel)
-        if not _same_tokenizer(reference.tokenizer, tokenizer):
-            raise ValueError(f"{request.reference} uses a different tokenizer; fidelity needs one")
-        fidelity = None
-        for event in evaluate_fidelity(reference.model, model, tokenizer, windows, cancel):
-            fidelity = event if isinstance(event, FidelityResult) else fidelity
-            yield event
-        pairs = list(side_by_side_generations(reference.model, model, tokenizer))
-        report |= {
-            "reference": request.reference,
-            "fidelity": asdict(fidelity),
-            "generations": [asdict(p) for p in pairs],
-        }
-
-    if request.sentiment:
-        from core.evaluate.zero_shot import AccuracyResult, ZeroShotProtocol, evaluate_zero_shot
-
-        accuracy = None
-        task = ZeroShotProtocol(mode=request.protocol.mode)
-        for event in evaluate_zero_shot(model, tokenizer, task, cancel):
-            accuracy = event if isinstance(event, AccuracyResult) else accuracy
-            yield event
-        report["sentiment"] = asdict(accuracy)
-    yield EvaluationReport(report)
-
-
-def _evaluate_classifier(request: EvaluateRequest, progress, cancel) -> Iterator[object]:
-    """Sentiment accuracy (and agreement with the reference) of a classifier."""
-    from core.evaluate.classifier_accuracy import ClassifierProtocol, evaluate_classifier
-    from core.evaluate.zero_shot import AccuracyPartial
-
-    loaded, reference = request.loaded, None
-    if request.reference is not None:
-        reference = _reference(request, progress, cancel)
-        if not reference.is_classifier:
-            raise ValueError(f"{request.reference} is not a classifier; agreement needs one")
-        if not _same_tokenizer(reference.tokenizer, loaded.tokenizer):
-            raise ValueError(f"{request.reference} uses a different tokenizer; agreement needs one")
-    result = None
-    protocol = ClassifierProtocol(mode=request.protocol.mode)
-    for event in evaluate_classifier(
-        loaded.model, loaded.tokenizer, protocol, cancel, reference and reference.model
-    ):
-        result = event if not isinstance(event, AccuracyPartial) else result
-        yield event
-    report = {"model": request.name, "task": loaded.task, "accuracy": asdict(result)}
-    if reference is not None:
-        report["reference"] = request.reference
-    yield EvaluationReport(report)
+    yield from task_for(request.loaded).evaluate(request, progress, cancel)

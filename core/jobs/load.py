@@ -39,7 +39,7 @@ def load(
     set_threads(request.threads)
     loaded = load_model(request.source, request.device, request.dtype, progress, cancel)
     if chosen.key != "torch" and not is_onnx_runtime(loaded.model):
-        check_supports(chosen.key, loaded.is_classifier)
+        check_supports(chosen.key, loaded.task)
         if chosen.compiled:  # compiled before anything is timed, for the length timed
             loaded = dataclasses.replace(loaded, runner=COMPILED_RUNNER)
         else:

@@ -32,7 +32,7 @@ def prepare(
     """``candidate`` ready to run on runtime ``key`` for runs of up to
     ``tokens`` tokens: as it is, compiled now (never timed), or exported to
     ONNX (or found in the export cache) and opened in ONNX Runtime."""
-    chosen = check_supports(key, candidate.is_classifier)
+    chosen = check_supports(key, candidate.task)
     artifact = {"runtime": chosen.key, "runtime_label": chosen.label}
     if chosen.compiled:
         from core.runtime.compiled_runner import compile_decode

@@ -58,7 +58,7 @@ def run(
     from core.runtime.registry import check_supports
 
     validate(request.recipe)
-    check_supports(request.runtime, request.original.is_classifier)
+    check_supports(request.runtime, request.original.task)
     set_threads(request.threads)
     run_id = new_run_id()
     artifact = recipe_artifact(request.recipe, request.settings)

@@ -47,7 +47,7 @@ def side_by_side(
     if not request.recipe.passes:
         raise ValueError("set a compression first: the demo compares it with the original")
     validate(request.recipe)
-    check_supports(request.runtime, request.original.is_classifier)
+    check_supports(request.runtime, request.original.task)
     set_threads(request.threads)
     compressed = request.prebuilt
     if compressed is None:

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import torch
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".onnx", ".onnx_data")
+from core.model_kinds import CAUSAL_LM, SEQUENCE_CLASSIFICATION
 
-# The two model kinds the workbench handles; the rest of the engine branches on them.
-CAUSAL_LM = "causal-lm"
-SEQUENCE_CLASSIFICATION = "sequence-classification"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".onnx", ".onnx_data")
 
 
 def task_of(model: torch.nn.Module) -> str:

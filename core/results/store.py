@@ -11,18 +11,27 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from core.results.metrics import (
+    CAUSAL_LM,
+    FLAT_FIELDS,
+    ClassifierMetrics,
+    LMMetrics,
+    metrics_from_dict,
+    metrics_to_dict,
+)
 
 
 @dataclass(frozen=True)
 class RunRecord:
     """One configuration of one model, with how each number was measured.
 
-    A causal LM fills the prefill/decode and perplexity fields; a sequence
-    classifier (``task == "sequence-classification"``) leaves them None and
-    fills the latency and accuracy fields below. Fields added later have
-    defaults, so older ``runs.jsonl`` lines still load.
+    ``metrics`` is the task's own part (core.results.metrics): LMMetrics for
+    a causal LM, ClassifierMetrics for a sequence classifier. Fields added
+    later have defaults, and ``from_dict`` reads older ``runs.jsonl`` lines
+    (metrics at the top level, before the split) as well as current ones.
     """
 
     model: str
@@ -30,55 +39,54 @@ class RunRecord:
     recipe_name: str
     bytes: int
     bytes_by_component: dict[str, int]
-    prefill_ms: float | None
-    decode_ms_per_token: float | None
-    tokens_per_s: float | None
-    ppl: float | None
-    # Half the width of perplexity's 95% interval. The interval is exp() of
-    # one on the mean NLL, so it is not symmetric about ``ppl``: its ends are
-    # ``ppl_ci95_low``/``ppl_ci95_high`` (ppl +- ppl_ci95 is not the interval).
-    ppl_ci95: float | None
-    top1_agreement: float | None
-    mean_kl: float | None
+    metrics: LMMetrics | ClassifierMetrics
     device: str
     threads: int
     bench_protocol: str
     eval_protocol: str
     notes: list[str] = field(default_factory=list)
-    backend: str = "torch"  # a key of core.jobs.experiment.BACKENDS
+    backend: str = "torch"  # a key of core.runtime.registry.RUNTIMES
     created: float = field(default_factory=time.time)
     run_id: str = ""
-    task: str = "causal-lm"
-    # Sequence classifier: batch-1 latency of one fixed input (ms) and
-    # sentiment accuracy with its Wilson 95% interval (not symmetric, so both
-    # ends), over ``examples`` reviews; agreement: same label as the original.
-    latency_ms: float | None = None
-    latency_ms_p10: float | None = None
-    latency_ms_p90: float | None = None
-    examples_per_s: float | None = None
-    accuracy: float | None = None
-    accuracy_ci95_low: float | None = None
-    accuracy_ci95_high: float | None = None
-    examples: int | None = None
-    agreement: float | None = None
     # Trust (issue 12). ``broken``: why this configuration collapsed (top-1
     # agreement < 0.5 or perplexity > 3x the original's on the same tokens),
-    # empty when it did not; ``ppl_ratio``: the paired perplexity ratio to the
-    # original on the same tokens. ``machine_load``: other processes' load
-    # seen before and after the timed runs; ``machine_busy`` names it when it
-    # was high enough to disturb the timings (empty: quiet). ``artifact``: what
+    # empty when it did not. ``machine_load``: other processes' load seen
+    # before and after the timed runs; ``machine_busy`` names it when it was
+    # high enough to disturb the timings (empty: quiet). ``artifact``: what
     # rebuilds exactly what was measured (recipe, runtime, trained weights and
     # their sha256, ONNX graph).
     broken: str = ""
-    ppl_ratio: float | None = None
     machine_load: dict = field(default_factory=dict)
     machine_busy: str = ""
     artifact: dict = field(default_factory=dict)
-    ppl_ci95_low: float | None = None
-    ppl_ci95_high: float | None = None
+
+    @property
+    def task(self) -> str:
+        """``causal-lm`` or ``sequence-classification``: the kind of its metrics."""
+        return self.metrics.task
+
+    def metric(self, name: str):
+        """The metric ``name``, or None where this task does not measure it
+        (a classifier has no perplexity) or this run did not."""
+        return getattr(self.metrics, name, None)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["metrics"] = metrics_to_dict(self.metrics)
+        data["task"] = self.task
+        return json.loads(json.dumps(data))  # deep, plain copies of dicts and lists
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunRecord:
+        """A record from ``to_dict`` output or an older ``runs.jsonl`` line;
+        unknown keys (a later version's) are ignored."""
+        task = data.get("task", CAUSAL_LM)
+        part = data.get("metrics")
+        if not isinstance(part, dict):  # before the split: metrics at the top level
+            part = {k: v for k, v in data.items() if k in FLAT_FIELDS}
+        known = {f.name for f in fields(cls)} - {"metrics"}
+        kept = {k: v for k, v in data.items() if k in known}
+        return cls(**kept, metrics=metrics_from_dict(task, part))
 
     @property
     def is_original(self) -> bool:
@@ -101,7 +109,7 @@ class ResultsStore:
 
     def append(self, record: RunRecord) -> RunRecord:
         if not record.run_id:
-            record = RunRecord(**{**record.to_dict(), "run_id": f"{record.created:.6f}"})
+            record = replace(record, run_id=f"{record.created:.6f}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record.to_dict()) + "\n")
@@ -113,11 +121,10 @@ class ResultsStore:
         if not self.path.exists():
             return []
         records = []
-        known = set(RunRecord.__dataclass_fields__)
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
                 data = json.loads(line)
-                records.append(RunRecord(**{k: v for k, v in data.items() if k in known}))
-            except (ValueError, TypeError):
+                records.append(RunRecord.from_dict(data))
+            except (ValueError, TypeError, AttributeError):
                 continue  # a line cut short by a kill: skip it, keep the rest
         return records

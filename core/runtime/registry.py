@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.model_kinds import CAUSAL_LM, SEQUENCE_CLASSIFICATION
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -18,13 +20,14 @@ class Runtime:
     onnx: bool = False  # measured on an ONNX graph exported from the built model
     int8: bool = False  # the graph quantised by ONNX Runtime's quantize_dynamic
     compiled: bool = False  # decode step compiled by torch.compile
-    classifier: bool = False  # runs sequence classifiers too
+    # The model kinds it runs (core.model_kinds).
+    tasks: frozenset[str] = frozenset({CAUSAL_LM})
 
 
 RUNTIMES: dict[str, Runtime] = {
     r.key: r
     for r in (
-        Runtime("torch", "PyTorch eager", classifier=True),
+        Runtime("torch", "PyTorch eager", tasks=frozenset({CAUSAL_LM, SEQUENCE_CLASSIFICATION})),
         Runtime("torch-compile", "PyTorch compiled", compiled=True),
         Runtime("ort", "ONNX Runtime", onnx=True),
         Runtime("ort-int8", "ONNX Runtime int8", onnx=True, int8=True),
@@ -56,10 +59,11 @@ def run_title(name: str, key: str) -> str:
     return name if key == DEFAULT_RUNTIME else f"{name} [{label(key)}]"
 
 
-def check_supports(key: str, is_classifier: bool) -> Runtime:
-    """The runtime, or a one-line refusal when it cannot run this model kind."""
+def check_supports(key: str, task: str) -> Runtime:
+    """The runtime, or a one-line refusal when it cannot run this model kind
+    (``task``: a LoadedModel's ``task``)."""
     chosen = runtime(key)
-    if is_classifier and not chosen.classifier:
+    if task not in chosen.tasks:
         raise UnknownRuntimeError(
             f"{chosen.label} runs causal language models here; a classifier runs on PyTorch eager"
         )

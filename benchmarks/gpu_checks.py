@@ -318,14 +318,19 @@ VERBOSE_KEYS = {
     "machine_load",
     "protocol",
     "peak_memory_bytes",
+    "peak_memory_kind",
+    "runner",
+    "device_name",
+    "tokens",
+    "windows",
     "plan",
 }
 
 
 def compact(value):
-    """``value`` without VERBOSE_KEYS, floats to 4 significant digits."""
+    """``value`` without VERBOSE_KEYS and empty texts, floats to 4 significant digits."""
     if isinstance(value, dict):
-        return {k: compact(v) for k, v in value.items() if k not in VERBOSE_KEYS}
+        return {k: compact(v) for k, v in value.items() if k not in VERBOSE_KEYS and v != ""}
     if isinstance(value, (list, tuple)):
         return [compact(v) for v in value]
     if isinstance(value, float):

@@ -30,15 +30,19 @@ class and first line, and the rest still runs):
   5. a wall-clock budget (--budget-s): an item that would outrun it is
      stopped or skipped, and the report says which
 
-On the GPU machine (bare, no network), from the repository root, carrying
-``.whl`` (the model folder is committed; nothing else needs carrying):
+On the GPU machine (bare, no network), from the repository root, with
+``carry: [".whl"]`` (the model folder is committed) and a timeout of about
+540 s (the default --budget-s is 420; installing and importing take ~30 s):
 
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-        --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD \
-        && PYTHONUNBUFFERED=1 python3 benchmarks/gpu_checks.py --device cuda
+    set -o pipefail; python3 -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site:$PWD \
+        && PYTHONUNBUFFERED=1 python3 benchmarks/gpu_checks.py --device cuda 2>&1 \
+        | tee $OUT/gpu_checks.log
 
-``.whl`` holds what that machine lacks or has too old (it has torch 2.11 and
-transformers 5.17; we need transformers >= 5.24), made here once:
+``.whl`` (ignored by git) holds what that machine lacks or has too old: it
+has torch 2.11 and transformers 5.17, and we need transformers >= 5.24.
+Made here once:
 
     echo /.whl/ >> .git/info/exclude
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -46,9 +50,14 @@ transformers 5.17; we need transformers >= 5.24), made here once:
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
         transformers==5.24.0 regex==2026.11.19 platformdirs==4.14.9
 
-(transformers 5.24 asks huggingface-hub >=1.31,<3 and tokenizers >=0.23.1,<0.24:
-the machine's 1.33.0 and 0.23.2 fit; regex >= 2025.10.22 is checked at import,
-so it travels too.)
+transformers 5.24 asks huggingface-hub >=1.31,<3 and tokenizers >=0.23.1,<0.24:
+the machine's 1.33.0 and 0.23.2 fit (checked here with those two versions).
+It checks regex >= 2025.10.22 at import, and the machine's regex version is
+unknown, so regex travels; platformdirs is absent there (the script sets
+WORKBENCH_CACHE_DIR, so it is a spare). Do not carry torch.
+
+Order: eager, fidelity, families, compiled bf16, recipes, compiled fp16 and
+fp32; compiling is the slowest item, so the budget cuts those last two first.
 
 Here, on the CPU (tiny sizes, a few minutes):
 
@@ -266,7 +275,7 @@ class Report:
         except BudgetExceeded:
             self.stopped = True
             result = {
-                "error": f"stopped: the {self.plan.budget_s:.0f} s budget ran out "
+                "error": f"stopped: the {self.budget.seconds:.0f} s budget ran out "
                 f"{time.perf_counter() - start:.0f} s into this item"
             }
         except Exception as error:  # each item's failure is a result, not the end
@@ -290,7 +299,8 @@ class Report:
             self.data["sections"].setdefault(name, {})["error"] = describe_error(error)
             self.say(f"  section failed: {describe_error(error)}")
         seconds = time.perf_counter() - start
-        self.data["section_seconds"][name] = round(seconds, 1)
+        spent = self.data["section_seconds"]  # a section may run in two parts
+        spent[name] = round(spent.get(name, 0) + seconds, 1)
         self.say(
             f"== {name}: {seconds:.1f} s (total {self.budget.elapsed():.1f} s "
             f"of a {self.plan.budget_s:.0f} s budget)"
@@ -350,6 +360,8 @@ def free_memory() -> None:
 
 
 def environment(device_name: str) -> dict:
+    import huggingface_hub
+    import tokenizers
     import torch
     import transformers
 
@@ -361,6 +373,8 @@ def environment(device_name: str) -> dict:
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "transformers": transformers.__version__,
+        "huggingface_hub": huggingface_hub.__version__,
+        "tokenizers": tokenizers.__version__,
         "cpu": cpu_name(),
         "cpus": cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -787,8 +801,8 @@ def run_checks(plan: Plan, report: Report, workdir: Path) -> dict:
         for name, recipe in recipes(plan):
             report.item("recipes", name, lambda r=recipe: recipe_row(plan, folder, r), min_s=15)
 
-    def compiled():
-        for dtype in plan.compile_dtypes:
+    def compiled(dtypes):
+        for dtype in dtypes:
             report.item(
                 "compiled",
                 SHORT[dtype],
@@ -796,13 +810,19 @@ def run_checks(plan: Plan, report: Report, workdir: Path) -> dict:
                 min_s=45,
             )
 
-    for name, body in (
+    # The default dtype's compile before the recipes, the other dtypes' last:
+    # compiling is the slowest item and the first to go when time runs short.
+    first, rest = plan.compile_dtypes[:1], plan.compile_dtypes[1:]
+    order = [
         ("eager", eager),
         ("fidelity", fidelities),
         ("families", families),
+        ("compiled", lambda: compiled(first)),
         ("recipes", recipe_rows),
-        ("compiled", compiled),
-    ):
+    ]
+    if rest:
+        order.append(("compiled", lambda: compiled(rest)))
+    for name, body in order:
         report.section(name, body)
     report.data["elapsed_s"] = round(report.budget.elapsed(), 1)
     return report.data

@@ -755,17 +755,32 @@ def run_checks(plan: Plan, report: Report, workdir: Path) -> dict:
     report.data["bench_protocol"] = bench_request(plan).lm_settings().describe()
     say(f"  bench protocol: {report.data['bench_protocol']}")
     if "env" in plan.sections:
-        report.data["environment"] = environment(plan.device)
+        try:
+            report.data["environment"] = environment(plan.device)
+        except Exception as error:
+            report.data["environment"] = {"error": describe_error(error)}
         say("  " + json.dumps(report.data["environment"]))
-    ort = ort_on_cuda()
-    report.data["ort_on_cuda"] = ort["on_cuda"] if plan.device != "cpu" else "not asked (cpu)"
-    say(f"  ONNX Runtime on CUDA: {report.data['ort_on_cuda']}")
+    try:
+        ort = ort_on_cuda()["on_cuda"] if plan.device != "cpu" else "not asked (cpu)"
+    except Exception as error:  # a broken onnxruntime install
+        ort = f"not measurable on this machine ({describe_error(error)})"
+    report.data["ort_on_cuda"] = ort
+    say(f"  ONNX Runtime on CUDA: {ort}")
 
     folder = workdir / "model"
     start = time.perf_counter()
-    build_random_model(MODEL_CONFIG_DIR, folder, plan.seed, plan.smoke)
-    report.data["model_build_s"] = round(time.perf_counter() - start, 1)
-    say(f"  random model built from {MODEL_CONFIG_DIR.name}/ in {report.data['model_build_s']} s")
+    try:
+        build_random_model(MODEL_CONFIG_DIR, folder, plan.seed, plan.smoke)
+    except Exception as error:  # only the families need no model: run those alone
+        report.data["model_error"] = describe_error(error)
+        say(f"  the model could not be built: {report.data['model_error']}")
+        kept = tuple(s for s in plan.sections if s in ("env", "families"))
+        for name in set(plan.sections) - set(kept):
+            report.data["skipped"].append(f"{name}: the model could not be built")
+        plan = report.plan = Plan(**{**asdict(plan), "sections": kept})
+    else:
+        report.data["model_build_s"] = seconds = round(time.perf_counter() - start, 1)
+        say(f"  random model built from {MODEL_CONFIG_DIR.name}/ in {seconds} s")
     tokens_by_dtype: dict[str, list[int]] = {}
     device = plan.device
 

@@ -4,8 +4,6 @@ compare view, and say why."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from PySide6.QtGui import QColor
 
 from app.compare_view import CompareView
@@ -21,16 +19,14 @@ LIKELY = "low rank: 5% of full rank kept"
 CAUSE = f"collapsed: perplexity 5.1x the original's > 3x; likely cause: {LIKELY}"
 BUSY = "load 1.9 from other processes before the timed runs"
 HEALTHY = record()
-BROKEN = replace(
-    HEALTHY,
+BROKEN = record(
     recipe={"passes": [{"pass": "low_rank", "rank": 2}]},
     recipe_name="low_rank(2)",
     ppl=95.0,
     decode_ms_per_token=20.0,
     broken=CAUSE,
 )
-BUSY_RUN = replace(
-    HEALTHY,
+BUSY_RUN = record(
     recipe={"passes": [{"pass": "int8_weight_only"}]},
     recipe_name="int8",
     ppl=18.9,

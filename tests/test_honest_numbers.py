@@ -71,7 +71,8 @@ def test_record_keeps_both_ends_of_the_asymmetric_interval(tiny_llama_dir, tmp_p
     assert f"(95% CI {low:.3f} to {high:.3f})" in capsys.readouterr().out
     store = ResultsStore(tmp_path / "runs.jsonl")
     old = record.to_dict()
-    del old["metrics"]["ppl_ci95_low"], old["metrics"]["ppl_ci95_high"]  # a line written before the ends were kept
+    # a line written before the ends were kept
+    del old["metrics"]["ppl_ci95_low"], old["metrics"]["ppl_ci95_high"]
     store.path.write_text(json.dumps(old) + "\n")
     (loaded,) = store.load()
     assert loaded.metrics.ppl_ci95 == m.ppl_ci95 and loaded.metrics.ppl_ci95_low is None

@@ -31,6 +31,9 @@ class ExportInputs:
     measured_onnx: dict | None = None
     # The run handed over and what identifies its bytes (provenance.json).
     provenance: dict | None = None
+    # Loads a written folder back the way a user would (folder, device) ->
+    # LoadedModel: given by the export job, so writers never import loading.
+    reload: Callable | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The "hf" export format: the Hugging Face folder, then a check that it
-loads back (through core.models.loading, the way a user would load it) to the same
+loads back (through ``ExportInputs.reload``, the way a user would load it) to the same
 logits as the compressed model; a folder that does not is a failed export."""
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ def compare_logits(a: torch.nn.Module, b: torch.nn.Module, ids: torch.Tensor) ->
 def write_hf(
     inputs: ExportInputs, folder: Path, progress: ProgressSink, cancel: CancelToken
 ) -> FormatWritten:
-    from core.models.loading import load_model
     from core.models.size import measure_size
 
     compressed = inputs.compressed
@@ -56,7 +55,7 @@ def write_hf(
     )
     cancel.raise_if_cancelled()
     progress(Progress("Loading the folder back to check it", None))
-    reloaded = load_model(str(folder), device="cpu" if plan.cpu_only else "auto")
+    reloaded = inputs.reload(folder, "cpu" if plan.cpu_only else "auto")
     ids = torch.tensor([inputs.original.tokenizer(CHECK_TEXT).input_ids])
     max_diff = compare_logits(compressed.model, reloaded.model, ids)
     measured = measure_size(compressed.model).total_bytes

@@ -89,6 +89,7 @@ def run_export(
         formats=formats,
         measured_onnx=measured_onnx,
         provenance=provenance,
+        reload=_reload,
     )
     written: dict[str, FormatWritten] = {}
     with atomic_folder(Path(target), overwrite, protected, check_replaceable) as temp:
@@ -116,3 +117,10 @@ def run_export(
         summaries={k: w.summary for k, w in written.items()},
         details={k: w.details for k, w in written.items()},
     )
+
+
+def _reload(folder: Path, device: str):
+    """A written folder loaded back as a user would load it (the hf check)."""
+    from core.models.loading import load_model
+
+    return load_model(str(folder), device=device)

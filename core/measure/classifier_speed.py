@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import dataclass
 
 import torch
 
@@ -24,7 +23,7 @@ from core.measure.environment import Environment, current_environment
 from core.measure.machine_load import MachineLoad, MachineLoadMonitor
 from core.measure.memory import PeakMemoryTracker
 from core.measure.repeats import check_repeats, protocol_runs
-from core.measure.speed import Spread
+from core.measure.result_parts import MeasuredUnder, Spread, bench_prompt_text
 from core.models.loading import LoadedModel
 from core.progress import CancelToken
 from core.runtime.device import synchronize
@@ -61,7 +60,7 @@ class ClassificationTiming:
 
 
 @dataclass(frozen=True)
-class ClassifierBenchResult:
+class ClassifierBenchResult(MeasuredUnder):
     latency_ms: Spread
     examples_per_s: float  # 1000 / median ms, batch 1
     peak_memory_bytes: int
@@ -72,32 +71,21 @@ class ClassifierBenchResult:
     environment: Environment
     machine_load: MachineLoad | None = None  # other programs' CPU use around the timed runs
 
-    @property
-    def machine_busy(self) -> str:
-        """Empty when the machine was quiet (or its load unknown), else what was seen."""
-        return self.machine_load.busy if self.machine_load else ""
-
     def to_dict(self) -> dict:
         return {
             "latency_ms": self.latency_ms.median,
             "latency_ms_p10": self.latency_ms.p10,
             "latency_ms_p90": self.latency_ms.p90,
             "examples_per_s": self.examples_per_s,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "peak_memory_kind": self.peak_memory_kind,
-            "runs": self.runs,
-            "settings": asdict(self.settings),
-            "protocol": self.protocol,
-            "environment": self.environment.to_dict(),
-            "machine_load": self.machine_load.to_dict() if self.machine_load else {},
-            "machine_busy": self.machine_busy,
+            **self.conditions_dict(),
         }
 
 
 def bench_input(loaded: LoadedModel, tokens: int) -> dict:
     """The fixed input: the benchmark prompt encoded and cut to exactly ``tokens``."""
-    text = resources.files("resources").joinpath("bench_prompt.txt").read_text()
-    encoded = loaded.tokenizer(text, truncation=True, max_length=tokens, return_tensors="pt")
+    encoded = loaded.tokenizer(
+        bench_prompt_text(), truncation=True, max_length=tokens, return_tensors="pt"
+    )
     if encoded.input_ids.shape[1] != tokens:
         raise ValueError(f"the benchmark prompt is shorter than {tokens} tokens")
     return {k: v.to(loaded.device) for k, v in encoded.items()}

@@ -13,15 +13,14 @@ so does other programs' CPU load around the timed runs
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import dataclass
 
 from core.measure.environment import Environment, current_environment
 from core.measure.machine_load import MachineLoad, MachineLoadMonitor
 from core.measure.memory import PeakMemoryTracker
 from core.measure.repeats import check_repeats, protocol_runs
+from core.measure.result_parts import MeasuredUnder, Spread, bench_prompt_text
 from core.models.loading import LoadedModel, require_causal_lm
 from core.progress import CancelToken
 from core.runtime.device import synchronize
@@ -62,21 +61,7 @@ class RunTiming:
 
 
 @dataclass(frozen=True)
-class Spread:
-    median: float
-    p10: float
-    p90: float
-
-    @classmethod
-    def of(cls, values: list[float]) -> Spread:
-        if len(values) == 1:
-            return cls(values[0], values[0], values[0])
-        deciles = statistics.quantiles(values, n=10, method="inclusive")
-        return cls(statistics.median(values), deciles[0], deciles[-1])
-
-
-@dataclass(frozen=True)
-class BenchResult:
+class BenchResult(MeasuredUnder):
     prefill_ms: Spread
     decode_ms_per_token: Spread
     tokens_per_s: float  # 1000 / median decode ms per token
@@ -88,11 +73,6 @@ class BenchResult:
     environment: Environment
     machine_load: MachineLoad | None = None  # other programs' CPU use around the timed runs
 
-    @property
-    def machine_busy(self) -> str:
-        """Empty when the machine was quiet (or its load unknown), else what was seen."""
-        return self.machine_load.busy if self.machine_load else ""
-
     def to_dict(self) -> dict:
         """Flat JSON: medians under the plain names, spreads beside them."""
         return {
@@ -103,14 +83,7 @@ class BenchResult:
             "decode_ms_per_token_p10": self.decode_ms_per_token.p10,
             "decode_ms_per_token_p90": self.decode_ms_per_token.p90,
             "tokens_per_s": self.tokens_per_s,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "peak_memory_kind": self.peak_memory_kind,
-            "runs": self.runs,
-            "settings": asdict(self.settings),
-            "protocol": self.protocol,
-            "environment": self.environment.to_dict(),
-            "machine_load": self.machine_load.to_dict() if self.machine_load else {},
-            "machine_busy": self.machine_busy,
+            **self.conditions_dict(),
         }
 
 
@@ -122,8 +95,7 @@ def timing_device(loaded: LoadedModel):
 
 def bench_prompt_ids(loaded: LoadedModel, n_tokens: int):
     """The fixed benchmark prompt, cut or repeated to exactly ``n_tokens``."""
-    text = resources.files("resources").joinpath("bench_prompt.txt").read_text()
-    ids = loaded.tokenizer(text, return_tensors="pt").input_ids[0]
+    ids = loaded.tokenizer(bench_prompt_text(), return_tensors="pt").input_ids[0]
     while ids.numel() < n_tokens:
         ids = ids.repeat(2)
     return ids[:n_tokens].unsqueeze(0).to(loaded.device)

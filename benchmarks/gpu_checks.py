@@ -412,6 +412,81 @@ def ort_on_cuda() -> dict:
     return {"version": onnxruntime.__version__, "providers": providers, "on_cuda": on_cuda}
 
 
+def kernel_probes(device: str) -> dict:
+    """Which of torch's low-precision kernels run on ``device``, and whether
+    they compute what the dequantised weights give (max |diff| relative to
+    the reference's max |value|): what a CUDA path of our int8/int4 modules
+    can be built on."""
+    import torch
+
+    torch.manual_seed(0)
+    n, k = 1536, 576
+    w = torch.randn(n, k)
+    x = torch.randn(1, k).to(torch.bfloat16)
+    out: dict = {}
+
+    def probe(name, body):
+        try:
+            out[name] = body()
+        except Exception as error:
+            out[name] = f"failed: {describe_error(error)}"
+
+    def rel(y, ref) -> float:
+        return round(float((y.float().cpu() - ref).abs().max() / ref.abs().max()), 5)
+
+    scales = w.abs().amax(dim=1) / 127
+    q8 = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    ref8 = x.float() @ (q8.float() * scales[:, None]).t()
+    probe(
+        "weight_int8pack_mm",
+        lambda: rel(
+            torch.ops.aten._weight_int8pack_mm(
+                x.to(device), q8.to(device), scales.to(torch.bfloat16).to(device)
+            ),
+            ref8,
+        ),
+    )
+    for m in (1, 16, 17, 32):
+        xq = torch.randint(-127, 128, (m, k), dtype=torch.int8)
+        ref = xq.int() @ q8.t().int()
+        probe(
+            f"int_mm_m{m}",
+            lambda xq=xq, ref=ref: bool(
+                torch.equal(torch._int_mm(xq.to(device), q8.t().contiguous().to(device)).cpu(), ref)
+            ),
+        )
+    # int4 (tinygemm): our model's k = 576 needs a small inner-k tile count.
+    for k4, g, tiles in ((576, 64, 2), (576, 64, 4), (1024, 128, 8)):
+        w4 = torch.randn(n, k4)
+        x4 = torch.randn(1, k4).to(torch.bfloat16)
+        groups = w4.reshape(n, k4 // g, g)
+        lo, hi = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+        sc = (hi - lo) / 15
+        q4 = torch.round((groups - lo) / sc).clamp(0, 15).to(torch.int32)
+        ref4 = x4.float() @ (q4 * sc + lo).reshape(n, k4).t()
+        q4 = q4.reshape(n, k4)
+        zero = lo.squeeze(-1) + 8 * sc.squeeze(-1)
+        sz = torch.stack([sc.squeeze(-1), zero], -1).transpose(0, 1).contiguous()
+        sz = sz.to(torch.bfloat16)
+        for order, packed in (
+            ("hi_first", (q4[:, ::2] << 4 | q4[:, 1::2]).to(torch.uint8)),
+            ("lo_first", (q4[:, 1::2] << 4 | q4[:, ::2]).to(torch.uint8)),
+        ):
+            probe(
+                f"weight_int4pack_mm_k{k4}_g{g}_tiles{tiles}_{order}",
+                lambda packed=packed, x4=x4, sz=sz, ref4=ref4, g=g, tiles=tiles: rel(
+                    torch.ops.aten._weight_int4pack_mm(
+                        x4.to(device),
+                        torch.ops.aten._convert_weight_to_int4pack(packed.to(device), tiles),
+                        g,
+                        sz.to(device),
+                    ),
+                    ref4,
+                ),
+            )
+    return out
+
+
 def build_random_model(config_dir: Path, target: Path, seed: int, smoke: bool) -> Path:
     """The config's architecture with seeded random weights (float32), saved
     with the tokenizer as a plain Hugging Face folder."""
@@ -766,6 +841,12 @@ def run_checks(plan: Plan, report: Report, workdir: Path) -> dict:
         ort = f"not measurable on this machine ({describe_error(error)})"
     report.data["ort_on_cuda"] = ort
     say(f"  ONNX Runtime on CUDA: {ort}")
+    if plan.device != "cpu":
+        try:
+            report.data["kernels"] = kernel_probes(plan.device)
+        except Exception as error:
+            report.data["kernels"] = {"error": describe_error(error)}
+        say("  kernels: " + json.dumps(report.data["kernels"]))
 
     folder = workdir / "model"
     start = time.perf_counter()

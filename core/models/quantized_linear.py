@@ -4,9 +4,10 @@ torch's own low-precision CPU/GPU kernels.
 Why by hand: torchao's int4 configs do not run on the CPU here and its int8
 weight-only path is only fast under torch.compile; torch ships the eager
 kernels (``_weight_int8pack_mm``, ``_weight_int4pack_mm_for_cpu``) but no
-module around them, so these two small modules are that wrapper. The int4
-module is CPU-only for now (the CUDA kernel wants another packing). Both take
-bf16 activations (the kernels' fast path) and return the input's dtype.
+module around them, so these small modules are that wrapper. The int4
+module runs on the CPU and on CUDA (``core.models.int4_packing`` keeps each
+device's packing). All take bf16 activations (the kernels' fast path) and
+return the input's dtype.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from core.models.int4_packing import int4_mm, pack_int4, unpack_int4
 
 
 class Int8WeightOnlyLinear(nn.Module):
@@ -85,7 +88,10 @@ class Int8DynamicLinear(nn.Module):
         x2 = x.reshape(-1, shape[-1]).float()
         x_scale = (x2.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
         xq = torch.clamp(torch.round(x2 / x_scale), -127, 127).to(torch.int8)
-        y = torch._int_mm(xq, self.weight_int8_t).float() * (x_scale * self.scales)
+        rows = xq.shape[0]
+        if xq.is_cuda and rows <= 16:  # CUDA's _int_mm wants more than 16 rows: pad with zeros
+            xq = F.pad(xq, (0, 0, 0, 17 - rows))
+        y = torch._int_mm(xq, self.weight_int8_t)[:rows].float() * (x_scale * self.scales)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
@@ -139,7 +145,7 @@ class Int4WeightOnlyLinear(nn.Module):
             scale = F.pad(scale, (0, 0, 0, extra), value=1.0)
             minimum = F.pad(minimum, (0, 0, 0, extra))
         n = q.shape[0]
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.contiguous(), 8)
+        packed = pack_int4(q.contiguous())
         # The kernel computes w = (q - 8) * scale + zero, so zero = min + 8 * scale.
         zero = minimum + 8 * scale
         scales_and_zeros = (
@@ -162,14 +168,38 @@ class Int4WeightOnlyLinear(nn.Module):
         x2 = x.reshape(-1, shape[-1]).to(torch.bfloat16)
         if self.padded_in_features != self.in_features:
             x2 = F.pad(x2, (0, self.padded_in_features - self.in_features))
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x2, self.weight_int4pack, self.group_size, self.scales_and_zeros
-        )
+        y = int4_mm(x2, self.weight_int4pack, self.group_size, self.scales_and_zeros)
         if y.shape[-1] != self.out_features:
             y = y[:, : self.out_features]
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def _apply(self, fn, recurse=True):
+        """Moving between the CPU and CUDA repacks the same 4-bit values for
+        the new device's kernel; the kernels read bf16 scales whatever dtype
+        the rest of the model is cast to."""
+        before = self.weight_int4pack
+        super()._apply(fn, recurse)
+        after = self.weight_int4pack
+        if after.device.type != before.device.type:
+            q = unpack_int4(before, self.scales_and_zeros.shape[1], self.padded_in_features)
+            self.weight_int4pack = pack_int4(q.to(after.device))
+        self.scales_and_zeros = self.scales_and_zeros.to(torch.bfloat16)
+        if self.bias is not None:
+            self.bias = self.bias.to(torch.bfloat16)
+        return self
+
+    def stored_tensors(self) -> dict[str, torch.Tensor]:
+        """What an export writes: the CPU kernel's layout, from any device."""
+        packed = self.weight_int4pack
+        if packed.device.type != "cpu":
+            rows = self.scales_and_zeros.shape[1]
+            packed = pack_int4(unpack_int4(packed, rows, self.padded_in_features).cpu())
+        tensors = {"weight_int4pack": packed, "scales_and_zeros": self.scales_and_zeros.cpu()}
+        if self.bias is not None:
+            tensors["bias"] = self.bias.cpu()
+        return tensors
 
     def extra_repr(self) -> str:
         pad = self.padded_in_features - self.in_features

@@ -76,8 +76,8 @@ def stored_tensors(model: nn.Module) -> Iterator[StoredTensor]:
             if not once(tensor):
                 continue
             weights = tensor.numel()
-            if name == "weight_int4pack":
-                weights = 2 * tensor.numel()
+            if name == "weight_int4pack":  # two 4-bit weights a byte, in any packing
+                weights = 2 * tensor.nbytes
             elif name in ("scales", "scales_and_zeros"):
                 weights = 0
             yield StoredTensor(

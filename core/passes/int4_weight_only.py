@@ -42,8 +42,6 @@ class Int4WeightOnlyConfig(PassConfig):
         return self.method == "gptq"
 
     def apply(self, model, context: PassContext):
-        if next(model.parameters()).device.type != "cpu":
-            raise ValueError("int4_weight_only runs on torch's CPU int4 kernel; load on the CPU.")
         convert_conv1d_to_linear(model)
         layers = block_linears(model)
         if not layers:

@@ -221,7 +221,7 @@ KINDS: dict[str, ModuleKind] = {
         ModuleKind(
             "Int4WeightOnlyLinear",
             lambda m: isinstance(m, Int4WeightOnlyLinear),
-            _own_tensors,
+            lambda m: m.stored_tensors(),  # the CPU layout, from any device
             lambda m: {
                 "in_features": m.in_features,
                 "padded_in_features": m.padded_in_features,

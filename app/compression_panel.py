@@ -31,6 +31,8 @@ DISPLAY_ORDER = [
     "prune_heads",
     "prune_mlp",
     "prune_unstructured",
+    "prune_wanda",
+    "prune_sparsegpt",
     "low_rank",
     "cast",
     "int8_weight_only",

@@ -24,7 +24,12 @@ from core.results.store import RunRecord
 from tests.test_passes import ALL_PASSES, calibration_for
 
 R = REGISTRY
-PASSES = [*ALL_PASSES, R["cast"]("float16")]  # fp16 as well: its own dtype on reload
+PASSES = [
+    *ALL_PASSES,
+    R["cast"]("float16"),  # fp16 as well: its own dtype on reload
+    R["prune_wanda"](0.5),
+    R["prune_sparsegpt"](0.5, "2:4"),
+]
 CHAINS = [
     (R["prune_mlp"](0.25), R["int8_weight_only"]()),
     (R["prune_layers"](1), R["prune_heads"](0.5), R["cast"]("bfloat16")),
@@ -33,7 +38,14 @@ CHAINS = [
 ]
 # Which exports transformers loads by itself (the rest need our loader):
 # shapes and classes it builds from the config, one float dtype.
-PLAIN = {"cast", "prune_unstructured", "prune_mlp", "prune_layers"}
+PLAIN = {
+    "cast",
+    "prune_unstructured",
+    "prune_wanda",
+    "prune_sparsegpt",
+    "prune_mlp",
+    "prune_layers",
+}
 PLAIN_ONLY_LLAMA = {"prune_heads"}  # GPT-2 derives head_dim from n_embd / n_head
 
 

@@ -23,7 +23,9 @@ def __getattr__(name: str):
         prune_heads,
         prune_layers,
         prune_mlp,
+        prune_sparsegpt,
         prune_unstructured,
+        prune_wanda,
     )
 
     return getattr(base, name)

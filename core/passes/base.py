@@ -138,6 +138,11 @@ class PassConfig:
         values = ", ".join(f"{s.name}={getattr(self, s.name)}" for s in self.options())
         return f"{self.name}({values})"
 
+    def conflict(self) -> str | None:
+        """Why these option values cannot be used together (one line), or
+        None; the recipe's validation refuses the recipe with it."""
+        return None
+
     def apply(self, model, context: PassContext):
         """Change ``model`` (already a private copy) and return it."""
         raise NotImplementedError

@@ -11,5 +11,7 @@ PASS_NAMES = (
     "prune_heads",
     "prune_layers",
     "prune_mlp",
+    "prune_sparsegpt",
     "prune_unstructured",
+    "prune_wanda",
 )

@@ -147,6 +147,10 @@ def _refuse_constant(name: str):
 def validate(recipe: Recipe) -> None:
     """Refuse combinations that cannot work, with the reason."""
     names = [p.name for p in recipe.passes]
+    for config in recipe.passes:
+        problem = config.conflict()
+        if problem:
+            raise RecipeError(problem)
     for name in set(names):
         if names.count(name) > 1:
             raise RecipeError(f"{name} appears twice; use it once")
@@ -166,8 +170,9 @@ def validate(recipe: Recipe) -> None:
         raise RecipeError(
             "structured pruning after low_rank cannot cut factored layers; prune first"
         )
-    if "prune_unstructured" in names and "low_rank" in names[names.index("prune_unstructured") :]:
-        raise RecipeError("low_rank after prune_unstructured would discard the zeros; swap them")
+    for zeros in ("prune_unstructured", "prune_wanda", "prune_sparsegpt"):
+        if zeros in names and "low_rank" in names[names.index(zeros) :]:
+            raise RecipeError(f"low_rank after {zeros} would discard the zeros; swap them")
 
 
 @dataclass

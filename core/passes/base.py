@@ -108,6 +108,9 @@ class PassConfig:
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    # Earlier versions whose saved recipes this build still reads; ``upgrade``
+    # says what their options mean now.
+    read_versions: ClassVar[tuple[int, ...]] = ()
     kind: ClassVar[str]  # "quantize", "prune", "low_rank"
     title: ClassVar[str]
     needs_calibration: ClassVar[bool] = False
@@ -128,6 +131,13 @@ class PassConfig:
             kind = "choice" if meta["choices"] else type(default).__name__
             specs.append(OptionSpec(f.name, kind, default, **meta))
         return specs
+
+    @classmethod
+    def upgrade(cls, version: int, options: dict) -> dict:
+        """The options of a recipe saved by ``version`` (one of ``read_versions``)
+        as this version reads them; OptionError if that version could not have
+        written them."""
+        return options
 
     def to_dict(self) -> dict:
         return {"pass": self.name, "version": self.version} | {

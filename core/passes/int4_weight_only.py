@@ -1,6 +1,11 @@
 """int4 weight-only, group-wise, packed two weights per byte, run by torch's
-int4 packed matmul (bf16 activations). Round-to-nearest, or GPTQ with
-calibration text."""
+int4 packed matmul (bf16 activations). Round-to-nearest, or with calibration
+text: GPTQ (``core.passes.gptq``, in column order or act-order) or AWQ
+(``core.passes.awq``: scales folded into the ops before, clipping searched).
+Every method stores the same module, Int4WeightOnlyLinear.
+
+Version 2 added the methods gptq_act_order and awq; a version-1 recipe (rtn
+or gptq) reads unchanged and means the same."""
 
 from __future__ import annotations
 
@@ -13,15 +18,20 @@ from core.models.linear_layers import (
     unsupported_layers_error,
 )
 from core.models.quantized_linear import Int4WeightOnlyLinear
-from core.passes.base import PassConfig, PassContext, option, register
+from core.passes.awq import clipped_quantize, clips, fold_awq_scales
+from core.passes.base import OptionError, PassConfig, PassContext, option, register
 from core.passes.calibration import collect_input_hessians, require_calibration
 from core.passes.gptq import gptq_quantize
+
+METHODS = ("rtn", "gptq", "gptq_act_order", "awq")
 
 
 @register
 @dataclass(frozen=True)
 class Int4WeightOnlyConfig(PassConfig):
     name = "int4_weight_only"
+    version = 2
+    read_versions = (1,)
     kind = "quantize"
     title = "int4 weight-only (group-wise)"
     group_size: int = option(
@@ -33,13 +43,26 @@ class Int4WeightOnlyConfig(PassConfig):
     method: str = option(
         "rtn",
         label="method",
-        description="rtn: round to nearest; gptq: correct rounding errors using calibration text",
-        choices=("rtn", "gptq"),
+        description=(
+            "rtn: round to nearest; gptq: correct rounding errors using calibration text "
+            "(act_order: inputs with most energy first); awq: scale salient input channels "
+            "and clip each group, searched on calibration text"
+        ),
+        choices=METHODS,
     )
+
+    @classmethod
+    def upgrade(cls, version: int, options: dict) -> dict:
+        if options.get("method", "rtn") not in ("rtn", "gptq"):
+            raise OptionError(
+                f"int4_weight_only version {version} has method rtn or gptq, "
+                f"got {options['method']!r}"
+            )
+        return options
 
     @property
     def needs_calibration(self) -> bool:  # type: ignore[override]
-        return self.method == "gptq"
+        return self.method != "rtn"
 
     def apply(self, model, context: PassContext):
         convert_conv1d_to_linear(model)
@@ -47,16 +70,17 @@ class Int4WeightOnlyConfig(PassConfig):
         if not layers:
             raise unsupported_layers_error(self.name, model)
         hessians = {}
-        if self.method == "gptq":
+        if self.method == "awq":  # folds its scales into the model first
+            calibration = require_calibration(self.name, context.calibration)
+            hessians = fold_awq_scales(model, layers, calibration, self.group_size, context)
+        elif self.method != "rtn":
             calibration = require_calibration(self.name, context.calibration)
             context.progress_fraction(0, 1, "GPTQ: collecting calibration statistics")
             hessians = collect_input_hessians(model, layers, calibration, context.cancel)
         for index, (name, linear) in enumerate(layers):
             context.cancel.raise_if_cancelled()
-            if self.method == "gptq":
-                q, scale, minimum = gptq_quantize(
-                    linear.weight, hessians.pop(name), self.group_size
-                )
+            if self.method != "rtn":
+                q, scale, minimum = self._quantize(name, linear.weight, hessians.pop(name))
                 new = Int4WeightOnlyLinear.from_quantized(
                     q, scale, minimum, linear.bias, linear.in_features, self.group_size
                 )
@@ -65,6 +89,12 @@ class Int4WeightOnlyConfig(PassConfig):
             replace_module(model, name, new)
             context.progress_fraction(index + 1, len(layers), f"int4 {self.method}: {name}")
         return model
+
+    def _quantize(self, name: str, weight, hessian):
+        if self.method == "awq":
+            return clipped_quantize(weight, hessian, self.group_size, clip=clips(name))
+        act_order = self.method == "gptq_act_order"
+        return gptq_quantize(weight, hessian, self.group_size, act_order=act_order)
 
     def estimate(self, entries, model_config):
         from core.passes.size_estimate import quantized

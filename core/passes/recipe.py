@@ -114,9 +114,11 @@ def pass_from_dict(item: dict) -> PassConfig:
         raise RecipeError(f"unknown pass {shown(name)}; known: {', '.join(sorted(REGISTRY))}")
     cls = REGISTRY[name]
     version = item.pop("version", None)
-    if type(version) is not int or version != cls.version:
+    readable = (*cls.read_versions, cls.version)
+    if type(version) is not int or version not in readable:
         raise RecipeError(
-            f"{name} version {shown(version)} is not supported (this build: {cls.version})"
+            f"{name} version {shown(version)} is not supported "
+            f"(this build reads {', '.join(str(v) for v in readable)})"
         )
     allowed = {spec.name for spec in cls.options()}
     unknown = set(item) - allowed
@@ -124,7 +126,7 @@ def pass_from_dict(item: dict) -> PassConfig:
         known = ", ".join(sorted(allowed)) or "none"
         raise RecipeError(f"{name}: unknown option(s) {_names(unknown)}; known: {known}")
     try:
-        return cls(**item)
+        return cls(**(item if version == cls.version else cls.upgrade(version, item)))
     except OptionError as err:
         raise RecipeError(str(err)) from err
 

@@ -54,6 +54,8 @@ ROWS = {
     "int4_g64_rtn": (R["int4_weight_only"](64, "rtn"),),
     "int4_g64_gptq": (R["int4_weight_only"](64, "gptq"),),
     "prune_unstructured_50": (R["prune_unstructured"](0.5),),
+    "prune_wanda_50": (R["prune_wanda"](0.5),),
+    "prune_sparsegpt_50": (R["prune_sparsegpt"](0.5),),
     "prune_mlp_25": (R["prune_mlp"](0.25),),
     "prune_heads_25": (R["prune_heads"](0.25),),
     "prune_layers_2": (R["prune_layers"](2),),

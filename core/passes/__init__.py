@@ -18,6 +18,7 @@ def __getattr__(name: str):
         cast,
         int4_weight_only,
         int8_dynamic,
+        int8_head,
         int8_weight_only,
         low_rank,
         prune_heads,

@@ -6,6 +6,7 @@ PASS_NAMES = (
     "cast",
     "int4_weight_only",
     "int8_dynamic",
+    "int8_head",
     "int8_weight_only",
     "low_rank",
     "prune_heads",

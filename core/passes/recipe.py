@@ -161,12 +161,17 @@ def validate(recipe: Recipe) -> None:
         raise RecipeError(
             f"two quantizations ({', '.join(p.name for p in quantizers)}): choose one"
         )
-    if quantizers and recipe.passes[-1] is not quantizers[0]:
-        after = recipe.passes[recipe.passes.index(quantizers[0]) + 1].name
-        raise RecipeError(
-            f"{after} after {quantizers[0].name}: passes cannot change quantized weights; "
-            "put the quantization last"
-        )
+    # The head quantizer touches only the head and embedding, so it may stand
+    # beside a block quantization, before or after it; nothing else may
+    # follow either (it would change quantized weights or their dtype).
+    for first in [*quantizers[:1], *(p for p in recipe.passes if p.kind == "quantize_head")]:
+        later = recipe.passes[recipe.passes.index(first) + 1 :]
+        blocking = next((p for p in later if p.kind not in ("quantize", "quantize_head")), None)
+        if blocking is not None:
+            raise RecipeError(
+                f"{blocking.name} after {first.name}: passes cannot change quantized weights; "
+                "put the quantization last"
+            )
     structured = {"prune_mlp", "prune_heads", "prune_layers"}
     if "low_rank" in names and structured & set(names[names.index("low_rank") :]):
         raise RecipeError(

@@ -63,8 +63,10 @@ def load_workbench_folder(folder: Path, manifest: dict) -> nn.Module:
     frame = dict(model.named_modules())
     entries = _checked_entries(folder, manifest["modules"], frame)
     plain = _plain_tensors(model, entries)
-    own = _sort_tensors(folder, tensors, plain, entries)
-    aliases = _checked_aliases(folder, manifest["aliases"], plain, tensors)
+    shared = {a: t for a, t in manifest["aliases"].items() if a not in plain}
+    own = _sort_tensors(folder, tensors, plain, entries, shared)
+    frame_aliases = {a: t for a, t in manifest["aliases"].items() if a in plain}
+    aliases = _checked_aliases(folder, frame_aliases, plain, tensors)
     missing = set(plain) - set(tensors) - set(aliases)
     if missing:
         raise CorruptModelError(
@@ -121,6 +123,11 @@ def _checked_entries(folder: Path, modules: list[dict], frame: dict) -> dict[str
                 raise CorruptModelError(
                     f"{folder}: module {name} ({entry['kind']}) cannot be part of a low-rank pair."
                 )
+        elif KINDS[entry["kind"]].replaces == "embedding":
+            if type(frame.get(name)) is not nn.Embedding:
+                raise CorruptModelError(
+                    f"{folder}: module {name} is not a token embedding of this architecture."
+                )
         elif not isinstance(frame.get(name), (nn.Linear, Conv1D)):
             raise CorruptModelError(
                 f"{folder}: module {name} is not a linear layer of this architecture."
@@ -145,11 +152,29 @@ def _plain_tensors(model: nn.Module, entries: dict) -> dict[str, torch.Tensor]:
     return out
 
 
-def _sort_tensors(folder: Path, tensors: dict, plain: dict, entries: dict) -> dict[str, dict]:
+def _sort_tensors(
+    folder: Path, tensors: dict, plain: dict, entries: dict, shared: dict
+) -> dict[str, dict]:
     """Every tensor in the file, checked against its place: a frame tensor's
     shape (float, or its exact dtype) or one a module kind accepts by name;
-    then each kind checks its tensors' dtypes and shapes together."""
+    ``shared`` names module tensors stored once under another module's name
+    (an int8 head and embedding of one tied matrix); then each kind checks
+    its tensors' dtypes and shapes together."""
     own: dict[str, dict] = {name: {} for name in entries}
+    for alias, target in shared.items():
+        module, short = _split(alias)
+        kind = KINDS[entries[module]["kind"]] if module in entries else None
+        if (
+            kind is None
+            or short not in kind.required + kind.optional
+            or alias in tensors
+            or target not in tensors
+        ):
+            raise CorruptModelError(
+                f"{folder}: aliases {alias} -> {target} do not name a module tensor missing "
+                "from the weights and one stored there."
+            )
+        own[module][short] = tensors[target]
     for key, tensor in tensors.items():
         if key in plain:
             problem = _plain_problem(tensor, plain[key])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from core.models.quantized_embedding import Int8Embedding
 from core.models.quantized_linear import (
     Int4WeightOnlyLinear,
     Int8DynamicLinear,
@@ -41,6 +42,8 @@ class ModuleKind:
     attribute_names: tuple[str, ...] = ()
     check: Callable[[dict[str, torch.Tensor], dict], str | None] = lambda tensors, attrs: None
     cpu_only: bool = False
+    # What it stands in for in the architecture: a "linear" layer or an "embedding".
+    replaces: str = "linear"
     # True when the tensors written are not the module's state_dict (e.g. a
     # packed object unpacked), so its children must not be walked on their own.
     custom_storage: bool = False
@@ -103,6 +106,32 @@ def _check_int8(tensors, attrs):
     return _first_problem(
         _expect(tensors["scales"], "scales", torch.bfloat16, (out_features,)),
         _bias(tensors, torch.bfloat16, out_features),
+    )
+
+
+EMBEDDING_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _check_int8_embedding(tensors, attrs):
+    weight = tensors["weight_int8"]  # [vocab, dim]
+    if problem := _matrix(weight, "weight_int8", torch.int8):
+        return problem
+    rows = weight.shape[0]
+    padding = attrs.get("padding_idx")
+    if type(padding) is not int or not -1 <= padding < rows:
+        return f"padding_idx must be -1 (none) or a row index, not {padding!r}"
+    if attrs.get("output_dtype") not in EMBEDDING_DTYPES:
+        return f"output_dtype must be one of {', '.join(EMBEDDING_DTYPES)}"
+    return _expect(tensors["scales"], "scales", torch.bfloat16, (rows,))
+
+
+def _build_int8_embedding(tensors, attrs, _children):
+    padding = attrs["padding_idx"]
+    return Int8Embedding(
+        tensors["weight_int8"],
+        tensors["scales"],
+        None if padding == -1 else padding,
+        EMBEDDING_DTYPES[attrs["output_dtype"]],
     )
 
 
@@ -205,6 +234,20 @@ KINDS: dict[str, ModuleKind] = {
             required=("weight_int8", "scales"),
             optional=("bias",),
             check=_check_int8,
+        ),
+        ModuleKind(
+            "Int8Embedding",
+            lambda m: isinstance(m, Int8Embedding),
+            _own_tensors,
+            lambda m: {
+                "padding_idx": -1 if m.padding_idx is None else m.padding_idx,
+                "output_dtype": str(m.output_dtype).removeprefix("torch."),
+            },
+            _build_int8_embedding,
+            required=("weight_int8", "scales"),
+            attribute_names=("padding_idx", "output_dtype"),
+            check=_check_int8_embedding,
+            replaces="embedding",
         ),
         ModuleKind(
             "Int8DynamicLinear",

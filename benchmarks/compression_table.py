@@ -53,6 +53,7 @@ ROWS = {
     "int4_g128_gptq": (R["int4_weight_only"](128, "gptq"),),
     "int4_g128_awq": (R["int4_weight_only"](128, "awq"),),
     "int4_g128_gptq_act_order": (R["int4_weight_only"](128, "gptq_act_order"),),
+    "int4_g128_gptq_int8_head": (R["int4_weight_only"](128, "gptq"), R["int8_head"]()),
     "int4_g64_rtn": (R["int4_weight_only"](64, "rtn"),),
     "int4_g64_gptq": (R["int4_weight_only"](64, "gptq"),),
     "prune_unstructured_50": (R["prune_unstructured"](0.5),),

@@ -84,6 +84,21 @@ def test_each_row_and_group_loses_exactly_its_share(folders, family):
     assert all(torch.equal(before[k], after[k]) for k in before)  # the original untouched
 
 
+def test_the_bert_classifier_is_pruned_block_by_block_too(tmp_path):
+    from core.passes.calibration import classifier_calibration
+    from tests.tiny_models import save_tiny_classifier
+
+    loaded = load_model(str(save_tiny_classifier(tmp_path / "bert")), device="cpu")
+    calibration = classifier_calibration(loaded.tokenizer, count=8)
+    _, wanda = pruned_linears(loaded, R["prune_wanda"](0.3), calibration)
+    for name, linear in wanda:
+        assert ((linear.weight == 0).sum(dim=1) == round(0.3 * linear.in_features)).all(), name
+    _, sparsegpt = pruned_linears(loaded, R["prune_sparsegpt"](0.5, "2:4"), calibration)
+    for name, linear in sparsegpt:
+        groups = (linear.weight == 0).reshape(linear.out_features, -1, 4).sum(dim=2)
+        assert (groups == 2).all(), name
+
+
 @pytest.mark.parametrize("name", ["prune_wanda", "prune_sparsegpt"])
 def test_sizes_are_unchanged_as_estimated_and_zero_sparsity_changes_nothing(folders, name):
     loaded = load_model(str(folders("llama")), device="cpu")

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSlider,
     QSpinBox,
@@ -23,6 +24,7 @@ from app.eval_text_control import EvaluationTextControl
 from app.sizes import size_text
 from core.jobs.experiment import BACKENDS
 from core.passes import REGISTRY
+from core.passes.base import OptionError
 from core.passes.recipe import Recipe, RecipeError, validate
 
 # Structural passes first, the quantization last: the order a recipe runs in.
@@ -38,6 +40,7 @@ DISPLAY_ORDER = [
     "int8_weight_only",
     "int8_dynamic",
     "int4_weight_only",
+    "int8_head",
 ]
 
 
@@ -89,6 +92,11 @@ class PassControls(QGroupBox):
                     widget.addItem(str(choice), choice)
                 widget.setCurrentIndex(spec.choices.index(spec.default))
                 widget.currentIndexChanged.connect(self.changed)
+            elif spec.type == "str":  # a scope: layers "0-3,28", parts "q,k,v"
+                widget = QLineEdit(spec.default)
+                widget.setPlaceholderText("all")
+                widget.setClearButtonEnabled(True)
+                widget.textChanged.connect(self.changed)
             elif spec.type == "int":
                 widget = QSpinBox()
                 widget.setRange(int(spec.minimum), int(spec.maximum))
@@ -109,9 +117,11 @@ class PassControls(QGroupBox):
         for name, widget in self.controls.items():
             if isinstance(widget, QComboBox):
                 values[name] = widget.currentData()
+            elif isinstance(widget, QLineEdit):
+                values[name] = widget.text().strip()
             else:
                 values[name] = widget.value()
-        return self.cls(**values)
+        return self.cls(**values)  # OptionError for a scope that does not parse
 
     def set_config(self, config) -> None:
         self.setChecked(config is not None)
@@ -121,6 +131,8 @@ class PassControls(QGroupBox):
             value = getattr(config, name)
             if isinstance(widget, QComboBox):
                 widget.setCurrentIndex(widget.findData(value))
+            elif isinstance(widget, QLineEdit):
+                widget.setText(value)
             elif isinstance(widget, FloatSlider):
                 widget.set_value(value)
             else:
@@ -200,19 +212,14 @@ class CompressionPanel(QGroupBox):
         self.refresh()
 
     def refresh(self) -> None:
-        recipe = self.recipe()
-        quantizers = [p.name for p in recipe.passes if p.kind == "quantize"]
-        for name, group in self.groups.items():
-            other = quantizers and name not in quantizers and group.cls.kind == "quantize"
-            group.setEnabled(not other)
-            group.setToolTip("one quantization at a time: untick the other first" if other else "")
         try:
+            recipe = self.recipe()
             validate(recipe)
             self.problem.setText("")
             valid = True
-        except RecipeError as err:
+        except (RecipeError, OptionError) as err:  # a bad scope text is a RecipeError too
             self.problem.setText(f"Cannot run: {err}")
-            valid = False
+            recipe, valid = None, False
         self.run_button.setEnabled(valid and self.model is not None and not self._busy)
         self._show_estimate(recipe, valid)
 

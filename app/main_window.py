@@ -218,7 +218,11 @@ class MainWindow(QMainWindow):
         if self.loaded is None:
             self.notifications.error("Load a model first.")
             return
-        recipe = self.compression_panel.recipe()
+        try:
+            recipe = self.compression_panel.recipe()
+        except ValueError as err:  # a scope that does not parse (the panel says which)
+            self.notifications.error(str(err))
+            return
         if not recipe.passes:
             self.notifications.error(
                 "Set a compression in the panel first: the demo compares it with the original."

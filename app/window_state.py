@@ -23,7 +23,10 @@ def save_state(settings: QSettings, window, splitters: dict, tabs, panel) -> Non
     for name, splitter in splitters.items():
         settings.setValue(f"splitters/{name}", splitter.saveState())
     settings.setValue("window/tab", tabs.currentIndex())
-    settings.setValue("recipe/json", panel.recipe().to_json())
+    try:
+        settings.setValue("recipe/json", panel.recipe().to_json())
+    except ValueError:  # a half-typed scope: the last valid recipe stays saved
+        pass
     settings.setValue("recipe/backend", panel.backend_key())
     settings.sync()
 

@@ -53,11 +53,22 @@ def test_slider_changes_the_estimate(window):
     assert panel.estimate.text() != first
 
 
-def test_second_quantization_is_greyed_out_with_reason(window):
+def test_two_quantizations_need_their_own_layers(window):
     panel = window.compression_panel
-    panel.groups["int8_weight_only"].setChecked(True)
-    assert not panel.groups["int4_weight_only"].isEnabled()
-    assert "one quantization" in panel.groups["int4_weight_only"].toolTip()
+    int8, int4 = panel.groups["int8_weight_only"], panel.groups["int4_weight_only"]
+    int8.setChecked(True)
+    int4.setChecked(True)
+    assert not panel.run_button.isEnabled()
+    assert "give each its own layers" in panel.problem.text()
+    int8.controls["layers"].setText("0")
+    int4.controls["layers"].setText("1-")  # half typed: refused with the reason, no crash
+    assert not panel.run_button.isEnabled() and "layers" in panel.problem.text()
+    int4.controls["layers"].setText("1")
+    assert panel.run_button.isEnabled() and panel.problem.text() == ""
+    recipe = panel.recipe()
+    assert [p.to_dict().get("layers") for p in recipe.passes] == ["0", "1"]
+    panel.set_recipe(recipe)  # a scoped recipe comes back into the controls
+    assert int4.controls["layers"].text() == "1"
 
 
 def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):

@@ -129,7 +129,7 @@ def test_compress_prints_a_run_record(tiny_llama_dir):
     record = json.loads(out.stdout)
     assert record["recipe"]["passes"][0] == {
         "pass": "int4_weight_only",
-        "version": 1,
+        "version": 2,  # version 2 added the awq and act-order methods
         "group_size": 32,
         "method": "rtn",
     }

@@ -29,12 +29,14 @@ PASSES = [
     R["cast"]("float16"),  # fp16 as well: its own dtype on reload
     R["prune_wanda"](0.5),
     R["prune_sparsegpt"](0.5, "2:4"),
+    R["int8_head"](),
 ]
 CHAINS = [
     (R["prune_mlp"](0.25), R["int8_weight_only"]()),
     (R["prune_layers"](1), R["prune_heads"](0.5), R["cast"]("bfloat16")),
     (R["low_rank"](0.5), R["int4_weight_only"](32, "rtn")),
     (R["prune_unstructured"](0.5, "per_layer"), R["int8_dynamic"](0.0)),
+    (R["int8_head"]("head"), R["int4_weight_only"](64, "rtn")),
 ]
 # Which exports transformers loads by itself (the rest need our loader):
 # shapes and classes it builds from the config, one float dtype.

@@ -39,6 +39,13 @@ def valid_value(spec):
         return st.sampled_from(spec.choices)
     if spec.type == "int":
         return st.integers(int(spec.minimum), int(spec.maximum))
+    if spec.name == "layers":  # a scope: indices and ranges
+        ranges = st.tuples(st.integers(0, 40), st.integers(0, 5)).map(lambda r: f"{r[0]}-{sum(r)}")
+        return st.lists(st.integers(0, 40).map(str) | ranges, max_size=3).map(",".join)
+    if spec.name == "parts":
+        from core.passes.scope import PARTS
+
+        return st.lists(st.sampled_from(PARTS), max_size=3, unique=True).map(",".join)
     return st.floats(spec.minimum, spec.maximum)
 
 

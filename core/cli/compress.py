@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from core.cli.common import add_model_args, load, progress
@@ -62,7 +63,9 @@ def parse_pass(spec: str) -> dict:
         raise RecipeError(f"unknown pass {shown(name)}; known: {', '.join(sorted(REGISTRY))}")
     specs = {option.name: option for option in REGISTRY[name].options()}
     item: dict = {"pass": name, "version": REGISTRY[name].version}
-    for pair in filter(None, rest.split(",")):
+    # A comma starts the next key=value, unless what follows is no key (a
+    # scope's list: layers=0-3,28 or parts=q,k,v).
+    for pair in filter(None, re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", rest)):
         key, eq, text = (part.strip() for part in pair.partition("="))
         if not eq:
             raise RecipeError(f"--pass {name}: expected key=value, got {shown(pair)}")

@@ -24,6 +24,7 @@ def option(
     maximum: float | None = None,
     step: float | None = None,
     choices: tuple | None = None,
+    kw_only: bool = False,
 ):
     """A config field with the metadata a GUI control needs."""
     meta = {
@@ -34,7 +35,7 @@ def option(
         "step": step,
         "choices": choices,
     }
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=meta, kw_only=kw_only)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class PassContext:
         self.progress(Progress(stage, done / total if total else None))
 
 
+SCOPE_OPTIONS = ("layers", "parts")
+
+
 @dataclass(frozen=True)
 class PassConfig:
     """Base of every pass config. Subclasses set the class variables."""
@@ -123,7 +127,8 @@ class PassConfig:
     @classmethod
     def options(cls) -> list[OptionSpec]:
         specs = []
-        for f in fields(cls):
+        # Keyword-only options (a pass's scope) come after its own settings.
+        for f in sorted(fields(cls), key=lambda f: f.kw_only):
             meta = f.metadata
             if "label" not in meta:
                 continue
@@ -141,11 +146,17 @@ class PassConfig:
 
     def to_dict(self) -> dict:
         return {"pass": self.name, "version": self.version} | {
-            spec.name: getattr(self, spec.name) for spec in self.options()
-        }
+            spec.name: getattr(self, spec.name)
+            for spec in self.options()
+            if not (spec.name in SCOPE_OPTIONS and getattr(self, spec.name) == "")
+        }  # an unscoped pass writes no scope: its JSON reads as before scopes existed
 
     def summary(self) -> str:
-        values = ", ".join(f"{s.name}={getattr(self, s.name)}" for s in self.options())
+        values = ", ".join(
+            f"{s.name}={getattr(self, s.name)}"
+            for s in self.options()
+            if not (s.name in SCOPE_OPTIONS and getattr(self, s.name) == "")
+        )
         return f"{self.name}({values})"
 
     def conflict(self) -> str | None:
@@ -161,6 +172,51 @@ class PassConfig:
         """Sizes after this pass, from shapes alone (core.passes.size_estimate.Entry
         list in, list out); the default is no change in bytes."""
         return entries
+
+
+@dataclass(frozen=True)
+class ScopedConfig(PassConfig):
+    """A pass over block linears that may be limited to some layers and parts
+    (core.passes.scope); unlimited by default."""
+
+    layers: str = option(
+        "",
+        label="layers",
+        description="transformer layers, e.g. 0-3,28 (empty: every layer)",
+        kw_only=True,
+    )
+    parts: str = option(
+        "",
+        label="parts",
+        description="q, k, v, o, qkv, gate, up, down, gate_up, comma-separated (empty: all)",
+        kw_only=True,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from core.passes.scope import Scope
+
+        try:
+            Scope.of(self)
+        except ValueError as err:
+            raise OptionError(f"{self.name}.{err}") from None
+
+    @property
+    def scope(self):
+        from core.passes.scope import Scope
+
+        return Scope.of(self)
+
+    def scoped_linears(self, model) -> list:
+        """The block linears this pass may change (refusing a scope the model lacks)."""
+        from core.models.linear_layers import block_linears
+
+        layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+        return self.scope.select(self.name, block_linears(model), layers)
+
+    def in_scope(self, entry) -> bool:
+        """For the size estimate: is this inventory entry one the pass changes?"""
+        return entry.is_linear and not entry.quantized and self.scope.holds(entry.name)
 
 
 REGISTRY: dict[str, type[PassConfig]] = {}

@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.models.linear_layers import (
-    block_linears,
     convert_conv1d_to_linear,
     replace_module,
     unsupported_layers_error,
 )
 from core.models.quantized_linear import Int4WeightOnlyLinear
 from core.passes.awq import clipped_quantize, clips, fold_awq_scales
-from core.passes.base import OptionError, PassConfig, PassContext, option, register
+from core.passes.base import OptionError, PassContext, ScopedConfig, option, register
 from core.passes.calibration import collect_input_hessians, require_calibration
 from core.passes.gptq import gptq_quantize
 
@@ -28,7 +27,7 @@ METHODS = ("rtn", "gptq", "gptq_act_order", "awq")
 
 @register
 @dataclass(frozen=True)
-class Int4WeightOnlyConfig(PassConfig):
+class Int4WeightOnlyConfig(ScopedConfig):
     name = "int4_weight_only"
     version = 2
     read_versions = (1,)
@@ -66,7 +65,7 @@ class Int4WeightOnlyConfig(PassConfig):
 
     def apply(self, model, context: PassContext):
         convert_conv1d_to_linear(model)
-        layers = block_linears(model)
+        layers = self.scoped_linears(model)
         if not layers:
             raise unsupported_layers_error(self.name, model)
         hessians = {}
@@ -90,6 +89,14 @@ class Int4WeightOnlyConfig(PassConfig):
             context.progress_fraction(index + 1, len(layers), f"int4 {self.method}: {name}")
         return model
 
+    def conflict(self) -> str | None:
+        if self.method == "awq" and self.parts:
+            return (
+                "int4_weight_only awq scales whole groups of parts (q, k, v; gate, up): "
+                "limit it by layers, not parts"
+            )
+        return super().conflict()
+
     def _quantize(self, name: str, weight, hessian):
         if self.method == "awq":
             return clipped_quantize(weight, hessian, self.group_size, clip=clips(name))
@@ -102,7 +109,7 @@ class Int4WeightOnlyConfig(PassConfig):
         g = self.group_size
         out = []
         for e in entries:
-            if not e.is_linear:
+            if not self.in_scope(e):
                 out.append(e)
                 continue
             padded = -(-e.in_features // g) * g

@@ -6,25 +6,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.models.linear_layers import (
-    block_linears,
     convert_conv1d_to_linear,
     replace_module,
     unsupported_layers_error,
 )
 from core.models.quantized_linear import Int8WeightOnlyLinear
-from core.passes.base import PassConfig, PassContext, register
+from core.passes.base import PassContext, ScopedConfig, register
 
 
 @register
 @dataclass(frozen=True)
-class Int8WeightOnlyConfig(PassConfig):
+class Int8WeightOnlyConfig(ScopedConfig):
     name = "int8_weight_only"
     kind = "quantize"
     title = "int8 weight-only"
 
     def apply(self, model, context: PassContext):
         convert_conv1d_to_linear(model)
-        layers = block_linears(model)
+        layers = self.scoped_linears(model)
         if not layers:
             raise unsupported_layers_error(self.name, model)
         for index, (name, linear) in enumerate(layers):
@@ -36,4 +35,4 @@ class Int8WeightOnlyConfig(PassConfig):
     def estimate(self, entries, model_config):
         from core.passes.size_estimate import per_channel_int8
 
-        return per_channel_int8(entries, scale_bytes=2)  # bf16 scales and bias
+        return per_channel_int8(entries, scale_bytes=2, chosen=self.in_scope)  # bf16 scales, bias

@@ -153,14 +153,20 @@ def validate(recipe: Recipe) -> None:
         problem = config.conflict()
         if problem:
             raise RecipeError(problem)
-    for name in set(names):
-        if names.count(name) > 1:
-            raise RecipeError(f"{name} appears twice; use it once")
     quantizers = [p for p in recipe.passes if p.kind == "quantize"]
-    if len(quantizers) > 1:
-        raise RecipeError(
-            f"two quantizations ({', '.join(p.name for p in quantizers)}): choose one"
-        )
+    for name in set(names):  # a quantization may recur on other layers (checked below)
+        if names.count(name) > 1 and name not in {p.name for p in quantizers}:
+            raise RecipeError(f"{name} appears twice; use it once")
+    # Several quantizations only on disjoint layers or parts (int8 where the
+    # model is sensitive, int4 elsewhere); an unscoped one covers everything.
+    for i, first in enumerate(quantizers):
+        for second in quantizers[i + 1 :]:
+            scopes = getattr(first, "scope", None), getattr(second, "scope", None)
+            if None in scopes or scopes[0].overlaps(scopes[1]):
+                raise RecipeError(
+                    f"two quantizations of the same layers ({first.summary()}, "
+                    f"{second.summary()}): give each its own layers or parts"
+                )
     # The head quantizer touches only the head and embedding, so it may stand
     # beside a block quantization, before or after it; nothing else may
     # follow either (it would change quantized weights or their dtype).

@@ -106,12 +106,14 @@ def short_name(e: Entry) -> str:
     return e.name.rsplit(".", 1)[-1]
 
 
-def per_channel_int8(entries: list[Entry], scale_bytes: int) -> list[Entry]:
-    """Block linears as int8 weights with one scale per output channel; the
-    scale and the bias are stored in ``scale_bytes``-wide floats."""
+def per_channel_int8(entries: list[Entry], scale_bytes: int, chosen=None) -> list[Entry]:
+    """Block linears (those ``chosen`` picks; default all) as int8 weights with
+    one scale per output channel; the scale and the bias are stored in
+    ``scale_bytes``-wide floats."""
+    chosen = chosen or (lambda e: e.is_linear)
     return [
         quantized(e, e.out_features * (e.in_features + scale_bytes * (1 + e.has_bias)))
-        if e.is_linear
+        if chosen(e)
         else e
         for e in entries
     ]

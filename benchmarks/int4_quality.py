@@ -14,8 +14,11 @@ lossless, so only g128 and g64 are compared.
 (never the report split): AWQ's clipping search (none; every linear but
 queries and keys, as the reference; every linear) and GPTQ act-order's
 damping (0.01, GPTQ's; 0.1), at g128. Rule, fixed before the run: the lowest
-dev perplexity. Only quality is measured: seconds are printed for
-orientation, other work on the machine changes nothing else.
+dev perplexity. Chosen (results/int4_quality_dev_choices_cpu_2core.txt; fp32
+dev ppl 32.05): AWQ clipping every linear (35.42; 35.80 without queries and
+keys, 38.15 unclipped), act-order damping 0.01 (37.20; 38.58 at 0.1). Only
+quality is measured: seconds are printed for orientation, other work on the
+machine changes nothing else.
 
     .venv/bin/python benchmarks/int4_quality.py [--threads 1] [--group-sizes 128 64]
         [--methods rtn gptq gptq_act_order awq] [--dev-choices] [--smoke-model DIR]
@@ -48,15 +51,16 @@ from core.runtime.device import set_threads
 METHODS = ("rtn", "gptq", "gptq_act_order", "awq")
 TARGET_RATIO = 0.8
 
-# --dev-choices: (label, method, what is changed from the pass as written)
+# --dev-choices: label -> (method, {dotted name: what replaces it}); the
+# unchanged pass is the chosen default.
 DEV_VARIANTS = {
-    "awq clip none": ("awq", {"clips": lambda name: False}),
-    "awq clip all but q,k": ("awq", {}),
-    "awq clip all": ("awq", {"clips": lambda name: True}),
+    "awq clip none": ("awq", {"core.passes.int4_weight_only.clips": lambda name: False}),
+    "awq clip all but q,k": ("awq", {"core.passes.awq.CLIP_QUERIES_AND_KEYS": False}),
+    "awq clip all": ("awq", {}),
     "gptq_act_order damp 0.01": ("gptq_act_order", {}),
     "gptq_act_order damp 0.1": (
         "gptq_act_order",
-        {"gptq_quantize": functools.partial(gptq_quantize, damp=0.1)},
+        {"core.passes.int4_weight_only.gptq_quantize": functools.partial(gptq_quantize, damp=0.1)},
     ),
 }
 
@@ -66,7 +70,7 @@ def variant(changes: dict):
     """The int4 pass with some of its helpers replaced, for the dev sweep."""
     with ExitStack() as stack:
         for name, value in changes.items():
-            stack.enter_context(mock.patch(f"core.passes.int4_weight_only.{name}", value))
+            stack.enter_context(mock.patch(name, value))
         yield
 
 

@@ -64,3 +64,21 @@ def test_an_unscoped_probe_or_a_classifier_is_refused(original, tiny_classifier_
     classifier = load_model(str(tiny_classifier_dir), device="cpu")
     with pytest.raises(ValueError, match="causal LM"):
         list(sensitivity(SensitivityRequest(classifier, R["int8_weight_only"]())))
+
+
+def test_the_cli_prints_the_map_as_json(tiny_llama_dir, capsys):
+    import json
+
+    from core.cli.main import main
+
+    argv = ["sensitivity", "--model", str(tiny_llama_dir), "--device", "cpu", "--windows", "1"]
+    assert main([*argv, "--probe", "int8_weight_only", "--parts", "q,up", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {(c["layer"], c["part"]) for c in data["cells"]} == {
+        (layer, part) for layer in range(2) for part in ("q", "up")
+    }
+    assert main([*argv, "--probe", "prune_layers:count=1"]) == 2  # not scoped: refused
+    assert "cannot be limited" in capsys.readouterr().err
+    assert main([*argv, "--parts", "q,nose"]) == 2
+    err = capsys.readouterr().err
+    assert "nose" in err and err.count("\n") == 1

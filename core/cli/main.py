@@ -1,6 +1,6 @@
 """The headless command line: the same jobs the window runs, printed.
 
-``workbench info|generate|bench|eval|compress|export|distill|train-classifier``
+``workbench info|generate|bench|eval|compress|export|distill|train-classifier|sensitivity``
 (or ``workbench-cli``). One module per command: each adds its parser and runs
 a job. Every command works on the embedded default model with no arguments;
 bad input exits with status 2 and a one-line reason on stderr. Building the
@@ -12,7 +12,17 @@ from __future__ import annotations
 import sys
 
 from core.cli import args as cli_args
-from core.cli import bench, compress, distill, evaluate, export, generate, info, train_classifier
+from core.cli import (
+    bench,
+    compress,
+    distill,
+    evaluate,
+    export,
+    generate,
+    info,
+    sensitivity,
+    train_classifier,
+)
 from core.cli.common import EXIT_BAD_INPUT
 from core.errors import Cancelled, WorkbenchError
 from core.message_text import one_line
@@ -26,6 +36,7 @@ COMMANDS = {
     "compress": compress,
     "export": export,
     "distill": distill,
+    "sensitivity": sensitivity,
 }
 
 

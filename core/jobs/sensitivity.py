@@ -49,6 +49,12 @@ class SensitivityMap:
         return sorted(by_layer, key=by_layer.get, reverse=True)[:count]
 
 
+def check_probe(probe) -> None:
+    """Refuse, before any model loads, a pass that cannot be limited to one layer."""
+    if not hasattr(probe, "scope"):
+        raise ValueError(f"{probe.name} cannot be limited to one layer")
+
+
 def sensitivity(
     request: SensitivityRequest,
     progress: ProgressSink = ignore_progress,
@@ -65,8 +71,7 @@ def sensitivity(
     original, probe = request.original, request.probe
     if task_for(original).name != "causal-lm":
         raise ValueError("the sensitivity map scores next-token predictions: a causal LM only")
-    if not hasattr(probe, "scope"):
-        raise ValueError(f"{probe.name} cannot be limited to one layer")
+    check_probe(probe)
     layers = original.model.config.num_hidden_layers
     protocol = PerplexityProtocol(split="dev", quick_windows=request.windows)
     windows = perplexity_windows(original.tokenizer, protocol)[: request.windows]

@@ -1,0 +1,64 @@
+"""`workbench sensitivity`: the per-layer sensitivity map (the Sensitivity
+job): each layer, or each layer's part, compressed alone by a probe pass
+and scored on the dev split; a line per cell as it is measured, or JSON."""
+
+from __future__ import annotations
+
+import json
+
+from core.cli.args import whole
+from core.cli.common import add_model_args, load, note
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser(
+        "sensitivity",
+        help="how much each layer hurts when it alone is compressed (KL on the dev split)",
+    )
+    add_model_args(parser)
+    parser.add_argument(
+        "--probe",
+        default="int4_weight_only:group_size=128,method=rtn",
+        metavar="NAME[:K=V,...]",
+        help="the pass applied to one layer at a time (default: int4 g128 RTN)",
+    )
+    parser.add_argument(
+        "--parts",
+        default="",
+        help="one cell per layer and part, e.g. q,k,v,o,gate,up,down (default: whole layers)",
+    )
+    parser.add_argument("--windows", type=whole(1), default=4, help="dev-split windows a cell")
+    parser.add_argument("--json", action="store_true", help="print the map as one JSON object")
+
+
+def run(args) -> None:
+    from dataclasses import asdict
+
+    from core.cli.compress import parse_pass
+    from core.jobs.sensitivity import (
+        SensitivityCell,
+        SensitivityRequest,
+        check_probe,
+        sensitivity,
+    )
+    from core.passes.recipe import pass_from_dict
+    from core.passes.scope import parse_parts
+
+    probe = pass_from_dict(parse_pass(args.probe))  # refused before the model loads
+    check_probe(probe)
+    parts = tuple(sorted(parse_parts(args.parts) or ()))
+    loaded = load(args, runtime="torch")
+    request = SensitivityRequest(loaded, probe, parts, args.windows)
+    result = None
+    for event in sensitivity(request):
+        if isinstance(event, SensitivityCell):
+            where = f"layer {event.layer}" + (f" {event.part}" if event.part else "")
+            note(f"{where}: KL {event.mean_kl:.5f}, perplexity x{event.ppl_ratio:.4f}")
+        result = event
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+        return
+    print(f"probe {probe.summary()}; {result.protocol}")
+    for cell in sorted(result.cells, key=lambda c: c.mean_kl, reverse=True):
+        where = f"layer {cell.layer:3d}" + (f" {cell.part:7s}" if cell.part else "")
+        print(f"  {where}  KL {cell.mean_kl:.5f}  perplexity x{cell.ppl_ratio:.4f}")

@@ -21,6 +21,7 @@ def __getattr__(name: str):
         int8_head,
         int8_weight_only,
         low_rank,
+        low_rank_aware,
         prune_heads,
         prune_layers,
         prune_mlp,

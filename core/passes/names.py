@@ -9,6 +9,7 @@ PASS_NAMES = (
     "int8_head",
     "int8_weight_only",
     "low_rank",
+    "low_rank_aware",
     "prune_heads",
     "prune_layers",
     "prune_mlp",

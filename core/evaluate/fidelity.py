@@ -63,8 +63,20 @@ def _logits(model, window: torch.Tensor) -> torch.Tensor:
 
 def window_fidelity(reference_model, candidate_model, window: torch.Tensor) -> WindowFidelity:
     """KL, top-1 agreement and NLL difference over every position of one window."""
-    reference = _logits(reference_model, window)
-    candidate = _logits(candidate_model, window).to(reference.device)
+    return fidelity_to_logits(_logits(reference_model, window), candidate_model, window)
+
+
+def reference_logits(model, windows: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The reference's logits on each window, kept to score many candidates
+    against one reference (windows x tokens x vocabulary floats of memory)."""
+    with torch.inference_mode():
+        return [_logits(model, window) for window in windows]
+
+
+def fidelity_to_logits(reference: torch.Tensor, candidate_model, window) -> WindowFidelity:
+    """``window_fidelity`` against the reference's logits on ``window``."""
+    with torch.inference_mode():
+        candidate = _logits(candidate_model, window).to(reference.device)
     if reference.shape != candidate.shape:
         raise ValueError(
             f"the models do not share a vocabulary ({reference.shape[-1]} vs "

@@ -10,6 +10,7 @@ and a cancel keeps what was measured.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -61,7 +62,7 @@ def sensitivity(
     cancel: CancelToken | None = None,
 ) -> Iterator[object]:
     """Yield a SensitivityCell per layer (and part), then the SensitivityMap."""
-    from core.evaluate.fidelity import compute_fidelity
+    from core.evaluate.fidelity import fidelity_to_logits, reference_logits
     from core.evaluate.perplexity import PerplexityProtocol, perplexity_windows
     from core.jobs.experiment import ExperimentSettings, read_calibration
     from core.jobs.tasks import task_for
@@ -80,6 +81,8 @@ def sensitivity(
         calibration = read_calibration(
             original.tokenizer, request.settings or ExperimentSettings(), progress
         )
+    progress(Progress("Sensitivity: the original's logits on the dev windows", None))
+    reference = reference_logits(original.model, windows)  # once, not once a cell
     parts = request.parts or ("",)
     total, cells = layers * len(parts), []
     for layer in range(layers):
@@ -88,15 +91,14 @@ def sensitivity(
             progress(Progress(f"Sensitivity: layer {layer} {part}".strip(), len(cells) / total))
             cell_probe = dataclasses.replace(probe, layers=str(layer), parts=part)
             built = apply_recipe(original, Recipe((cell_probe,)), calibration, cancel=cancel)
-            fidelity = compute_fidelity(
-                original.model, built.loaded.model, original.tokenizer, windows, cancel
-            )
+            scores = [
+                fidelity_to_logits(logits, built.loaded.model, window)
+                for logits, window in zip(reference, windows, strict=True)
+            ]
             del built  # one probed copy at a time
-            cells.append(
-                SensitivityCell(
-                    layer, part, fidelity.mean_kl, fidelity.ppl_ratio, len(cells) + 1, total
-                )
-            )
+            kl = sum(s.kl for s in scores) / len(scores)
+            ratio = math.exp(sum(s.nll_delta for s in scores) / len(scores))
+            cells.append(SensitivityCell(layer, part, kl, ratio, len(cells) + 1, total))
             yield cells[-1]
     yield SensitivityMap(
         probe.to_dict(),

@@ -44,8 +44,15 @@ def load(
             loaded = dataclasses.replace(loaded, runner=COMPILED_RUNNER)
         else:
             loaded = prepare(loaded, chosen.key, 0, progress, cancel).loaded
-    if request.preimport:
+    if request.preimport:  # everything a first Run imports, here rather than mid-run
         import core.evaluate.fidelity  # noqa: F401
+        import core.evaluate.health  # noqa: F401
         import core.evaluate.perplexity  # noqa: F401
         import core.jobs.experiment  # noqa: F401
+        import core.jobs.on_runtime  # noqa: F401
+        import core.jobs.provenance  # noqa: F401
+        import core.jobs.run  # noqa: F401
+        import core.jobs.tasks.causal_lm  # noqa: F401
+        import core.jobs.tasks.classifier  # noqa: F401
+        import core.models.size  # noqa: F401
     yield loaded

@@ -16,7 +16,9 @@ queries and keys, as the reference; every linear) and GPTQ act-order's
 damping (0.01, GPTQ's; 0.1), at g128. Rule, fixed before the run: the lowest
 dev perplexity. Chosen (results/int4_quality_dev_choices_cpu_2core.txt; fp32
 dev ppl 32.05): AWQ clipping every linear (35.42; 35.80 without queries and
-keys, 38.15 unclipped), act-order damping 0.01 (37.20; 38.58 at 0.1). Only
+keys, 38.15 unclipped), o_proj unscaled under grouped-query attention (35.75
+with shared v -> o_proj scales: results/int4_quality_dev_shared_value_cpu_2core.txt),
+act-order damping 0.01 (37.20; 38.58 at 0.1). Only
 quality is measured: seconds are printed for orientation, other work on the
 machine changes nothing else.
 
@@ -57,6 +59,10 @@ DEV_VARIANTS = {
     "awq clip none": ("awq", {"core.passes.int4_weight_only.clips": lambda name: False}),
     "awq clip all but q,k": ("awq", {"core.passes.awq.CLIP_QUERIES_AND_KEYS": False}),
     "awq clip all": ("awq", {}),
+    "awq clip all, shared v->o scales under GQA": (
+        "awq",
+        {"core.passes.awq.SHARED_VALUE_SCALES": True},
+    ),
     "gptq_act_order damp 0.01": ("gptq_act_order", {}),
     "gptq_act_order damp 0.1": (
         "gptq_act_order",
@@ -103,6 +109,7 @@ def main() -> None:
     parser.add_argument("--group-sizes", type=int, nargs="+", default=[128, 64])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--dev-choices", action="store_true", help="choose defaults on dev")
+    parser.add_argument("--variants", nargs="+", choices=list(DEV_VARIANTS), default=None)
     parser.add_argument("--smoke-model", default=None, help="a tiny model folder (a check)")
     args = parser.parse_args()
     began = time.perf_counter()
@@ -122,7 +129,8 @@ def main() -> None:
     print(f"original: ppl {base:.3f}", flush=True)
 
     if args.dev_choices:
-        runs = [(label, m, 128, changes) for label, (m, changes) in DEV_VARIANTS.items()]
+        chosen = args.variants or list(DEV_VARIANTS)
+        runs = [(label, *DEV_VARIANTS[label][:1], 128, DEV_VARIANTS[label][1]) for label in chosen]
     else:
         runs = [(m, m, g, {}) for g in args.group_sizes for m in args.methods]
     rows, notes = [], {}

@@ -19,6 +19,7 @@ from core.models.loading import load_model
 from core.models.quantized_linear import Int4WeightOnlyLinear, quantize_groupwise_int4
 from core.models.size import measure_size
 from core.passes import REGISTRY as R
+from core.passes import awq
 from core.passes.awq import clipped_quantize, fold_awq_scales
 from core.passes.base import PassContext
 from core.passes.blocks import decoder_layers
@@ -67,9 +68,13 @@ def test_every_block_linear_becomes_int4_and_the_original_is_untouched(loaded, m
     assert torch.isfinite(error).all()
 
 
-def test_awq_folds_alone_keep_the_function(loaded):
-    """The scales AWQ searches are folded into norms and producing linears:
-    before any rounding, the model computes what it did."""
+@pytest.mark.parametrize("shared", [False, True], ids=["default", "shared-value-scales"])
+def test_awq_folds_alone_keep_the_function(loaded, shared, monkeypatch):
+    """The scales AWQ searches are folded into norms and producing linears
+    (v_proj's rows for o_proj; under grouped-query attention, if asked,
+    shared by the query heads of a value head): before any rounding, the
+    model computes what it did."""
+    monkeypatch.setattr(awq, "SHARED_VALUE_SCALES", shared)
     model = copy.deepcopy(loaded.model)
     convert_conv1d_to_linear(model)
     context = PassContext()
@@ -83,6 +88,9 @@ def test_awq_folds_alone_keep_the_function(loaded):
     ids = calibration_for(loaded)[1:2]
     difference = (logits(model, ids) - logits(loaded.model, ids)).abs().max()
     assert difference <= 1e-4, f"folding changed the logits by {difference:.2e}"
+    if shared and loaded.model.config.model_type != "gpt2":  # GPT-2's MLP c_proj reads GELU
+        # every linear had its fold kept, o_proj under grouped-query attention too
+        assert not context.notes
 
 
 def test_a_family_without_an_exact_fold_is_said_in_a_note(folders):

@@ -11,12 +11,12 @@ text. Then, per 4-bit group, it searches how far to clip the weights' range
 The division of X is folded exactly into the op that produces X, using
 SmoothQuant's tracing and checked folds (``core.passes.smooth_quant``): the
 norm before q/k/v and before the MLP (Llama, Qwen2, Phi-3, Gemma 2, GPT-2's
-LayerNorm), the up projection's rows before down_proj, v_proj's rows before
-o_proj when every query head has its own value head. A fold that would
-change the layer's output is undone; a linear with no exact place for a
-scale (o_proj under grouped-query attention, GPT-2's c_proj after GELU and
-after attention when the fold fails) gets the clipping search only, and a
-note says how many.
+LayerNorm), the up projection's rows before down_proj, and v's rows before
+o_proj (``core.passes.value_fold``) when every query head has its own value
+head. A fold that would change the layer's output is undone; a linear with
+no exact place for a scale (GPT-2's MLP c_proj after GELU, o_proj under
+grouped-query attention unless SHARED_VALUE_SCALES, or wherever a fold
+fails) gets the clipping search only, and a note says how many.
 
 Errors are measured through each linear's input Hessian H = 2/n X^T X
 (``core.passes.calibration``): || X dW^T ||^2 = tr(dW H dW^T) over every
@@ -40,8 +40,9 @@ from core.passes.calibration import collect_input_hessians
 
 # SmoothQuant's checked fold is reused as it is (a private name: choose_defaults
 # records smooth_quant.py's hash, so that file is left unchanged).
-from core.passes.smooth_quant import TRACE_TOKENS, Group, trace_groups
+from core.passes.smooth_quant import TRACE_TOKENS, trace_groups
 from core.passes.smooth_quant import _fold_checked as fold_checked
+from core.passes.value_fold import ValueGroup, fold_value_checked, value_output_group
 
 # The reference's grids: alpha 0, 0.05 .. 0.95 (0 leaves the layer as it is);
 # clipping keeps 100%, 95% .. 55% of each group's largest magnitude.
@@ -51,6 +52,11 @@ CLIP_KEEP = tuple(1 - i / 20 for i in range(10))
 # model, g128; fp32 dev ppl 32.05): clipping every linear 35.42, every one but
 # queries and keys (the reference's rule) 35.80, no clipping 38.15.
 CLIP_QUERIES_AND_KEYS = True
+# Under grouped-query attention, o_proj's scale can still fold into v's rows
+# if the columns one value channel feeds share it (exact, tested); on the dev
+# split it did worse (35.75 against 35.42 without, same settings), so o_proj
+# then gets only the clipping search, as in the reference.
+SHARED_VALUE_SCALES = False
 
 
 @torch.no_grad()
@@ -66,16 +72,23 @@ def fold_awq_scales(model: nn.Module, layers, calibration, group_size: int, cont
     scaled: set[str] = set()
     for index, block in enumerate(blocks):
         context.cancel.raise_if_cancelled()
-        value_group = _value_output_group(block)
+        value_group = value_output_group(block)
+        if value_group is not None and value_group.repeat > 1 and not SHARED_VALUE_SCALES:
+            value_group = None
         for group in [*groups.get(index, []), *([value_group] if value_group else [])]:
             consumers = [names.get(c) for c in group.consumers]
             if None in consumers:
                 continue
+            by_value = isinstance(group, ValueGroup)
+            statistic = mean_abs[consumers[0]]
+            if by_value:  # o_proj columns fed by one value channel share a scale
+                statistic = group.shared(statistic)
             weight = torch.cat([c.weight.detach().float().cpu() for c in group.consumers])
-            scale = search_scale(weight, hessians[consumers[0]], mean_abs[consumers[0]], group_size)
+            scale = search_scale(weight, hessians[consumers[0]], statistic, group_size)
+            fold = fold_value_checked if by_value else fold_checked
             if scale is None:  # alpha 0 won: nothing to fold
                 scaled.update(consumers)
-            elif fold_checked(block, traces.get(index), group, scale):
+            elif fold(block, traces.get(index), group, scale):
                 for name in consumers:
                     hessians[name] = hessians[name] / scale[:, None] / scale[None, :]
                 scaled.update(consumers)
@@ -116,27 +129,6 @@ def _input_statistics(model, layers, calibration, cancel):
         for handle in handles:
             handle.remove()
     return hessians, {name: sums[name] / counts[name] for name in sums}
-
-
-def _value_output_group(block: nn.Module) -> Group | None:
-    """o_proj reads the attention-weighted values, linear in v's output
-    channels: v's rows absorb o_proj's input scale, when each query head has
-    its own value head (under grouped-query attention one value channel feeds
-    several o_proj columns, which would need one shared scale)."""
-    attention = getattr(block, "self_attn", None) or getattr(block, "attn", None)
-    if attention is None:
-        return None
-    out = getattr(attention, "o_proj", None) or getattr(attention, "c_proj", None)
-    if not isinstance(out, nn.Linear):
-        return None
-    width = out.in_features
-    value = getattr(attention, "v_proj", None)
-    if isinstance(value, nn.Linear) and value.out_features == width:
-        return Group(value, [out], "rows", slice(None), "v_proj -> o_proj")
-    fused = getattr(attention, "qkv_proj", None) or getattr(attention, "c_attn", None)
-    if isinstance(fused, nn.Linear) and fused.out_features == 3 * width:  # [q | k | v]
-        return Group(fused, [out], "rows", slice(2 * width, None), "v rows -> output projection")
-    return None
 
 
 def dequantized_error(weight, scale, hessian, group_size) -> float:

@@ -53,6 +53,7 @@ ROWS = {
     "int4_g128_gptq": (R["int4_weight_only"](128, "gptq"),),
     "int4_g128_awq": (R["int4_weight_only"](128, "awq"),),
     "int4_g128_gptq_act_order": (R["int4_weight_only"](128, "gptq_act_order"),),
+    "int4_g128_rtn_int8_head": (R["int4_weight_only"](128, "rtn"), R["int8_head"]()),
     "int4_g128_gptq_int8_head": (R["int4_weight_only"](128, "gptq"), R["int8_head"]()),
     "int4_g64_rtn": (R["int4_weight_only"](64, "rtn"),),
     "int4_g64_gptq": (R["int4_weight_only"](64, "gptq"),),
@@ -63,6 +64,7 @@ ROWS = {
     "prune_heads_25": (R["prune_heads"](0.25),),
     "prune_layers_2": (R["prune_layers"](2),),
     "low_rank_50": (R["low_rank"](0.5),),
+    "low_rank_aware_svd_llm_20": (R["low_rank_aware"](0.2, "svd_llm"),),
 }
 
 

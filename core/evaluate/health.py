@@ -74,7 +74,7 @@ def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
     if name == "int4_weight_only":
         group = item.get("group_size", 128)
         if item.get("method", "rtn") == "rtn":
-            return 0.55, f"int4 without calibration (round to nearest, group {group}; try gptq)"
+            return 0.55, f"int4 without calibration (round to nearest, group {group}; try awq)"
         method = {"gptq": "GPTQ", "gptq_act_order": "GPTQ act-order", "awq": "AWQ"}
         return 0.45, f"int4 weights ({method.get(item['method'], item['method'])}, group {group})"
     if name == "int8_dynamic":

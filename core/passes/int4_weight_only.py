@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.message_text import shown
 from core.models.linear_layers import (
     convert_conv1d_to_linear,
     replace_module,
@@ -55,7 +56,7 @@ class Int4WeightOnlyConfig(ScopedConfig):
         if options.get("method", "rtn") not in ("rtn", "gptq"):
             raise OptionError(
                 f"int4_weight_only version {version} has method rtn or gptq, "
-                f"got {options['method']!r}"
+                f"got {shown(options['method'])}"
             )
         return options
 

@@ -83,7 +83,7 @@ class Int4WeightOnlyConfig(ScopedConfig):
                 q, scale, minimum = self._quantize(name, linear.weight, hessians.pop(name))
                 new = Int4WeightOnlyLinear.from_quantized(
                     q, scale, minimum, linear.bias, linear.in_features, self.group_size
-                )
+                ).to(linear.weight.device)  # calibrated on the CPU: repacked for the model's
             else:
                 new = Int4WeightOnlyLinear.from_linear(linear, self.group_size)
             replace_module(model, name, new)

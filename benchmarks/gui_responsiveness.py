@@ -38,13 +38,16 @@ from core.passes.recipe import Recipe  # noqa: E402
 from core.results.store import ResultsStore  # noqa: E402
 
 TICK_MS = 10
+LATE_MS = 40  # a tick this late is listed with the stage the window showed
 
 
 class TickRecorder:
     """Records the gaps between a 10 ms timer's ticks on the GUI thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, stage=lambda: "") -> None:
         self.gaps_ms: list[float] = []
+        self.late: list[tuple[float, float, str]] = []  # (ms since start, gap ms, stage shown)
+        self._stage = stage
         self._clock = QElapsedTimer()
         self._last: float | None = None
         self._timer = QTimer()
@@ -63,6 +66,8 @@ class TickRecorder:
         now = self._clock.nsecsElapsed() / 1e6
         if self._last is not None:
             self.gaps_ms.append(now - self._last)
+            if now - self._last > LATE_MS:  # where a freeze happened, to find its cause
+                self.late.append((round(now), round(now - self._last, 1), self._stage()))
         self._last = now
 
 
@@ -132,7 +137,7 @@ def main() -> None:
         if window.loaded is None:
             raise SystemExit("the default model did not load")
 
-        ticks = TickRecorder()
+        ticks = TickRecorder(window.stage.text)
         gui, cli = [], []
         for round_ in range(args.rounds):
             cli.append(cli_decode_ms(bench, args.threads))
@@ -153,6 +158,8 @@ def main() -> None:
         f"{statistics.quantiles(gaps, n=100)[-1]:.1f} ms, worst {max(gaps):.1f} ms "
         f"(target < 50 ms: {'met' if max(gaps) < 50 else 'NOT met'})"
     )
+    for at_ms, gap_ms, stage in ticks.late:
+        print(f"  late tick: {gap_ms} ms gap at {at_ms / 1e3:.1f} s, the window showing {stage!r}")
     print(
         f"decode: window {gui_ms:.2f} ms/token, CLI {cli_ms:.2f} ms/token, ratio {ratio:.3f} "
         f"(target within 10%: {'met' if abs(ratio - 1) <= 0.10 else 'NOT met'})"

@@ -2,44 +2,40 @@
 of block-linear weights removed, and each layer's rank is chosen from its
 own spectrum rather than one rank ratio for all.
 
-method "svd_llm": SVD-LLM's truncation-aware whitening (core.passes.svd_llm)
-on the calibration text's input statistics: each layer keeps what matters
-for its outputs on real text, and the ranks of a class follow the output
-energy each layer would lose. method "svd": plain SVD of the weights under
-the same budget and allocation, without calibration: the same parameter
-count, for comparison.
+method "svd_llm": SVD-LLM's truncation-aware whitening of each layer's
+inputs with its outputs weighted by their loss gradients (core.passes.svd_llm),
+both from calibration text; the singular values then estimate the loss
+each rank carries, and ranks go where they carry the most per weight, across
+all layers (core.passes.rank_budget): sensitive layers may stay whole while
+others shrink a lot. method "svd": plain SVD of the weights under the same
+budget, without calibration (ranks shared by each layer's share of its own
+energy): the same parameter count, for comparison.
 
-Ranks are shared within classes of same-part, same-shape layers
-(core.passes.rank_budget), so the size the estimate gives from shapes is
-the size built. Factored layers become today's low-rank pair (two
+The weights kept equal a target computed from shapes alone, so the size
+estimate is exact. Factored layers become today's low-rank pair (two
 nn.Linear in an nn.Sequential), which the export already writes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from core.models.linear_layers import (
     block_linears,
+    component_of,
     convert_conv1d_to_linear,
     replace_module,
     unsupported_layers_error,
 )
 from core.passes.base import PassConfig, PassContext, option, register
-from core.passes.rank_budget import (
-    allocate,
-    class_key,
-    even_ranks,
-    linear_class,
-    max_saving_rank,
-    rank_pool,
-)
+from core.passes.rank_budget import WHOLE, Shape, share_ranks
 
 METHODS = ("svd_llm", "svd")
-# How each class's ranks are shared among its layers (core.passes.rank_budget),
-# chosen on the dev split (benchmarks/low_rank_quality.py --split dev).
-ALLOCATION = "relative"
+# Where the budget is met: over all block linears together ("model": ranks
+# move between attention and MLP as their losses say) or in attention and
+# MLP separately ("component"). Chosen on the dev split
+# (benchmarks/low_rank_quality.py --dev-choices).
+SCOPE = "model"
 
 
 @register
@@ -47,13 +43,13 @@ ALLOCATION = "relative"
 class LowRankAwareConfig(PassConfig):
     name = "low_rank_aware"
     kind = "low_rank"
-    title = "Low-rank to a parameter budget (SVD-LLM whitening)"
+    title = "Low-rank to a parameter budget (loss-aware SVD-LLM)"
     param_reduction: float = option(
         0.2,
         label="parameters removed",
         description=(
-            "fraction of the block linears' weights removed; each layer's rank follows its "
-            "spectrum (layers that would not shrink stay)"
+            "fraction of the block linears' weights removed; ranks go where the calibration "
+            "text says they matter (sensitive layers may stay whole)"
         ),
         minimum=0.05,
         maximum=0.8,
@@ -63,8 +59,8 @@ class LowRankAwareConfig(PassConfig):
         "svd_llm",
         label="method",
         description=(
-            "svd_llm: keep what matters for each layer's outputs on calibration text "
-            "(truncation-aware whitening); svd: plain SVD of the weights, no calibration"
+            "svd_llm: keep what matters for the loss on calibration text (whitened inputs, "
+            "gradient-weighted outputs); svd: plain SVD of the weights, no calibration"
         ),
         choices=METHODS,
     )
@@ -74,32 +70,35 @@ class LowRankAwareConfig(PassConfig):
         return self.method == "svd_llm"
 
     def apply(self, model, context: PassContext):
-        return factorise_to_budget(model, context, self.param_reduction, self.method)
+        factorise_to_budget(model, context, self.param_reduction, self.method)
+        return model
 
     def estimate(self, entries, model_config):
         from core.passes.size_estimate import resized
 
-        classes = defaultdict(list)
-        for e in entries:
-            if e.is_linear and not e.quantized:
-                classes[class_key(e.name, e.component, e.out_features, e.in_features)].append(e)
-        shares = {}
-        for (_, _, out_f, in_f), members in classes.items():
-            pool = rank_pool(len(members), out_f, in_f, self.param_reduction)
-            if pool is not None:  # the pool is exact; how it is shared only calibration knows
-                ranks = even_ranks(pool, len(members))
-                shares.update(zip((e.name for e in members), ranks, strict=True))
+        linears = [e for e in entries if e.is_linear and not e.quantized]
+        ranks = {}
+        for group in _groups([(e.name, e.component, e) for e in linears]).values():
+            shapes = [Shape(e.name, e.out_features, e.in_features) for e in group]
+            ranks.update(share_ranks(shapes, None, self.param_reduction))
         out = []
         for e in entries:
-            rank = shares.get(e.name)
-            if rank is None:
+            rank = ranks.get(e.name, WHOLE)
+            if rank == WHOLE:
                 out.append(e)
                 continue
             first = replace(e, name=f"{e.name}.0", has_bias=False)
             second = replace(e, name=f"{e.name}.1")
-            out += [resized(first, in_features=e.in_features, out_features=rank)]
-            out += [resized(second, in_features=rank)]
+            out += [resized(first, out_features=rank), resized(second, in_features=rank)]
         return out
+
+
+def _groups(items) -> dict[str, list]:
+    """(name, component, item) -> the items of each budget group."""
+    groups: dict[str, list] = {}
+    for _, component, item in items:
+        groups.setdefault(component if SCOPE == "component" else "", []).append(item)
+    return groups
 
 
 def factorise_to_budget(
@@ -107,61 +106,67 @@ def factorise_to_budget(
     context: PassContext,
     reduction: float,
     method: str,
-    allocation: str = ALLOCATION,
+    gradients: bool = True,
     damp: float | None = None,
-):
-    """The pass's work; ``allocation`` and ``damp`` are open here so the
-    benchmark can compare them on the dev split."""
-    from core.passes.calibration import collect_input_hessians, require_calibration
-    from core.passes.svd_llm import DAMP, factor_pair, truncated_factors, whitening_factor
+    output_damp: float | None = None,
+) -> dict[str, int]:
+    """The pass's work; returns each block linear's rank (WHOLE: left dense).
+    ``gradients`` (weighting outputs by loss gradients) and the dampings are
+    open here so the benchmark can compare them on the dev split; without
+    gradients, SVD-LLM's whitened energies are compared as each layer's
+    share of its own (they are in different units across layers)."""
+    from core.passes.calibration import require_calibration
+    from core.passes.loss_statistics import collect_loss_statistics
+    from core.passes.svd_llm import (
+        factor_pair,
+        output_scale,
+        truncated_factors,
+        whitened_spectrum,
+        whitening_factor,
+    )
 
     convert_conv1d_to_linear(model)
     layers = block_linears(model)
     if not layers:
         raise unsupported_layers_error(LowRankAwareConfig.name, model)
-    factors = {}
+    factors, scales = {}, {}
     if method == "svd_llm":
         calibration = require_calibration(LowRankAwareConfig.name, context.calibration)
-        context.progress_fraction(0, 1, "SVD-LLM: collecting calibration statistics")
-        grams = collect_input_hessians(model, layers, calibration, context.cancel)
+        context.progress_fraction(0, 1, "SVD-LLM: reading calibration text (with gradients)")
+        grams, fisher = collect_loss_statistics(
+            model, layers, calibration, context.cancel, gradients
+        )
         for name, _ in layers:  # stored in float32: half the memory of the float64 factor
             context.cancel.raise_if_cancelled()
-            factors[name] = whitening_factor(grams.pop(name), DAMP if damp is None else damp)
-            factors[name] = factors[name].float()
-    ranks = _ranks(layers, factors, reduction, allocation, context)
+            factors[name] = whitening_factor(grams.pop(name), damp).float()
+            if gradients:
+                scales[name] = output_scale(fisher.pop(name), output_damp)
+
+    energies = {}
     for index, (name, linear) in enumerate(layers):
         context.cancel.raise_if_cancelled()
-        if name in ranks:
-            first, second = truncated_factors(linear.weight, ranks[name], factors.get(name))
+        energy = whitened_spectrum(linear.weight, factors.get(name), scales.get(name))
+        energies[name] = energy if scales else energy / energy.sum().clamp(min=1e-300)
+        context.progress_fraction(index + 1, 2 * len(layers), "low rank: spectra")
+    ranks = {}
+    for group in _groups([(n, component_of(n), (n, m)) for n, m in layers]).values():
+        shapes = [Shape(n, m.out_features, m.in_features) for n, m in group]
+        ranks.update(share_ranks(shapes, energies, reduction))
+
+    for index, (name, linear) in enumerate(layers):
+        context.cancel.raise_if_cancelled()
+        rank = ranks.get(name, WHOLE)
+        if rank != WHOLE:
+            first, second = truncated_factors(
+                linear.weight, rank, factors.get(name), scales.get(name)
+            )
             replace_module(model, name, factor_pair(linear, first, second))
         factors.pop(name, None)
-        context.progress_fraction(index + 1, len(layers), f"low rank ({method}): {name}")
-    dense = len(layers) - len(ranks)
-    if dense:
+        context.progress_fraction(len(layers) + index + 1, 2 * len(layers), f"low rank: {name}")
+    whole = sum(1 for name, _ in layers if ranks.get(name, WHOLE) == WHOLE)
+    if whole:
         context.notes.append(
-            f"low_rank_aware: {dense} of {len(layers)} layers left whole "
-            "(no rank of theirs would save parameters)"
+            f"low_rank_aware: {whole} of {len(layers)} layers kept whole "
+            "(their ranks counted most, or no rank of theirs saves weights)"
         )
-    return model
-
-
-def _ranks(layers, factors, reduction, allocation, context) -> dict[str, int]:
-    """Each factored layer's rank: every class's pool shared by spectrum."""
-    from core.passes.svd_llm import whitened_spectrum
-
-    classes = defaultdict(list)
-    for name, linear in layers:
-        classes[linear_class(name, linear)].append((name, linear))
-    ranks: dict[str, int] = {}
-    for (_, _, out_f, in_f), members in classes.items():
-        pool = rank_pool(len(members), out_f, in_f, reduction)
-        if pool is None:
-            continue
-        energies = []
-        for name, linear in members if allocation != "uniform" else ():
-            context.cancel.raise_if_cancelled()
-            energies.append(whitened_spectrum(linear.weight, factors.get(name)))
-        top = max_saving_rank(out_f, in_f)
-        shares = allocate(energies, len(members), pool, top, allocation)
-        ranks.update({name: r for (name, _), r in zip(members, shares, strict=True)})
     return ranks

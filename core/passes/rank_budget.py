@@ -1,83 +1,179 @@
-"""Per-layer ranks that meet a parameter budget, and the shape-only count of
-what they cost.
+"""Per-layer ranks that meet a parameter budget exactly.
 
-The budget is met per *class*: block linears of the same part and shape
-(every layer's q_proj, every layer's down_proj, ...). Each class keeps
-(1 - reduction) of its weights as rank-r factor pairs, a pool of ranks
-fixed by shapes alone; calibration decides only how the pool is shared
-among the class's layers (SVD-LLM V2's grouping by weight type). So the
-size estimate, which sees shapes and never weights, is exact, while the
-ranks still follow each layer's spectrum. A class whose pool would not make
-its layers smaller stays dense.
+The budget: the block linears keep ``1 - reduction`` of their weights,
+rounded down to the lattice their costs lie on (a rank of an out x in layer
+costs out + in weights, a layer left whole out * in; every cost here is a
+multiple of ``g``, the gcd of the rank costs), so a sum of costs can equal
+it. The target comes from shapes alone, so the size estimate knows it
+before any weight is read.
+
+How it is shared: every layer starts at rank 1; then ranks go, one at a
+time, to the layer whose next singular value carries the most energy per
+weight it costs (energies must be in one unit across layers: the estimated
+loss each rank carries, core.passes.svd_llm). A layer at its last rank that
+saves anything becomes whole when its next rank is bought (its tail comes
+with it, nearly free). Ranks that no longer fit are skipped, and a last
+exact fit exchanges a few ranks between layers of different costs (a
+shortest combination of costs, found by breadth-first search), so the
+weights kept equal the target.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from dataclasses import dataclass
+
 import torch
 
-from core.models.linear_layers import component_of
-
-# How a class's ranks are shared among its layers, from each layer's squared
-# singular values (of W S for SVD-LLM, of W for plain SVD):
-# "relative": keep the largest shares of each layer's own total energy
-#   (the same fraction of output energy costs the same wherever it is lost);
-# "absolute": keep the largest squared singular values as they are;
-# "uniform": the same rank for every layer (SVD-LLM V1).
-ALLOCATIONS = ("relative", "absolute", "uniform")
+WHOLE = 0  # the rank of a layer left dense (any rank >= 1 is factored)
 
 
-def class_key(name: str, component: str, out_features: int, in_features: int) -> tuple:
-    """Which class a block linear belongs to: its component, its part (the
-    module's last name) and its shape."""
-    return component, name.rsplit(".", 1)[-1], out_features, in_features
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    out_features: int
+    in_features: int
+
+    @property
+    def step(self) -> int:  # weights one more rank costs
+        return self.out_features + self.in_features
+
+    @property
+    def whole(self) -> int:
+        return self.out_features * self.in_features
+
+    @property
+    def top(self) -> int:
+        """The largest rank whose factors are smaller than the whole weight
+        (0 when none is: the layer cannot be factored)."""
+        return (self.whole - 1) // self.step
 
 
-def linear_class(name: str, linear) -> tuple:
-    return class_key(name, component_of(name), linear.out_features, linear.in_features)
+def kept_weights(shapes: list[Shape], ranks: dict[str, int]) -> int:
+    return sum(s.whole if ranks[s.name] == WHOLE else ranks[s.name] * s.step for s in shapes)
 
 
-def max_saving_rank(out_features: int, in_features: int) -> int:
-    """The largest rank r whose factors are smaller than the dense weight:
-    r * (in + out) < in * out (0 when none is)."""
-    return (out_features * in_features - 1) // (out_features + in_features)
+def budget(shapes: list[Shape], reduction: float) -> tuple[int, int]:
+    """(target weights kept, lattice step g) for factorable ``shapes``."""
+    g = math.gcd(*(s.step for s in shapes))
+    total = sum(s.whole for s in shapes)
+    target = int((1.0 - reduction) * total) // g * g
+    return max(target, sum(s.step for s in shapes)), g  # at least rank 1 each
 
 
-def rank_pool(count: int, out_features: int, in_features: int, reduction: float) -> int | None:
-    """The total rank the ``count`` layers of one class keep so that at least
-    ``reduction`` of their weights go, or None when the class stays dense
-    (no rank of at least 1 per layer saves anything)."""
-    top = max_saving_rank(out_features, in_features)
-    if top < 1:
-        return None
-    kept = (1.0 - reduction) * count * out_features * in_features / (out_features + in_features)
-    pool = max(int(kept), count)  # at least rank 1 per layer
-    return pool if pool <= count * top else None
+def share_ranks(
+    shapes: list[Shape], energies: dict[str, torch.Tensor] | None, reduction: float
+) -> dict[str, int]:
+    """Each layer's rank (WHOLE: left dense) so that the weights kept equal
+    ``budget``'s target. ``energies``: each layer's squared singular values,
+    descending, in one unit across layers; None shares by shapes alone (the
+    size estimate: every singular value alike)."""
+    shapes = [s for s in shapes if s.top >= 1]
+    if not shapes:
+        return {}
+    target, g = budget(shapes, reduction)
+    # A layer may be left whole only if that keeps the sum on the lattice.
+    may_be_whole = {s.name: s.whole % g == 0 for s in shapes}
+    ranks = {s.name: 1 for s in shapes}
+    used = sum(s.step for s in shapes)
+    candidates = []
+    for order, s in enumerate(shapes):
+        energy = None if energies is None else energies[s.name].double()
+        for j in range(1, s.top + 1):  # j == top: the step to whole
+            value = 1.0 if energy is None else float(energy[j])
+            candidates.append((-value / s.step, order, j, s))
+    candidates.sort(key=lambda c: c[:3])
+    for _, _, _, s in candidates:
+        rank = ranks[s.name]
+        if rank == WHOLE:
+            continue
+        if rank < s.top:
+            cost, new = s.step, rank + 1
+        elif may_be_whole[s.name]:
+            cost, new = s.whole - rank * s.step, WHOLE
+        else:
+            continue
+        if used + cost <= target:
+            ranks[s.name], used = new, used + cost
+    _exact_fit(shapes, energies, ranks, target - used, g)
+    return ranks
 
 
-def even_ranks(pool: int, count: int) -> list[int]:
-    """``pool`` shared as evenly as possible (the first layers take the remainder)."""
-    share, extra = divmod(pool, count)
-    return [share + (i < extra) for i in range(count)]
+def _exact_fit(shapes, energies, ranks, gap: int, g: int) -> None:
+    """Close ``gap`` (a multiple of g) with the fewest single moves: a rank
+    more or less for a factored layer, or a layer at its last saving rank
+    made whole or back; each move on the layer where it costs least."""
+    if gap == 0:
+        return
+    kinds = {}  # (move, out, in) -> change in weights kept
+    for s in shapes:
+        rank, shape = ranks[s.name], (s.out_features, s.in_features)
+        if rank != WHOLE and rank < s.top:
+            kinds[("more", *shape)] = s.step
+        if rank != WHOLE and rank > 1:
+            kinds[("fewer", *shape)] = -s.step
+        if rank == WHOLE:
+            kinds[("unwhole", *shape)] = s.top * s.step - s.whole
+        elif rank == s.top and s.whole % g == 0:
+            kinds[("whole", *shape)] = s.whole - s.top * s.step
+    path = _shortest_combination({k: v // g for k, v in kinds.items()}, gap // g)
+    if path is None:
+        raise ValueError("no exchange of ranks meets the parameter budget exactly")
+    for move, out_f, in_f in path:
+        same = [s for s in shapes if (s.out_features, s.in_features) == (out_f, in_f)]
+        pick = _cheapest(move, same, energies, ranks)
+        if pick is None:
+            raise ValueError("no layer has room to meet the parameter budget exactly")
+        rank = ranks[pick.name]
+        ranks[pick.name] = {
+            "more": rank + 1,
+            "fewer": rank - 1,
+            "unwhole": pick.top,
+            "whole": WHOLE,
+        }[move]
 
 
-def allocate(energies: list[torch.Tensor], count: int, pool: int, top: int, rule: str) -> list[int]:
-    """Ranks (each in [1, top], summing to ``pool``) for the layers of one
-    class, given each layer's squared singular values in descending order
-    (none needed for "uniform"):
-    every layer keeps its first one, then the ``pool - count`` largest scores
-    among the rest win. Scores fall along each spectrum, so every layer
-    keeps a prefix of it."""
-    if rule == "uniform":
-        return even_ranks(pool, count)
-    if rule not in ALLOCATIONS:
-        raise ValueError(f"unknown allocation rule {rule!r}")
-    scores, owners = [], []
-    for index, energy in enumerate(energies):
-        energy = energy.double().clamp(min=0)
-        if rule == "relative":
-            energy = energy / energy.sum().clamp(min=torch.finfo(torch.float64).tiny)
-        scores.append(energy[1:top])
-        owners.append(torch.full((scores[-1].numel(),), index))
-    chosen = torch.topk(torch.cat(scores), pool - count, sorted=False).indices
-    extra = torch.bincount(torch.cat(owners)[chosen], minlength=count)
-    return [1 + int(e) for e in extra]
+def _cheapest(move: str, shapes: list[Shape], energies, ranks) -> Shape | None:
+    """The layer where ``move`` loses least (or gains most) energy."""
+
+    def energy(s: Shape, start: int, stop: int | None = None) -> float:
+        if energies is None:
+            return float((stop or min(s.out_features, s.in_features)) - start)
+        return float(energies[s.name][start:stop].sum())
+
+    if move == "more":
+        room = [s for s in shapes if ranks[s.name] != WHOLE and ranks[s.name] < s.top]
+        return max(room, key=lambda s: energy(s, ranks[s.name], ranks[s.name] + 1), default=None)
+    if move == "fewer":
+        room = [s for s in shapes if ranks[s.name] != WHOLE and ranks[s.name] > 1]
+        return min(room, key=lambda s: energy(s, ranks[s.name] - 1, ranks[s.name]), default=None)
+    if move == "whole":
+        room = [s for s in shapes if ranks[s.name] == s.top]
+        return max(room, key=lambda s: energy(s, s.top), default=None)
+    room = [s for s in shapes if ranks[s.name] == WHOLE]
+    return min(room, key=lambda s: energy(s, s.top), default=None)
+
+
+def _shortest_combination(moves: dict, goal: int, limit: int = 200_000):
+    """The fewest ``moves`` (name -> change, repeats allowed) summing to
+    ``goal``, by breadth-first search over partial sums within +-limit;
+    None if there is none."""
+    largest = max((abs(v) for v in moves.values()), default=0)
+    bound = min(limit, abs(goal) + 2 * largest**2)
+    came_from = {0: None}
+    queue = deque([0])
+    while queue:
+        value = queue.popleft()
+        if value == goal:
+            path = []
+            while came_from[value] is not None:
+                value, move = came_from[value]
+                path.append(move)
+            return path
+        for move, change in moves.items():
+            following = value + change
+            if change and abs(following) <= bound and following not in came_from:
+                came_from[following] = (value, move)
+                queue.append(following)
+    return None

@@ -13,6 +13,14 @@ allocation reads.
 
 Everything is computed in float64: the Cholesky factor of a badly
 conditioned Gram matrix and its inverse lose too much in float32.
+
+Loss-aware outputs (Fisher-weighted SVD, Hsu et al., 2022): not every
+output matters as much to the model's loss. With D the root of each
+output's mean squared loss gradient, the truncated SVD of D W S minimises
+||D (W - W') S||, a second-order estimate of the loss increase, and its
+dropped singular values estimate that increase in the same units for every
+layer; that is what lets the ranks be shared across all layers of the
+model (core.passes.rank_budget).
 """
 
 from __future__ import annotations
@@ -31,9 +39,10 @@ DAMP = 0.01
 
 
 @torch.no_grad()
-def whitening_factor(gram: torch.Tensor, damp: float = DAMP) -> torch.Tensor:
+def whitening_factor(gram: torch.Tensor, damp: float | None = None) -> torch.Tensor:
     """Lower-triangular S (float64) with S S^T = X^T X + damping. ``gram``:
     sum (or mean) of x^T x over the calibration inputs."""
+    damp = DAMP if damp is None else damp
     h = gram.detach().double().clone()
     diagonal = torch.diagonal(h)
     dead = diagonal == 0
@@ -49,34 +58,55 @@ def whitening_factor(gram: torch.Tensor, damp: float = DAMP) -> torch.Tensor:
     return factor
 
 
-@torch.no_grad()
-def whitened_spectrum(weight: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
-    """Squared singular values (descending) of W S, or of W without a factor:
-    the output (or weight) energy each rank carries."""
+# Fraction of the mean output Fisher added to each output's: an output
+# whose gradient was never seen keeps a little weight rather than none.
+# Chosen on the dev split like DAMP.
+OUTPUT_DAMP = 0.1
+
+
+def output_scale(fisher: torch.Tensor, damp: float | None = None) -> torch.Tensor:
+    """D (float64): the root of each output's damped mean squared gradient."""
+    f = fisher.double().clamp(min=0)
+    mean = f.mean()
+    if mean == 0:  # no gradient reached this layer: weigh its outputs alike
+        return torch.ones_like(f)
+    return (f + (OUTPUT_DAMP if damp is None else damp) * mean).sqrt()
+
+
+def _scaled(weight, factor, scale) -> torch.Tensor:
     w = weight.detach().double().cpu()
     if factor is not None:
         w = w @ factor.double()
-    return torch.linalg.svdvals(w).pow(2)
+    if scale is not None:
+        w = scale.double()[:, None] * w
+    return w
+
+
+@torch.no_grad()
+def whitened_spectrum(weight, factor=None, scale=None) -> torch.Tensor:
+    """Squared singular values (descending) of D W S (each side optional):
+    the output error, or with D the estimated loss, each rank carries."""
+    return torch.linalg.svdvals(_scaled(weight, factor, scale)).pow(2)
 
 
 @torch.no_grad()
 def truncated_factors(
-    weight: torch.Tensor, rank: int, factor: torch.Tensor | None
+    weight: torch.Tensor,
+    rank: int,
+    factor: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(first [rank x in], second [out x rank]) with second @ first the best
-    rank-``rank`` approximation of W in output error on the calibration
-    inputs (with a whitening factor) or in weight error (without); the
-    singular values are split evenly between the two."""
-    w = weight.detach().double().cpu()
-    if factor is not None:
-        factor = factor.double()
-        w = w @ factor
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    rank-``rank`` approximation of W in ||D (W - W') S|| (plain weight error
+    without either); the singular values are split evenly between the two."""
+    u, s, vh = torch.linalg.svd(_scaled(weight, factor, scale), full_matrices=False)
     root = s[:rank].sqrt()
-    right = vh[:rank]
+    right, left = vh[:rank], u[:, :rank]
     if factor is not None:  # V_k^T S^-1, by a triangular solve rather than an inverse
-        right = torch.linalg.solve_triangular(factor, right, upper=False, left=False)
-    return root[:, None] * right, u[:, :rank] * root[None, :]
+        right = torch.linalg.solve_triangular(factor.double(), right, upper=False, left=False)
+    if scale is not None:
+        left = left / scale.double()[:, None]
+    return root[:, None] * right, left * root[None, :]
 
 
 def factor_pair(linear: nn.Linear, first: torch.Tensor, second: torch.Tensor) -> nn.Sequential:

@@ -1,27 +1,30 @@
 """Low-rank quality on the default model at one parameter budget (20% of the
-block linears' weights removed): plain SVD and SVD-LLM's activation-aware
+block linears' weights removed): plain SVD and the loss-aware SVD-LLM
 factorisation (the low_rank_aware pass) at the same parameter count, in one
 run.
 
 Rows: today's low_rank pass at the one rank ratio that removes the count
 closest to the budget (every layer the same ratio; layers it would not
-shrink stay dense); low_rank_aware method=svd (plain SVD, per-layer ranks
-shared by weight spectrum: exactly the same count as svd_llm);
-low_rank_aware method=svd_llm (the default); and svd_llm with one rank for
-every layer of a class (SVD-LLM V1's rule), for the allocation's effect.
-Perplexity on the quick protocol's report-split windows, each as a ratio to
-the original's. Target (issue 14): svd_llm at 20% has perplexity <= 2x the
-original's. Calibration is the run's own (16 windows of 256 tokens of the
-calibration split). Parameters are counted on the built models.
+shrink stay dense); low_rank_aware method=svd (plain SVD, ranks shared by
+each layer's share of its own energy: exactly the same count as svd_llm);
+low_rank_aware method=svd_llm (the default); plain SVD at exactly the ranks
+svd_llm chose (the factorisation's own effect); and SVD-LLM's whitening
+without the loss gradients (ranks by each layer's share of its whitened
+energy: what the gradients add). Perplexity on the quick protocol's
+report-split windows, each as a ratio to the original's. Target (issue 14):
+svd_llm at 20% has perplexity <= 2x the original's. Calibration is the
+run's own (16 windows of 256 tokens of the calibration split). Parameters
+are counted on the built models.
 
 ``--dev-choices`` measures on the dev split instead (never the report split)
-what the pass's defaults were chosen from: the allocation rule (relative,
-absolute, uniform) and the whitening damping (0.001, 0.01, 0.1), and the
-slider's default (reductions 0.1 to 0.4). Rules, fixed before the run: the
-allocation and damping with the lowest dev perplexity; the slider's default
-stays 0.2 (the issue's budget) if its dev perplexity is at most 2x the
-original's, otherwise the largest reduction that is. Only quality is
-measured: seconds are printed for orientation.
+what the pass's defaults were chosen from (DEV_VARIANTS): where the budget
+is met (all block linears together, or attention and MLP apart), the output
+and input dampings, the gradients' use, and the slider's default
+(reductions 0.1 to 0.4). Rules, fixed before the run: the settings with the
+lowest dev perplexity at the budget; the slider's default stays 0.2 (the
+issue's budget) if its dev perplexity is at most 2x the original's,
+otherwise the largest reduction that is. Only quality is measured: seconds
+are printed for orientation.
 
     .venv/bin/python benchmarks/low_rank_quality.py [--threads 1] [--reduction 0.2]
         [--dev-choices] [--smoke-model DIR]
@@ -38,17 +41,21 @@ import copy
 import json
 import time
 from dataclasses import replace
+from unittest import mock
+
+import torch
 
 from core.evaluate.perplexity import QUICK_PROTOCOL, compute_perplexity, perplexity_windows
-from core.models.linear_layers import block_linears
+from core.models.linear_layers import block_linears, convert_conv1d_to_linear, replace_module
 from core.models.loading import load_model
 from core.models.size import measure_size
 from core.passes import REGISTRY, PassContext
 from core.passes.calibration import calibration_windows
 from core.passes.low_rank import factor_rank
-from core.passes.low_rank_aware import ALLOCATION, factorise_to_budget
+from core.passes.low_rank_aware import SCOPE, factorise_to_budget
+from core.passes.rank_budget import WHOLE
 from core.passes.recipe import Recipe, apply_recipe
-from core.passes.svd_llm import DAMP
+from core.passes.svd_llm import factor_pair, truncated_factors
 from core.runtime.device import set_threads
 
 TARGET_RATIO = 2.0
@@ -81,46 +88,72 @@ def recipe_row(loaded, config, calibration):
     return compressed.loaded.model, config.summary(), compressed.notes
 
 
-def variant_row(loaded, calibration, reduction, method, allocation, damp):
-    """The pass's work with its allocation or damping changed (dev sweep only)."""
+def variant_row(loaded, calibration, reduction, label, scope=SCOPE, **settings):
+    """The pass's work with a setting changed (dev sweep, ablations)."""
     model = copy.deepcopy(loaded.model)
     context = PassContext(calibration)
-    factorise_to_budget(model, context, reduction, method, allocation, damp)
+    with mock.patch("core.passes.low_rank_aware.SCOPE", scope):
+        ranks = factorise_to_budget(model, context, reduction, "svd_llm", **settings)
     model.eval()
-    label = f"low_rank_aware({reduction:g}, {method}, allocation={allocation}, damp={damp:g})"
-    return model, label, context.notes
+    return model, f"low_rank_aware({reduction:g}, svd_llm, {label})", context.notes, ranks
+
+
+@torch.no_grad()
+def plain_svd_with_ranks(loaded, ranks):
+    """Plain SVD of each weight at exactly the ranks another row chose."""
+    model = copy.deepcopy(loaded.model)
+    convert_conv1d_to_linear(model)
+    for name, linear in block_linears(model):
+        if ranks.get(name, WHOLE) != WHOLE:
+            first, second = truncated_factors(linear.weight, ranks[name])
+            replace_module(model, name, factor_pair(linear, first, second))
+    model.eval()
+    return model, "plain SVD at the svd_llm row's per-layer ranks", []
 
 
 def report_rows(loaded, reduction):
     aware = REGISTRY["low_rank_aware"]
     ratio = matching_rank_ratio(loaded.model, reduction)
+    chosen = {}
+
+    def default(c):
+        model, label, notes, chosen["ranks"] = variant_row(loaded, c, reduction, "defaults")
+        return model, aware(reduction, "svd_llm").summary(), notes
+
     return [
         ("low_rank_uniform_ratio", lambda c: recipe_row(loaded, REGISTRY["low_rank"](ratio), c)),
         ("plain_svd", lambda c: recipe_row(loaded, aware(reduction, "svd"), c)),
-        ("svd_llm", lambda c: recipe_row(loaded, aware(reduction, "svd_llm"), c)),
+        ("svd_llm", default),
+        ("plain_svd_same_ranks", lambda c: plain_svd_with_ranks(loaded, chosen["ranks"])),
         (
-            "svd_llm_one_rank_per_class",
-            lambda c: variant_row(loaded, c, reduction, "svd_llm", "uniform", DAMP),
+            "whitening_only",
+            lambda c: variant_row(loaded, c, reduction, "no gradients", gradients=False)[:3],
         ),
     ]
 
 
+DEV_VARIANTS = {  # label -> (reduction or None for --reduction, settings); first: the defaults
+    "defaults": (None, {}),
+    "scope component": (None, {"scope": "component"}),
+    "output damp 0.01": (None, {"output_damp": 0.01}),
+    "input damp 0.1": (None, {"damp": 0.1}),
+    "no gradients": (None, {"gradients": False}),
+    "reduction 0.1": (0.1, {}),
+    "reduction 0.3": (0.3, {}),
+    "reduction 0.4": (0.4, {}),
+}
+
+
 def dev_rows(loaded, reduction):
     rows = []
-    for allocation in ("relative", "absolute", "uniform"):
-        rows.append((f"allocation {allocation}", allocation, DAMP, reduction))
-    for damp in (0.001, 0.1):
-        rows.append((f"damp {damp:g}", ALLOCATION, damp, reduction))
-    for other in (0.1, 0.3, 0.4):
-        rows.append((f"reduction {other:g}", ALLOCATION, DAMP, other))
-    built = [
-        (label, lambda c, a=a, d=d, r=r: variant_row(loaded, c, r, "svd_llm", a, d))
-        for label, a, d, r in rows
-    ]
-    built.append(
-        ("plain svd", lambda c: variant_row(loaded, c, reduction, "svd", ALLOCATION, DAMP))
-    )
-    return built
+    for label, (other, settings) in DEV_VARIANTS.items():
+        r = reduction if other is None else other
+
+        def build(c, r=r, label=label, settings=settings):
+            return variant_row(loaded, c, r, label, **settings)[:3]
+
+        rows.append((label, build))
+    return rows
 
 
 def main() -> None:
@@ -233,18 +266,17 @@ def main() -> None:
 def choose(rows, reduction) -> dict:
     """The rules fixed before the dev run (see the module's docstring)."""
     by_name = {r["row"]: r for r in rows}
-    allocations = [by_name[f"allocation {a}"] for a in ("relative", "absolute", "uniform")]
-    allocation = min(allocations, key=lambda r: r["ppl"])["row"].split()[-1]
-    damps = {DAMP: by_name[f"allocation {ALLOCATION}"]["ppl"]}
-    damps |= {d: by_name[f"damp {d:g}"]["ppl"] for d in (0.001, 0.1)}
-    damp = min(damps, key=damps.get)
-    ratios = {reduction: by_name[f"allocation {ALLOCATION}"]["ratio_to_original"]}
-    ratios |= {r: by_name[f"reduction {r:g}"]["ratio_to_original"] for r in (0.1, 0.3, 0.4)}
+    at_budget = [r for r in rows if not r["row"].startswith("reduction")]
+    best = min(at_budget, key=lambda r: r["ppl"])
+    ratios = {reduction: by_name["defaults"]["ratio_to_original"]}
+    for row in rows:
+        if row["row"].startswith("reduction "):
+            ratios[float(row["row"].split()[-1])] = row["ratio_to_original"]
     if ratios[reduction] <= TARGET_RATIO:
         slider = reduction
     else:
         slider = max((r for r, x in ratios.items() if x <= TARGET_RATIO), default=min(ratios))
-    return {"allocation": allocation, "damp": damp, "param_reduction": slider}
+    return {"settings": best["row"], "param_reduction": slider}
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ DISPLAY_ORDER = [
     "prune_wanda",
     "prune_sparsegpt",
     "low_rank",
+    "low_rank_aware",
     "cast",
     "int8_weight_only",
     "int8_dynamic",

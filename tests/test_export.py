@@ -30,6 +30,7 @@ PASSES = [
     R["prune_wanda"](0.5),
     R["prune_sparsegpt"](0.5, "2:4"),
     R["int8_head"](),
+    R["low_rank_aware"](0.3),
 ]
 CHAINS = [
     (R["prune_mlp"](0.25), R["int8_weight_only"]()),

@@ -71,6 +71,10 @@ def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
     if name == "low_rank":
         ratio = float(item.get("rank_ratio", 0.5))
         return 1.0 - ratio, f"low rank: {ratio:.0%} of full rank kept"
+    if name == "low_rank_aware":
+        removed = float(item.get("param_reduction", 0.2))
+        how = "SVD-LLM" if item.get("method", "svd_llm") == "svd_llm" else "plain SVD"
+        return removed, f"low rank ({how}): {removed:.0%} of block-linear weights removed"
     if name == "int4_weight_only":
         group = item.get("group_size", 128)
         if item.get("method", "rtn") == "rtn":

@@ -135,7 +135,7 @@ def report_rows(loaded, reduction):
 DEV_VARIANTS = {  # label -> (reduction or None for --reduction, settings); first: the defaults
     "defaults": (None, {}),
     "scope component": (None, {"scope": "component"}),
-    "output damp 0.01": (None, {"output_damp": 0.01}),
+    "output damp 0.1": (None, {"output_damp": 0.1}),
     "input damp 0.1": (None, {"damp": 0.1}),
     "no gradients": (None, {"gradients": False}),
     "reduction 0.1": (0.1, {}),

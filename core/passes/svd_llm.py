@@ -61,7 +61,7 @@ def whitening_factor(gram: torch.Tensor, damp: float | None = None) -> torch.Ten
 # Fraction of the mean output Fisher added to each output's: an output
 # whose gradient was never seen keeps a little weight rather than none.
 # Chosen on the dev split like DAMP.
-OUTPUT_DAMP = 0.1
+OUTPUT_DAMP = 0.01
 
 
 def output_scale(fisher: torch.Tensor, damp: float | None = None) -> torch.Tensor:

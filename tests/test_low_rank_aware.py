@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from core.errors import UnsupportedModelError
 from core.models.linear_layers import block_linears, convert_conv1d_to_linear
 from core.models.loading import load_model
 from core.models.size import measure_size
@@ -303,3 +304,14 @@ def test_refusals_in_one_line(folders):
     with pytest.raises(ValueError, match="no linear layers") as caught:
         R["low_rank_aware"](0.2, "svd").apply(NoLinears(), PassContext())
     assert "\n" not in str(caught.value)
+
+    class NoEmbeddings(nn.Module):  # linears, but no way in for token ids
+        def __init__(self):
+            super().__init__()
+            self.mlp = nn.Linear(16, 16)
+
+    with pytest.raises(UnsupportedModelError, match="no input embeddings") as caught:
+        R["low_rank_aware"](0.2).apply(NoEmbeddings(), PassContext([torch.arange(8)]))
+    assert "\n" not in str(caught.value)
+    plain = R["low_rank_aware"](0.5, "svd").apply(NoEmbeddings(), PassContext())
+    assert isinstance(plain.mlp, nn.Sequential)  # plain SVD needs no text

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from core.errors import UnsupportedModelError
 from core.progress import CancelToken
 
 
@@ -33,9 +34,17 @@ def collect_loss_statistics(
     calibration: list[torch.Tensor],
     cancel: CancelToken,
     with_gradients: bool = True,
+    on_window=None,
+    pass_name: str = "low_rank_aware",
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(grams, output_fisher): per linear, the mean over calibration tokens of
-    x^T x (in x in) and of (dL/dy)^2 per output (empty without gradients)."""
+    x^T x (in x in) and of (dL/dy)^2 per output (empty without gradients).
+    ``on_window(done, total)`` is called after each window."""
+    embed = getattr(model, "get_input_embeddings", lambda: None)()
+    if embed is None:
+        raise UnsupportedModelError(
+            f"{pass_name}: this model has no input embeddings to feed calibration text through"
+        )
     grams = {name: torch.zeros(m.in_features, m.in_features) for name, m in layers}
     fisher = {name: torch.zeros(m.out_features) for name, m in layers} if with_gradients else {}
 
@@ -58,8 +67,7 @@ def collect_loss_statistics(
     tokens = 0
     try:
         model.requires_grad_(False)
-        embed = model.get_input_embeddings()
-        for ids in calibration:
+        for done, ids in enumerate(calibration, 1):
             cancel.raise_if_cancelled()
             ids = ids.view(-1).to(device)
             with torch.inference_mode(False), torch.set_grad_enabled(with_gradients):
@@ -68,6 +76,8 @@ def collect_loss_statistics(
                 if with_gradients:
                     calibration_loss(out.logits, ids).backward()
             tokens += ids.numel()
+            if on_window is not None:
+                on_window(done, len(calibration))
     finally:
         for handle in handles:
             handle.remove()

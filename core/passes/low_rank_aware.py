@@ -132,9 +132,12 @@ def factorise_to_budget(
     factors, scales = {}, {}
     if method == "svd_llm":
         calibration = require_calibration(LowRankAwareConfig.name, context.calibration)
-        context.progress_fraction(0, 1, "SVD-LLM: reading calibration text (with gradients)")
+
+        def on_window(done: int, total: int) -> None:
+            context.progress_fraction(done, total, "SVD-LLM: reading calibration text")
+
         grams, fisher = collect_loss_statistics(
-            model, layers, calibration, context.cancel, gradients
+            model, layers, calibration, context.cancel, gradients, on_window
         )
         for name, _ in layers:  # stored in float32: half the memory of the float64 factor
             context.cancel.raise_if_cancelled()

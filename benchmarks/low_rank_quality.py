@@ -24,7 +24,13 @@ and input dampings, the gradients' use, and the slider's default
 lowest dev perplexity at the budget; the slider's default stays 0.2 (the
 issue's budget) if its dev perplexity is at most 2x the original's,
 otherwise the largest reduction that is. Only quality is measured: seconds
-are printed for orientation.
+are printed for orientation. Chosen
+(results/low_rank_quality_dev_choices_cpu_2core.txt; dev ppl 32.05): the
+defaults, 60.87 (1.90x); budget per component 3.04x, output damping 0.1
+1.92x, input damping 0.1 1.93x, no gradients 7.31x; the slider stays 0.2
+(10%: 1.27x, 30%: 3.20x, 40%: 5.24x). The first design, SVD-LLM whitening
+alone with ranks pooled per layer type, was 5.5x to 38x
+(results/low_rank_quality_dev_round1_cpu_2core.txt).
 
     .venv/bin/python benchmarks/low_rank_quality.py [--threads 1] [--reduction 0.2]
         [--dev-choices] [--smoke-model DIR]

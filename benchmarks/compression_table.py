@@ -44,6 +44,12 @@ from core.runtime.compiled_runner import compile_decode, keep_compiled
 from core.runtime.device import set_threads
 from core.runtime.runners import COMPILED_RUNNER, TORCH_RUNNER
 
+# The 17 layers the int4 sensitivity map named most sensitive on the dev split
+# (benchmarks/mixed_precision.py; results/mixed_precision_cpu_2core.txt):
+# int8 there, int4 g128 GPTQ elsewhere.
+MIXED_INT8_LAYERS = "0,1,2,3,9,11,12,13,14,15,16,18,19,22,23,28,29"
+MIXED_INT4_LAYERS = "4,5,6,7,8,10,17,20,21,24,25,26,27"
+
 ROWS = {
     "original_fp32": (),
     "cast_bf16": (R["cast"]("bfloat16"),),
@@ -55,6 +61,10 @@ ROWS = {
     "int4_g128_gptq_act_order": (R["int4_weight_only"](128, "gptq_act_order"),),
     "int4_g128_rtn_int8_head": (R["int4_weight_only"](128, "rtn"), R["int8_head"]()),
     "int4_g128_gptq_int8_head": (R["int4_weight_only"](128, "gptq"), R["int8_head"]()),
+    "mixed_int8_sensitive_int4_g128_gptq": (
+        R["int8_weight_only"](layers=MIXED_INT8_LAYERS),
+        R["int4_weight_only"](128, "gptq", layers=MIXED_INT4_LAYERS),
+    ),
     "int4_g64_rtn": (R["int4_weight_only"](64, "rtn"),),
     "int4_g64_gptq": (R["int4_weight_only"](64, "gptq"),),
     "prune_unstructured_50": (R["prune_unstructured"](0.5),),

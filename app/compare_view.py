@@ -2,7 +2,10 @@
 
 Shown when exactly two rows of the results table are selected. Ratios are
 only given where both runs measured the number, and the protocols are
-shown so a reader can tell whether the two are comparable at all."""
+shown so a reader can tell whether the two are comparable at all. A timed
+number's ratio says faster or slower only when the two runs' p10-p90
+ranges are apart, "within noise" when they overlap
+(core.measure.compare.speed_verdict)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayou
 
 from app.run_status import BROKEN_COLOR, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, megabytes
+from core.measure.compare import ratio_verdict_text, speed_range
 from core.results.store import RunRecord
 
 METRICS = [
@@ -18,11 +22,21 @@ METRICS = [
     ("Prefill ms", lambda r: r.metric("prefill_ms"), ".1f"),
     ("Decode ms/token", lambda r: r.metric("decode_ms_per_token"), ".2f"),
     ("Tokens/s", lambda r: r.metric("tokens_per_s"), ".1f"),
+    ("Latency ms", lambda r: r.metric("latency_ms"), ".2f"),
+    ("Examples/s", lambda r: r.metric("examples_per_s"), ".1f"),
     ("Perplexity", lambda r: r.metric("ppl"), ".2f"),
     ("Perplexity ±95%", lambda r: r.metric("ppl_ci95"), ".2f"),
     ("Top-1 agreement", lambda r: r.metric("top1_agreement"), ".3f"),
     ("Mean KL", lambda r: r.metric("mean_kl"), ".4f"),
 ]
+# Rows whose number was timed: the metric whose p10-p90 range it has.
+TIMED = {
+    "Prefill ms": "prefill_ms",  # its spread is not stored: never called faster
+    "Decode ms/token": "decode_ms_per_token",
+    "Tokens/s": "tokens_per_s",
+    "Latency ms": "latency_ms",
+    "Examples/s": "examples_per_s",
+}
 TEXT_ROWS = [
     ("Device", lambda r: f"{r.device}, {r.threads} threads"),
     ("Speed protocol", lambda r: r.bench_protocol),
@@ -64,11 +78,19 @@ class CompareView(QWidget):
         self.title.setText(f"A: {_titled(a)}   ·   B: {_titled(b)}")
         self.table.setHorizontalHeaderLabels(["A", "B", "B / A"])
         self._show_status(a, b)
-        for row, (_, value, fmt) in enumerate(METRICS, start=1):
+        for row, (name, value, fmt) in enumerate(METRICS, start=1):
             va, vb = value(a), value(b)
             self._set(row, 0, "–" if va is None else format(va, fmt))
             self._set(row, 1, "–" if vb is None else format(vb, fmt))
-            self._set(row, 2, ratio_text(va, vb))
+            if name not in TIMED:
+                self._set(row, 2, ratio_text(va, vb))
+                continue
+            ra, rb = (speed_range(r.metric, TIMED[name]) for r in (a, b))
+            for column, spread in ((0, ra), (1, rb)):
+                if spread is not None:  # the p10-p90 range on hover
+                    self.table.item(row, column).setToolTip(f"median {spread.text()}")
+            ratio = vb / va if va and vb is not None else None
+            self._set(row, 2, ratio_verdict_text(ra, rb, ratio))
         for offset, (_, value) in enumerate(TEXT_ROWS):
             row = 1 + len(METRICS) + offset
             self._set(row, 0, value(a))

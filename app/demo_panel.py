@@ -8,7 +8,8 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from app.prompt_controls import PromptControls
 from app.stream_view import StreamView
-from core.runtime.generation import GenerationSummary
+from core.measure.compare import FASTER, SLOWER, WITHIN_NOISE, speed_verdict, steps_range
+from core.runtime.generation import GenerationSummary, TextToken
 from core.runtime.side_by_side import COMPRESSED, ORIGINAL, PaneEvent
 
 
@@ -29,6 +30,7 @@ class DemoPanel(QWidget):
             COMPRESSED: StreamView("compressed_text"),
         }
         self._boxes = {}
+        self._step_ms: dict[str, list[float]] = {}
         row = QHBoxLayout()
         for pane, title in ((ORIGINAL, "Original"), (COMPRESSED, "Compressed")):
             box = QGroupBox(title)
@@ -53,11 +55,14 @@ class DemoPanel(QWidget):
             "each token is timed on its own."
         )
         self.verdict.setText("")
+        self._step_ms = {pane: [] for pane in self.panes}  # decode steps, for their spread
         for view in self.panes.values():
             view.begin()
 
     def on_event(self, event: PaneEvent) -> None:
         self.panes[event.pane].on_event(event.event)
+        if isinstance(event.event, TextToken) and event.event.index > 0:
+            self._step_ms.setdefault(event.pane, []).append(event.event.step_s * 1e3)
         if isinstance(event.event, GenerationSummary):
             self._show_verdict()
 
@@ -66,7 +71,17 @@ class DemoPanel(QWidget):
         if a is None or b is None or not a.tokens_per_s or not b.tokens_per_s:
             return
         same = "the same text" if a.text == b.text else "different text"
+        steps = self._step_ms
+        verdict = speed_verdict(
+            steps_range(steps.get(ORIGINAL, [])), steps_range(steps.get(COMPRESSED, []))
+        )
+        why = {
+            FASTER: "faster: the per-token p10-p90 ranges are apart",
+            SLOWER: "slower: the per-token p10-p90 ranges are apart",
+            WITHIN_NOISE: "within noise: the per-token p10-p90 ranges overlap",
+        }.get(verdict, "too few tokens to tell faster from noise")
         self.verdict.setText(
             f"Compressed decodes at {b.tokens_per_s / a.tokens_per_s:.2f}x the original's "
-            f"tokens/s ({b.tokens_per_s:.1f} vs {a.tokens_per_s:.1f}); they wrote {same}."
+            f"tokens/s ({b.tokens_per_s:.1f} vs {a.tokens_per_s:.1f}), {why}; "
+            f"they wrote {same}."
         )

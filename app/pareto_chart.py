@@ -3,6 +3,7 @@ the original marked; axes selectable; clicking a point selects its run."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
@@ -10,6 +11,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from app.chart_axes import padded_range, readable_axes
 from app.run_status import BROKEN_COLOR, short_cause, status_detail
 from app.sizes import UNIT, megabytes
+from core.measure.compare import speed_range
 from core.results.pareto import pareto_front
 from core.results.store import RunRecord
 
@@ -25,9 +27,30 @@ Y_AXES = {
     "Classifier error (1 - accuracy)": lambda r: _one_minus(r.metric("accuracy")),
 }
 
+# Each point's spread, drawn as error bars: a timed axis's p10 to p90 (the
+# protocol's runs), a quality axis's 95% interval; None where not stored.
+X_SPREADS = {
+    "Decode ms/token": lambda r: _ends(speed_range(r.metric, "decode_ms_per_token")),
+    "Classifier latency ms": lambda r: _ends(speed_range(r.metric, "latency_ms")),
+}
+Y_SPREADS = {
+    "Perplexity": lambda r: _pair(r.metric("ppl_ci95_low"), r.metric("ppl_ci95_high")),
+    "Classifier error (1 - accuracy)": lambda r: _pair(
+        _one_minus(r.metric("accuracy_ci95_high")), _one_minus(r.metric("accuracy_ci95_low"))
+    ),
+}
+
 
 def _one_minus(value: float | None) -> float | None:
     return None if value is None else 1 - value
+
+
+def _ends(spread) -> tuple[float, float] | None:
+    return None if spread is None else (spread.p10, spread.p90)
+
+
+def _pair(low: float | None, high: float | None) -> tuple[float, float] | None:
+    return None if low is None or high is None else (low, high)
 
 
 class ParetoChart(QWidget):
@@ -60,9 +83,12 @@ class ParetoChart(QWidget):
             hoverable=True,
             tip=self._tip,
         )
+        self.error_bars = pg.ErrorBarItem(pen=pg.mkPen("#555", width=1), beam=0)
+        self.plot.addItem(self.error_bars)
         for item in (self.scatter, self.original, self.broken):
             self.plot.addItem(item)
         self.labels: list[pg.TextItem] = []
+        self.spreads: dict[str, list[float]] = {}
         row = QHBoxLayout()
         row.addWidget(QLabel("x"))
         row.addWidget(self.x_axis)
@@ -71,6 +97,7 @@ class ParetoChart(QWidget):
         row.addSpacing(12)
         legend = QLabel(
             "★ original &nbsp; - - Pareto front (lower is better on both) &nbsp; "
+            "bars: p10-p90 of the timed runs, 95% interval of quality &nbsp; "
             f"<span style='color:{BROKEN_COLOR}'>✕ broken (quality collapsed)</span>"
         )
         legend.setWordWrap(True)  # wraps rather than widening the whole window
@@ -120,7 +147,11 @@ class ParetoChart(QWidget):
         # The y range fits the healthy runs: a collapsed run's perplexity
         # (often 1e6 times the rest) would flatten every real trade-off. A
         # broken run beyond it sits at the edge, its value in its label.
-        y_range = padded_range([y for _, _, y in healthy or points]) if points else None
+        # Interval ends count too, so every bar fits.
+        y_values = [y for _, _, y in healthy or points]
+        fy = Y_SPREADS.get(self.y_axis.currentText(), lambda r: None)
+        y_values += [end for r, _, _ in healthy for end in fy(r) or ()]
+        y_range = padded_range(y_values) if points else None
         shown = [(r, x, y, _on_chart(y, y_range)) for r, x, y in points]
 
         def spots(keep):
@@ -129,12 +160,15 @@ class ParetoChart(QWidget):
         self.scatter.setData(spots(lambda r: not r.is_original and not r.broken))
         self.original.setData(spots(lambda r: r.is_original and not r.broken))
         self.broken.setData(spots(lambda r: r.broken))
+        self._draw_spreads(shown)
         front = pareto_front([(x, y) for _, x, y in healthy])
         self.front.setData([healthy[i][1] for i in front], [healthy[i][2] for i in front])
         if points:
             # Explicit ranges: one point (or equal values) would otherwise get
             # a zero-width range and ticks like 23.25753336097595.
-            x_range = padded_range([x for _, x, _ in points])
+            fx = X_SPREADS.get(self.x_axis.currentText(), lambda r: None)
+            x_values = [x for _, x, _ in points] + [e for r, _, _ in points for e in fx(r) or ()]
+            x_range = padded_range(x_values)
             self.plot.setRange(xRange=x_range, yRange=y_range, padding=0)
         for label in self.labels:
             self.plot.removeItem(label)
@@ -156,6 +190,28 @@ class ParetoChart(QWidget):
             self.plot.addItem(label)
             self.labels.append(label)
 
+    def _draw_spreads(self, shown) -> None:
+        """Error bars: each point's p10-p90 (timed x) and 95% interval
+        (quality y); a point pinned to the chart's edge gets no y bar, its
+        value being off the chart."""
+        fx = X_SPREADS.get(self.x_axis.currentText(), lambda r: None)
+        fy = Y_SPREADS.get(self.y_axis.currentText(), lambda r: None)
+        bars = {"x": [], "y": [], "left": [], "right": [], "bottom": [], "top": []}
+        for r, x, y, at in shown:
+            x_ends, y_ends = fx(r), fy(r) if at == y else None
+            if x_ends is None and y_ends is None:
+                continue
+            bars["x"].append(x)
+            bars["y"].append(at)
+            bars["left"].append(x - x_ends[0] if x_ends else 0.0)
+            bars["right"].append(x_ends[1] - x if x_ends else 0.0)
+            bars["bottom"].append(y - y_ends[0] if y_ends else 0.0)
+            bars["top"].append(y_ends[1] - y if y_ends else 0.0)
+        self.error_bars.setVisible(bool(bars["x"]))
+        if bars["x"]:
+            self.error_bars.setData(**{k: np.array(v, dtype=float) for k, v in bars.items()})
+        self.spreads = bars  # what was drawn, for tests and tooltips
+
     def _clicked(self, _item, spots) -> None:
         if spots:
             self.record_clicked.emit(spots[0].data())
@@ -165,8 +221,14 @@ class ParetoChart(QWidget):
         (not the drawn position, which is pinned for an off-chart point) and
         why it is broken or its timing doubtful."""
         x_name, y_name = self.x_axis.currentText(), self.y_axis.currentText()
-        values = f"{x_name}: {X_AXES[x_name](data):.4g}; {y_name}: {Y_AXES[y_name](data):.4g}"
+        values = f"{x_name}: {X_AXES[x_name](data):.4g}{_range_text(X_SPREADS, x_name, data)}; "
+        values += f"{y_name}: {Y_AXES[y_name](data):.4g}{_range_text(Y_SPREADS, y_name, data)}"
         return "\n".join(filter(None, [data.recipe_name, values, status_detail(data)]))
+
+
+def _range_text(spreads: dict, axis: str, record: RunRecord) -> str:
+    ends = spreads.get(axis, lambda r: None)(record)
+    return "" if ends is None else f" ({ends[0]:.4g} to {ends[1]:.4g})"
 
 
 def _on_chart(y: float, y_range: tuple[float, float]) -> float:

@@ -132,4 +132,9 @@ def run(args) -> None:
         return
     from core.cli.record_text import print_record
 
-    print_record(record)
+    # The original's latest stored run on PyTorch: its speed is what this one is compared with.
+    baseline = next(
+        (r for r in reversed(ResultsStore().load()) if r.model == record.model and r.is_original),
+        None,
+    )
+    print_record(record, None if record.is_original else baseline)

@@ -3,10 +3,18 @@ own speed and quality lines, notes. Each metrics type has its printer."""
 
 from __future__ import annotations
 
+from core.measure.compare import FASTER, NO_SPREAD, SLOWER, speed_range, speed_verdict
 from core.results.metrics import ClassifierMetrics, LMMetrics
 
+# The timed number each kind is compared on, and its words.
+_COMPARED = {
+    LMMetrics: ("decode_ms_per_token", "decode"),
+    ClassifierMetrics: ("latency_ms", "latency"),
+}
 
-def print_record(record) -> None:
+
+def print_record(record, baseline=None) -> None:
+    """``baseline``: a stored run of the original to compare speeds with."""
     print(f"{record.recipe_name}")
     if record.broken:
         print(f"  BROKEN: {record.broken}")
@@ -14,8 +22,27 @@ def print_record(record) -> None:
         print(f"  BUSY MACHINE: {record.machine_busy}")
     print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
     _PRINTERS[type(record.metrics)](record, record.metrics)
+    if baseline is not None and type(baseline.metrics) is type(record.metrics):
+        print(f"  {speed_against(record, baseline)}")
     for note in record.notes:
         print(f"  note: {note}")
+
+
+def speed_against(record, baseline) -> str:
+    """One line: the run's median time against the original's, called
+    faster or slower only when their p10-p90 ranges are apart."""
+    name, words = _COMPARED[type(record.metrics)]
+    a, b = baseline.metric(name), record.metric(name)
+    if a is None or b is None or a <= 0:
+        return f"{words} against the original: not measured on both"
+    verdict = speed_verdict(speed_range(baseline.metric, name), speed_range(record.metric, name))
+    why = "p10-p90 ranges apart" if verdict in (FASTER, SLOWER) else "p10-p90 ranges overlap"
+    if verdict == NO_SPREAD:
+        why = "a run stored without its p10-p90"
+    return (
+        f"{words} {b / a:.3f}x the original's ({baseline.backend} run {baseline.run_id}): "
+        f"{verdict} ({why})"
+    )
 
 
 def _print_lm(record, m: LMMetrics) -> None:

@@ -11,6 +11,7 @@ import json
 import shlex
 import time
 
+from core.measure.compare import speed_range, speed_verdict
 from core.results.pareto import pareto_front
 
 # (field, label, unit, lower is better)
@@ -79,6 +80,17 @@ def same_runtime_original(runs, chosen):
     )
 
 
+# Timed metrics: the report says faster or slower only where the runs'
+# p10-p90 ranges do not overlap (core.measure.compare).
+TIMED = ("prefill_ms", "decode_ms_per_token", "tokens_per_s")
+
+
+def _verdict(baseline, run, name: str) -> str | None:
+    if baseline is None or run is None or _value(run, name) is None:
+        return None
+    return speed_verdict(speed_range(baseline.metric, name), speed_range(run.metric, name))
+
+
 def _ratio(a, b):
     return a / b if a is not None and b else None
 
@@ -93,6 +105,9 @@ def comparison(chosen, original, runtime_original=None) -> list[dict]:
         row = {"metric": name, "label": label, "unit": unit, "lower_is_better": lower}
         row |= {"exported": a, "original": b, "ratio": _ratio(a, b)}
         row["ratio_same_runtime"] = _ratio(a, _value(runtime_original, name))
+        if name in TIMED:  # faster or slower only when the p10-p90 ranges are apart
+            row["verdict"] = _verdict(original, chosen, name)
+            row["verdict_same_runtime"] = _verdict(runtime_original, chosen, name)
         if name == "ppl":  # the 95% interval: its ends, and half its width for old runs
             for key, run in (("exported", chosen), ("original", original)):
                 for end in ("ci95", "ci95_low", "ci95_high"):
@@ -213,11 +228,16 @@ def _comparison_rows(report: dict) -> list[list[str]]:
         if row["metric"] == "ppl":
             exported, original = _ppl_text(row, "exported"), _ppl_text(row, "original")
         ratios = [
-            NOT_MEASURED if row.get(key) is None else f"{row[key]:.3f}×"
+            NOT_MEASURED if row.get(key) is None else f"{row[key]:.3f}×" + _verdict_text(row, key)
             for key in ("ratio", "ratio_same_runtime")
         ]
         rows.append([row["label"], exported, original, *ratios])
     return rows
+
+
+def _verdict_text(row: dict, ratio_key: str) -> str:
+    verdict = row.get(ratio_key.replace("ratio", "verdict"))
+    return f", {verdict}" if verdict else ""
 
 
 def _ppl_text(row: dict, key: str) -> str:
@@ -305,6 +325,8 @@ def render_html(report: dict) -> str:
         "<p>Ratio: exported ÷ the original run in PyTorch eager, so a speed ratio holds the "
         "runtime's gain and the compression's together. Ratio, same runtime: exported ÷ the "
         "original run on the exported run's runtime, the compression's gain alone. "
+        "A speed is called faster or slower only when the two runs' p10-p90 ranges are "
+        "apart; overlapping ranges are within noise. "
         "Perplexity's 95% interval is not symmetric: both ends are given.</p>",
         _table(_protocol_rows(report), ["run", "device", "speed protocol", "quality protocol"]),
         "<h2>Trade-off against every run of this model</h2>",

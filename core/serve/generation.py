@@ -1,0 +1,74 @@
+"""One request's generation on the model thread: our token loop (the same
+runners, sampling and incremental decoding as the Generate job), stop
+sequences, and events handed to the request as each token comes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.progress import CancelToken
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str  # what it adds to the answer (may be empty: a partial character, a stop token)
+    tokens: int = 1  # generated tokens it stands for (0: text held back until the end)
+
+
+@dataclass(frozen=True)
+class Finished:
+    completion_tokens: int
+    finish_reason: str  # "stop", "length" or "cancelled" (the client left)
+
+
+@dataclass(frozen=True)
+class Failed:
+    status: int
+    message: str
+
+
+@dataclass
+class GenerationJob:
+    ids: list[int]
+    max_tokens: int
+    sampling: object  # core.runtime.sampling.Sampling
+    stops: tuple[str, ...]
+    emit: Callable[[object], None]  # called on the model thread
+    cancel: CancelToken
+
+
+def run_generation(served, job: GenerationJob) -> None:
+    """Generate for ``job`` on ``served`` (a ServedModel), emitting a Token per
+    generated token and one Finished."""
+    import torch
+
+    from core.runtime.generation import IncrementalDecoder
+    from core.runtime.runners import steps_function
+    from core.serve.stop_text import StopText
+
+    loaded = served.loaded
+    input_ids = torch.tensor([job.ids], dtype=torch.long, device=loaded.device)
+    steps = steps_function(loaded.model, loaded.runner)
+    decoder = IncrementalDecoder(loaded.tokenizer)
+    stop = StopText(job.stops)
+    count, last = 0, None
+    for step in steps(
+        loaded.model, input_ids, job.max_tokens, job.sampling, served.stop_ids, job.cancel
+    ):
+        count, last = count + 1, step.token_id
+        with served.tokenizer_lock:
+            piece = decoder.add(step.token_id)
+        job.emit(Token(stop.feed(piece)))
+        if stop.stopped:
+            break
+    tail = stop.flush()
+    if tail:
+        job.emit(Token(tail, 0))
+    if stop.stopped or last in served.stop_ids:
+        reason = "stop"
+    elif job.cancel.cancelled:
+        reason = "cancelled"
+    else:
+        reason = "length"
+    job.emit(Finished(count, reason))

@@ -1,0 +1,41 @@
+"""A request's JSON body, read and checked in order: size (413, from
+Content-Length before reading, or while reading a chunked body), JSON
+syntax (400), then the schema (422)."""
+
+from __future__ import annotations
+
+import json
+
+from core.serve.api_errors import ApiError
+
+
+async def read_json(request, schema, max_bytes: int):
+    """``schema`` (a pydantic model) validated from the body of ``request``."""
+    from pydantic import ValidationError
+
+    too_large = ApiError(413, f"request body over {max_bytes} bytes", code="body_too_large")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "Content-Length is not a number")
+        if int(declared) > max_bytes:
+            raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    try:
+        data = json.loads(b"".join(chunks))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ApiError(
+            400, f"the body is not valid JSON ({type(err).__name__})", code="invalid_json"
+        ) from None
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ApiError(422, f"{where}: {message}" if where else message, where or None) from None

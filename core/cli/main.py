@@ -1,6 +1,6 @@
 """The headless command line: the same jobs the window runs, printed.
 
-``workbench info|generate|bench|eval|compress|export|distill|train-classifier|sensitivity``
+``workbench info|generate|bench|eval|compress|export|distill|train-classifier|sensitivity|serve``
 (or ``workbench-cli``). One module per command: each adds its parser and runs
 a job. Every command works on the embedded default model with no arguments;
 bad input exits with status 2 and a one-line reason on stderr. Building the
@@ -21,6 +21,7 @@ from core.cli import (
     generate,
     info,
     sensitivity,
+    serve,
     train_classifier,
 )
 from core.cli.common import EXIT_BAD_INPUT
@@ -37,6 +38,7 @@ COMMANDS = {
     "export": export,
     "distill": distill,
     "sensitivity": sensitivity,
+    "serve": serve,
 }
 
 

@@ -73,8 +73,14 @@ def _forward(model, cache: StaticCache, input_ids: torch.Tensor, positions: torc
     return out.logits
 
 
-def _decode_for(model, needed_len: int) -> _CompiledDecode:
-    found = _compiled.get(id(model))
+def _key(model, batch: int):
+    # Batch 1 keeps the plain id; beam search (one cache row per beam) needs
+    # its own static cache and graph per beam count.
+    return id(model) if batch == 1 else (id(model), batch)
+
+
+def _decode_for(model, needed_len: int, batch: int = 1) -> _CompiledDecode:
+    found = _compiled.get(_key(model, batch))
     if found is not None and found.max_len >= needed_len:
         return found
     if found is None and len(_compiled) >= _keep:
@@ -101,20 +107,21 @@ def _decode_for(model, needed_len: int) -> _CompiledDecode:
             return compiled_forward(input_ids, positions)
 
     compiled = _CompiledDecode(model, cache, length, step)
-    _compiled[id(model)] = compiled
+    _compiled[_key(model, batch)] = compiled
     return compiled
 
 
-def compile_decode(model, needed_len: int) -> float:
+def compile_decode(model, needed_len: int, batch: int = 1) -> float:
     """Compile (or find) the decode step for runs up to ``needed_len`` tokens
-    and run it once; returns the seconds it took. Raises
-    UnsupportedModelError when torch.compile cannot trace the model."""
+    of ``batch`` rows (beam search: one per beam) and run it once; returns
+    the seconds it took. Raises UnsupportedModelError when torch.compile
+    cannot trace the model."""
     start = time.perf_counter()
-    decode = _decode_for(model, needed_len)
+    decode = _decode_for(model, needed_len, batch)
     device = next(model.parameters()).device
     try:
         with torch.inference_mode():  # inputs made inside it, as in a run (dynamo guards on it)
-            ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+            ids = torch.zeros((batch, 1), dtype=torch.long, device=device)
             # An eager step first, as in a run: the cache initialises its
             # tensors on first use, and a graph traced before that would be
             # traced again at the first real run.
@@ -122,7 +129,7 @@ def compile_decode(model, needed_len: int) -> float:
             _forward(model, decode.cache, ids, torch.zeros_like(ids))
             decode.step(ids, torch.ones_like(ids))
     except Exception as error:  # dynamo/inductor raise many types; all mean "cannot compile"
-        _compiled.pop(id(model), None)
+        _compiled.pop(_key(model, batch), None)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UnsupportedModelError(
             f"torch.compile could not compile this model's decode step "
@@ -158,3 +165,49 @@ def generate_steps(
 
     generator = make_generator(sampling, device)
     yield from token_loop(logits_for, max_new_tokens, sampling, generator, stop_ids, cancel)
+
+
+def _reorder_in_place(cache: StaticCache, beam_idx: torch.Tensor) -> None:
+    """Row i of every layer takes what row ``beam_idx[i]`` held, written into
+    the same tensors: the cache's own ``reorder_cache`` swaps in new ones,
+    and the compiled graph reads the static addresses it was traced with."""
+    for layer in cache.layers:
+        layer.keys.copy_(layer.keys.index_select(0, beam_idx))
+        layer.values.copy_(layer.values.index_select(0, beam_idx))
+
+
+@torch.inference_mode()
+def beam_steps(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    settings,
+    stop_ids: set[int] | frozenset[int] = frozenset(),
+    cancel: CancelToken | None = None,
+):
+    """Beam search (``core.runtime.beam_search``): the prompt eager, once per
+    beam, then the compiled step on a static cache of one row per beam."""
+    from core.runtime.beam_search import beam_search_loop
+
+    beams = settings.num_beams
+    device = input_ids.device
+    prompt_len = input_ids.shape[1]
+    decode = _decode_for(model, prompt_len + max_new_tokens, beams)
+    if prompt_len + max_new_tokens > decode.max_len:
+        raise ValueError(f"{prompt_len} + {max_new_tokens} tokens exceed the model's context")
+    decode.cache.reset()
+    prompt_positions = torch.arange(prompt_len, device=device).unsqueeze(0).expand(beams, -1)
+
+    def logits_for(index, ids):
+        if index == 0:
+            return _forward(model, decode.cache, ids, prompt_positions)[:, -1, :]
+        position = torch.full((beams, 1), prompt_len + index - 1, dtype=torch.long, device=device)
+        # contiguous: a view's strides would be guarded on and recompile.
+        return decode.step(ids.contiguous(), position)[:, -1, :]
+
+    def reorder(beam_idx):
+        _reorder_in_place(decode.cache, beam_idx)
+
+    yield from beam_search_loop(
+        logits_for, reorder, input_ids, max_new_tokens, settings, stop_ids, cancel
+    )

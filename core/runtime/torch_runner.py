@@ -83,3 +83,28 @@ def generate_steps(
 
     generator = make_generator(sampling, input_ids.device)
     yield from token_loop(logits_for, max_new_tokens, sampling, generator, stop_ids, cancel)
+
+
+@torch.inference_mode()
+def beam_steps(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    settings,
+    stop_ids: set[int] | frozenset[int] = frozenset(),
+    cancel: CancelToken | None = None,
+):
+    """Beam search (``core.runtime.beam_search``) on a DynamicCache holding a
+    row per beam, reordered by the cache's own ``reorder_cache`` each step.
+    The prompt runs once per beam, as ``generate`` does, so the scores match."""
+    from core.runtime.beam_search import beam_search_loop
+
+    cache = DynamicCache(config=model.config)
+
+    def logits_for(index, ids):
+        out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    yield from beam_search_loop(
+        logits_for, cache.reorder_cache, input_ids, max_new_tokens, settings, stop_ids, cancel
+    )

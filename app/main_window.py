@@ -183,13 +183,15 @@ class MainWindow(QMainWindow):
             self.live_view.begin(classifier=True)
             self.tabs.setCurrentWidget(self.live_view)
 
-    def generate(self, prompt: str, max_tokens: int, sampling, chat: bool) -> None:
+    def generate(self, prompt: str, max_tokens: int, sampling, chat: bool, beams=None) -> None:
         if self.loaded is None:
             self.notifications.error("Load a model first.")
             return
         from core.jobs.generate import GenerateRequest, generate
 
-        request = GenerateRequest(self.loaded, prompt, max_tokens, sampling, chat, self.threads)
+        request = GenerateRequest(
+            self.loaded, prompt, max_tokens, sampling, chat, self.threads, beam_search=beams
+        )
         if self._start_job("Generating", generate, request):
             self.generate_panel.begin()
 
@@ -362,6 +364,7 @@ class MainWindow(QMainWindow):
     def _subscribe_panels(self) -> None:
         """Each part of the window subscribes to the job events it shows."""
         from core.jobs.distill import DistillBaseline, StudentNotes
+        from core.runtime.beam_generation import BeamProgress
         from core.runtime.generation import GenerationSummary, TextToken
 
         on, live, note = self.router.subscribe, self.live_view, self.notifications.notice
@@ -375,7 +378,7 @@ class MainWindow(QMainWindow):
         )
         on(ClassificationTiming, lambda e: live.add_classification(e.ms))
         on(AccuracyPartial, lambda e: live.add_accuracy(e.done, e.accuracy))
-        on((TextToken, GenerationSummary), self.generate_panel.on_event)
+        on((TextToken, GenerationSummary, BeamProgress), self.generate_panel.on_event)
         on(PaneEvent, self.demo_panel.on_event)
         on(DISTILL_EVENTS, self.distill_panel.on_event)
         on(StudentNotes, lambda e: [note(n) for n in e.notes])

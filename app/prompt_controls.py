@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
@@ -14,13 +15,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.runtime.beam_search import BeamSearch
 from core.runtime.sampling import Sampling
 
 DEFAULT_PROMPT = "Explain in two sentences why smaller language models are faster."
 
 
 class PromptControls(QWidget):
-    def __init__(self, button_text: str, parent=None) -> None:
+    """``beams``: show beam search settings (Generate has them; the
+    side-by-side demo streams tokens, which beam search cannot)."""
+
+    def __init__(self, button_text: str, parent=None, beams: bool = False) -> None:
         super().__init__(parent)
         self.prompt = QPlainTextEdit(DEFAULT_PROMPT)
         self.prompt.setMaximumHeight(80)
@@ -37,10 +42,14 @@ class PromptControls(QWidget):
         self.chat.setChecked(True)
         self.chat.setToolTip("Wrap the prompt in the model's chat template (instruct models)")
         self.button = QPushButton(button_text)
+        self.beams = self._beam_controls() if beams else None
 
         row = QHBoxLayout()
         for widget in (self.max_tokens, self.temperature, self.chat):
             row.addWidget(widget)
+        if self.beams is not None:
+            for widget in (self.beams, self.length_penalty, self.early_stopping):
+                row.addWidget(widget)
         row.addStretch(1)
         row.addWidget(self.button)
         layout = QVBoxLayout(self)
@@ -49,7 +58,53 @@ class PromptControls(QWidget):
         layout.addWidget(self.prompt)
         layout.addLayout(row)
 
+    def _beam_controls(self) -> QSpinBox:
+        beams = QSpinBox()
+        beams.setRange(1, 16)
+        beams.setPrefix("beams ")
+        beams.setToolTip(
+            "Beam search keeps this many candidate answers and returns the most likely "
+            "(1 = off). Deterministic, so temperature is unused; the answer appears when "
+            "the search ends, the leading beam meanwhile."
+        )
+        self.length_penalty = QDoubleSpinBox()
+        self.length_penalty.setRange(-10.0, 10.0)
+        self.length_penalty.setSingleStep(0.1)
+        self.length_penalty.setValue(1.0)
+        self.length_penalty.setPrefix("length penalty ")
+        self.length_penalty.setToolTip(
+            "An answer's log-probability is divided by its length to this power; "
+            "> 0 favours longer answers"
+        )
+        self.early_stopping = QComboBox()
+        # The CLI's words (--early-stopping false|true|never), transformers' values.
+        for value in (False, True, "never"):
+            self.early_stopping.addItem(f"early stopping {str(value).lower()}", value)
+        self.early_stopping.setToolTip(
+            "When the search ends (transformers' early_stopping): False, when no running "
+            "beam is likely to beat the finished ones; True, as soon as there are as many "
+            "finished as beams; never, when none can"
+        )
+        beams.valueChanged.connect(self._on_beams)
+        self._on_beams(beams.value())
+        return beams
+
+    def _on_beams(self, count: int) -> None:
+        searching = count > 1
+        self.temperature.setEnabled(not searching)
+        self.length_penalty.setEnabled(searching)
+        self.early_stopping.setEnabled(searching)
+
+    def beam_search(self) -> BeamSearch | None:
+        if self.beams is None or self.beams.value() == 1:
+            return None
+        return BeamSearch(
+            self.beams.value(), self.length_penalty.value(), self.early_stopping.currentData()
+        )
+
     def sampling(self) -> Sampling:
+        if self.beam_search() is not None:  # deterministic: the temperature box is disabled
+            return Sampling()
         temperature = self.temperature.value()
         return Sampling(temperature=temperature, top_p=0.95 if temperature else 1.0)
 

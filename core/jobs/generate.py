@@ -1,5 +1,7 @@
 """The Generate job: stream a model's answer to a prompt, token by token,
-each timed; the summary says tokens/s of the generation alone."""
+each timed; the summary says tokens/s of the generation alone. With beam
+search, each search step is streamed and timed, and the answer comes at the
+end (core/runtime/beam_generation.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,25 @@ class GenerateRequest:
     sampling: object = field(default_factory=_greedy)  # core.runtime.sampling.Sampling
     chat: bool = False  # wrap the prompt in the tokenizer's chat template
     threads: int | None = None
+    # core.runtime.beam_search.BeamSearch: beam search instead of one token
+    # at a time (deterministic, so ``sampling`` must be greedy); None: off.
+    beam_search: object = None
+
+
+def check_beam_search(sampling, beam_search, onnx: bool) -> None:
+    """Refuse what beam search cannot do here, in one line; the CLI calls it
+    before a model loads (``onnx``: the runtime is ONNX Runtime)."""
+    if beam_search is None:
+        return
+    if not sampling.greedy:
+        raise ValueError(
+            "beam search here picks the most likely beams (transformers' do_sample=False): "
+            "set temperature 0, or sample with 1 beam"
+        )
+    if onnx:
+        from core.runtime.beam_generation import ONNX_REFUSAL
+
+        raise ValueError(ONNX_REFUSAL)
 
 
 def generate(
@@ -33,9 +54,11 @@ def generate(
     """Yield a TextToken per token, then the GenerationSummary."""
     from core.runtime.device import set_threads
     from core.runtime.generation import stream_generation
+    from core.runtime.runners import is_onnx_runtime
 
     if request.max_new_tokens < 1:
         raise ValueError("max new tokens must be at least 1")
+    check_beam_search(request.sampling, request.beam_search, is_onnx_runtime(request.loaded.model))
     set_threads(request.threads)
     progress(Progress("Generating", None))
     yield from stream_generation(
@@ -45,4 +68,5 @@ def generate(
         request.sampling,
         request.chat,
         cancel,
+        request.beam_search,
     )

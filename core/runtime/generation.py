@@ -41,6 +41,11 @@ class GenerationSummary:
     # Seconds spent compiling (or finding compiled) the decode step before
     # the first token, on the compiled runner; in none of the timings above.
     compile_s: float | None = None
+    # Beam search (core/runtime/beam_generation.py): more than 1 beam. The
+    # timings above are then per search step (every beam grows one token),
+    # and tokens_per_s is search steps per second after the first.
+    num_beams: int = 1
+    search_steps: int | None = None
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
@@ -103,8 +108,10 @@ def stream_generation(
     sampling: Sampling = GREEDY,
     chat: bool = False,
     cancel: CancelToken | None = None,
+    beam_search=None,  # core.runtime.beam_search.BeamSearch, or None
 ) -> Iterator[TextToken | GenerationSummary]:
-    """Yield a TextToken per generated token, then one GenerationSummary."""
+    """Yield a TextToken per generated token, then one GenerationSummary;
+    with ``beam_search``, a BeamProgress per search step instead of tokens."""
     require_causal_lm(loaded, "text generation")
     cancel = cancel or CancelToken()
     input_ids = encode_prompt(loaded, prompt, chat)
@@ -113,6 +120,13 @@ def stream_generation(
         raise ValueError(f"the prompt ({input_ids.shape[1]} tokens) fills the model's context")
     max_new_tokens = min(max_new_tokens, room)
     stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
+    if beam_search is not None:
+        from core.runtime.beam_generation import stream_beam_search
+
+        yield from stream_beam_search(
+            loaded, input_ids, room, max_new_tokens, stop_ids, beam_search, cancel
+        )
+        return
     compile_s = None
     if loaded.runner == COMPILED_RUNNER and not is_onnx_runtime(loaded.model):
         from core.runtime.compiled_runner import compile_decode

@@ -38,4 +38,5 @@ async def read_json(request, schema, max_bytes: int):
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
-        raise ApiError(422, f"{where}: {message}" if where else message, where or None) from None
+        param = str(first["loc"][0]) if first["loc"] else None  # the field, as OpenAI names it
+        raise ApiError(422, f"{where}: {message}" if where else message, param) from None

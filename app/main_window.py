@@ -29,6 +29,7 @@ from app.model_panel import ModelPanel
 from app.notifications import NotificationArea
 from app.pareto_chart import ParetoChart
 from app.results_table import ResultsTable
+from app.serve_panel import ServePanel
 from app.sizes import size_text
 from app.worker import JobRunner
 from core.distill.events import DISTILL_EVENTS
@@ -45,6 +46,7 @@ from core.progress import Progress
 from core.results.store import ResultsStore, RunRecord
 from core.runtime.side_by_side import PaneEvent
 from core.runtime.torch_runner import TokenStep
+from core.serve.events import SERVE_EVENTS
 
 
 class MainWindow(QMainWindow):
@@ -72,6 +74,7 @@ class MainWindow(QMainWindow):
         self.generate_panel = GeneratePanel()
         self.demo_panel = DemoPanel()
         self.distill_panel = DistillPanel()
+        self.serve_panel = ServePanel()
         self.live_view = LiveRunView()
         self.bench_chart = self.live_view.latency
         self.perplexity_chart = self.live_view.perplexity
@@ -123,6 +126,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.generate_panel, "Generate")
         self.tabs.addTab(self.demo_panel, "Side by side")
         self.tabs.addTab(self.distill_panel, "Distil")
+        self.tabs.addTab(self.serve_panel, "Serve")
 
         top = QHBoxLayout()
         top.addWidget(scroll)
@@ -142,6 +146,8 @@ class MainWindow(QMainWindow):
         self.results_table.pair_selected.connect(self.compare_view.show_pair)
         self.demo_panel.demo_requested.connect(self.run_demo)
         self.distill_panel.distill_requested.connect(self.distill_student)
+        self.serve_panel.serve_requested.connect(self.serve)
+        self.serve_panel.stop_requested.connect(self.runner.cancel)
         self.export_button.clicked.connect(self.open_export_dialog)
         self.pareto_chart.record_clicked.connect(self.restore)
         for record in self.store.load():
@@ -282,6 +288,28 @@ class MainWindow(QMainWindow):
             self.distill_panel.begin()
             self.live_view.begin(self.loaded.device)
 
+    def serve(self, use_run: bool, host: str, port: int) -> None:
+        """Serve the loaded model, or the selected run as it was measured, over
+        HTTP until Stop; it holds the worker while it serves."""
+        if self.loaded is None:
+            self.notifications.error("Load a model first.")
+            return
+        record = None
+        if use_run:
+            chosen = self.results_table.selected_records()
+            if len(chosen) != 1:
+                self.notifications.error("Select one run in the table to serve.")
+                return
+            record = chosen[0]
+        from core.jobs.serve import ServeRequest, serve
+
+        request = ServeRequest(
+            self.loaded, record, host, port, settings=self._run_settings(),
+            store_dir=self.store.path.parent, threads=self.threads,
+        )  # fmt: skip
+        if self._start_job("Serving", serve, request):
+            self.serve_panel.begin()
+
     def open_export_dialog(self) -> None:
         from pathlib import Path
 
@@ -381,6 +409,7 @@ class MainWindow(QMainWindow):
         on((TextToken, GenerationSummary, BeamProgress), self.generate_panel.on_event)
         on(PaneEvent, self.demo_panel.on_event)
         on(DISTILL_EVENTS, self.distill_panel.on_event)
+        on(SERVE_EVENTS, self.serve_panel.on_event)
         on(StudentNotes, lambda e: [note(n) for n in e.notes])
         on(
             DistillBaseline,
@@ -464,6 +493,7 @@ class MainWindow(QMainWindow):
         self.demo_panel.set_ready(not busy and self.loaded is not None)
         self.export_button.setEnabled(not busy)
         self.distill_panel.set_ready(not busy and self.loaded is not None)
+        self.serve_panel.set_ready(not busy and self.loaded is not None)
 
     # --- menu bar and state kept between sessions -----------------------------
     def _build_menu(self) -> None:

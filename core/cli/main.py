@@ -1,7 +1,7 @@
 """The headless command line: the same jobs the window runs, printed.
 
-``workbench info|generate|bench|eval|compress|export|distill|train-classifier|sensitivity|serve``
-(or ``workbench-cli``). One module per command: each adds its parser and runs
+``workbench info|generate|bench|eval|compress|export|distill|train-classifier|sensitivity|``
+``search|serve`` (or ``workbench-cli``). One module per command: each adds its parser and runs
 a job. Every command works on the embedded default model with no arguments;
 bad input exits with status 2 and a one-line reason on stderr. Building the
 parser imports no torch, so ``--help`` answers at once.
@@ -20,6 +20,7 @@ from core.cli import (
     export,
     generate,
     info,
+    search,
     sensitivity,
     serve,
     train_classifier,
@@ -38,6 +39,7 @@ COMMANDS = {
     "export": export,
     "distill": distill,
     "sensitivity": sensitivity,
+    "search": search,
     "serve": serve,
 }
 

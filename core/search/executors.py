@@ -1,0 +1,175 @@
+"""Where proxy scores are computed: in this process (on the model already
+loaded), in a local pool of worker processes (spawned: each loads the model
+once), or as Ray tasks on a cluster. All three hand back the same
+``(index, ProxyScore | ProxyFailure)`` pairs as they complete, honour the
+cancel token, and time nothing: speed is measured only by the search job,
+on this machine, one configuration at a time, never while proxies run.
+"""
+
+from __future__ import annotations
+
+import time
+
+from core.errors import Cancelled
+from core.progress import CancelToken
+
+POLL_S = 0.2  # how often a waiting executor looks at the cancel token and the deadline
+
+
+class DeadlineReached(Exception):
+    """The search's time budget ran out while proxies were being scored."""
+
+
+def _check(cancel: CancelToken, deadline: float | None) -> None:
+    cancel.raise_if_cancelled()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineReached
+
+
+class InProcessExecutor:
+    """One recipe after another on the loaded model: no second copy of the
+    model, no start-up; what a small machine should use."""
+
+    def __init__(self, scorer_factory) -> None:
+        self._factory = scorer_factory  # built lazily: the reference logits cost a pass
+        self._scorer = None
+        self.description = "in this process, one candidate at a time"
+
+    def scorer(self):
+        if self._scorer is None:
+            self._scorer = self._factory()
+        return self._scorer
+
+    def score(self, recipes: list[dict], cancel: CancelToken, deadline: float | None = None):
+        for index, recipe in enumerate(recipes):
+            _check(cancel, deadline)
+            yield index, self.scorer().score(recipe, cancel)
+
+    def close(self) -> None:
+        self._scorer = None
+
+
+class PoolExecutor:
+    """``workers`` spawned processes (spawn: a forked copy of a process that
+    runs torch threads can deadlock); each loads the model once."""
+
+    def __init__(self, spec, workers: int) -> None:
+        import multiprocessing
+
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.spec, self._workers = spec, workers
+        self._pool = multiprocessing.get_context("spawn").Pool(workers)
+        self.description = f"{workers} local worker processes"
+
+    def score(self, recipes: list[dict], cancel: CancelToken, deadline: float | None = None):
+        from core.search.proxy import score_in_worker
+
+        pending = [
+            self._pool.apply_async(score_in_worker, (self.spec, i, recipe))
+            for i, recipe in enumerate(recipes)
+        ]
+        try:
+            while pending:
+                _check(cancel, deadline)
+                done = [p for p in pending if p.ready()]
+                for result in done:
+                    pending.remove(result)
+                    yield result.get()
+                if not done:
+                    time.sleep(POLL_S)
+        except (Cancelled, DeadlineReached):
+            self._restart()  # the only way to stop a running task: end its process
+            raise
+
+    def _restart(self) -> None:
+        import multiprocessing
+
+        self._pool.terminate()
+        self._pool.join()
+        self._pool = multiprocessing.get_context("spawn").Pool(self._workers)
+
+    def close(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+
+class RayExecutor:
+    """Ray tasks, one CPU each, on the cluster at ``address`` ("auto": the
+    cluster this machine belongs to, as `ray start` or RAY_ADDRESS set it
+    up). A Ray session already started in this process (a test's local
+    cluster) is used as it is. Each Ray worker loads the model from
+    ``ProxySpec.source``: a folder must exist at that path on every node
+    (or be a hub id they can fetch); the default model ships with the
+    package."""
+
+    def __init__(self, spec, address: str) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError(
+                "Ray is not installed: pip install 'compression-workbench[cluster]'"
+            ) from None
+        self.spec, self._ray = spec, ray
+        self._owns_session = not ray.is_initialized()
+        if self._owns_session:
+            try:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(
+                    f"no Ray cluster at {address!r} ({first[:200]}); start one with "
+                    "`ray start --head` or give its address"
+                ) from None
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        self.description = f"Ray tasks on a cluster of {cpus} CPUs"
+        from core.search.proxy import score_in_worker
+
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(score_in_worker)
+
+    def score(self, recipes: list[dict], cancel: CancelToken, deadline: float | None = None):
+        ray = self._ray
+        spec = ray.put(self.spec)
+        pending = [self._remote.remote(spec, i, recipe) for i, recipe in enumerate(recipes)]
+        try:
+            while pending:
+                _check(cancel, deadline)
+                done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+                for ref in done:
+                    yield ray.get(ref)
+        except (Cancelled, DeadlineReached):
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._ray.shutdown()
+
+
+def make_executor(ray_address: str | None, workers: int | None, spec, scorer_factory):
+    """Ray when an address is given; else ``workers`` local processes; else
+    (None or 1) this process. The search job decides the default."""
+    if ray_address:
+        return RayExecutor(spec, ray_address)
+    if workers and workers > 1:
+        return PoolExecutor(spec, workers)
+    return InProcessExecutor(scorer_factory)
+
+
+def default_workers(cpus: int) -> int:
+    """Local proxy workers when none are asked for: one per 4 CPUs when
+    there are at least 8 (a worker holds its own copy of the model and
+    needs cores of its own to help); this process alone otherwise. On a
+    2-core machine a second process only halves each one's cores."""
+    return cpus // 4 if cpus >= 8 else 1
+
+
+__all__ = [
+    "DeadlineReached",
+    "InProcessExecutor",
+    "PoolExecutor",
+    "RayExecutor",
+    "default_workers",
+    "make_executor",
+]

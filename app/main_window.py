@@ -29,6 +29,7 @@ from app.model_panel import ModelPanel
 from app.notifications import NotificationArea
 from app.pareto_chart import ParetoChart
 from app.results_table import ResultsTable
+from app.search_panel import SearchPanel
 from app.serve_panel import ServePanel
 from app.sizes import size_text
 from app.worker import JobRunner
@@ -46,6 +47,7 @@ from core.progress import Progress
 from core.results.store import ResultsStore, RunRecord
 from core.runtime.side_by_side import PaneEvent
 from core.runtime.torch_runner import TokenStep
+from core.search.events import SEARCH_EVENTS
 from core.serve.events import SERVE_EVENTS
 
 
@@ -75,6 +77,7 @@ class MainWindow(QMainWindow):
         self.demo_panel = DemoPanel()
         self.distill_panel = DistillPanel()
         self.serve_panel = ServePanel()
+        self.search_panel = SearchPanel()
         self.live_view = LiveRunView()
         self.bench_chart = self.live_view.latency
         self.perplexity_chart = self.live_view.perplexity
@@ -127,6 +130,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.demo_panel, "Side by side")
         self.tabs.addTab(self.distill_panel, "Distil")
         self.tabs.addTab(self.serve_panel, "Serve")
+        self.tabs.addTab(self.search_panel, "Search")
 
         top = QHBoxLayout()
         top.addWidget(scroll)
@@ -148,6 +152,8 @@ class MainWindow(QMainWindow):
         self.distill_panel.distill_requested.connect(self.distill_student)
         self.serve_panel.serve_requested.connect(self.serve)
         self.serve_panel.stop_requested.connect(self.runner.cancel)
+        self.search_panel.search_requested.connect(self.run_search)
+        self.search_panel.cancel_requested.connect(self.runner.cancel)
         self.export_button.clicked.connect(self.open_export_dialog)
         self.pareto_chart.record_clicked.connect(self.restore)
         for record in self.store.load():
@@ -310,6 +316,19 @@ class MainWindow(QMainWindow):
         if self._start_job("Serving", serve, request):
             self.serve_panel.begin()
 
+    def run_search(self, choice) -> None:
+        """Search under the Search panel's limits (core/jobs/search.py); each
+        run it measures is stored and shown like any run."""
+        if self.loaded is None:
+            self.notifications.error("Load a model first.")
+            return
+        from core.jobs.search import search
+
+        runtime, settings = self.compression_panel.backend_key(), self._run_settings()
+        request = choice.request(self.loaded, runtime, settings, self.threads, self.store.path)
+        if self._start_job(f"Search: {choice.title}", search, request):
+            self.search_panel.begin()
+
     def open_export_dialog(self) -> None:
         from pathlib import Path
 
@@ -409,6 +428,7 @@ class MainWindow(QMainWindow):
         on((TextToken, GenerationSummary, BeamProgress), self.generate_panel.on_event)
         on(PaneEvent, self.demo_panel.on_event)
         on(DISTILL_EVENTS, self.distill_panel.on_event)
+        on(SEARCH_EVENTS, self.search_panel.on_event)
         on(SERVE_EVENTS, self.serve_panel.on_event)
         on(StudentNotes, lambda e: [note(n) for n in e.notes])
         on(
@@ -494,6 +514,7 @@ class MainWindow(QMainWindow):
         self.export_button.setEnabled(not busy)
         self.distill_panel.set_ready(not busy and self.loaded is not None)
         self.serve_panel.set_ready(not busy and self.loaded is not None)
+        self.search_panel.set_ready(not busy and self.loaded is not None, busy)
 
     # --- menu bar and state kept between sessions -----------------------------
     def _build_menu(self) -> None:

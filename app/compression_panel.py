@@ -32,6 +32,7 @@ DISPLAY_ORDER = [
     "prune_layers",
     "prune_heads",
     "prune_mlp",
+    "heal",  # after structured pruning, before anything that heal would undo
     "prune_unstructured",
     "prune_wanda",
     "prune_sparsegpt",
@@ -87,6 +88,8 @@ class PassControls(QGroupBox):
         self.controls: dict[str, QWidget] = {}
         form = QFormLayout(self)
         for spec in cls.options():
+            if spec.recorded:  # written by the run (heal's steps), not set by a person
+                continue
             if spec.choices:
                 widget = QComboBox()
                 for choice in spec.choices:

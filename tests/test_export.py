@@ -53,7 +53,9 @@ PLAIN_ONLY_LLAMA = {"prune_heads"}  # GPT-2 derives head_dim from n_embd / n_hea
 
 
 def test_every_registered_pass_is_covered():
-    assert {p.name for p in PASSES} == set(REGISTRY)
+    # heal needs a run's training (a job) and a pruning before it: tests/test_heal.py
+    # exports a healed run and checks the rebuild against the measured weights.
+    assert {p.name for p in PASSES} | {"heal"} == set(REGISTRY)
 
 
 @pytest.fixture

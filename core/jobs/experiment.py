@@ -83,12 +83,13 @@ def run_experiment(
     cancel = cancel or CancelToken()
     validate(recipe)
     check_supports(backend, original.task)  # before anything is built
-    candidate, notes = original, []
+    candidate, notes, artifact = original, [], {}
     if recipe.passes:
         compressed = build_compressed(original, recipe, settings, progress, cancel)
-        candidate, notes = compressed.loaded, compressed.notes
+        candidate, notes, artifact = compressed.loaded, compressed.notes, compressed.artifact
+        recipe = compressed.recipe  # as applied: a heal's steps are recorded, so it rebuilds
     yield from measure_configuration(
-        original, candidate, recipe, notes, settings, progress, cancel, backend
+        original, candidate, recipe, notes, settings, progress, cancel, backend, artifact=artifact
     )
 
 

@@ -1,11 +1,13 @@
 """The Export job: hand over exactly what a run measured.
 
 A recipe run is rebuilt from the original and its recipe (with the
-calibration text it read); a distilled student is its kept trained weights,
-checked by sha256; a run timed on ONNX Runtime also hands over the graph it
-ran (checked by sha256), beside the PyTorch folder it was made from; a
-compiled run exports its eager weights and says the speed was measured
-compiled. A recipe file (no run) is built and exported as it is.
+calibration text it read; a heal replays the steps and threads it
+recorded, and its weights are checked by sha256); a distilled student is
+its kept trained weights, checked by sha256; a run timed on ONNX Runtime
+also hands over the graph it ran (checked by sha256), beside the PyTorch
+folder it was made from; a compiled run exports its eager weights and says
+the speed was measured compiled. A recipe file (no run) is built and
+exported as it is.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ def _trained(request: ExportRequest, recipe):
     return CompressedModel(loaded, recipe, [note])
 
 
+def _rebuilt_heal(request: ExportRequest, recipe, progress, cancel):
+    """A healed run rebuilt as measured (its recorded steps replayed on the
+    thread count it trained with), its weights checked against the run's sha256."""
+    from core.jobs.experiment import build_compressed
+    from core.jobs.heal import check_rebuilt
+
+    record = request.record
+    compressed = build_compressed(request.original, recipe, request.settings, progress, cancel)
+    check_rebuilt(compressed, record.artifact, record.recipe_name)
+    return compressed
+
+
 def _measured_graph(record, compressed, progress, cancel) -> dict:
     """The graph ``record`` was timed on, found in (or remade into) the export
     cache and checked by sha256 against what the run recorded."""
@@ -108,6 +122,8 @@ def export(
         on = runtime(record.backend) if record.backend else runtime("torch")
         if _is_student(record):
             compressed = _trained(request, recipe)
+        elif "heal" in record.artifact:
+            compressed = _rebuilt_heal(request, recipe, progress, cancel)
         if on.onnx:
             if "onnx" not in formats:  # the graph that ran is what the run was
                 formats = parse_formats((*formats, "onnx"))

@@ -52,7 +52,7 @@ def run(
     """Yield bench and evaluation events as they happen, then the RunRecord."""
     from core.jobs.experiment import run_experiment
     from core.jobs.provenance import new_run_id
-    from core.passes.recipe import validate
+    from core.passes.recipe import Recipe, validate
     from core.results.store import RunRecord
     from core.runtime.device import set_threads
     from core.runtime.registry import check_supports
@@ -61,11 +61,12 @@ def run(
     check_supports(request.runtime, request.original.task)
     set_threads(request.threads)
     run_id = new_run_id()
-    artifact = recipe_artifact(request.recipe, request.settings)
     events = run_experiment(
         request.original, request.recipe, request.settings, progress, cancel, request.runtime
     )
     for event in events:
         if isinstance(event, RunRecord):
+            # The recipe as applied (a heal records the steps its budget allowed).
+            artifact = recipe_artifact(Recipe.from_dict(event.recipe), request.settings)
             event = stamp(event, run_id, {"runtime": request.runtime, **artifact})
         yield event

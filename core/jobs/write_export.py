@@ -78,6 +78,7 @@ def run_export(
         # The calibration windows the measured run used (the window may pass its own).
         settings = settings or ExperimentSettings()
         compressed = build_compressed(original, recipe, settings, progress, cancel)
+    recipe = compressed.recipe  # as applied: a heal's recorded steps rebuild it
     inputs = ExportInputs(
         original=original,
         compressed=compressed.loaded,

@@ -16,6 +16,7 @@ def __getattr__(name: str):
     from core.passes import (  # noqa: F401  (imported to register)
         base,
         cast,
+        heal,
         int4_weight_only,
         int8_dynamic,
         int8_head,

@@ -8,6 +8,7 @@ exactly what a panel of sliders needs to draw itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -25,8 +26,11 @@ def option(
     step: float | None = None,
     choices: tuple | None = None,
     kw_only: bool = False,
+    recorded: bool = False,
 ):
-    """A config field with the metadata a GUI control needs."""
+    """A config field with the metadata a GUI control needs. A ``recorded``
+    option is written by the run (what a budget decided, e.g. heal's steps)
+    so the recipe rebuilds what was measured: the panel draws no control for it."""
     meta = {
         "label": label,
         "description": description,
@@ -34,6 +38,7 @@ def option(
         "maximum": maximum,
         "step": step,
         "choices": choices,
+        "recorded": recorded,
     }
     return field(default=default, metadata=meta, kw_only=kw_only)
 
@@ -49,6 +54,7 @@ class OptionSpec:
     maximum: float | None
     step: float | None
     choices: tuple | None
+    recorded: bool = False  # set by the run, not by a person (no control in the panel)
 
 
 class OptionError(ValueError):
@@ -98,6 +104,15 @@ class PassContext:
     progress: ProgressSink = ignore_progress
     cancel: CancelToken = field(default_factory=CancelToken)
     notes: list[str] = field(default_factory=list)  # honest labels shown with results
+    # The job's training step for the heal pass (core.jobs.heal: distillation
+    # from the original); passes cannot import core.distill, so it is injected.
+    # None outside a job: heal refuses.
+    heal: Callable | None = None
+    # Set by a pass whose outcome a budget decided (heal's steps): the config
+    # as applied, recorded in the run's recipe in place of the one asked for.
+    as_applied: PassConfig | None = None
+    # What the run keeps beside its recipe (heal: steps, losses; the job adds the weights sha256).
+    artifact: dict = field(default_factory=dict)
 
     def progress_fraction(self, done: int, total: int, stage: str = "Compressing") -> None:
         self.progress(Progress(stage, done / total if total else None))

@@ -4,6 +4,7 @@ equal to the registry."""
 
 PASS_NAMES = (
     "cast",
+    "heal",
     "int4_weight_only",
     "int8_dynamic",
     "int8_head",

@@ -186,13 +186,19 @@ def validate(recipe: Recipe) -> None:
     for zeros in ("prune_unstructured", "prune_wanda", "prune_sparsegpt"):
         if zeros in names and "low_rank" in names[names.index(zeros) :]:
             raise RecipeError(f"low_rank after {zeros} would discard the zeros; swap them")
+    from core.passes.heal import heal_problem
+
+    problem = heal_problem(names)
+    if problem:
+        raise RecipeError(problem)
 
 
 @dataclass
 class CompressedModel:
     loaded: LoadedModel
-    recipe: Recipe
+    recipe: Recipe  # as applied: what a budget decided is recorded (heal's steps)
     notes: list[str] = field(default_factory=list)
+    artifact: dict = field(default_factory=dict)  # what checks a rebuild (heal's weights)
 
 
 def apply_recipe(
@@ -201,23 +207,30 @@ def apply_recipe(
     calibration: list | None = None,
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
+    heal=None,
 ) -> CompressedModel:
-    """A new model with the recipe applied; ``loaded`` is never modified."""
+    """A new model with the recipe applied; ``loaded`` is never modified.
+    ``heal`` is the job's training step for a heal pass (core.jobs.heal),
+    distilling from ``loaded``; the returned recipe records what it did."""
     from core.models.description import describe
 
     validate(recipe)
     if recipe.needs_calibration() and not calibration:
         raise RecipeError("this recipe needs calibration text")
-    context = PassContext(calibration, progress, cancel or CancelToken())
+    context = PassContext(calibration, progress, cancel or CancelToken(), heal=heal)
     # One deepcopy copies the config once and keeps it shared: the model, its
     # inner model and every layer hold the same object, so a pass that
     # updates it (layer_types, head counts) updates it for all of them.
     model = copy.deepcopy(loaded.model)
+    applied = []
     for config in recipe.passes:
         context.cancel.raise_if_cancelled()
+        context.as_applied = None
         model = config.apply(model, context)
+        applied.append(context.as_applied or config)
+    recipe = Recipe(tuple(applied))
     model.eval()
     source = f"{loaded.source} | {recipe.name}"
     description = describe(model, source, None, loaded.description.notes + context.notes)
     new = LoadedModel(model, loaded.tokenizer, source, None, description)
-    return CompressedModel(new, recipe, context.notes)
+    return CompressedModel(new, recipe, context.notes, context.artifact)

@@ -23,10 +23,17 @@ class CausalLMTask:
         from core.jobs.experiment import read_calibration
         from core.passes.recipe import apply_recipe
 
-        calibration = None
+        calibration = heal = None
         if recipe.needs_calibration():
             calibration = read_calibration(original.tokenizer, settings, progress)
-        return apply_recipe(original, recipe, calibration, progress, cancel)
+        if any(p.name == "heal" for p in recipe.passes):
+            from core.jobs.heal import healer_for, record_weights
+
+            heal = healer_for(original, settings.calibration_source)
+        compressed = apply_recipe(original, recipe, calibration, progress, cancel, heal)
+        if heal is not None:
+            record_weights(compressed)  # Export checks its rebuild against it
+        return compressed
 
     def measure(
         self,

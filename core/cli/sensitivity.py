@@ -1,6 +1,12 @@
 """`workbench sensitivity`: the per-layer sensitivity map (the Sensitivity
-job): each layer, or each layer's part, compressed alone by a probe pass
-and scored on the dev split; a line per cell as it is measured, or JSON."""
+job): each layer, or each layer's part or component, compressed alone by a
+probe pass and scored on the dev split; a line per cell as it is measured,
+or JSON.
+
+Resumable, automatically: every cell is stored as it is measured (beside
+the run store, core/results/sensitivity_store.py) and a later run of the
+same model, probe and protocol measures only the cells not stored yet;
+``--fresh`` measures them all again."""
 
 from __future__ import annotations
 
@@ -25,9 +31,16 @@ def add_parser(sub) -> None:
     parser.add_argument(
         "--parts",
         default="",
-        help="one cell per layer and part, e.g. q,k,v,o,gate,up,down (default: whole layers)",
+        help="one cell per layer and part or component, e.g. q,k,v,o,gate,up,down or "
+        "attention,mlp (default: whole layers)",
     )
     parser.add_argument("--windows", type=whole(1), default=4, help="dev-split windows a cell")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="measure every cell again (by default cells stored by an earlier run of the "
+        "same model, probe and protocol are reused: a cancelled map resumes)",
+    )
     parser.add_argument("--json", action="store_true", help="print the map as one JSON object")
 
 
@@ -38,19 +51,27 @@ def run(args) -> None:
     from core.jobs.sensitivity import (
         SensitivityCell,
         SensitivityRequest,
+        SensitivityResumed,
         check_probe,
+        parse_cells,
         sensitivity,
+        store_key,
     )
     from core.passes.recipe import pass_from_dict
-    from core.passes.scope import parse_parts
+    from core.results.sensitivity_store import SensitivityStore
 
     probe = pass_from_dict(parse_pass(args.probe))  # refused before the model loads
     check_probe(probe)
-    parts = tuple(sorted(parse_parts(args.parts) or ()))
+    parts = parse_cells(args.parts)
     loaded = load(args, runtime="torch")
-    request = SensitivityRequest(loaded, probe, parts, args.windows)
+    store = SensitivityStore()
+    request = SensitivityRequest(loaded, probe, parts, args.windows, store=store)
+    if args.fresh:
+        store.reset(store_key(request))
     result = None
     for event in sensitivity(request):
+        if isinstance(event, SensitivityResumed):
+            note(f"{len(event.cells)} of {event.total} cells read back from {store.path}")
         if isinstance(event, SensitivityCell):
             where = f"layer {event.layer}" + (f" {event.part}" if event.part else "")
             note(f"{where}: KL {event.mean_kl:.5f}, perplexity x{event.ppl_ratio:.4f}")
@@ -60,5 +81,5 @@ def run(args) -> None:
         return
     print(f"probe {probe.summary()}; {result.protocol}")
     for cell in sorted(result.cells, key=lambda c: c.mean_kl, reverse=True):
-        where = f"layer {cell.layer:3d}" + (f" {cell.part:7s}" if cell.part else "")
+        where = f"layer {cell.layer:3d}" + (f" {cell.part:9s}" if cell.part else "")
         print(f"  {where}  KL {cell.mean_kl:.5f}  perplexity x{cell.ppl_ratio:.4f}")

@@ -1,0 +1,111 @@
+"""A sensitivity map is stored cell by cell: a cancelled map resumes where
+it stopped (in the job and on the command line), a damaged line or another
+model's cells are not read, and measuring afresh deletes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.errors import Cancelled
+from core.jobs.sensitivity import (
+    SensitivityCell,
+    SensitivityMap,
+    SensitivityRequest,
+    SensitivityResumed,
+    sensitivity,
+    store_key,
+)
+from core.models.loading import load_model
+from core.passes import REGISTRY as R
+from core.progress import CancelToken
+from core.results.sensitivity_store import SensitivityStore
+
+
+@pytest.fixture(scope="module")
+def original(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+def _request(original, store, probe=None, parts=("attention", "mlp")):
+    return SensitivityRequest(original, probe or R["int8_weight_only"](), parts, 1, store=store)
+
+
+def test_a_cancelled_map_resumes_with_only_the_missing_cells(original, tmp_path):
+    store = SensitivityStore(tmp_path / "sensitivity.jsonl")
+    uninterrupted = list(sensitivity(_request(original, None)))[-1]
+    cancel, first = CancelToken(), []
+    with pytest.raises(Cancelled):
+        for event in sensitivity(_request(original, store), cancel=cancel):
+            first.append(event)
+            if len(first) == 3:
+                cancel.cancel()
+    assert len(store.path.read_text().splitlines()) == 3  # each cell kept as it came
+    events = list(sensitivity(_request(original, store)))
+    resumed, *fresh, result = events
+    assert isinstance(resumed, SensitivityResumed) and len(resumed.cells) == 3
+    assert [(c.layer, c.part) for c in fresh] == [(1, "mlp")]  # only the missing one
+    assert fresh[0].done == fresh[0].total == 4
+    assert isinstance(result, SensitivityMap) and result.resumed == 3
+    assert [(c.layer, c.part) for c in result.cells] == [
+        (c.layer, c.part) for c in uninterrupted.cells
+    ]
+    for a, b in zip(result.cells, uninterrupted.cells, strict=True):
+        assert a.mean_kl == pytest.approx(b.mean_kl) and a.ppl_ratio == pytest.approx(b.ppl_ratio)
+    again = list(sensitivity(_request(original, store)))
+    assert not any(isinstance(e, SensitivityCell) for e in again)  # all stored: nothing to run
+
+
+def test_another_probe_or_protocol_is_another_map(original, tmp_path):
+    store = SensitivityStore(tmp_path / "sensitivity.jsonl")
+    list(sensitivity(_request(original, store)))
+    int4 = _request(original, store, R["int4_weight_only"](32, "rtn"))
+    assert not isinstance(next(sensitivity(int4)), SensitivityResumed)
+    keys = {
+        store_key(_request(original, store)),
+        store_key(int4),
+        store_key(SensitivityRequest(original, R["int8_weight_only"](), (), 2)),  # 2 windows
+    }
+    assert len(keys) == 3
+    # Whole-layer cells of the same probe and protocol share the key, not the cells.
+    whole = _request(original, store, parts=())
+    assert store_key(whole) == store_key(_request(original, store))
+    assert not isinstance(next(sensitivity(whole)), SensitivityResumed)
+
+
+def test_damaged_lines_are_skipped_and_a_reset_forgets_without_deleting(tmp_path):
+    store = SensitivityStore(tmp_path / "sensitivity.jsonl")
+    cell = {"layer": 3, "part": "", "mean_kl": 0.5, "ppl_ratio": 1.1}
+    store.append("k", {}, {}, {}, cell)
+    store.append("other", {}, {}, {}, {**cell, "mean_kl": 9.0})
+    with open(store.path, "a") as f:
+        f.write('{"key": "k", "cell": {"layer": 4, "part": "", "mean')  # a kill mid-write
+    assert store.cells("k") == {(3, ""): {"mean_kl": 0.5, "ppl_ratio": 1.1}}
+    with open(store.path, "a") as f:
+        f.write("\n")
+    store.reset("k")
+    assert store.cells("k") == {} and store.cells("other")[(3, "")]["mean_kl"] == 9.0
+    store.append("k", {}, {}, {}, {**cell, "mean_kl": 0.25})
+    assert store.cells("k")[(3, "")]["mean_kl"] == 0.25
+    assert len(store.path.read_text().splitlines()) == 5  # nothing rewritten
+
+
+def test_the_cli_resumes_automatically_and_fresh_measures_again(
+    tiny_llama_dir, capsys, tmp_path, monkeypatch
+):
+    from core.cli.main import main
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    argv = ["sensitivity", "--model", str(tiny_llama_dir), "--device", "cpu", "--windows", "1"]
+    argv += ["--probe", "int8_weight_only", "--parts", "attention,mlp", "--json"]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert "read back" not in first.err and first.err.count("KL") == 4
+    assert main(argv) == 0
+    second = capsys.readouterr()
+    assert "4 of 4 cells read back" in second.err and "KL" not in second.err
+    assert json.loads(second.out)["cells"] == json.loads(first.out)["cells"]
+    assert json.loads(second.out)["resumed"] == 4
+    assert main([*argv, "--fresh"]) == 0
+    assert capsys.readouterr().err.count("KL") == 4

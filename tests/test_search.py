@@ -1,0 +1,237 @@
+"""The Search job on a tiny model: limits refused as data, candidates over
+the size limit dropped with the reason, proxies scored before anything is
+measured and measured in proxy order, the best so far always meeting the
+limits, a cancel keeping what was measured, a new search reusing runs and
+proxies, the budget stopping new work, mixed precision from a ranking."""
+
+import pytest
+
+from core.errors import Cancelled
+from core.jobs.search import SearchRequest, check_inputs, search
+from core.models.loading import load_model
+from core.progress import CancelToken
+from core.results.store import ResultsStore, RunRecord
+from core.search import promotion
+from core.search.candidates import SearchSpace
+from core.search.events import (
+    BestSoFar,
+    CandidateMeasured,
+    CandidateProposed,
+    CandidateRejected,
+    CandidateScored,
+    LayersRanked,
+    ReferenceMeasured,
+    SearchFinished,
+)
+from core.search.limits import Limits, objective
+from tests.test_app_compression import TINY_SETTINGS
+
+# int8 and int4 RTN g32, each with and without the int8 head: four recipes.
+SMALL = SearchSpace(families=("uniform",), int4_groups=(32,), int4_methods=("rtn",))
+
+
+@pytest.fixture(scope="module")
+def original(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+def run_search(original, store_path=None, cancel=None, stop_after=None, **options):
+    """The job's events; RunRecords stored as they come, as the window and
+    the CLI do. ``stop_after``: cancel once that many candidates were measured."""
+    options = {"space": SMALL, "budget_s": 300, **options}
+    request = SearchRequest(
+        original, settings=TINY_SETTINGS, threads=1, store_path=store_path, **options
+    )
+    events, measured = [], 0
+    for event in search(request, cancel=cancel):
+        events.append(event)
+        if isinstance(event, RunRecord) and store_path is not None:
+            ResultsStore(store_path).append(event)
+        if isinstance(event, CandidateMeasured) and event.label != "original":
+            measured += 1
+            if stop_after is not None and measured >= stop_after:
+                cancel.cancel()
+    return events
+
+
+def of(events, kind, **match):
+    """The events of ``kind`` whose fields equal ``match``."""
+    chosen = [e for e in events if isinstance(e, kind)]
+    return [e for e in chosen if all(getattr(e, k) == v for k, v in match.items())]
+
+
+@pytest.fixture
+def measure_everything(monkeypatch):
+    """No candidate skipped for its proxy: every scored one is measured."""
+    monkeypatch.setattr(promotion, "EXACT_MARGIN", float("inf"))
+    monkeypatch.setattr(promotion, "TWIN_MARGIN", float("inf"))
+
+
+def test_bad_limits_and_objectives_are_refused_in_one_line():
+    from core.results.metrics import ClassifierMetrics
+
+    for bad in (
+        {"max_bytes_ratio": 0},
+        {"max_kl": float("nan")},
+        {"min_accuracy": 1.5},
+        {"max_ppl_increase_pct": -1},
+        {"max_bytes": 1.5},
+    ):
+        with pytest.raises(ValueError) as err:
+            Limits(**bad)
+        assert "\n" not in str(err.value) and next(iter(bad)) in str(err.value)
+    with pytest.raises(ValueError, match="unknown objective"):
+        objective("fastest")
+    with pytest.raises(ValueError, match="above 0"):
+        check_inputs(Limits(), "ppl", 0, 2)
+    with pytest.raises(ValueError, match="families"):
+        SearchSpace(families=("everything",))
+    with pytest.raises(ValueError, match="does not measure ppl"):
+        Limits(max_ppl_increase_pct=5).check_metrics(ClassifierMetrics)
+    assert Limits(max_bytes_ratio=0.5, max_bytes=100).byte_limit(1000) == 100
+
+
+def test_candidates_over_the_size_limit_are_dropped_with_the_reason(original):
+    events = run_search(original, limits=Limits(max_bytes_ratio=0.3))
+    started = events[0]
+    limit = started.byte_limit
+    assert limit == int(0.3 * started.original_bytes)
+    proposed = of(events, CandidateProposed)
+    dropped = {e.key: e for e in of(events, CandidateRejected, stage="size")}
+    assert len(proposed) == 4 and dropped  # the recipes without the int8 head are too big
+    for candidate in proposed:
+        assert (candidate.key in dropped) == (candidate.estimated_bytes > limit)
+    for event in dropped.values():
+        assert f"> limit {limit / 1e6:.1f} MB" in event.reason
+    scored = {e.key for e in of(events, CandidateScored)}
+    assert not scored & set(dropped)  # nothing dropped is scored or measured
+    best = of(events, BestSoFar)[-1]
+    assert best.record.bytes <= limit and best.key not in dropped
+
+
+def test_proxies_come_first_and_set_the_measuring_order(original, measure_everything):
+    events = run_search(original, objective="kl")
+    scored = {e.key: e.kl for e in of(events, CandidateScored)}
+    measured = [e for e in of(events, CandidateMeasured) if e.label != "original"]
+    assert len(scored) == 4 and len(measured) == 4
+    first_measured = events.index(measured[0])
+    assert all(events.index(e) < first_measured for e in of(events, CandidateScored))
+    order = [scored[e.key] for e in measured]
+    assert order == sorted(order)
+    # The proxy on the dev split ranks the way the measured KL on the report split does.
+    assert measured[0].record.metric("mean_kl") < measured[-1].record.metric("mean_kl")
+
+
+def test_the_best_so_far_always_meets_the_limits(original, measure_everything):
+    # The smallest configuration that keeps the KL small: the int4 ones break the
+    # KL limit (on their proxy or when measured), int8 + head meets it.
+    limits = Limits(max_kl=1e-5)
+    events = run_search(original, objective="bytes", limits=limits)
+    reference = of(events, ReferenceMeasured)[0].record
+    original_bytes = events[0].original_bytes
+    bests = of(events, BestSoFar)
+    assert bests
+    for best in bests:
+        assert limits.violations(best.record, reference, original_bytes) == []
+    meeting = [
+        e.record
+        for e in of(events, CandidateMeasured)
+        if not limits.violations(e.record, reference, original_bytes)
+    ]
+    assert bests[-1].record.bytes == min(r.bytes for r in meeting)
+    broke_kl = [e for e in of(events, CandidateRejected) if "KL" in e.reason]
+    broke_kl += [e for e in of(events, CandidateMeasured) if any("KL" in v for v in e.violations)]
+    assert broke_kl  # the limit did rule something out
+    assert of(events, SearchFinished)[0].best == bests[-1]
+
+
+def test_cancel_keeps_what_was_measured_and_a_new_search_reuses_it(
+    original, tmp_path, measure_everything
+):
+    store = tmp_path / "runs.jsonl"
+    cancel, events = CancelToken(), []
+    with pytest.raises(Cancelled):
+        for event in search(
+            SearchRequest(
+                original, objective="kl", settings=TINY_SETTINGS, threads=1, space=SMALL,
+                store_path=store,
+            ),
+            cancel=cancel,
+        ):  # fmt: skip
+            events.append(event)
+            if isinstance(event, RunRecord):
+                ResultsStore(store).append(event)
+            if isinstance(event, CandidateMeasured) and event.label != "original":
+                cancel.cancel()
+    kept = ResultsStore(store).load()
+    first = [e for e in of(events, CandidateMeasured) if e.label != "original"]
+    assert len(first) == 1 and len(kept) == 2  # the original and that one candidate
+    reference = of(events, ReferenceMeasured)[0].record
+    assert {r.run_id for r in kept} == {first[0].record.run_id, reference.run_id}
+
+    again = run_search(original, store_path=store, objective="kl")
+    assert of(again, ReferenceMeasured)[0].reused
+    reused = {e.key: e for e in of(again, CandidateMeasured, reused=True)}
+    assert first[0].key in reused
+    assert reused[first[0].key].record.run_id == first[0].record.run_id
+    new_records = [e for e in again if isinstance(e, RunRecord)]
+    assert first[0].record.recipe not in [r.recipe for r in new_records]
+    assert len(new_records) == 3  # the other three candidates; the original is reused too
+    assert all(e.cached for e in of(again, CandidateScored))  # every proxy from the cache
+    finished = of(again, SearchFinished)[0]
+    assert (finished.reused, finished.measured) == (1, 3)
+
+
+def test_a_run_measured_outside_the_search_is_reused(original, tmp_path):
+    """A Run of the same recipe under the same settings (the Run button) is
+    found once the search has learnt what those settings print."""
+    from core.jobs.run import RunRequest, run
+    from core.passes import REGISTRY as R
+    from core.passes.recipe import Recipe
+
+    store = tmp_path / "runs.jsonl"
+    recipe = Recipe((R["int8_weight_only"](), R["int8_head"]()))
+    request = RunRequest(original, recipe, "torch", TINY_SETTINGS, threads=1)
+    (record,) = [e for e in run(request) if isinstance(e, RunRecord)]
+    ResultsStore(store).append(record)
+    events = run_search(original, store_path=store, limits=Limits(max_bytes_ratio=0.3))
+    reused = of(events, CandidateMeasured, reused=True)
+    assert [e.record.run_id for e in reused] == [record.run_id]
+
+
+def test_the_budget_stops_new_work(original):
+    events = run_search(original, budget_s=0.001)
+    finished = of(events, SearchFinished)[0]
+    assert finished.stopped == "time budget"
+    assert of(events, ReferenceMeasured)  # the yardstick is always measured
+    assert not [e for e in of(events, CandidateMeasured) if e.label != "original"]
+    budget = of(events, CandidateRejected, stage="budget")
+    assert len(budget) == len(of(events, CandidateProposed)) == 4
+
+
+def test_mixed_precision_follows_the_ranking(original):
+    from core.jobs.sensitivity import SensitivityCell, SensitivityMap
+
+    given = SensitivityMap(
+        {"pass": "int4_weight_only"},
+        "made up for the test",
+        (SensitivityCell(0, "", 0.001, 1.0, 1, 2), SensitivityCell(1, "", 0.01, 1.0, 2, 2)),
+    )
+    space = SearchSpace(families=("mixed",), int4_groups=(32,), int4_methods=("gptq", "rtn"))
+    events = run_search(original, space=space, sensitivity=given)
+    ranked = of(events, LayersRanked)[0]
+    assert ranked.layers == (1, 0) and "given" in ranked.source
+    proposed = of(events, CandidateProposed)
+    assert proposed and all(e.family == "mixed" for e in proposed)
+    for event in proposed:
+        int8, int4 = event.recipe["passes"][:2]
+        assert (int8["pass"], int8["layers"]) == ("int8_weight_only", "1")
+        assert (int4["pass"], int4["layers"]) == ("int4_weight_only", "0")
+    twins = {e.key: e for e in of(events, CandidateScored)}
+    gptq = [e for e in proposed if e.recipe["passes"][1]["method"] == "gptq"]
+    assert gptq and all(twins[e.key].twin for e in gptq)  # scored by its RTN twin
+
+    probed = run_search(original, space=space)  # no map: each layer probed
+    ranked = of(probed, LayersRanked)[0]
+    assert sorted(ranked.layers) == [0, 1] and all(kl > 0 for kl in ranked.kl)
+    assert ranked.kl == tuple(sorted(ranked.kl, reverse=True))

@@ -188,8 +188,7 @@ def beam_search_loop(
             & ~(torch.all(finished) & (settings.early_stopping is True))
             & ~torch.all(ends)
         )
-        cancelled = cancel is not None and cancel.cancelled
-        if going_on and not cancelled:
+        if going_on:
             reorder(beam_idx.to(torch.long))
         now = time.perf_counter()
         yield BeamStep(
@@ -199,7 +198,10 @@ def beam_search_loop(
             tuple(running[0, 0, prompt_len:cur_len].tolist()),
             int(finished.sum()),
         )
-        if not going_on or cancelled:
+        if not going_on:
+            break
+        if cancel is not None and cancel.cancelled:  # checked after the yield, as token_loop
+            cancelled = True
             break
     yield _result(sequences, scores, origins, finished, running, prompt_len, cur_len, cancelled)
 

@@ -75,7 +75,9 @@ def add_parser(sub) -> None:
         default=limits.queue_capacity,
         help="requests that may wait for the model; more are answered 429",
     )
-    parser.add_argument("--quiet", action="store_true", help="no line per request")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no line per request (nor stats with --json)"
+    )
     parser.add_argument("--json", action="store_true", help="print each event as a JSON line")
 
 
@@ -144,6 +146,8 @@ def _print(event, args) -> None:
     from core.serve.events import RequestServed, ServerStarted, ServerStats, ServerStopped
 
     if args.json:
+        if args.quiet and isinstance(event, RequestServed | ServerStats):
+            return
         data = {"event": type(event).__name__, **asdict(event)}
         if isinstance(event, ServerStarted) and not event.token_new:
             data["token"] = None  # shown once, when it was made

@@ -7,7 +7,8 @@ process, so the clients do not share its GIL) with a token file made here.
 Each client loops until the time is up, choosing a request kind at random
 (seeded): completions and chat, whole and streamed (streams ask for usage),
 and the refusals, each checked against the status it must get (a valid
-request may get 429 when the queue is full). Afterwards: /healthz, one more
+request may get 429 when the queue is full; the client then waits the
+Retry-After it was given, as OpenAI's clients do). Afterwards: /healthz, one more
 valid request, the server's own /metrics against what the clients counted,
 then Ctrl-C (SIGINT) and the exit status.
 
@@ -77,6 +78,7 @@ class Outcome:
     ttft_s: float | None = None
     completion_tokens: int = 0
     problem: str = ""  # a well-formed-answer check that failed
+    retry_after_s: float = 0.0  # a 429's Retry-After: the client waits that long, as clients do
 
 
 @dataclass
@@ -158,6 +160,8 @@ def _check_whole(data: dict, kind: str, outcome: Outcome) -> None:
 
 
 def _check_error(response, outcome: Outcome) -> None:
+    if response.status_code == 429:
+        outcome.retry_after_s = float(response.headers.get("retry-after", "1"))
     try:
         error = response.json()["error"]
         if not error.get("message") or not error.get("type"):
@@ -203,7 +207,9 @@ def client_loop(url, token, deadline, seed, tally, max_tokens, timeout_s) -> Non
     with httpx.Client(base_url=url, timeout=timeout_s) as client:
         while time.monotonic() < deadline:
             kind = rng.choices(kinds, weights)[0]
-            tally.add(one_request(client, kind, rng, token, max_tokens))
+            outcome = one_request(client, kind, rng, token, max_tokens)
+            tally.add(outcome)
+            time.sleep(max(0.0, min(outcome.retry_after_s, deadline - time.monotonic())))
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -249,7 +255,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-tokens", type=int, default=32, help="per request, at most")
-    parser.add_argument("--queue", type=int, default=4, help="the server's queue capacity")
+    parser.add_argument(
+        "--queue", type=int, default=16, help="the server's queue capacity (its default: 16)"
+    )
     parser.add_argument(
         "--threads",
         type=int,

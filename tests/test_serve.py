@@ -523,3 +523,35 @@ def test_a_run_is_served_as_it_was_measured(loaded, tmp_path):
     finally:
         cancel.cancel()
         list(events)
+
+
+def test_stopping_ends_a_stream_in_flight_with_503_and_the_server_exits(loaded, tmp_path):
+    from core.jobs.serve import ServeRequest, serve
+    from core.serve.events import ServerStopped
+
+    token_file = write_token(tmp_path / "token", TOKEN)
+    limits = ServeLimits(max_prompt_tokens=64, max_tokens=200)
+    cancel = CancelToken()
+    events = serve(
+        ServeRequest(loaded, port=0, token_file=token_file, limits=limits), cancel=cancel
+    )
+    started = next(events)
+    rest = []
+    drain = threading.Thread(target=lambda: rest.extend(events))
+    drain.start()
+    body = {"prompt": "Hello", "max_tokens": 200, "temperature": 0, "stream": True}
+    lines = []
+    with httpx.stream(
+        "POST", f"{started.url}/v1/completions", json=body, headers=AUTH, timeout=30
+    ) as response:
+        for line in response.iter_lines():
+            if not line:
+                continue
+            lines.append(line)
+            if len(lines) == 1:
+                cancel.cancel()  # Stop, while the answer streams
+    drain.join(30)
+    assert not drain.is_alive() and isinstance(rest[-1], ServerStopped)
+    assert "data: [DONE]" not in lines
+    last = json.loads(lines[-1][6:])
+    assert last["error"]["type"] == "service_unavailable" and len(lines) < 200

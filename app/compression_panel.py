@@ -215,6 +215,50 @@ class CompressionPanel(QGroupBox):
             group.blockSignals(False)
         self.refresh()
 
+    def add_override(self, layer: int, parts: str = "") -> str:
+        """Give ``layer`` int8 weight-only (on ``parts``, e.g. "q,k,v,o"; "":
+        the whole layer), as a click on the sensitivity map asks: the int8
+        group gets the layer, and int4, when on, leaves it (two quantizations
+        of one layer are refused). Returns what changed, in words."""
+        from core.passes.scope import PARTS, parse_layers, parse_parts
+
+        int8, int4 = self.groups["int8_weight_only"], self.groups["int4_weight_only"]
+        layers_edit, parts_edit = int8.controls["layers"], int8.controls["parts"]
+        count = self.model.config.num_hidden_layers if self.model is not None else layer + 1
+        everything = set(range(count))
+        try:
+            had = parse_layers(layers_edit.text()) if int8.isChecked() else set()
+            had_parts = parse_parts(parts_edit.text()) if int8.isChecked() else set()
+        except ValueError:  # a scope being typed: start over from this layer
+            had, had_parts = set(), set()
+        chosen = everything if had is None else set(had) | {layer}
+        # One parts list holds for all the int8 layers: "" (all) stays all.
+        new_parts = None if had_parts is None or not parts else had_parts | set(parts.split(","))
+        if int8.isChecked() and had_parts and new_parts != had_parts:
+            widened = "; its parts now hold for every int8 layer"
+        else:
+            widened = ""
+        int8.setChecked(True)
+        layers_edit.setText(layers_text(chosen, count))
+        parts_edit.setText(",".join(p for p in PARTS if p in new_parts) if new_parts else "")
+        said = f"layer {layer}" + (f" ({parts})" if parts else "") + ": int8 weight-only"
+        if int4.isChecked():
+            edit = int4.controls["layers"]
+            try:
+                int4_layers = parse_layers(edit.text())
+            except ValueError:
+                int4_layers = None
+            rest = (everything if int4_layers is None else set(int4_layers)) - chosen
+            edit.setText(layers_text(rest, count))
+            said += f"; int4 now skips layer {layer}"
+            if not rest:  # "" would mean every layer: int4 has none left
+                int4.setChecked(False)
+                said += " and is off (no layer left)"
+            if parts:
+                said += " (its other parts stay unquantized)"
+        self.refresh()
+        return said + widened
+
     def refresh(self) -> None:
         try:
             recipe = self.recipe()
@@ -239,3 +283,16 @@ class CompressionPanel(QGroupBox):
         self.estimate.setText(
             f"Estimated size: {size_text(estimate.total_bytes)} ({change:+.0f}%)\n{parts}"
         )
+
+
+def layers_text(layers: set[int], count: int) -> str:
+    """{0, 1, 2, 3, 28} -> "0-3,28" (a scope's layers field); every layer -> ""."""
+    if set(layers) >= set(range(count)):
+        return ""
+    runs: list[list[int]] = []
+    for i in sorted(layers):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)

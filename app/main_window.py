@@ -30,6 +30,7 @@ from app.notifications import NotificationArea
 from app.pareto_chart import ParetoChart
 from app.results_table import ResultsTable
 from app.search_panel import SearchPanel
+from app.sensitivity_panel import SensitivityPanel, sensitivity_store
 from app.serve_panel import ServePanel
 from app.sizes import size_text
 from app.worker import JobRunner
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self.generate_panel = GeneratePanel()
         self.demo_panel = DemoPanel()
         self.distill_panel = DistillPanel()
+        self.sensitivity_panel = SensitivityPanel(sensitivity_store(self.store))
         self.serve_panel = ServePanel()
         self.search_panel = SearchPanel()
         self.live_view = LiveRunView()
@@ -129,6 +131,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.generate_panel, "Generate")
         self.tabs.addTab(self.demo_panel, "Side by side")
         self.tabs.addTab(self.distill_panel, "Distil")
+        self.tabs.addTab(self.sensitivity_panel, "Sensitivity")
         self.tabs.addTab(self.serve_panel, "Serve")
         self.tabs.addTab(self.search_panel, "Search")
 
@@ -165,6 +168,7 @@ class MainWindow(QMainWindow):
         self.runner.progress.connect(self._on_progress)
         self.router = EventRouter()
         self._subscribe_panels()
+        self.sensitivity_panel.connect_window(self)  # its job, events and cell clicks
         self.runner.event.connect(self._on_event)
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self._on_cancelled)

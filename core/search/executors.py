@@ -51,20 +51,23 @@ class InProcessExecutor:
 
 class PoolExecutor:
     """``workers`` spawned processes (spawn: a forked copy of a process that
-    runs torch threads can deadlock); each loads the model once."""
+    runs torch threads can deadlock), started at the first batch; each loads
+    the model once and keeps it for the next recipes."""
 
     def __init__(self, spec, workers: int) -> None:
-        import multiprocessing
-
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        self.spec, self._workers = spec, workers
-        self._pool = multiprocessing.get_context("spawn").Pool(workers)
+        self.spec, self._workers, self._pool = spec, workers, None
         self.description = f"{workers} local worker processes"
 
     def score(self, recipes: list[dict], cancel: CancelToken, deadline: float | None = None):
+        import multiprocessing
+
         from core.search.proxy import score_in_worker
 
+        _check(cancel, deadline)
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("spawn").Pool(self._workers)
         pending = [
             self._pool.apply_async(score_in_worker, (self.spec, i, recipe))
             for i, recipe in enumerate(recipes)
@@ -79,19 +82,14 @@ class PoolExecutor:
                 if not done:
                     time.sleep(POLL_S)
         except (Cancelled, DeadlineReached):
-            self._restart()  # the only way to stop a running task: end its process
+            self.close()  # the only way to stop a running task: end its process
             raise
 
-    def _restart(self) -> None:
-        import multiprocessing
-
-        self._pool.terminate()
-        self._pool.join()
-        self._pool = multiprocessing.get_context("spawn").Pool(self._workers)
-
     def close(self) -> None:
-        self._pool.terminate()
-        self._pool.join()
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
 
 class RayExecutor:

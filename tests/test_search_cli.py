@@ -1,0 +1,69 @@
+"""`workbench search`: bad input refused in one line (exit 2) before any
+model loads; a search on a tiny model prints its account as JSON and
+stores what it measured, and the next search reuses it."""
+
+import json
+
+import pytest
+
+from core.cli.main import main
+from core.results.store import ResultsStore
+
+TINY = [
+    "--threads", "1", "--text", "pydoc", "--eval-context", "64", "--eval-windows", "3",
+    "--calibration-windows", "4", "--calibration-length", "64",
+    "--families", "uniform", "--int4-groups", "32", "--int4-methods", "rtn",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["--max-bytes-ratio", "0"], "--max-bytes-ratio"),
+        (["--max-kl", "nan"], "--max-kl"),
+        (["--min-accuracy", "2"], "--min-accuracy"),
+        (["--objective", "cheapest"], "--objective"),
+        (["--budget-s", "0"], "--budget-s"),
+        (["--families", "uniform,everything"], "families"),
+        (["--int4-methods", "magic"], "magic"),
+        (["--int4-groups", "12"], "group sizes"),
+        (["--int4-groups", "x"], "int4-groups"),
+        (["--ray", " "], "--ray"),
+        (["--ray", "auto", "--workers", "2"], "not allowed with"),
+    ],
+)
+def test_bad_input_is_refused_before_loading(tmp_path, capsys, arguments, says):
+    never = str(tmp_path / "never-loaded")  # loading it would fail differently
+    assert main(["search", "--model", never, *arguments]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and "never-loaded" not in err
+
+
+def test_a_search_prints_json_stores_its_runs_and_the_next_reuses_them(
+    tiny_llama_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    argv = ["search", "-m", str(tiny_llama_dir), *TINY, "--max-bytes-ratio", "0.3", "--json"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    best = data["best"]
+    assert best["bytes"] <= data["byte_limit"] == int(0.3 * data["original_bytes"])
+    assert best["label"] == "int8 + int8 head" and best["ppl_increase_pct"] is not None
+    by_label = {c["label"]: c for c in data["candidates"]}
+    assert by_label["int8"]["rejected"]["stage"] == "size"
+    assert "MB > limit" in by_label["int8"]["rejected"]["reason"]
+    stored = ResultsStore().load()
+    assert {r.run_id for r in stored} == {data["original"]["run_id"], best["run_id"]}
+
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["original"]["reused"] and again["best"]["run_id"] == best["run_id"]
+    assert again["counts"]["measured"] == 0 and again["counts"]["reused"] == 1
+    assert len(ResultsStore().load()) == 2  # nothing measured twice
+
+
+def test_a_limit_the_model_kind_cannot_measure_is_refused(tiny_classifier_dir, capsys):
+    argv = ["search", "-m", str(tiny_classifier_dir), "--threads", "1"]
+    assert main([*argv, "--max-ppl-increase", "5", "--objective", "accuracy"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "does not measure ppl" in errors[0]  # after the load lines

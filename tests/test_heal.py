@@ -21,7 +21,7 @@ from core.models.loading import load_model
 from core.models.size import measure_size
 from core.passes import REGISTRY as R
 from core.passes import PassContext
-from core.passes.recipe import Recipe, RecipeError, apply_recipe, pass_from_dict
+from core.passes.recipe import Recipe, RecipeError, apply_recipe, pass_from_dict, validate
 from core.passes.size_estimate import estimate_size
 from core.progress import CancelToken
 from tests.tiny_models import tiny_config, tiny_tokenizer
@@ -270,10 +270,12 @@ def test_recipe_json_round_trip_with_version_and_recorded_steps():
         ({"steps_done": 3, "planned_steps": 3}, "recorded together"),
         ({"steps_done": 10, "planned_steps": 9, "threads": 1}, "is over heal.planned_steps"),
         ({"steps_done": 5, "planned_steps": 50, "threads": 1}, "is over heal.max_steps"),
-        ({"seconds": -1}, "between"),
     ):
-        with pytest.raises(RecipeError, match=message):
-            pass_from_dict(data | {"steps_done": 0, "planned_steps": 0, "threads": 0} | bad)
+        config = pass_from_dict(data | {"steps_done": 0, "planned_steps": 0, "threads": 0} | bad)
+        with pytest.raises(RecipeError, match=message):  # refused before any work
+            validate(Recipe((R["prune_mlp"](0.25), config)))
+    with pytest.raises(RecipeError, match="between"):
+        pass_from_dict(data | {"seconds": -1})
     recorded = {s.name for s in R["heal"].options() if s.recorded}
     assert recorded == {"steps_done", "planned_steps", "threads"}
 

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from core.errors import UnsupportedModelError
-from core.passes.base import OptionError, PassConfig, PassContext, option, register
+from core.passes.base import PassConfig, PassContext, option, register
 
 # Version 1's fixed trajectory: changing one of these changes what a recorded
 # recipe rebuilds, so it needs a new version (not a silent edit).
@@ -131,22 +131,20 @@ class HealConfig(PassConfig):
         recorded=True,
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def conflict(self) -> str | None:
         if len({self.steps_done == 0, self.planned_steps == 0, self.threads == 0}) > 1:
-            raise OptionError(
-                "heal.steps_done, heal.planned_steps and heal.threads are recorded together"
-            )
+            return "heal.steps_done, heal.planned_steps and heal.threads are recorded together"
         if self.steps_done > self.planned_steps:
-            raise OptionError(
+            return (
                 f"heal.steps_done ({self.steps_done}) is over heal.planned_steps "
                 f"({self.planned_steps})"
             )
         if self.planned_steps > self.max_steps:
-            raise OptionError(
+            return (
                 f"heal.planned_steps ({self.planned_steps}) is over heal.max_steps "
                 f"({self.max_steps})"
             )
+        return None
 
     @property
     def replay(self) -> bool:

@@ -1,0 +1,66 @@
+"""The Search panel in the window: Start runs the Search job on the worker,
+the log says what was proposed, dropped (why) and measured, the best so far
+is shown, every measured run lands in the table, the chart and the store;
+Cancel keeps what was measured; a limit the model cannot take is refused."""
+
+from PySide6.QtCore import Qt
+
+from core.results.store import ResultsStore
+from tests.test_app_compression import make_window
+
+
+def start(qtbot, window, minutes=2.0):
+    panel = window.search_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.minutes.setValue(minutes)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+
+
+def test_start_is_refused_without_a_model(qtbot, tmp_path):
+    window = make_window(qtbot, tmp_path)
+    assert not window.search_panel.start_button.isEnabled()
+    assert not window.search_panel.cancel_button.isEnabled()
+    window.close()
+
+
+def test_a_search_logs_candidates_and_its_runs_join_the_table(qtbot, window):
+    panel = window.search_panel
+    size, ratio = panel.limit_boxes["max_bytes_ratio"]
+    assert size.isChecked() and ratio.value() == 0.35
+    before = len(window.results_table.records)
+    with qtbot.waitSignal(window.runner.finished, timeout=300_000):
+        start(qtbot, window)
+    log = panel.log.toPlainText()
+    assert "proposed" in log and "dropped" in log and "> limit" in log and "measured" in log
+    assert panel.best.text().startswith("Best so far: ")
+    assert "Done (" in panel.status.text()
+    stored = ResultsStore(window.store.path).load()
+    assert len(stored) >= 2  # the original (the yardstick) and at least one candidate
+    assert len(window.results_table.records) == before + len(stored)
+    assert {r.run_id for r in stored} <= {r.run_id for r in window.pareto_chart.records}
+    best_label = panel.best.text().removeprefix("Best so far: ").split(":")[0]
+    assert f"best so far: {best_label}" in log
+    assert not panel.cancel_button.isEnabled() and panel.start_button.isEnabled()
+
+
+def test_cancel_keeps_what_was_measured(qtbot, window):
+    panel = window.search_panel
+    start(qtbot, window)
+    assert panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: "original measured" in panel.log.toPlainText(), timeout=120_000)
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000):
+        qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    assert any("cancelled" in m for m in window.notifications.messages())
+    stored = ResultsStore(window.store.path).load()
+    assert stored and stored[0].is_original  # measured before the cancel: kept and shown
+    assert stored[0].run_id in {r.run_id for r in window.results_table.records}
+
+
+def test_a_limit_the_model_cannot_take_is_refused_in_one_line(qtbot, window):
+    check, _ = window.search_panel.limit_boxes["min_accuracy"]
+    check.setChecked(True)
+    with qtbot.waitSignal(window.runner.finished, timeout=60_000):
+        start(qtbot, window)
+    errors = [m for m in window.notifications.messages() if "does not measure accuracy" in m]
+    assert len(errors) == 1 and "\n" not in errors[0]
+    assert not ResultsStore(window.store.path).load()  # refused before measuring anything

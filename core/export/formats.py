@@ -34,6 +34,8 @@ class ExportInputs:
     # Loads a written folder back the way a user would (folder, device) ->
     # LoadedModel: given by the export job, so writers never import loading.
     reload: Callable | None = None
+    # The GGUF type of the matrices for the gguf format (core.export.gguf_encode.TYPES).
+    gguf_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def register_format(name: str):
 
 def known_formats() -> dict[str, FormatWriter]:
     """The registry, with every bundled writer imported (registered)."""
-    from core.export import hf_format, report_format  # noqa: F401
+    from core.export import gguf_format, hf_format, report_format  # noqa: F401
 
     try:  # the ONNX exporter lives in its own module, where it exists
         from core.export import onnx_format  # noqa: F401

@@ -32,6 +32,7 @@ class ExportRequest:
     settings: object = field(default_factory=_default_settings)  # ExperimentSettings
     store_dir: Path | None = None  # where a student's trained weights are kept
     threads: int | None = None
+    gguf_type: str = "q8_0"  # the gguf format's matrix type (core.export.gguf_encode.TYPES)
 
 
 def _is_student(record) -> bool:
@@ -116,6 +117,10 @@ def export(
     recipe = Recipe.from_dict(record.recipe) if record is not None else request.recipe
     validate(recipe)
     formats = parse_formats(request.formats)
+    if "gguf" in formats:  # an unsupported family or type is refused before any work
+        from core.export.gguf_format import check_gguf_request
+
+        check_gguf_request(original.model.config, request.gguf_type)
     set_threads(request.threads)
     compressed = measured = None
     if record is not None:
@@ -146,6 +151,7 @@ def export(
         cancel=cancel,
         measured_onnx=measured,
         provenance=_provenance(record, measured),
+        gguf_type=request.gguf_type,
     )
 
 

@@ -51,11 +51,13 @@ def run_export(
     cancel: CancelToken | None = None,
     measured_onnx: dict | None = None,
     provenance: dict | None = None,
+    gguf_type: str | None = None,
 ) -> Iterator[object]:
     """Yield a FormatWritten per format, then the ExportResult.
 
     ``measured_onnx`` names the ONNX graph a run was timed on (``folder``,
     ``int8``, ``sha256``): the onnx format then hands over that graph.
+    ``gguf_type`` is the gguf format's type of the matrices (q8_0 when None).
 
     ``original`` is a core.models.loading.LoadedModel, ``recipe`` a core.passes.recipe.Recipe,
     ``records`` core.results.store.RunRecord for the report; ``compressed`` may pass
@@ -91,6 +93,7 @@ def run_export(
         measured_onnx=measured_onnx,
         provenance=provenance,
         reload=_reload,
+        gguf_type=gguf_type,
     )
     written: dict[str, FormatWritten] = {}
     with atomic_folder(Path(target), overwrite, protected, check_replaceable) as temp:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -24,7 +25,18 @@ FORMAT_HELP = {
     "hf": "Hugging Face folder (safetensors, config, tokenizer, recipe, environment)",
     "report": "Report for stakeholders (self-contained HTML with charts, and JSON)",
     "onnx": "ONNX model with a KV cache, checked against PyTorch in ONNX Runtime",
+    "gguf": "GGUF for llama.cpp and Ollama (tokenizer and chat template included), read back "
+    "and checked against the weights",
 }
+# The GGUF type of the weight matrices (core.export.gguf_encode.TYPES), with what each keeps.
+GGUF_TYPES = {
+    "q8_0": "Q8_0 (8-bit; int8 weights keep their values)",
+    "q4_1": "Q4_1 (4-bit with minimum; int4 weights keep their values)",
+    "q4_0": "Q4_0 (4-bit symmetric)",
+    "f16": "F16",
+    "bf16": "BF16",
+}
+OPT_IN = ("onnx", "gguf")  # formats that take a while are left unchecked
 
 
 class ExportDialog(QDialog):
@@ -36,7 +48,11 @@ class ExportDialog(QDialog):
         browse.clicked.connect(self._browse)
         self.formats = {name: QCheckBox(FORMAT_HELP.get(name, name)) for name in formats}
         for name, box in self.formats.items():
-            box.setChecked(name != "onnx")  # ONNX export takes a while: opt in
+            box.setChecked(name not in OPT_IN)
+        self.gguf_types = QComboBox()
+        for name, label in GGUF_TYPES.items():
+            self.gguf_types.addItem(label, name)
+        self.gguf_types.setToolTip("The GGUF type of the weight matrices; norms stay F32")
         self.overwrite = QCheckBox("Replace the folder if it is an earlier export")
         self.overwrite.setToolTip(
             "Only a folder the workbench exported (it carries .workbench-export.json and "
@@ -59,8 +75,16 @@ class ExportDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel(f"Export <b>{recipe_name}</b> into a new folder:"))
         layout.addLayout(row)
-        for box in self.formats.values():
-            layout.addWidget(box)
+        for name, box in self.formats.items():
+            if name == "gguf":  # the type beside its box, usable only when it is ticked
+                gguf_row = QHBoxLayout()
+                gguf_row.addWidget(box, 1)
+                gguf_row.addWidget(self.gguf_types)
+                self.gguf_types.setEnabled(box.isChecked())
+                box.toggled.connect(self.gguf_types.setEnabled)
+                layout.addLayout(gguf_row)
+            else:
+                layout.addWidget(box)
         layout.addWidget(self.overwrite)
         layout.addWidget(self.problem)
         layout.addWidget(
@@ -71,6 +95,9 @@ class ExportDialog(QDialog):
     def chosen(self) -> tuple[Path, list[str], bool]:
         formats = [name for name, box in self.formats.items() if box.isChecked()]
         return Path(self.target.text()).expanduser(), formats, self.overwrite.isChecked()
+
+    def gguf_type(self) -> str:
+        return self.gguf_types.currentData()
 
     def accept(self) -> None:
         from core.errors import WorkbenchError

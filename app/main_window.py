@@ -346,9 +346,11 @@ class MainWindow(QMainWindow):
         dialog = ExportDialog(chosen[0].recipe_name, list(known_formats()), Path.home(), self)
         if dialog.exec():
             target, formats, overwrite = dialog.chosen()
-            self.export_run(chosen[0], target, formats, overwrite)
+            self.export_run(chosen[0], target, formats, overwrite, dialog.gguf_type())
 
-    def export_run(self, record: RunRecord, target, formats, overwrite: bool = False) -> None:
+    def export_run(
+        self, record: RunRecord, target, formats, overwrite: bool = False, gguf_type="q8_0"
+    ) -> None:
         """Hand over exactly what ``record`` measured to ``target`` (atomically)."""
         if self.loaded is None or record.model != self.loaded.source:
             self.notifications.error(
@@ -370,6 +372,7 @@ class MainWindow(QMainWindow):
             settings=self._run_settings(),
             store_dir=self.store.path.parent,
             threads=self.threads,
+            gguf_type=gguf_type,
         )
         self._start_job(f"Export: {record.recipe_name}", export, request)
 

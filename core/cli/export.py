@@ -13,7 +13,8 @@ from core.cli.common import add_model_args, load, progress
 def add_parser(sub) -> None:
     parser = sub.add_parser(
         "export",
-        help="export a configuration: Hugging Face folder (hf), report (HTML + JSON)",
+        help="export a configuration: Hugging Face folder (hf), report (HTML + JSON), ONNX, "
+        "GGUF for llama.cpp",
         description="Builds the recipe's configuration from the model and writes the chosen "
         "formats into --out all at once (nothing is left behind if it fails or is cancelled).",
     )
@@ -28,7 +29,16 @@ def add_parser(sub) -> None:
         "--out", type=Path, required=True, help="export folder (new, or see --overwrite)"
     )
     parser.add_argument(
-        "--format", default="hf,report", help="comma-separated: hf, report (default: both)"
+        "--format",
+        default="hf,report",
+        help="comma-separated: hf, report, onnx, gguf (default: hf,report)",
+    )
+    parser.add_argument(
+        "--gguf-type",
+        default="q8_0",
+        choices=("f16", "bf16", "q8_0", "q4_0", "q4_1"),
+        help="GGUF type of the weight matrices for --format gguf (default: q8_0); int8 "
+        "weights keep their values in q8_0, int4 in q4_1",
     )
     parser.add_argument(
         "--overwrite",
@@ -89,6 +99,7 @@ def run(args) -> None:
         args.overwrite,
         store_dir=store.path.parent,
         threads=args.threads,
+        gguf_type=args.gguf_type,
     )
     result = None
     for event in export(request, progress):

@@ -113,3 +113,11 @@ def test_components_are_cells_and_cost_less_than_their_layer(models):
     for layer in whole.cells:  # each component alone hurts less than both at once
         parts = [c.mean_kl for c in by_part.cells if c.layer == layer.layer]
         assert max(parts) < layer.mean_kl
+
+
+def test_a_scope_the_probe_refuses_is_refused_before_any_work(models):
+    from core.passes.recipe import RecipeError
+
+    awq = R["int4_weight_only"](32, "awq")  # folds into norms: whole layers only
+    with pytest.raises(RecipeError, match="limit it by layers, not parts"):
+        next(sensitivity(SensitivityRequest(models["llama"], awq, ("attention",), 1)))

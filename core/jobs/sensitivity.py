@@ -197,6 +197,11 @@ def sensitivity(
         context_tokens=context, stride=context // 2, split="dev", quick_windows=request.windows
     )
     windows = perplexity_windows(original.tokenizer, protocol)[: request.windows]
+    probes = {}
+    for layer, part in todo:  # a scope the probe refuses is refused before any work
+        cell_probe = dataclasses.replace(probe, layers=str(layer), parts=COMPONENTS.get(part, part))
+        validate(Recipe((cell_probe,)))
+        probes[(layer, part)] = cell_probe
     if todo:
         calibration = None
         if probe.needs_calibration:
@@ -208,10 +213,9 @@ def sensitivity(
         cancel.raise_if_cancelled()
         where = f"layer {layer} {part}".strip()
         progress(Progress(f"Sensitivity: {where}", len(measured) / total))
-        cell_probe = dataclasses.replace(probe, layers=str(layer), parts=COMPONENTS.get(part, part))
-        validate(Recipe((cell_probe,)))
         model = probed_copy(original.model, layer)
-        model = cell_probe.apply(model, PassContext(calibration, ignore_progress, cancel))
+        pass_context = PassContext(calibration, ignore_progress, cancel)
+        model = probes[(layer, part)].apply(model, pass_context)
         model.eval()
         scores = scored(model, layer, record, cancel)
         del model  # one probed layer at a time

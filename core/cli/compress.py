@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.cli.common import add_model_args, load, progress
 from core.message_text import shown
+from core.runtime.registry import RUNTIMES
 
 
 def add_parser(sub) -> None:
@@ -32,9 +33,11 @@ def add_parser(sub) -> None:
         "--backend",
         dest="run_on",
         default="torch",
-        choices=["torch", "torch-compile", "ort", "ort-int8"],
+        choices=list(RUNTIMES),
         help="run the built model in PyTorch eager (default), PyTorch with the decode step "
-        "compiled (torch.compile), or exported to ONNX Runtime (fp32/int8)",
+        "compiled (torch.compile), or exported to ONNX Runtime (fp32, dynamic int8, or "
+        "static int8 with a calibration method): "
+        + "; ".join(f"{key}: {runtime.label}" for key, runtime in RUNTIMES.items()),
     )
     parser.add_argument("--no-eval", action="store_true", help="speed and size only")
     parser.add_argument(

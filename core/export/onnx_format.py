@@ -1,6 +1,8 @@
 """The "onnx" export format: the compressed model as an ONNX graph with a KV
 cache (fp32; and an int8 graph from ONNX Runtime's dynamic quantization
 beside it), each checked against PyTorch on real text before it is kept.
+A run measured on a static int8 graph hands over that graph, in
+``onnx-int8-static-<method>/``.
 
 A run measured on ONNX Runtime hands over the graph it was timed on (copied
 from the export cache after its sha256 was checked), labelled as measured,
@@ -58,8 +60,9 @@ def write_onnx(
     measured = inputs.measured_onnx
     kinds = SUBFOLDERS
     if measured is not None:  # the measured graph only: that is what the run was
-        kind = "int8" if measured["int8"] else "fp32"
-        kinds = {kind: SUBFOLDERS[kind]}
+        # "int8-static-<method>" for a static int8 graph (core.onnx.cache.graph_kind)
+        kind = measured.get("kind") or ("int8" if measured["int8"] else "fp32")
+        kinds = {kind: SUBFOLDERS.get(kind, f"onnx-{kind}")}
     for kind, sub in kinds.items():
         if measured is not None:
             progress(Progress("Copying the measured ONNX graph", None))

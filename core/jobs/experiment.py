@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from core.jobs.on_runtime import check_exportable
 from core.jobs.tasks import task_for
 from core.measure.speed import BenchSettings
 from core.models.loading import LoadedModel
@@ -83,6 +84,7 @@ def run_experiment(
     cancel = cancel or CancelToken()
     validate(recipe)
     check_supports(backend, original.task)  # before anything is built
+    check_exportable(backend, original)  # an ONNX runtime: a family the export takes
     candidate, notes, artifact = original, [], {}
     if recipe.passes:
         compressed = build_compressed(original, recipe, settings, progress, cancel)

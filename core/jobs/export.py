@@ -78,11 +78,12 @@ def _measured_graph(record, compressed, progress, cancel) -> dict:
     """The graph ``record`` was timed on, found in (or remade into) the export
     cache and checked by sha256 against what the run recorded."""
     from core.jobs.provenance import ProvenanceError
-    from core.onnx.cache import cached_onnx_export, graph_digest
+    from core.onnx.cache import cached_onnx_export, graph_digest, graph_kind
     from core.runtime.registry import runtime
 
-    int8 = runtime(record.backend).int8
-    folder = cached_onnx_export(compressed.loaded, int8, progress, cancel)
+    on = runtime(record.backend)
+    int8, calibration = on.int8, on.calibration  # calibration: static int8's method
+    folder = cached_onnx_export(compressed.loaded, int8, progress, cancel, calibration)
     found = graph_digest(folder)
     expected = record.artifact.get("onnx_sha256")
     if expected and found != expected:
@@ -90,7 +91,13 @@ def _measured_graph(record, compressed, progress, cancel) -> dict:
             f"the ONNX graph built now (sha256 {found[:12]}) is not the one "
             f"{record.recipe_name} was timed on ({expected[:12]}); measure it again to export it"
         )
-    return {"folder": str(folder), "int8": int8, "sha256": found, "verified": bool(expected)}
+    return {
+        "folder": str(folder),
+        "int8": int8 or bool(calibration),
+        "kind": graph_kind(int8, calibration),
+        "sha256": found,
+        "verified": bool(expected),
+    }
 
 
 def export(

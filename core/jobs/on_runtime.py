@@ -49,17 +49,44 @@ def prepare(
         return Prepared(dataclasses.replace(candidate, runner=COMPILED_RUNNER), (note,), artifact)
     if chosen.onnx:
         from core.models.loading_onnx import load_onnx_folder
-        from core.onnx.cache import cached_onnx_export, graph_digest
+        from core.onnx.cache import cached_onnx_export, graph_digest, graph_kind
 
         progress(Progress("Exporting to ONNX (or reading the export cache)", None))
-        folder = cached_onnx_export(candidate, chosen.int8, progress, cancel)
-        source = f"{candidate.source} (ONNX{' int8' if chosen.int8 else ''})"
+        folder = cached_onnx_export(
+            candidate, chosen.int8, progress, cancel, calibration=chosen.calibration
+        )
+        kind = graph_kind(chosen.int8, chosen.calibration)
+        source = f"{candidate.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
         loaded = load_onnx_folder(folder, source, "auto")
         artifact |= {"onnx_cache_entry": folder.name, "onnx_sha256": graph_digest(folder)}
+        if chosen.calibration:
+            artifact["onnx_calibration"] = chosen.calibration
         note = (
-            f"measured on the ONNX graph ({'int8, quantize_dynamic' if chosen.int8 else 'fp32'}) "
+            f"measured on the ONNX graph ({_graph_words(chosen)}) "
             f"sha256 {artifact['onnx_sha256'][:12]}; an export holds this graph beside the "
             "PyTorch folder it was made from"
         )
         return Prepared(loaded, (note,), artifact)
     return Prepared(candidate, (), artifact)
+
+
+def _graph_words(chosen) -> str:
+    if chosen.int8:
+        return "int8, quantize_dynamic"
+    if chosen.calibration:
+        return f"int8, quantize_static, {chosen.calibration} calibration on the calibration split"
+    return "fp32"
+
+
+def check_exportable(key: str, loaded) -> None:
+    """Refuse, in one line and before anything is built, a runtime that needs
+    an ONNX export of a family the export cannot take."""
+    from core.errors import UnsupportedModelError
+    from core.runtime.onnx.families import export_refusal
+    from core.runtime.registry import runtime
+    from core.runtime.runners import is_onnx_runtime
+
+    if not runtime(key).onnx or is_onnx_runtime(loaded.model):
+        return
+    if refusal := export_refusal(loaded.model.config):
+        raise UnsupportedModelError(refusal)

@@ -2,8 +2,9 @@
 the window do not re-export (two minutes on the default model) each time.
 
 The key is a hash of what the graph is made of: the model's config and every
-stored tensor (so a compressed model gets its own entry), int8 or not, and
-the versions of the libraries that trace and quantise it. An entry is written
+stored tensor (so a compressed model gets its own entry), fp32, dynamic int8
+or static int8 with its calibration method and settings, and the versions of
+the libraries that trace and quantise it. An entry is written
 to a temporary folder beside the cache and renamed into place when the export
 has passed its check, so a half-written entry is never read.
 """
@@ -19,7 +20,14 @@ from core.progress import CancelToken, ProgressSink, ignore_progress
 EXPORT_VERSION = 1  # bump when the graph's form changes
 
 
-def export_key(model, int8: bool) -> str:
+def graph_kind(int8: bool = False, calibration: str = "") -> str:
+    """The cache entry's suffix: fp32, int8 (dynamic) or int8-static-<method>."""
+    if calibration:
+        return f"int8-static-{calibration}"
+    return "int8" if int8 else "fp32"
+
+
+def export_key(model, int8: bool, calibration: str = "") -> str:
     import onnxruntime
     import onnxscript
     import torch
@@ -30,7 +38,13 @@ def export_key(model, int8: bool) -> str:
     from core.onnx.int8 import SMOOTH_ALPHA
 
     recipe = [EXPORT_VERSION, int8, versions, onnxruntime.__version__]
-    digest.update(json.dumps(recipe + ([SMOOTH_ALPHA] if int8 else [])).encode())
+    if int8:
+        recipe.append(SMOOTH_ALPHA)
+    if calibration:
+        from core.onnx.int8_static import static_settings
+
+        recipe.append(static_settings(calibration))
+    digest.update(json.dumps(recipe).encode())
     digest.update(model.config.to_json_string(use_diff=False).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -47,19 +61,22 @@ def cached_onnx_export(
     int8: bool = False,
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
+    calibration: str = "",
 ) -> Path:
-    """The folder of ``loaded``'s export (made now if the cache lacks it)."""
+    """The folder of ``loaded``'s export (made now if the cache lacks it):
+    fp32, dynamic int8 (``int8``) or static int8 calibrated with ``calibration``."""
     from core.atomic_folder import atomic_folder
     from core.models.default_model import cache_root
     from core.onnx.export import REPORT_FILE, export_onnx
 
     root = cache_root() / "onnx"
-    folder = root / f"{export_key(loaded.model, int8)}-{'int8' if int8 else 'fp32'}"
+    key = export_key(loaded.model, int8, calibration)
+    folder = root / f"{key}-{graph_kind(int8, calibration)}"
     if (folder / REPORT_FILE).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
     with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
-        export_onnx(loaded, staging, progress, cancel, int8=int8)
+        export_onnx(loaded, staging, progress, cancel, int8=int8, calibration=calibration)
     return folder
 
 
@@ -69,12 +86,14 @@ def load_ort_version(
     device: str = "auto",
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
+    calibration: str = "",
 ):
     """``loaded`` exported (or found in the cache) and opened in ONNX Runtime."""
     from core.models.loading_onnx import load_onnx_folder
 
-    folder = cached_onnx_export(loaded, int8, progress, cancel)
-    source = f"{loaded.source} (ONNX{' int8' if int8 else ''})"
+    folder = cached_onnx_export(loaded, int8, progress, cancel, calibration)
+    kind = graph_kind(int8, calibration)
+    source = f"{loaded.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
     return load_onnx_folder(folder, source, device)
 
 

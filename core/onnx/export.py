@@ -2,7 +2,8 @@
 
 ``export_onnx`` writes into ``out_dir`` (which must not hold anything yet):
 ``model.onnx`` + ``model.onnx.data`` (the graph of ``core.onnx.graph``,
-int8 when asked), the model's ``config.json`` / ``generation_config.json``,
+int8 when asked: dynamic, ``core.onnx.int8``, or static with a calibration
+method, ``core.onnx.int8_static``), the model's ``config.json`` / ``generation_config.json``,
 its tokenizer, and ``onnx_export.json`` (what was checked and measured). The
 folder then loads with ``core.models.loading.load_model`` as an ONNX Runtime model.
 
@@ -21,9 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.errors import ExportFailedError, UnsupportedModelError, WorkbenchError
-from core.onnx.fidelity import OnnxFidelity, check_windows, compare_logits
-from core.onnx.graph import SUPPORTED_MODEL_TYPES, export_graph
+from core.onnx.fidelity import DECODE_STEPS, OnnxFidelity, check_windows, compare_logits
+from core.onnx.graph import export_graph
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
+from core.runtime.onnx.families import export_refusal
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "onnx_export.json"
@@ -33,11 +35,12 @@ REPORT_FILE = "onnx_export.json"
 class OnnxExportResult:
     folder: Path
     model_file: Path
-    int8: bool
+    int8: bool  # quantised to int8 (dynamic, or static when ``calibration`` is set)
     bytes_on_disk: int  # the graph and its weights
     untied_weights: int  # transposed (tied) weights stored on their own
     fidelity: OnnxFidelity
     seconds: float
+    calibration: str = ""  # static int8: the calibration method
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -62,40 +65,61 @@ def export_onnx(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
     int8: bool = False,
+    calibration: str = "",
 ) -> OnnxExportResult:
-    """Export ``loaded`` (a LoadedModel, or a compressed model's) to ``out_dir``."""
+    """Export ``loaded`` (a LoadedModel, or a compressed model's) to ``out_dir``:
+    fp32, dynamic int8 (``int8``) or static int8 calibrated with ``calibration``
+    (one of ``core.onnx.int8_static.CALIBRATION_METHODS``)."""
     cancel = cancel or CancelToken()
     out_dir = Path(out_dir)
     model = loaded.model
-    model_type = getattr(model.config, "model_type", "unknown")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedModelError(
-            f"ONNX export supports {', '.join(SUPPORTED_MODEL_TYPES)} models, not {model_type!r}."
-        )
+    if refusal := export_refusal(model.config):
+        raise UnsupportedModelError(refusal)
+    if calibration:
+        from core.onnx.int8_static import method_enum
+
+        if int8:
+            raise ValueError("int8 is dynamic quantisation; a calibration method makes it static")
+        method_enum(calibration)  # an unknown method is refused before any work
     if out_dir.exists() and any(out_dir.iterdir()):
         raise WorkbenchError(f"{out_dir} is not empty; choose a new folder for the export.")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _export(loaded, model, out_dir, progress, cancel, int8)
+        return _export(loaded, model, out_dir, progress, cancel, int8, calibration)
     except BaseException:
         _remove_contents(out_dir, remove_folder=created)
         raise
 
 
-def _export(loaded, model, out_dir, progress, cancel, int8) -> OnnxExportResult:
+def _smoothing(int8: bool, calibration: str) -> float | None:
+    """The SmoothQuant alpha folded in before tracing an int8 graph (None: none)."""
+    if int8:
+        from core.onnx.int8 import SMOOTH_ALPHA
+
+        return SMOOTH_ALPHA
+    if calibration:
+        from core.onnx.int8_static import SMOOTH_ALPHA as STATIC_SMOOTH_ALPHA
+
+        return STATIC_SMOOTH_ALPHA
+    return None
+
+
+def _export(loaded, model, out_dir, progress, cancel, int8, calibration) -> OnnxExportResult:
     from core.runtime.onnx.ort_model import OrtCausalLM
 
     start = time.perf_counter()
+    quantized = int8 or bool(calibration)
     target = out_dir / MODEL_FILE
-    fp32_target = out_dir / "model-fp32.onnx" if int8 else target
+    fp32_target = out_dir / "model-fp32.onnx" if quantized else target
     progress(Progress("Tracing the model to ONNX (torch.onnx.export, dynamo)", 0.05))
     exportable = _exportable_copy(model)
-    if int8:
+    alpha = _smoothing(int8, calibration)
+    if alpha is not None:
         from core.onnx.int8 import smoothed_copy
 
         progress(Progress("SmoothQuant: measuring activation ranges for int8", 0.02))
-        exportable = smoothed_copy(exportable, loaded.tokenizer, cancel)
+        exportable = smoothed_copy(exportable, loaded.tokenizer, cancel, alpha)
     try:
         untied = export_graph(exportable, fp32_target)
     except Exception as err:  # torch.export and the ONNX translation raise many types
@@ -108,6 +132,16 @@ def _export(loaded, model, out_dir, progress, cancel, int8) -> OnnxExportResult:
 
         progress(Progress("Quantising weights to int8 (onnxruntime quantize_dynamic)", 0.5))
         quantize_graph(fp32_target, target)
+    elif calibration:
+        from core.onnx.int8_static import quantize_graph_static
+
+        progress(
+            Progress(f"Calibrating ({calibration}) and quantising to int8 (quantize_static)", 0.5)
+        )
+        quantize_graph_static(
+            fp32_target, target, model.config, loaded.tokenizer, calibration, cancel
+        )
+    if quantized:
         for path in (fp32_target, fp32_target.with_name(f"{fp32_target.name}.data")):
             path.unlink(missing_ok=True)
         cancel.raise_if_cancelled()
@@ -119,18 +153,19 @@ def _export(loaded, model, out_dir, progress, cancel, int8) -> OnnxExportResult:
     progress(Progress("Checking the export against PyTorch on real text", 0.7))
     ort_model = OrtCausalLM(target, model.config, model.generation_config, device="cpu")
     windows = check_windows(loaded.tokenizer, model.config)
-    fidelity = compare_logits(exportable, ort_model, windows, int8, cancel)
+    fidelity = compare_logits(exportable, ort_model, windows, quantized, cancel, DECODE_STEPS)
     del ort_model  # the session maps the weights file; release it before any cleanup
     if not fidelity.passed:
         raise ExportFailedError(f"ONNX export failed its check: {fidelity.failure()}")
     result = OnnxExportResult(
         folder=out_dir,
         model_file=target,
-        int8=int8,
+        int8=quantized,
         bytes_on_disk=sum(p.stat().st_size for p in out_dir.glob(f"{MODEL_FILE}*")),
         untied_weights=untied,
         fidelity=fidelity,
         seconds=time.perf_counter() - start,
+        calibration=calibration,
     )
     (out_dir / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
     progress(Progress("ONNX export done", 1.0))

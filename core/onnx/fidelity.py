@@ -3,8 +3,12 @@
 Both read the same windows of real text (the report split's perplexity
 windows, shortened to fit small models); at every position we compare the
 logits: the largest absolute difference, top-1 agreement and mean
-KL(PyTorch || ONNX). An fp32 export must match to float rounding: top-1 >=
-99.9% and max |logit diff| < 1e-3. An int8 graph changes the numbers by
+KL(PyTorch || ONNX). The last ``DECODE_STEPS`` positions of the first window
+are scored a second time through the graph's KV cache (the rest as one
+prefill, then one token per step, the path generation takes), so a graph whose
+cache does not carry what the model needs fails here, not in a user's run.
+An fp32 export must match to float rounding: top-1 >= 99.9% and max |logit
+diff| < 1e-3. An int8 graph changes the numbers by
 design, so it is judged by top-1 and KL only, with loose bounds that catch a
 broken graph (wrong weights give near-chance top-1), not a lossy one; its
 measured values are reported as they are.
@@ -27,6 +31,7 @@ INT8_MIN_TOP1 = 0.45
 INT8_MAX_KL = 1.5
 CHECK_WINDOWS = 4
 CHECK_CONTEXT = 256
+DECODE_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,12 @@ class OnnxFidelity:
     int8: bool
     passed: bool
     criteria: str
+    decode_positions: int = 0  # of ``positions``, scored through the KV cache
 
     def failure(self) -> str:
         return (
-            f"the exported graph does not match the PyTorch model on {self.positions} positions: "
+            f"the exported graph does not match the PyTorch model on {self.positions} positions "
+            f"({self.decode_positions} decoded through its KV cache): "
             f"top-1 {self.top1_agreement:.2%}, max |logit diff| {self.max_abs_logit_diff:.3g}, "
             f"KL {self.mean_kl:.3g} (needs {self.criteria})"
         )
@@ -68,23 +75,54 @@ def check_windows(tokenizer, config) -> list[torch.Tensor]:
 
 @torch.inference_mode()
 def compare_logits(
-    torch_model, ort_model, windows: list[torch.Tensor], int8: bool, cancel: CancelToken
+    torch_model,
+    ort_model,
+    windows: list[torch.Tensor],
+    int8: bool,
+    cancel: CancelToken,
+    decode_steps: int = 0,
 ) -> OnnxFidelity:
+    """Compare on ``windows``; with ``decode_steps``, also the first window's
+    last positions decoded one token at a time through the graph's cache."""
     device = next(torch_model.parameters()).device
-    max_abs, agree, kl_sum, positions = 0.0, 0, 0.0, 0
-    for window in windows:
+    max_abs, agree, kl_sum, positions, decoded = 0.0, 0, 0.0, 0, 0
+    for index, window in enumerate(windows):
         cancel.raise_if_cancelled()
         ids = window.unsqueeze(0)
         reference = torch_model(input_ids=ids.to(device)).logits[0].float().cpu()
-        candidate = ort_model(input_ids=ids).logits[0].float()
-        max_abs = max(max_abs, (reference - candidate).abs().max().item())
-        agree += int((reference.argmax(-1) == candidate.argmax(-1)).sum())
-        ref_logp, cand_logp = reference.log_softmax(-1), candidate.log_softmax(-1)
-        kl_sum += (ref_logp.exp() * (ref_logp - cand_logp)).sum().item()
-        positions += window.numel()
+        pairs = [(reference, ort_model(input_ids=ids).logits[0].float())]
+        steps = min(decode_steps, window.numel() - 1) if index == 0 else 0
+        if steps > 0:
+            pairs.append((reference[-steps:], cached_decode_logits(ort_model, window, steps)))
+            decoded = steps
+        for ref, candidate in pairs:
+            max_abs = max(max_abs, (ref - candidate).abs().max().item())
+            agree += int((ref.argmax(-1) == candidate.argmax(-1)).sum())
+            ref_logp, cand_logp = ref.log_softmax(-1), candidate.log_softmax(-1)
+            kl_sum += (ref_logp.exp() * (ref_logp - cand_logp)).sum().item()
+            positions += ref.shape[0]
     top1, kl = agree / positions, kl_sum / positions
     if int8:
         passed = top1 >= INT8_MIN_TOP1 and kl <= INT8_MAX_KL
     else:
         passed = top1 >= FP32_MIN_TOP1 and max_abs < FP32_MAX_ABS
-    return OnnxFidelity(len(windows), positions, max_abs, top1, kl, int8, passed, criteria(int8))
+    return OnnxFidelity(
+        len(windows), positions, max_abs, top1, kl, int8, passed, criteria(int8), decoded
+    )
+
+
+def cached_decode_logits(ort_model, window: torch.Tensor, steps: int) -> torch.Tensor:
+    """Logits [steps, vocab] of ``window``'s last ``steps`` positions, computed
+    as generation does: the tokens before them as one prefill from an empty
+    cache, then one token per step on the cache the previous step returned."""
+    import numpy as np
+
+    ids = window.view(1, -1).numpy().astype(np.int64)
+    start = ids.shape[1] - steps
+    out = ort_model.step(ids[:, :start], ort_model.empty_cache(), np.array([start - 1]))
+    past, logits = out.present, []
+    for t in range(start, ids.shape[1]):
+        out = ort_model.step(ids[:, t : t + 1], past, np.array([0]))
+        past = out.present
+        logits.append(out.logits[0, -1].float())
+    return torch.stack(logits)

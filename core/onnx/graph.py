@@ -18,8 +18,9 @@ where nothing is read.
 The model itself is traced by ``torch.onnx.export(dynamo=True)`` through a
 small wrapper that turns the flat past tensors into transformers' own
 ``DynamicCache`` and the updated cache back into flat tensors; transformers
-builds the causal mask and positions from the cache length as it does in
-``generate``.
+builds the causal (and sliding-window) mask and positions from the cache
+length as it does in ``generate``. The families it is made for are in
+``core.runtime.onnx.families``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class FlatCacheLM(torch.nn.Module):
     def forward(self, input_ids, attention_mask, logits_positions, *past):
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.model.config)
+        # Every layer keeps its whole cache, sliding-window layers too: transformers'
+        # sliding cache (DynamicCache(config=...)) crops itself to the window, and a
+        # graph fed that cropped cache back counts positions from what it holds
+        # (core.runtime.onnx.families). The sliding mask comes from the config.
+        cache = DynamicCache()
         for i in range(self.layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.model(

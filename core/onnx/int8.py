@@ -24,7 +24,7 @@ QUANTIZED_OPS = ["MatMul", "Gemm"]
 SMOOTH_ALPHA = 0.5
 
 
-def smoothed_copy(model, tokenizer, cancel):
+def smoothed_copy(model, tokenizer, cancel, alpha: float = SMOOTH_ALPHA):
     """A copy of ``model`` with SmoothQuant scales folded in (the model the
     int8 graph is made from and checked against); the original is untouched."""
     import copy
@@ -33,7 +33,7 @@ def smoothed_copy(model, tokenizer, cancel):
     from core.passes.smooth_quant import smooth
 
     smoothed = copy.deepcopy(model)
-    smooth(smoothed, calibration_windows(tokenizer), SMOOTH_ALPHA, cancel)
+    smooth(smoothed, calibration_windows(tokenizer), alpha, cancel)
     return smoothed
 
 

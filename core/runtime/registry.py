@@ -19,9 +19,21 @@ class Runtime:
     label: str  # what a person reads
     onnx: bool = False  # measured on an ONNX graph exported from the built model
     int8: bool = False  # the graph quantised by ONNX Runtime's quantize_dynamic
+    # Static int8: the graph quantised by quantize_static (QDQ), activation ranges
+    # calibrated on the calibration split with this method (core.onnx.int8_static).
+    calibration: str = ""
     compiled: bool = False  # decode step compiled by torch.compile
     # The model kinds it runs (core.model_kinds).
     tasks: frozenset[str] = frozenset({CAUSAL_LM})
+
+
+def _static(method: str, name: str) -> Runtime:
+    return Runtime(
+        f"ort-int8-static-{method}",
+        f"ONNX Runtime int8 static ({name})",
+        onnx=True,
+        calibration=method,
+    )
 
 
 RUNTIMES: dict[str, Runtime] = {
@@ -31,6 +43,10 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("torch-compile", "PyTorch compiled", compiled=True),
         Runtime("ort", "ONNX Runtime", onnx=True),
         Runtime("ort-int8", "ONNX Runtime int8", onnx=True, int8=True),
+        # The order is the dev split's ranking (benchmarks/ort_static_int8.py).
+        _static("percentile", "Percentile"),
+        _static("entropy", "Entropy"),
+        _static("minmax", "MinMax"),
     )
 }
 DEFAULT_RUNTIME = "torch"

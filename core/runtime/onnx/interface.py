@@ -4,11 +4,13 @@ graph itself is described in core.onnx.graph."""
 
 from __future__ import annotations
 
+from core.runtime.onnx.families import EXPORTABLE
+
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 LOGITS_POSITIONS = "logits_positions"
 LOGITS = "logits"
-SUPPORTED_MODEL_TYPES = ("llama", "gpt2")
+SUPPORTED_MODEL_TYPES = tuple(EXPORTABLE)  # model types; core.runtime.onnx.families
 
 
 def past_names(layers: int) -> list[str]:

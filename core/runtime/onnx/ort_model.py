@@ -36,6 +36,8 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # What onnxruntime's dynamic quantisation leaves in a graph (with or without its fusions).
 INT8_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
+# What its static quantisation (QDQ format) leaves.
+STATIC_INT8_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,9 @@ class OrtCausalLM:
             raise NotAModelError(
                 f"{path} is not a graph exported by the workbench (its inputs differ)."
             )
-        self.int8 = bool(_op_types(self.path) & INT8_OPS)
+        ops = _op_types(self.path)
+        self.int8 = bool(ops & INT8_OPS)  # dynamic int8
+        self.static_int8 = STATIC_INT8_OPS <= ops
 
     # -- what the runner uses -------------------------------------------------------
 
@@ -103,7 +107,7 @@ class OrtCausalLM:
 
     @property
     def runner_name(self) -> str:
-        kind = "int8" if self.int8 else "fp32"
+        kind = "int8-static" if self.static_int8 else "int8" if self.int8 else "fp32"
         return f"onnxruntime-{'cuda' if self.provider == CUDA else 'cpu'}-{kind}"
 
     def empty_cache(self) -> list:

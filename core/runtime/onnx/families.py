@@ -1,0 +1,74 @@
+"""Which decoder families our ONNX graph (``core.onnx.graph``) is made for,
+and, for any other model, the one line that says why it is refused before
+any work starts.
+
+Each family here is exported and checked on a tiny random model by
+``tests/test_onnx_families.py``: the fidelity gate, a prefill then
+token-by-token decode through the graph's KV cache against PyTorch, and
+greedy tokens. Sliding-window layers (Mistral, Gemma 2/3) keep their whole
+cache in the graph: transformers' sliding cache crops itself to the window
+and then counts positions from what it holds, so a graph fed its own cropped
+cache back decoded past the window with wrong positions (Mistral) or indexed
+outside the cache (Gemma); with the whole cache the sliding mask comes from
+the config and decode matches PyTorch to float rounding.
+
+Pure data and config reading, no torch: the run job asks it before building
+a configuration.
+"""
+
+from __future__ import annotations
+
+# model_type -> the family name people read.
+EXPORTABLE = {
+    "llama": "Llama",
+    "mistral": "Mistral",
+    "qwen2": "Qwen2",
+    "qwen3": "Qwen3",
+    "phi3": "Phi-3",
+    "gemma2": "Gemma 2",
+    "gemma3_text": "Gemma 3 (text)",
+    "gpt2": "GPT-2",
+}
+
+# Families refused for a known reason (rather than "not tested").
+KNOWN_REFUSALS = {
+    "gemma3": "a Gemma 3 checkpoint with its vision tower (model type 'gemma3'); "
+    "ONNX export takes the text-only model (model type 'gemma3_text')",
+    "bert": "BERT is an encoder (a classifier here), not a decoder with a KV cache; "
+    "it runs on PyTorch eager",
+}
+
+
+def export_refusal(config) -> str | None:
+    """One line saying why ``config``'s model cannot be exported to our ONNX
+    graph, or None when it can."""
+    model_type = getattr(config, "model_type", "unknown")
+    if model_type in KNOWN_REFUSALS:
+        return f"ONNX export cannot take {KNOWN_REFUSALS[model_type]}."
+    if model_type not in EXPORTABLE:
+        return (
+            f"ONNX export supports {', '.join(EXPORTABLE.values())} "
+            f"({', '.join(EXPORTABLE)}), not {model_type!r}."
+        )
+    types = rope_types(config)
+    if any("dynamic" in kind for kind in types):
+        return (
+            "ONNX export cannot take dynamic RoPE scaling: it recomputes its frequencies "
+            "from the sequence length in Python, which torch.export cannot trace."
+        )
+    if "longrope" in types:
+        return (
+            "ONNX export cannot take long-context RoPE (longrope): it switches to its long "
+            "factors past the original context, and the traced graph does not follow the "
+            "switch (a tiny Phi-3's logits differed by 8e-3 past it)."
+        )
+    return None
+
+
+def rope_types(config) -> list[str]:
+    """The RoPE types of ``config`` (one per layer type where they differ, as in Gemma 3)."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
+    if not isinstance(rope, dict):
+        return []
+    sets = [rope] if "rope_type" in rope or "type" in rope else list(rope.values())
+    return [str(s.get("rope_type") or s.get("type")) for s in sets if isinstance(s, dict)]

@@ -8,9 +8,11 @@ Each client loops until the time is up, choosing a request kind at random
 (seeded): completions and chat, whole and streamed (streams ask for usage),
 and the refusals, each checked against the status it must get (a valid
 request may get 429 when the queue is full; the client then waits the
-Retry-After it was given, as OpenAI's clients do). Afterwards: /healthz, one more
-valid request, the server's own /metrics against what the clients counted,
-then Ctrl-C (SIGINT) and the exit status.
+Retry-After it was given, as OpenAI's clients do). One probe thread beside
+them sends only refusals at a steady pace, so the 401 and 4xx checks have
+many samples however slow the model is. Afterwards: /healthz, one more valid
+request, the server's own /metrics against what the clients counted, then
+Ctrl-C (SIGINT) and the exit status.
 
     .venv/bin/python benchmarks/serve_load.py [--model default] [--clients 8] [--seconds 60]
 
@@ -212,6 +214,18 @@ def client_loop(url, token, deadline, seed, tally, max_tokens, timeout_s) -> Non
             time.sleep(max(0.0, min(outcome.retry_after_s, deadline - time.monotonic())))
 
 
+def probe_loop(url, token, deadline, seed, tally, max_tokens, every_s) -> None:
+    """Refusals only, at a steady pace: however slow the model, the 401 and
+    4xx checks get many samples, sent while the model is busy."""
+    rng = random.Random(seed)
+    refusals = [kind for kind in KINDS if kind not in VALID]
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while time.monotonic() < deadline:
+            kind = refusals[rng.randrange(len(refusals))]
+            tally.add(one_request(client, kind, rng, token, max_tokens))
+            time.sleep(every_s)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (None for no values)."""
     if not values:
@@ -267,6 +281,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="per request, seconds")
     parser.add_argument("--startup-s", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--probe-every",
+        type=float,
+        default=0.1,
+        help="seconds between the probe thread's refusals (0: no probe thread)",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="serve-load-"))
@@ -295,6 +315,13 @@ def main() -> None:
             )  # fmt: skip
             for i in range(args.clients)
         ]
+        if args.probe_every > 0:
+            clients.append(
+                threading.Thread(
+                    target=probe_loop,
+                    args=(url, token, deadline, -1, tally, args.max_tokens, args.probe_every),
+                )
+            )
         for client in clients:
             client.start()
         for client in clients:
@@ -327,6 +354,7 @@ def main() -> None:
     result = {
         "model": args.model,
         "clients": args.clients,
+        "probe_every_s": args.probe_every,
         "seconds": round(wall_s, 1),
         "requests": len(outcomes),
         "requests_ok": len(ok),

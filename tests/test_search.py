@@ -22,6 +22,7 @@ from core.search.events import (
     LayersRanked,
     ReferenceMeasured,
     SearchFinished,
+    SearchNote,
 )
 from core.search.limits import Limits, objective
 from tests.test_app_compression import TINY_SETTINGS
@@ -218,20 +219,27 @@ def test_mixed_precision_follows_the_ranking(original):
         (SensitivityCell(0, "", 0.001, 1.0, 1, 2), SensitivityCell(1, "", 0.01, 1.0, 2, 2)),
     )
     space = SearchSpace(families=("mixed",), int4_groups=(32,), int4_methods=("gptq", "rtn"))
-    events = run_search(original, space=space, sensitivity=given)
+    # 0.47x: int8 everywhere does not fit without the int8 head, int8 on one layer does.
+    limits = Limits(max_bytes_ratio=0.47)
+    events = run_search(original, space=space, sensitivity=given, limits=limits)
     ranked = of(events, LayersRanked)[0]
     assert ranked.layers == (1, 0) and "given" in ranked.source
+    (note,) = of(events, SearchNote)  # with the int8 head, uniform int8 fits: no mixed
+    assert "with the int8 head" in note.text and "uniform int8 fits" in note.text
     proposed = of(events, CandidateProposed)
-    assert proposed and all(e.family == "mixed" for e in proposed)
+    assert len(proposed) == 2 and all(e.family == "mixed" for e in proposed)
     for event in proposed:
-        int8, int4 = event.recipe["passes"][:2]
+        int8, int4 = event.recipe["passes"]  # no head pass
         assert (int8["pass"], int8["layers"]) == ("int8_weight_only", "1")
         assert (int4["pass"], int4["layers"]) == ("int4_weight_only", "0")
     twins = {e.key: e for e in of(events, CandidateScored)}
     gptq = [e for e in proposed if e.recipe["passes"][1]["method"] == "gptq"]
     assert gptq and all(twins[e.key].twin for e in gptq)  # scored by its RTN twin
 
-    probed = run_search(original, space=space)  # no map: each layer probed
+    probed = run_search(original, space=space, limits=limits)  # no map: each layer probed
     ranked = of(probed, LayersRanked)[0]
     assert sorted(ranked.layers) == [0, 1] and all(kl > 0 for kl in ranked.kl)
     assert ranked.kl == tuple(sorted(ranked.kl, reverse=True))
+    # For size, not quality, mixed is tried even where int8 fits.
+    smallest = run_search(original, space=space, objective="bytes")
+    assert not of(smallest, SearchNote) and len(of(smallest, CandidateProposed)) == 4

@@ -202,6 +202,7 @@ def event_line(event) -> str:
         CandidateScored,
         LayersRanked,
         ReferenceMeasured,
+        SearchNote,
         SearchStarted,
     )
 
@@ -230,6 +231,8 @@ def event_line(event) -> str:
             f"{how}: {event.label}: {event.record.bytes / 1e6:.1f} MB "
             f"({event.bytes_ratio:.3f}x){change}; {verdict}"
         )
+    if isinstance(event, SearchNote):
+        return event.text
     if isinstance(event, LayersRanked):
         return f"layers by sensitivity: {', '.join(map(str, event.layers))}"
     if isinstance(event, BestSoFar):
@@ -266,4 +269,3 @@ def print_summary(data: dict) -> None:
     if metrics.get("decode_ms_per_token") is not None:
         print(f"  decode {metrics['decode_ms_per_token']:.2f} ms/token ({best['bench_protocol']})")
     print(f"  recipe: {json.dumps(best['recipe'])}")
-

@@ -40,6 +40,7 @@ from core.search.events import (
     LayersRanked,
     ReferenceMeasured,
     SearchFinished,
+    SearchNote,
     SearchStarted,
 )
 from core.search.limits import Limits, objective, ppl_increase_pct
@@ -338,12 +339,37 @@ class _Search:
     # --- mixed precision ----------------------------------------------------------
     def _mixed(self) -> Iterator[object]:
         from core.passes.size_estimate import estimate_size
-        from core.search.candidates import layer_probe, mixed_candidates
+        from core.search.candidates import head_options, layer_probe, mixed_candidates, uniform_int8
+        from core.search.promotion import QUALITY_OBJECTIVES
         from core.search.proxy import ProxyScore
 
-        model = self.request.original.model
+        model, space = self.request.original.model, self.request.space
         layers = model.config.num_hidden_layers
         if layers < 2:
+            return
+
+        def fits(recipe) -> bool:
+            if self.byte_limit is None:
+                return True
+            return estimate_size(model, recipe).total_bytes <= self.byte_limit
+
+        heads = head_options(space, model)
+        if self.goal.key in QUALITY_OBJECTIVES:
+            # int8 everywhere is at least as precise as int8 on some layers and
+            # int4 on the rest: where it fits, mixed precision cannot be better.
+            kept = [head for head in heads if not fits(uniform_int8(head))]
+            skipped = [head for head in heads if head not in kept]
+            if skipped:
+                names = " or ".join(
+                    "with the int8 head" if head is not None else "with the head as it is"
+                    for head in skipped
+                )
+                yield SearchNote(
+                    f"mixed int8/int4 not tried {names}: uniform int8 fits the size limit and "
+                    "keeps 8 bits on every layer"
+                )
+            heads = kept
+        if not heads:
             return
         given = self.request.sensitivity
         if given is not None:
@@ -367,13 +393,7 @@ class _Search:
             ranking = sorted(by_layer, key=by_layer.get, reverse=True)
             source = "int4 g128 RTN on one layer at a time, KL on the proxy's dev windows"
         yield LayersRanked(tuple(ranking), tuple(by_layer.get(i, 0.0) for i in ranking), source)
-
-        def fits(recipe) -> bool:
-            if self.byte_limit is None:
-                return True
-            return estimate_size(model, recipe).total_bytes <= self.byte_limit
-
-        yield from self._stage(mixed_candidates(model, self.request.space, ranking, fits))
+        yield from self._stage(mixed_candidates(model, space, ranking, fits, heads))
 
     # --- measuring ------------------------------------------------------------------
     def _promote(self, limit: int | None = None) -> Iterator[object]:

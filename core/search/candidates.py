@@ -99,13 +99,22 @@ def has_linear_head(model) -> bool:
     return get is not None and type(get()) is nn.Linear
 
 
-def _heads(space: SearchSpace, model) -> list:
+def head_options(space: SearchSpace, model) -> list:
+    """None (the head as it is) and, where it applies, the int8 head pass."""
     from core.passes import REGISTRY
 
     heads = [None]
     if space.int8_head and has_linear_head(model):
         heads.append(REGISTRY["int8_head"]())
     return heads
+
+
+def uniform_int8(head):
+    """int8 weight-only on every block linear (with ``head``, if any)."""
+    from core.passes import REGISTRY as R
+    from core.passes.recipe import Recipe
+
+    return Recipe(_with_head((R["int8_weight_only"](),), head))
 
 
 def _with_head(passes: tuple, head) -> tuple:
@@ -127,7 +136,7 @@ def uniform_candidates(model, space: SearchSpace) -> list[Candidate]:
     from core.passes.recipe import Recipe
 
     out = []
-    for head in _heads(space, model):
+    for head in head_options(space, model):
         blocks = [(R["int8_weight_only"](), "int8", 0)]
         blocks += [
             (R["int4_weight_only"](group, method), f"int4 g{group} {method}", rank)
@@ -155,7 +164,7 @@ def pruning_candidates(model, space: SearchSpace) -> list[Candidate]:
         group, method = space.int4_groups[0], space.int4_methods[0]
         quantizers.append((R["int4_weight_only"](group, method), f"int4 g{group} {method}", 1))
     out = []
-    for head in _heads(space, model):
+    for head in head_options(space, model):
         for prune, prune_label in prunes:
             for quant, quant_label, rank in quantizers:
                 recipe = Recipe(_with_head((prune, quant), head))
@@ -176,14 +185,15 @@ def mixed_recipe(sensitive: list[int], layers: int, group: int, method: str, hea
     return Recipe(_with_head(passes, head))
 
 
-def mixed_candidates(model, space: SearchSpace, ranking: list[int], fits) -> list[Candidate]:
+def mixed_candidates(model, space: SearchSpace, ranking: list[int], fits, heads) -> list:
     """int8 on the first k layers of ``ranking`` (most sensitive first), int4
-    elsewhere: k the most that ``fits`` (a recipe -> bool, the size limit by
-    the estimate) allows, and half of it. None when no int8 layer fits or
-    every layer would be int8 (that is the uniform int8 candidate)."""
+    elsewhere, with each of ``heads``: k the most that ``fits`` (a recipe ->
+    bool, the size limit by the estimate) allows, and half of it. None when
+    no int8 layer fits or every layer would be int8 (the uniform int8
+    candidate)."""
     layers = model.config.num_hidden_layers
     out = []
-    for head in _heads(space, model):
+    for head in heads:
         most_at: dict[int, int] = {}  # every int4 method stores the same bytes: once a group
         for group, method, rank in _int4_variants(space):
             if group not in most_at:

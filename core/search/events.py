@@ -4,8 +4,9 @@ then CandidateScored (its proxy) or CandidateRejected (why it was dropped,
 at which stage), and for those promoted CandidateMeasured (the RunRecord;
 a new record is yielded as a plain RunRecord first, so the window stores
 and charts it as any run); LayersRanked once the sensitivity ranking for
-mixed precision is known; BestSoFar whenever the best record meeting the
-limits changes; SearchFinished last. A cancel raises instead: everything
+mixed precision is known; SearchNote for a decision the log explains;
+BestSoFar whenever the best record meeting the limits changes;
+SearchFinished last. A cancel raises instead: everything
 measured before it was already yielded."""
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class CandidateMeasured:
 
 
 @dataclass(frozen=True)
+class SearchNote:
+    text: str  # a decision the log should explain (one line)
+
+
+@dataclass(frozen=True)
 class LayersRanked:
     layers: tuple[int, ...]  # most sensitive first
     kl: tuple[float, ...]  # each layer's probe KL, in the same order
@@ -107,6 +113,7 @@ SEARCH_EVENTS = (
     CandidateScored,
     CandidateRejected,
     CandidateMeasured,
+    SearchNote,
     LayersRanked,
     BestSoFar,
     SearchFinished,

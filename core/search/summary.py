@@ -13,6 +13,7 @@ from core.search.events import (
     LayersRanked,
     ReferenceMeasured,
     SearchFinished,
+    SearchNote,
     SearchStarted,
 )
 
@@ -44,6 +45,7 @@ class SearchSummary:
         self.original: dict | None = None
         self.candidates: dict[str, dict] = {}
         self.ranking: dict | None = None
+        self.notes: list[str] = []
         self.best: BestSoFar | None = None
         self.finished: SearchFinished | None = None
 
@@ -81,6 +83,8 @@ class SearchSummary:
                 "seconds": round(event.seconds, 1),
             }
             self.candidates[event.key]["measured"] = part
+        elif isinstance(event, SearchNote):
+            self.notes.append(event.text)
         elif isinstance(event, LayersRanked):
             self.ranking = {
                 "layers": list(event.layers),
@@ -110,6 +114,7 @@ class SearchSummary:
                 else None
             ),
             "layer_ranking": self.ranking,
+            "notes": self.notes,
             "candidates": list(self.candidates.values()),
             "stopped": finished.stopped if finished else "cancelled",
             "elapsed_s": round(finished.elapsed_s, 1) if finished else None,

@@ -210,7 +210,7 @@ def test_the_budget_stops_new_work(original):
     assert len(budget) == len(of(events, CandidateProposed)) == 4
 
 
-def test_mixed_precision_follows_the_ranking(original):
+def test_mixed_precision_follows_the_ranking(original, tmp_path):
     from core.jobs.sensitivity import SensitivityCell, SensitivityMap
 
     given = SensitivityMap(
@@ -236,10 +236,15 @@ def test_mixed_precision_follows_the_ranking(original):
     gptq = [e for e in proposed if e.recipe["passes"][1]["method"] == "gptq"]
     assert gptq and all(twins[e.key].twin for e in gptq)  # scored by its RTN twin
 
-    probed = run_search(original, space=space, limits=limits)  # no map: each layer probed
+    # No map given: the Sensitivity job makes one and stores it; the next search reads it back.
+    store = tmp_path / "runs.jsonl"
+    probed = run_search(original, space=space, limits=limits, store_path=store)
     ranked = of(probed, LayersRanked)[0]
     assert sorted(ranked.layers) == [0, 1] and all(kl > 0 for kl in ranked.kl)
     assert ranked.kl == tuple(sorted(ranked.kl, reverse=True))
+    assert "(0 of 2 layers read back" in ranked.source
+    again = of(run_search(original, space=space, limits=limits, store_path=store), LayersRanked)
+    assert again[0].layers == ranked.layers and "(2 of 2 layers read back" in again[0].source
     # For size, not quality, mixed is tried even where int8 fits.
     smallest = run_search(original, space=space, objective="bytes")
     assert not of(smallest, SearchNote) and len(of(smallest, CandidateProposed)) == 4

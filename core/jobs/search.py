@@ -11,8 +11,11 @@ time budget.
    worker processes or on Ray. Proxies far over a quality limit are dropped.
 4. The most promising one is measured at once (the Run job: real bytes,
    speed on this machine, perplexity on the report split), so a best so
-   far exists early; then the sensitivity ranking (layer probes, or a map
-   given) makes the mixed-precision candidates, which are scored too.
+   far exists early; then the layers' sensitivity ranking (the Sensitivity
+   job's int4 map, read back from its store where measured before, or a map
+   given) makes the mixed-precision candidates, which are scored too. For a
+   quality objective they are not tried where uniform int8 fits the size
+   limit: int8 everywhere is at least as precise.
 5. Candidates are promoted to measurement in proxy order, one at a time,
    while the budget lasts, skipping those that cannot beat the best.
 
@@ -339,9 +342,8 @@ class _Search:
     # --- mixed precision ----------------------------------------------------------
     def _mixed(self) -> Iterator[object]:
         from core.passes.size_estimate import estimate_size
-        from core.search.candidates import head_options, layer_probe, mixed_candidates, uniform_int8
+        from core.search.candidates import head_options, mixed_candidates, uniform_int8
         from core.search.promotion import QUALITY_OBJECTIVES
-        from core.search.proxy import ProxyScore
 
         model, space = self.request.original.model, self.request.space
         layers = model.config.num_hidden_layers
@@ -371,29 +373,52 @@ class _Search:
             heads = kept
         if not heads:
             return
-        given = self.request.sensitivity
-        if given is not None:
-            ranking = given.most_sensitive_layers(layers)
-            by_layer: dict[int, float] = {}
-            for cell in given.cells:
-                by_layer[cell.layer] = by_layer.get(cell.layer, 0.0) + cell.mean_kl
-            source = f"the sensitivity map given ({given.protocol})"
-        else:
-            probes = {self._proxy_key(layer_probe(i).to_dict()): i for i in range(layers)}
-            results = self._proxy_scores(
-                {key: layer_probe(i).to_dict() for key, i in probes.items()}
+        sensitivity_map = self.request.sensitivity
+        source = "the sensitivity map given"
+        if sensitivity_map is None:
+            sensitivity_map = self._sensitivity_map()
+            if sensitivity_map is None:
+                return  # out of time
+            source = (
+                f"the Sensitivity job's int4 g128 RTN map ({sensitivity_map.resumed} of "
+                f"{len(sensitivity_map.cells)} layers read back from its store)"
             )
-            by_layer = {
-                probes[key]: result.kl
-                for key, (result, _) in results.items()
-                if isinstance(result, ProxyScore)
-            }
-            if len(by_layer) < layers:
-                return  # out of time, or a layer could not be probed: no ranking
-            ranking = sorted(by_layer, key=by_layer.get, reverse=True)
-            source = "int4 g128 RTN on one layer at a time, KL on the proxy's dev windows"
+        ranking = sensitivity_map.most_sensitive_layers(layers)
+        by_layer: dict[int, float] = {}
+        for cell in sensitivity_map.cells:
+            by_layer[cell.layer] = by_layer.get(cell.layer, 0.0) + cell.mean_kl
+        source += f": {sensitivity_map.protocol}"
         yield LayersRanked(tuple(ranking), tuple(by_layer.get(i, 0.0) for i in ranking), source)
         yield from self._stage(mixed_candidates(model, space, ranking, fits, heads))
+
+    def _sensitivity_map(self):
+        """The Sensitivity job's int4 g128 RTN map of whole layers (its store,
+        beside the run store, holds cells measured before: the window's map
+        and an earlier search's are read back, not measured again). None when
+        the budget ends first."""
+        from core.jobs.sensitivity import SensitivityMap, SensitivityRequest, sensitivity
+        from core.passes import REGISTRY as R
+
+        store = None
+        if self.request.store_path is not None:
+            from core.results.sensitivity_store import SensitivityStore
+
+            store = SensitivityStore(self.request.store_path.parent / "sensitivity.jsonl")
+        probe = R["int4_weight_only"](128, "rtn")
+        request = SensitivityRequest(
+            self.request.original, probe, settings=self.request.settings, store=store
+        )
+
+        def staged(event: Progress) -> None:
+            self.progress(Progress(f"Search: ranking layers: {event.stage}", event.fraction))
+
+        for event in sensitivity(request, staged, self.cancel):
+            if time.monotonic() >= self.deadline:
+                self.out_of_time = True  # the cells measured so far are stored
+                return None
+            if isinstance(event, SensitivityMap):
+                return event
+        return None
 
     # --- measuring ------------------------------------------------------------------
     def _promote(self, limit: int | None = None) -> Iterator[object]:

@@ -210,12 +210,3 @@ def mixed_candidates(model, space: SearchSpace, ranking: list[int], fits, heads)
                 label = f"int8 on {k} most sensitive layers + int4 g{group} {method}"
                 out.append(Candidate(recipe, label + _head_label(head), "mixed", rank))
     return out
-
-
-def layer_probe(layer: int):
-    """The sensitivity probe of one layer: int4 g128 RTN on it alone (the
-    probe ``workbench sensitivity`` uses by default)."""
-    from core.passes import REGISTRY as R
-    from core.passes.recipe import Recipe
-
-    return Recipe((R["int4_weight_only"](128, "rtn", layers=str(layer)),))

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note, progress, runtime_key
+from core.jobs.serve import DEFAULT_PORT  # cheap: the job imports FastAPI and torch when it runs
 from core.message_text import shown
-
-DEFAULT_PORT = 8000  # core.jobs.serve.DEFAULT_PORT (not imported: --help stays cheap)
 
 
 def _host(text: str) -> str:

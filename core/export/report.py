@@ -116,12 +116,13 @@ def comparison(chosen, original, runtime_original=None) -> list[dict]:
     return rows
 
 
-def commands(model: str, formats: tuple[str, ...]) -> list[str]:
+def commands(model: str, formats: tuple[str, ...], gguf_type: str | None = None) -> list[str]:
     m = shlex.quote(model)
+    gguf = f" --gguf-type {gguf_type}" if gguf_type and "gguf" in formats else ""
     return [
         f"workbench compress --model {m} --recipe recipe.json --save",
         f"workbench export --model {m} --recipe recipe.json --out EXPORT_FOLDER "
-        f"--format {','.join(formats)}",
+        f"--format {','.join(formats)}{gguf}",
     ]
 
 
@@ -163,7 +164,10 @@ def build_report(
         "comparison": comparison(chosen, original, runtime_original),
         "runs": [r.to_dict() for r in runs],
         "pareto": pareto,
-        "reproduce": {"recipe_file": "recipe.json", "commands": commands(model, formats)},
+        "reproduce": {
+            "recipe_file": "recipe.json",
+            "commands": commands(model, formats, (exported.get("gguf") or {}).get("gguf_type")),
+        },
         "exported": exported,
         "notes": list(notes),
     }
@@ -284,6 +288,48 @@ def _warnings(report: dict) -> list[str]:
     return lines
 
 
+GGUF_HOW = {
+    "cast": "float values stored as this type",
+    "kept": "the configuration's own int8/int4 values, their scales stored in F16",
+    "rounded": "rounded onto this type's grid by the gguf package",
+}
+
+
+def _block_ranges(blocks: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2, 5"."""
+    ranges, start = [], None
+    for i, b in enumerate(blocks):
+        start = b if start is None else start
+        if i + 1 == len(blocks) or blocks[i + 1] != b + 1:
+            ranges.append(str(b) if start == b else f"{start}-{b}")
+            start = None
+    return ", ".join(ranges)
+
+
+def _gguf_section(report: dict) -> list[str]:
+    """Which GGUF type each tensor got (blocks folded), and how."""
+    info = report["exported"].get("gguf")
+    if not info or not info.get("tensor_types"):
+        return []
+    rows = [
+        [
+            row["tensor"],
+            row["type"],
+            GGUF_HOW.get(row["how"], row["how"]),
+            _block_ranges(row["blocks"]) if row["blocks"] else "",
+        ]
+        for row in info["tensor_types"]
+    ]
+    return [
+        f"<h3>GGUF tensor types ({html.escape(info['file'])})</h3>",
+        _table(rows, ["tensor", "GGUF type", "how", "blocks"]),
+        "<p>Read back with the gguf package and compared with the configuration's weights: "
+        f"max |error| {info['max_abs_error']:.3g}, worst block "
+        f"{info['max_over_half_step']:.3g} half grid steps (a block rounded to nearest is "
+        "within 1, plus what storing its scale in F16 adds).</p>",
+    ]
+
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:900px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -335,6 +381,7 @@ def render_html(report: dict) -> str:
         "<h2>What was exported</h2>",
         _table(exported_rows, ["format", "contents"]) if exported_rows else "<p>report only</p>",
     ]
+    parts += _gguf_section(report)
     if report["notes"]:
         parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report["notes"]) + "</ul>")
     parts += [

@@ -246,5 +246,5 @@ def test_mixed_precision_follows_the_ranking(original, tmp_path):
     again = of(run_search(original, space=space, limits=limits, store_path=store), LayersRanked)
     assert again[0].layers == ranked.layers and "(2 of 2 layers read back" in again[0].source
     # For size, not quality, mixed is tried even where int8 fits.
-    smallest = run_search(original, space=space, objective="bytes")
+    smallest = run_search(original, space=space, objective="bytes", store_path=store)
     assert not of(smallest, SearchNote) and len(of(smallest, CandidateProposed)) == 4

@@ -87,8 +87,8 @@ class SensitivityPanel(QWidget):
         self.windows.setRange(1, 32)
         self.windows.setValue(4)
         self.windows.setToolTip("dev-split windows of 512 tokens each cell is scored on")
-        self.metric = QComboBox()
-        self.metric.addItems(list(METRICS))
+        self.color_by = QComboBox()
+        self.color_by.addItems(list(METRICS))
         self.start_button = QPushButton("Start")
         self.cancel_button = QPushButton("Cancel")
         self.status = QLabel("Load a causal language model to map its sensitivity.")
@@ -100,7 +100,7 @@ class SensitivityPanel(QWidget):
         form.addRow("Compress with", self.probe)
         form.addRow("Cells", self.grid)
         form.addRow("Dev windows", self.windows)
-        form.addRow("Colour by", self.metric)
+        form.addRow("Colour by", self.color_by)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
@@ -124,7 +124,7 @@ class SensitivityPanel(QWidget):
         layout.addWidget(self.map, 1)
 
         self.start_button.clicked.connect(self._start)
-        self.metric.currentIndexChanged.connect(self._redraw)
+        self.color_by.currentIndexChanged.connect(self._redraw)
         for control in (self.probe, self.grid):
             control.currentIndexChanged.connect(self.show_stored)
         self.windows.valueChanged.connect(self.show_stored)
@@ -242,7 +242,7 @@ class SensitivityPanel(QWidget):
         if cell.part not in self._columns or not 0 <= cell.layer < len(self._rows):
             return  # a cell of another grid
         self.cells[(cell.layer, cell.part)] = cell
-        value = METRICS[self.metric.currentText()](cell)
+        value = METRICS[self.color_by.currentText()](cell)
         self.map.set_cell(cell.layer, self._columns.index(cell.part), value, cell_tip(cell))
 
     def _redraw(self) -> None:

@@ -16,7 +16,10 @@ a direct leave-one-out measurement (issue 15, item 1).
    caching only the top k costs).
 
 Timing is meaningful only on a quiet machine: the load average is printed
-before and after.
+before and after, and beside the wall time the process's CPU time. On a
+shared machine the CPU time is the better estimate: with --threads 1 it is
+about what the map takes alone on one core (an upper bound for two
+threads on a quiet machine).
 
     .venv/bin/python benchmarks/sensitivity_check.py [--threads N] [--windows 4]
 
@@ -80,7 +83,7 @@ def main() -> None:
 
     threads = set_threads(args.threads)
     load_before = os.getloadavg()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     original = load_model("default", device="cpu")
     loaded_s = time.perf_counter() - start
     layers = original.model.config.num_hidden_layers
@@ -91,19 +94,22 @@ def main() -> None:
         if isinstance(event, SensitivityCell):
             print(
                 f"layer {event.layer:2d}: KL {event.mean_kl:.5f}, ppl x{event.ppl_ratio:.4f}  "
-                f"({time.perf_counter() - start:.0f} s)",
+                f"({time.perf_counter() - start:.0f} s, "
+                f"CPU {time.process_time() - cpu_start:.0f} s)",
                 flush=True,
             )
         elif isinstance(event, SensitivityMap):
             smap = event
     end_to_end_s = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu_start
     load_after = os.getloadavg()
     # Before the run the load is other programs' (after it, ours too).
     shared = "a shared machine: not a clean timing" if load_before[0] > 0.5 else "quiet"
     print(
         f"map: {smap.seconds:.0f} s in the job, {end_to_end_s:.0f} s with the model load "
         f"({end_to_end_s / 60:.2f} min; target <= 10); {threads} threads; load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after ({shared})",
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after ({shared}); process CPU "
+        f"time {cpu_s:.0f} s ({cpu_s / 60:.2f} min)",
         flush=True,
     )
     print(f"protocol: {smap.protocol}", flush=True)
@@ -174,6 +180,7 @@ def main() -> None:
         json.dumps(
             {
                 "map_minutes": round(end_to_end_s / 60, 2),
+                "map_cpu_minutes": round(cpu_s / 60, 2),
                 "map_job_s": round(smap.seconds, 1),
                 "model_load_s": round(loaded_s, 1),
                 "target_minutes": 10,

@@ -29,6 +29,8 @@ TINY = [
         (["--int4-groups", "12"], "group sizes"),
         (["--int4-groups", "x"], "int4-groups"),
         (["--ray", " "], "--ray"),
+        (["--ray", "nonsense"], "HOST:PORT"),
+        (["--ray", "127.0.0.1:1"], "no Ray cluster at '127.0.0.1:1'"),
         (["--ray", "auto", "--workers", "2"], "not allowed with"),
     ],
 )

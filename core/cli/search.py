@@ -139,8 +139,12 @@ def build_inputs(args):
         int4_methods=_words(args.int4_methods, "int4-methods"),
         int8_head=not args.no_int8_head,
     )
-    if args.ray is not None and not args.ray.strip():
-        raise ValueError("--ray: give 'auto' or a cluster address")
+    if args.ray is not None:
+        from core.search.executors import check_reachable
+
+        if not args.ray.strip():
+            raise ValueError("--ray: give 'auto' or a cluster address")
+        check_reachable(args.ray)  # nothing answers there: refused before the model loads
     context = args.eval_context
     protocol = replace(
         QUICK_PROTOCOL, context_tokens=context, stride=context // 2, quick_windows=args.eval_windows

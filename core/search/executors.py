@@ -111,6 +111,7 @@ class RayExecutor:
         self.spec, self._ray = spec, ray
         self._owns_session = not ray.is_initialized()
         if self._owns_session:
+            check_reachable(address)
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as err:
@@ -143,6 +144,25 @@ class RayExecutor:
     def close(self) -> None:
         if self._owns_session:
             self._ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a HOST:PORT nothing answers on, at once: ray.init waits for a
+    cluster there far longer than a person would (minutes, measured)."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return  # Ray's own lookup, or Ray Client: it fails fast by itself
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"a Ray address is 'auto', HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ValueError(
+            f"no Ray cluster at {address!r} ({err.strerror or err}); start one with "
+            "`ray start --head` or give its address"
+        ) from None
 
 
 def make_executor(ray_address: str | None, workers: int | None, spec, scorer_factory):

@@ -306,3 +306,11 @@ def _healer(original):
     from core.jobs.heal import healer_for
 
     return healer_for(original, "pydoc")
+
+
+def test_cli_refuses_heal_alone_in_one_line_before_loading(tmp_path):
+    from tests.test_cli import run_cli
+
+    out = run_cli("compress", "-m", str(tmp_path / "never-loaded"), "--pass", "heal")
+    assert out.returncode == 2 and "heal follows structured pruning" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

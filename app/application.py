@@ -10,6 +10,11 @@ def run_window(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="workbench", description="Open the workbench window.")
     parser.add_argument("--model", "-m", default="default", help="model to load at start")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="save the window as a PNG once the model has loaded, then quit",
+    )
     args = parser.parse_args(argv)
 
     from PySide6.QtWidgets import QApplication
@@ -22,5 +27,11 @@ def run_window(argv: list[str]) -> int:
     # The window restores its size, splitters, tab and last recipe from these.
     window = MainWindow(threads=args.threads, settings=user_settings())
     window.show()
+    if args.screenshot:
+        from pathlib import Path
+
+        from app.screenshot import save_when_idle
+
+        save_when_idle(window, Path(args.screenshot))
     window.load_model(args.model)
     return app.exec()

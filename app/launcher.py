@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import sys
 
+# Options of the window (app/application.py); any other first argument is the CLI's.
+WINDOW_OPTIONS = ("--model", "-m", "--threads", "--screenshot")
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] not in ("--model", "-m"):
+    if args and args[0].split("=", 1)[0] not in WINDOW_OPTIONS:
         from core.cli.main import main as cli_main
 
         return cli_main(args)

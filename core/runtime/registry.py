@@ -8,6 +8,7 @@ a runtime (compiling it, or building its ONNX graph) is core.jobs.on_runtime.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from core.model_kinds import CAUSAL_LM, SEQUENCE_CLASSIFICATION
@@ -79,8 +80,24 @@ def check_supports(key: str, task: str) -> Runtime:
     """The runtime, or a one-line refusal when it cannot run this model kind
     (``task``: a LoadedModel's ``task``)."""
     chosen = runtime(key)
+    reason = unavailable(key)
+    if reason:
+        raise UnknownRuntimeError(reason)
     if task not in chosen.tasks:
         raise UnknownRuntimeError(
             f"{chosen.label} runs causal language models here; a classifier runs on PyTorch eager"
         )
     return chosen
+
+
+def unavailable(key: str) -> str | None:
+    """Why runtime ``key`` cannot run in this installation, or None. The
+    desktop bundle (sys.frozen) has no compiled runner: inductor builds C++
+    with a compiler and the Python and torch headers, which it does not carry."""
+    if runtime(key).compiled and getattr(sys, "frozen", False):
+        return (
+            f"{runtime(key).label} is not available in the desktop bundle (torch.compile needs "
+            "a C++ compiler and headers); choose PyTorch eager or ONNX Runtime, or run from a "
+            "source checkout"
+        )
+    return None

@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize
 
 from core.errors import ExportFailedError
 from core.export.gguf_encode import KEPT
+from core.export.gguf_read import read_gguf
 
 Q = GGMLQuantizationType
 F32_SLACK = 2.0**-22  # a few float32 rounding steps of the arithmetic itself
@@ -61,17 +62,19 @@ def _block_fields(raw: np.ndarray, qtype: GGMLQuantizationType):
     return d, m
 
 
-def _bounds(raw, qtype, how: str, readback: np.ndarray):
-    """(per-element bound, half grid step per element or None)."""
+def _float_bound(qtype, readback: np.ndarray) -> np.ndarray:
+    """Per element: half a step of the float format, plus arithmetic slack."""
     slack = F32_SLACK * np.abs(readback)
-    if qtype == Q.F32:
-        return slack, None
     if qtype == Q.F16:
-        return f16_rounding(readback) + slack, None
+        return f16_rounding(readback) + slack
     if qtype == Q.BF16:
-        return np.abs(readback) * 2.0**-8 + 1e-38 + slack, None
+        return np.abs(readback) * 2.0**-8 + 1e-38 + slack
+    return slack  # F32
+
+
+def _block_bound(raw, qtype, how: str):
+    """(bound, half grid step), per block."""
     d, m = _block_fields(raw, qtype)
-    block = GGML_QUANT_SIZES[qtype][0]
     top = {Q.Q8_0: 127, Q.Q4_0: 8, Q.Q4_1: 15}[qtype]
     bound = top * f16_rounding(d)  # the scale's F16 rounding, times the largest value
     if m is not None:
@@ -79,8 +82,23 @@ def _bounds(raw, qtype, how: str, readback: np.ndarray):
     half_step = np.abs(d) / 2
     if how != KEPT:
         bound = bound + (2 * half_step if qtype == Q.Q4_0 else half_step)
-    expand = lambda a: np.repeat(a, block, axis=1)  # noqa: E731 - per block to per element
-    return expand(bound) + slack, expand(half_step)
+    return bound, half_step
+
+
+def _compare(raw, qtype, how: str, readback: np.ndarray, values: np.ndarray):
+    """(max |error|, max error in half grid steps or None, within bound)."""
+    error = np.abs(readback - values)
+    if qtype in (Q.F32, Q.F16, Q.BF16):
+        within = bool((error <= _float_bound(qtype, readback)).all())
+        return float(error.max(initial=0)), None, within
+    rows, size = readback.shape[0], GGML_QUANT_SIZES[qtype][0]
+    worst = error.reshape(rows, -1, size).max(axis=-1)  # per block
+    largest = np.abs(readback).reshape(rows, -1, size).max(axis=-1)
+    bound, half_step = _block_bound(raw, qtype, how)
+    within = bool((worst <= bound + F32_SLACK * largest).all())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        over = np.where(half_step > 0, worst / half_step, np.where(worst > 0, np.inf, 0))
+    return float(worst.max(initial=0)), float(over.max(initial=0)), within
 
 
 def check_gguf(path: Path, expected: dict[str, tuple[str, str, np.ndarray, np.ndarray | None]]):
@@ -88,7 +106,7 @@ def check_gguf(path: Path, expected: dict[str, tuple[str, str, np.ndarray, np.nd
     how it was encoded, the configuration's values, the row order written or
     None). Returns a TensorCheck per tensor; raises ExportFailedError when one
     is outside its bound or missing."""
-    reader = GGUFReader(path)
+    reader = read_gguf(path)
     found = {t.name: t for t in reader.tensors}
     if set(found) != set(expected):
         missing = sorted(set(expected) ^ set(found))
@@ -101,23 +119,9 @@ def check_gguf(path: Path, expected: dict[str, tuple[str, str, np.ndarray, np.nd
         if order is not None:  # undo llama.cpp's q/k row order
             readback = readback[np.argsort(order)]
             raw = raw[np.argsort(order)]
-        error = np.abs(readback.astype(np.float64) - values.astype(np.float64))
-        bound, half_step = _bounds(raw, tensor.tensor_type, how, readback)
-        ratio = None
-        if half_step is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                over = np.where(half_step > 0, error / half_step, np.where(error > 0, np.inf, 0))
-            ratio = float(over.max(initial=0))
+        error, ratio, within = _compare(raw, tensor.tensor_type, how, readback, values)
         checks.append(
-            TensorCheck(
-                name,
-                hf_name,
-                tensor.tensor_type.name,
-                how,
-                float(error.max(initial=0)),
-                ratio,
-                bool((error <= bound).all()),
-            )
+            TensorCheck(name, hf_name, tensor.tensor_type.name, how, error, ratio, within)
         )
     del reader  # releases the file's memory map
     failed = [c for c in checks if not c.within_bound]

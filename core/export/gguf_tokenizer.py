@@ -20,6 +20,7 @@ from pathlib import Path
 import gguf
 
 from core.errors import ModelNotFoundError, UnsupportedModelError
+from core.export.gguf_read import read_gguf
 
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
 # llama.cpp's regex lists per pre-tokenizer name (llama-vocab.cpp), applied in order.
@@ -168,7 +169,7 @@ def source_gguf(original) -> Path | None:
 
 
 def _copy(writer: gguf.GGUFWriter, source: Path, vocab_size: int) -> dict | None:
-    reader = gguf.GGUFReader(source)
+    reader = read_gguf(source)
     fields = {k: f for k, f in reader.fields.items() if k.startswith("tokenizer.")}
     tokens = fields.get("tokenizer.ggml.tokens")
     if tokens is None or len(tokens.data) != vocab_size:

@@ -314,3 +314,18 @@ def test_cli_refuses_heal_alone_in_one_line_before_loading(tmp_path):
     out = run_cli("compress", "-m", str(tmp_path / "never-loaded"), "--pass", "heal")
     assert out.returncode == 2 and "heal follows structured pruning" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_heal_trains_on_the_calibration_split_only(originals):
+    from core.passes.calibration import calibration_windows
+
+    tokenizer = originals("llama").tokenizer
+    data = HealWindows(tokenizer, "pydoc", CONTEXT, seed=0)
+    every = calibration_windows(tokenizer, 1_000_000, CONTEXT, "pydoc")
+    assert torch.equal(data.windows, torch.stack(every))  # the split's windows, in order
+    batches = torch.cat([data.batch(k) for k in range(len(every) // data.batch_size)])
+    assert sorted(batches[:, 1].tolist()) != batches[:, 1].tolist()  # seeded order
+    # One epoch: no window twice, all but the remainder of a batch visited.
+    assert len(batches.unique(dim=0)) == len(batches) > len(every) - data.batch_size
+    assert all((data.windows == row).all(dim=1).any() for row in batches)
+    assert torch.equal(HealWindows(tokenizer, "pydoc", CONTEXT, seed=0).batch(3), data.batch(3))

@@ -248,3 +248,16 @@ def test_mixed_precision_follows_the_ranking(original, tmp_path):
     # For size, not quality, mixed is tried even where int8 fits.
     smallest = run_search(original, space=space, objective="bytes", store_path=store)
     assert not of(smallest, SearchNote) and len(of(smallest, CandidateProposed)) == 4
+
+
+def test_a_classifier_is_searched_by_measurement_alone(tiny_classifier_dir):
+    classifier = load_model(str(tiny_classifier_dir), device="cpu")
+    events = run_search(
+        classifier, objective="accuracy", limits=Limits(min_accuracy=0.01, max_bytes_ratio=0.8)
+    )
+    assert events[0].scoring == "no proxy for this model kind"
+    assert not of(events, CandidateScored)  # the proxy reads next-token predictions
+    measured = [e for e in of(events, CandidateMeasured) if e.label != "original"]
+    assert measured and all(e.record.metric("accuracy") is not None for e in measured)
+    best = of(events, SearchFinished)[0].best
+    assert best.value == max(e.record.metric("accuracy") for e in measured if not e.violations)

@@ -217,7 +217,11 @@ def event_line(event) -> str:
         )
     if isinstance(event, ReferenceMeasured):
         how = "found in the store" if event.reused else "measured"
-        return f"original {how}: perplexity {_num(event.record.metric('ppl'))}"
+        record = event.record
+        quality = f"perplexity {_num(record.metric('ppl'))}"
+        if record.metric("ppl") is None and record.metric("accuracy") is not None:
+            quality = f"accuracy {record.metric('accuracy'):.4f}"
+        return f"original {how}: {quality}"
     if isinstance(event, CandidateProposed):
         return f"proposed {event.label} (estimated {event.estimated_bytes / 1e6:.1f} MB)"
     if isinstance(event, CandidateScored):
@@ -229,8 +233,9 @@ def event_line(event) -> str:
     if isinstance(event, CandidateMeasured):
         how = "reused" if event.reused else f"measured in {event.seconds:.0f} s"
         verdict = "meets the limits" if not event.violations else "; ".join(event.violations)
-        increase = event.ppl_increase_pct
+        increase, accuracy = event.ppl_increase_pct, event.record.metric("accuracy")
         change = f", perplexity {increase:+.2f}%" if increase is not None else ""
+        change += f", accuracy {accuracy:.4f}" if accuracy is not None else ""
         return (
             f"{how}: {event.label}: {event.record.bytes / 1e6:.1f} MB "
             f"({event.bytes_ratio:.3f}x){change}; {verdict}"

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from core.errors import Cancelled, WorkbenchError
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 from core.search.candidates import Candidate, SearchSpace
 from core.search.events import (
@@ -449,9 +450,16 @@ class _Search:
                 )
                 continue
             started = time.monotonic()
-            record = yield from self._measure_recipe(
-                item.candidate.recipe, item.candidate.label, self.request.runtime
-            )
+            try:
+                record = yield from self._measure_recipe(
+                    item.candidate.recipe, item.candidate.label, self.request.runtime
+                )
+            except Cancelled:
+                raise
+            except (WorkbenchError, ValueError, RuntimeError, NotImplementedError) as err:
+                reason = f"could not be measured: {err}".splitlines()[0][:300]
+                yield self._reject(item, "measurement", reason)
+                continue
             seconds = time.monotonic() - started
             self.durations[calibrated] = max(seconds, self.durations.get(calibrated, 0.0))
             done += 1

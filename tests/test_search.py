@@ -39,7 +39,7 @@ def original(tiny_llama_dir):
 def run_search(original, store_path=None, cancel=None, stop_after=None, **options):
     """The job's events; RunRecords stored as they come, as the window and
     the CLI do. ``stop_after``: cancel once that many candidates were measured."""
-    options = {"space": SMALL, "budget_s": 300, **options}
+    options = {"space": SMALL, "budget_s": 300, "workers": 1, **options}  # 1: this process
     request = SearchRequest(
         original, settings=TINY_SETTINGS, threads=1, store_path=store_path, **options
     )
@@ -155,7 +155,7 @@ def test_cancel_keeps_what_was_measured_and_a_new_search_reuses_it(
         for event in search(
             SearchRequest(
                 original, objective="kl", settings=TINY_SETTINGS, threads=1, space=SMALL,
-                store_path=store,
+                store_path=store, workers=1,
             ),
             cancel=cancel,
         ):  # fmt: skip

@@ -10,7 +10,8 @@ from core.cli.main import main
 from core.results.store import ResultsStore
 
 TINY = [
-    "--threads", "1", "--text", "pydoc", "--eval-context", "64", "--eval-windows", "3",
+    "--threads", "1", "--workers", "1", "--text", "pydoc",
+    "--eval-context", "64", "--eval-windows", "3",
     "--calibration-windows", "4", "--calibration-length", "64",
     "--families", "uniform", "--int4-groups", "32", "--int4-methods", "rtn",
 ]  # fmt: skip

@@ -3,10 +3,19 @@ the log says what was proposed, dropped (why) and measured, the best so far
 is shown, every measured run lands in the table, the chart and the store;
 Cancel keeps what was measured; a limit the model cannot take is refused."""
 
+import pytest
 from PySide6.QtCore import Qt
 
 from core.results.store import ResultsStore
 from tests.test_app_compression import make_window
+
+
+@pytest.fixture(autouse=True)
+def proxies_in_this_process(monkeypatch):
+    """On a machine with 8 or more CPUs the search would spawn local workers."""
+    from core.search import executors
+
+    monkeypatch.setattr(executors, "default_workers", lambda cpus: 1)
 
 
 def start(qtbot, window, minutes=2.0):

@@ -27,6 +27,7 @@ def original(tiny_llama_dir):
 
 
 def proxy_scores(original, **options) -> tuple[SearchStarted, dict]:
+    options = {"workers": 1, **options}  # without Ray: this process, on any machine
     request = SearchRequest(original, settings=TINY_SETTINGS, threads=1, space=TWO, **options)
     events = list(search(request))
     scored = [e for e in events if isinstance(e, CandidateScored)]

@@ -261,3 +261,20 @@ def test_default_model_q8_0_matches_its_weights_and_llama_cpps_layout(tmp_path):
     with torch.no_grad():
         text = model.generate(ids, max_new_tokens=16, do_sample=False)[0, ids.shape[1] :]
     assert "Paris" in tokenizer.decode(text, skip_special_tokens=True)
+
+
+@pytest.mark.real_model
+def test_default_model_q4_1_is_llama_cpps_own_file(tmp_path):
+    """The default model's linears are llama.cpp's Q4_1 values: written as
+    Q4_1 again, every block linear is byte-identical to the GGUF llama.cpp's
+    converter made (names, q/k row order, nibble order, scales, minimums)."""
+    from core.models.default_model import gguf_path
+
+    original = load_model("default", device="cpu")
+    _, _, path = export_gguf(original, Recipe(), tmp_path / "out", "q4_1")
+    ours = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    theirs = {t.name: t for t in gguf.GGUFReader(gguf_path()).tensors}
+    linears = [n for n, t in theirs.items() if t.tensor_type.name == "Q4_1"]
+    assert len(linears) == 30 * 7
+    for name in linears:
+        assert np.array_equal(ours[name].data, theirs[name].data), name

@@ -118,6 +118,20 @@ def test_int4_groups_keep_their_values_in_q4_1(llama, tmp_path):
     assert max(t["max_over_half_step"] for t in kept) < 0.05
 
 
+def test_int8_head_tied_or_not(llama, tmp_path):
+    """A tied int8 head and embedding are one Q8_0 token_embd (llama.cpp reads
+    it for both); a head quantised alone is its own output.weight."""
+    for targets, has_output in (("head+embeddings", False), ("head", True)):
+        recipe = Recipe((R["int8_head"](targets),))
+        config, result, path = export_gguf(llama, recipe, tmp_path / targets, "q8_0")
+        checks = {t["name"]: t for t in result.details["gguf"]["tensors"]}
+        assert ("output.weight" in checks) == has_output
+        kept = checks["output.weight" if has_output else "token_embd.weight"]
+        assert kept["how"] == "kept"
+        ids = llama.tokenizer(TEXT, return_tensors="pt").input_ids
+        assert logit_diff(config.model, read_back(path)[0], ids) < 3e-2
+
+
 def test_rounded_blocks_lie_on_the_grid(llama, tmp_path):
     for gguf_type in ("q8_0", "q4_1"):
         _, result, _ = export_gguf(llama, Recipe(), tmp_path / gguf_type, gguf_type)

@@ -90,7 +90,8 @@ def _summary(gguf_type, path_name, size, checks, tokenizer, notes) -> str:
         f"tensor types {', '.join(types)})",
     ]
     if kept:
-        parts.append(f"{kept} tensors keep the configuration's own int8/int4 values")
+        keep = "tensor keeps" if kept == 1 else "tensors keep"
+        parts.append(f"{kept} {keep} the configuration's own int8/int4 values")
     if rounded:
         parts.append(f"{rounded} rounded onto the grid by the gguf package")
     parts.append(

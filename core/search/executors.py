@@ -77,6 +77,7 @@ class PoolExecutor:
                 _check(cancel, deadline)
                 done = [p for p in pending if p.ready()]
                 for result in done:
+                    _check(cancel, deadline)  # a cancel while the caller held the last one
                     pending.remove(result)
                     yield result.get()
                 if not done:

@@ -21,9 +21,14 @@ Defaults chosen on dev (``--dev-choices``), rules fixed before the run:
   with the lowest dev perplexity;
 - learning rate: 4e-4 (the Distil job's dev choice) against 1e-3 at that
   budget, MLP variant: the lower dev perplexity.
-Measured (2026-12, this 2-core VM shared with other work, OMP_NUM_THREADS=1,
-so the steps per budget are lower than a quiet machine gives): see
-benchmarks/results/heal_quality_dev.txt and the DEVELOPERS.md entry.
+Measured on this 2-core VM shared with other work (load average ~7-8),
+OMP_NUM_THREADS=1, so a step took 50-100 s and the times are shared ones
+(benchmarks/results/heal_quality_dev_choices_cpu_2core.txt): dev ppl
+original 32.05; 25% MLP neurons removed 65.78, healed 60 / 120 / 300 s
+61.72 / 61.72 / 55.29 (1 / 1 / 4 steps); heads (1 of 3 per group) 111.25,
+healed 73.45 / 73.45 / 69.81. No budget recovered half of the MLP loss, so
+the default budget is the lowest perplexity's, 300 s; lr 4e-4 (55.29)
+beat 1e-3 (60.75) there.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/heal_quality.py [--threads 1]
         [--dev-choices] [--budgets 60 120 300] [--variants mlp heads] [--lr 4e-4]

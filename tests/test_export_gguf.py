@@ -139,6 +139,9 @@ def test_rounded_blocks_lie_on_the_grid(llama, tmp_path):
         assert rounded and all(t["within_bound"] for t in rounded)
         # Half a step, plus what the block scale's F16 rounding adds (<= 127 / 1024 steps).
         assert max(t["max_over_half_step"] for t in rounded) <= 1 + 127 / 1024
+        types = {t["name"]: t["type"] for t in result.details["gguf"]["tensors"]}
+        assert types["token_embd.weight"] == "Q8_0"  # 8 bits beside 4-bit blocks
+        assert types["blk.0.ffn_up.weight"] == gguf_type.upper()
 
 
 def test_pruned_and_low_rank_configurations_read_back(llama, tmp_path):
@@ -279,9 +282,10 @@ def test_default_model_q8_0_matches_its_weights_and_llama_cpps_layout(tmp_path):
 
 @pytest.mark.real_model
 def test_default_model_q4_1_is_llama_cpps_own_file(tmp_path):
-    """The default model's linears are llama.cpp's Q4_1 values: written as
-    Q4_1 again, every block linear is byte-identical to the GGUF llama.cpp's
-    converter made (names, q/k row order, nibble order, scales, minimums)."""
+    """The default model's weights are llama.cpp's Q4_1 linears and Q8_0
+    embedding: written as Q4_1 (embedding 8-bit) again, every tensor is
+    byte-identical to the GGUF llama.cpp's converter made (names, q/k row
+    order, nibble order, scales, minimums)."""
     from core.models.default_model import gguf_path
 
     original = load_model("default", device="cpu")
@@ -290,5 +294,7 @@ def test_default_model_q4_1_is_llama_cpps_own_file(tmp_path):
     theirs = {t.name: t for t in gguf.GGUFReader(gguf_path()).tensors}
     linears = [n for n, t in theirs.items() if t.tensor_type.name == "Q4_1"]
     assert len(linears) == 30 * 7
-    for name in linears:
-        assert np.array_equal(ours[name].data, theirs[name].data), name
+    assert set(ours) == set(theirs)
+    for name, tensor in theirs.items():
+        assert ours[name].tensor_type == tensor.tensor_type, name
+        assert np.array_equal(ours[name].data, tensor.data), name

@@ -17,7 +17,15 @@ import gguf
 
 from core.export.formats import ExportInputs, FormatWritten, register_format
 from core.export.gguf_check import check_gguf
-from core.export.gguf_encode import DEFAULT_TYPE, KEPT, ROUNDED, TYPES, check_type, encode
+from core.export.gguf_encode import (
+    DEFAULT_TYPE,
+    KEPT,
+    ROUNDED,
+    TYPES,
+    check_type,
+    encode,
+    tensor_type,
+)
 from core.export.gguf_names import (
     arch_name,
     family_of,
@@ -113,7 +121,7 @@ def write_gguf(
     inputs: ExportInputs, folder: Path, progress: ProgressSink, cancel: CancelToken
 ) -> FormatWritten:
     gguf_type = check_type(inputs.gguf_type or DEFAULT_TYPE)
-    qtype, file_type = TYPES[gguf_type]
+    file_type = TYPES[gguf_type][1]
     model = inputs.compressed.model
     config = model.config
     family = family_of(config)
@@ -143,7 +151,7 @@ def write_gguf(
             heads = shapes.heads if ".q_proj." in hf_name else shapes.kv_heads
             order = rope_row_order(weight.dense.shape[0], heads)
             weight = weight.reorder_rows(order)
-        encoded = encode(name, weight, qtype)
+        encoded = encode(name, weight, tensor_type(gguf_type, name))
         writer.add_tensor(name, encoded.data, raw_dtype=encoded.qtype)
         values = weights[hf_name].dense.numpy()
         expected[name] = (hf_name, encoded.how, values, None if order is None else order.numpy())

@@ -245,6 +245,18 @@ def test_export_dialog_offers_gguf_with_a_type(qtbot, tmp_path):
     assert dialog.gguf_type() == "q4_1" and "gguf" in dialog.chosen()[1]
 
 
+def test_window_exports_a_run_as_gguf_of_the_chosen_type(qtbot, window, tmp_path):
+    from tests.test_app_compression import run
+
+    run(qtbot, window)
+    record = window.results_table.records[0]
+    target = tmp_path / "exported"
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000):
+        window.export_run(record, target, ["gguf"], gguf_type="q4_1")
+    assert (target / "gguf" / "model-Q4_1.gguf").is_file()
+    assert not window.runner.busy
+
+
 @pytest.mark.real_model
 def test_default_model_q8_0_matches_its_weights_and_llama_cpps_layout(tmp_path):
     """Names, q/k row order and the Q8_0 grid against the GGUF llama.cpp's own

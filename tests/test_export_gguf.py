@@ -154,6 +154,15 @@ def test_pruned_and_low_rank_configurations_read_back(llama, tmp_path):
 
     config, result, path = export_gguf(llama, Recipe((R["low_rank"](0.5),)), tmp_path / "lr", "f16")
     assert logit_diff(config.model, read_back(path)[0], ids) < 2e-3
+    assert "multiplied back" in result.summaries["gguf"]
+
+    # 115 neurons: ffn_down's rows are not whole Q8_0 blocks, so it falls back to F16.
+    recipe = Recipe((R["prune_mlp"](0.1),))
+    config, result, path = export_gguf(llama, recipe, tmp_path / "odd", "q8_0")
+    types = {t["name"]: t["type"] for t in result.details["gguf"]["tensors"]}
+    assert types["blk.0.ffn_down.weight"] == "F16" and types["blk.0.ffn_up.weight"] == "Q8_0"
+    assert "2 matrices stored as F16" in result.summaries["gguf"]
+    assert logit_diff(config.model, read_back(path)[0], ids) < 3e-2
 
 
 def test_tokenizer_and_chat_template_metadata(tmp_path):

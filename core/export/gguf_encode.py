@@ -56,7 +56,7 @@ class Encoded:
     data: np.ndarray  # what GGUFWriter.add_tensor takes (uint8 blocks for quantized types)
     qtype: GGMLQuantizationType
     how: str  # KEPT, ROUNDED or CAST
-    note: str = ""
+    note: str = ""  # why a matrix did not get the chosen type
 
 
 def check_type(name: str) -> str:
@@ -130,5 +130,5 @@ def encode(name: str, weight: SourceWeight, qtype: GGMLQuantizationType) -> Enco
         return Encoded(quantize(values, Q.BF16), Q.BF16, CAST)
     kept = _kept(weight, qtype)
     if kept is not None:
-        return Encoded(kept, qtype, KEPT, f"{weight.stored} values kept")
+        return Encoded(kept, qtype, KEPT)
     return Encoded(quantize(values, qtype), qtype, ROUNDED, note)

@@ -55,8 +55,21 @@ def _model_name(inputs: ExportInputs) -> str:
     return f"{base} ({inputs.recipe.name})"
 
 
-def _notes(config) -> list[str]:
+def _notes(config, weights, fallbacks: list[str]) -> list[str]:
     notes = []
+    stored = {w.stored for w in weights.values()}
+    if any(s.startswith("low-rank") for s in stored):
+        notes.append(
+            "low-rank factor pairs are multiplied back: the GGUF holds full matrices "
+            "(no size saving from the factorisation)"
+        )
+    if any("W8A8" in s for s in stored):
+        notes.append(
+            "W8A8 layers keep their int8 weights; llama.cpp quantises activations its own way "
+            "(per block of 32), not per token as measured here"
+        )
+    if fallbacks:
+        notes.append(f"{len(fallbacks)} matrices stored as F16: {fallbacks[0]}")
     window = getattr(config, "sliding_window", None)
     uses_window = getattr(config, "use_sliding_window", True)
     if window and uses_window and window < config.max_position_embeddings:
@@ -141,7 +154,7 @@ def write_gguf(
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     tokenizer = write_tokenizer(writer, inputs.original, shapes.vocab)
 
-    expected = {}
+    expected, fallbacks = {}, []
     for index, (hf_name, weight) in enumerate(weights.items()):
         cancel.raise_if_cancelled()
         progress(Progress(f"Writing GGUF tensors ({gguf_type.upper()})", index / len(weights)))
@@ -153,6 +166,8 @@ def write_gguf(
             weight = weight.reorder_rows(order)
         encoded = encode(name, weight, tensor_type(gguf_type, name))
         writer.add_tensor(name, encoded.data, raw_dtype=encoded.qtype)
+        if encoded.note:
+            fallbacks.append(f"{name} ({encoded.note})")
         values = weights[hf_name].dense.numpy()
         expected[name] = (hf_name, encoded.how, values, None if order is None else order.numpy())
     progress(Progress("Writing the GGUF file", None))
@@ -165,7 +180,7 @@ def write_gguf(
     progress(Progress("Reading the GGUF back to check it", None))
     checks = check_gguf(path, expected)
     (out_dir / "Modelfile").write_text(f"FROM ./{path.name}\n")
-    notes = _notes(config) + [n for n in (tokenizer.get("note"),) if n]
+    notes = _notes(config, weights, fallbacks) + [n for n in (tokenizer.get("note"),) if n]
     size = path.stat().st_size
     return FormatWritten(
         "gguf",

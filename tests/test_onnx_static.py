@@ -23,6 +23,7 @@ from core.onnx.graph import export_graph
 from core.onnx.int8_static import (
     CALIBRATION_METHODS,
     DECODE_STEPS,
+    WEIGHT_FORMAT,
     GraphCalibrationReader,
     quantize_graph_static,
     weight_matmuls,
@@ -30,6 +31,9 @@ from core.onnx.int8_static import (
 from core.progress import CancelToken
 from core.runtime.onnx.ort_model import OrtCausalLM
 from core.runtime.registry import RUNTIMES, run_title
+
+WEIGHT_TYPES = {"u8": onnx.TensorProto.UINT8, "s8": onnx.TensorProto.INT8}
+WEIGHT_TYPES["s8-7bit"] = onnx.TensorProto.INT8
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,7 @@ def test_static_graph_is_qdq_with_per_channel_weights(cache, loaded, method):
     assert len(quantized) == 2 * 7 + 1
     for dq in quantized:
         q_weight, scale = weights[dq.input[0]], numpy_helper.to_array(weights[dq.input[1]])
-        assert q_weight.data_type == onnx.TensorProto.INT8
+        assert q_weight.data_type == WEIGHT_TYPES[WEIGHT_FORMAT]
         axis = next(a.i for a in dq.attribute if a.name == "axis")
         assert axis == 1 and scale.shape == (q_weight.dims[1],)  # one scale per output
         assert len(np.unique(scale)) > 1

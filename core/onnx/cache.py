@@ -35,11 +35,13 @@ def export_key(model, int8: bool, calibration: str = "") -> str:
 
     digest = hashlib.blake2b(digest_size=16)
     versions = (torch.__version__, transformers.__version__, onnxscript.__version__)
-    from core.onnx.int8 import SMOOTH_ALPHA
+    from core.onnx.int8 import SMOOTH_ALPHA, WEIGHT_FORMAT
 
     recipe = [EXPORT_VERSION, int8, versions, onnxruntime.__version__]
     if int8:
         recipe.append(SMOOTH_ALPHA)
+        if WEIGHT_FORMAT != "s8":  # s8 (the first format) kept its entries' keys
+            recipe.append(WEIGHT_FORMAT)
     if calibration:
         from core.onnx.int8_static import static_settings
 

@@ -153,7 +153,15 @@ def _export(loaded, model, out_dir, progress, cancel, int8, calibration) -> Onnx
     progress(Progress("Checking the export against PyTorch on real text", 0.7))
     ort_model = OrtCausalLM(target, model.config, model.generation_config, device="cpu")
     windows = check_windows(loaded.tokenizer, model.config)
-    fidelity = compare_logits(exportable, ort_model, windows, quantized, cancel, DECODE_STEPS)
+    try:
+        fidelity = compare_logits(exportable, ort_model, windows, quantized, cancel, DECODE_STEPS)
+    except Exception as err:  # onnxruntime raises plain RuntimeErrors for a graph that fails
+        if isinstance(err, WorkbenchError):
+            raise
+        raise ExportFailedError(
+            f"ONNX export failed its check: the graph did not run in ONNX Runtime: "
+            f"{_first_line(err)}"
+        ) from err
     del ort_model  # the session maps the weights file; release it before any cleanup
     if not fidelity.passed:
         raise ExportFailedError(f"ONNX export failed its check: {fidelity.failure()}")

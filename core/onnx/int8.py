@@ -1,7 +1,8 @@
 """int8 weights for an exported graph: onnxruntime's dynamic quantisation.
 
-``quantize_dynamic`` stores every MatMul/Gemm weight as int8, per output
-channel and symmetric, and quantises activations per tensor on the fly
+``quantize_dynamic`` stores every MatMul/Gemm weight in 8 bits per output
+channel (uint8 with a zero point per channel: ``WEIGHT_FORMAT``), and
+quantises activations per tensor on the fly
 (``DynamicQuantizeLinear`` + ``MatMulInteger``, which the CPU provider fuses
 into its int8 GEMM at session load). Only MatMuls whose weight is a stored
 tensor are touched, which is why the export stores a tied LM head untied and
@@ -18,10 +19,39 @@ QUANTIZED_OPS = ["MatMul", "Gemm"]
 
 # SmoothQuant folded into the fp32 model before it is traced for int8: the
 # activations are quantised per tensor, and SmolLM2's outlier channels cost
-# +61% perplexity without it (benchmarks/ort_vs_torch.py, 10 quick windows).
+# +61% perplexity without it (benchmarks/ort_vs_torch.py, 10 quick windows;
+# on dev with uint8 weights 52.22 against 38.11 with it).
 # The folding is exact in float; it only moves range from activations into
 # weights, which are quantised per channel.
 SMOOTH_ALPHA = 0.5
+
+# How weights are stored, which decides the integer kernel ONNX Runtime's CPU
+# provider runs: "s8" int8 weights against uint8 activations (U8S8), "s8-7bit"
+# the same with weights in [-64, 63] (``reduce_range``), "u8" uint8 weights
+# (U8U8). On a CPU without AVX-512 VNNI / AVX-VNNI (this AVX2 machine) MLAS's
+# U8S8 kernel multiplies with VPMADDUBSW, which adds two u8 x s8 products into
+# a saturating int16: 255 x 127 x 2 overflows it, and SmolLM2's outlier
+# activations hit that often (onnxruntime's quantization docs name it). On the
+# default model (report split, quick protocol; fp32 ppl 23.26) dynamic s8
+# measured ppl 93.8 with SmoothQuant, 11.2 million without; s8-7bit 27.3, u8
+# 27.2. Chosen on the dev split (benchmarks/ort_static_int8.py --dev-choices;
+# quick protocol, fp32 dev ppl 32.05): with SmoothQuant s8 92.62, s8-7bit
+# 38.34, u8 38.11; without it 9979804 / 54.20 / 52.22. uint8 weights are
+# asymmetric per channel, so they keep all 8 bits where 7-bit int8 keeps 7.
+WEIGHT_FORMATS = ("s8", "s8-7bit", "u8")
+WEIGHT_FORMAT = "u8"
+
+
+def weight_options(weight_format: str) -> dict:
+    """``weight_type`` and ``reduce_range`` for onnxruntime's quantisers."""
+    from onnxruntime.quantization import QuantType
+
+    if weight_format not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format {weight_format!r}; one of {WEIGHT_FORMATS}")
+    return {
+        "weight_type": QuantType.QUInt8 if weight_format == "u8" else QuantType.QInt8,
+        "reduce_range": weight_format == "s8-7bit",
+    }
 
 
 def smoothed_copy(model, tokenizer, cancel, alpha: float = SMOOTH_ALPHA):
@@ -37,18 +67,20 @@ def smoothed_copy(model, tokenizer, cancel, alpha: float = SMOOTH_ALPHA):
     return smoothed
 
 
-def quantize_graph(source: Path, target: Path) -> None:
+def quantize_graph(
+    source: Path, target: Path, weight_format: str = WEIGHT_FORMAT, exclude: tuple[str, ...] = ()
+) -> None:
     """Write the int8 version of the graph at ``source`` to ``target``
-    (weights in ``target.name + '.data'``)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    (weights in ``target.name + '.data'``); nodes named in ``exclude`` stay float."""
+    from onnxruntime.quantization import quantize_dynamic
 
     quantize_dynamic(
         source,
         target,
         op_types_to_quantize=QUANTIZED_OPS,
         per_channel=True,
-        reduce_range=False,
-        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude),
         use_external_data_format=True,
+        **weight_options(weight_format),
         extra_options={"MatMulConstBOnly": True},
     )

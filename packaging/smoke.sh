@@ -4,12 +4,13 @@
 # The bundled program runs with an empty environment and an empty home: its
 # own caches, settings and run store, no PYTHONPATH, no virtual environment,
 # so it converts the default model from the GGUF inside the bundle. `python`
-# (default python3) only parses what the bundle printed. Leaves the window's
-# screenshot and the outputs in build/bundle-smoke/.
+# (default .venv/bin/python) only parses what the bundle printed and saves a
+# tiny random model for the ONNX step. Leaves the window's screenshot and the
+# outputs in build/bundle-smoke/. About 5 minutes on 2 idle cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=$(cd "${1:-dist/workbench}" && pwd)
-python=${2:-python3}
+python=${2:-.venv/bin/python}
 exe="$bundle/workbench"
 out="$(pwd)/build/bundle-smoke"
 rm -rf "$out" && mkdir -p "$out"
@@ -60,7 +61,7 @@ print(f"[smoke] {info['architecture']}, {info['parameters']:,} parameters, "
 EOF
 
 say "workbench eval on one window of the bundled news texts"
-run eval --windows 1 --context-tokens 64 --stride 64 --json >"$out/eval.json" 2>"$out/eval.stderr" || {
+run eval --windows 1 --context-tokens 64 --stride 32 --json >"$out/eval.json" 2>"$out/eval.stderr" || {
   tail -5 "$out/eval.stderr" >&2
   fail "eval"
 }
@@ -69,8 +70,31 @@ import json, math, sys
 from pathlib import Path
 ppl = json.loads(Path(sys.argv[1]).read_text())["perplexity"]["ppl"]
 assert math.isfinite(ppl) and 1 < ppl < 1000, ppl
-print(f"[smoke] perplexity {ppl:.2f} on one 64-token news window", file=sys.stderr)
+print(f"[smoke] perplexity {ppl:.2f} on one news window (32 tokens scored)", file=sys.stderr)
 EOF
+
+say "ONNX Runtime in the bundle: export a tiny random Llama to ONNX and time it"
+"$python" -c 'import sys; from pathlib import Path; from tests.tiny_models import save_tiny_model
+save_tiny_model("llama", Path(sys.argv[1]))' "$home/tiny-llama" 2>"$out/tiny.stderr"
+run bench -m "$home/tiny-llama" --backend ort --prompt-tokens 8 --new-tokens 4 --min-repeats 1 \
+  --min-time 0 --warmup 0 --json >"$out/ort.json" 2>"$out/ort.stderr" || {
+  tail -5 "$out/ort.stderr" >&2
+  fail "bench --backend ort"
+}
+"$python" - "$out/ort.json" <<'EOF' || fail "bench --backend ort printed no ONNX Runtime timing"
+import json, sys
+from pathlib import Path
+bench = json.loads(Path(sys.argv[1]).read_text())
+runner = bench["environment"]["runner"]
+assert runner.startswith("onnxruntime") and bench["decode_ms_per_token"] > 0, bench
+print(f"[smoke] {runner}: {bench['decode_ms_per_token']:.1f} ms/token on the tiny model", file=sys.stderr)
+EOF
+
+say "the compiled runner is refused in one line (torch.compile needs a compiler and headers)"
+status=0
+run bench --backend torch-compile --new-tokens 2 >/dev/null 2>"$out/compiled.stderr" || status=$?
+[ "$status" = 2 ] && tail -n 1 "$out/compiled.stderr" | grep -q "not available in the desktop bundle" ||
+  fail "bench --backend torch-compile: status $status, $(tail -n 1 "$out/compiled.stderr")"
 
 say "the window opens offscreen, loads the default model and saves a screenshot"
 run --screenshot "$out/window.png" >"$out/window.stdout" 2>"$out/window.stderr" || {

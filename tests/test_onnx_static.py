@@ -23,10 +23,11 @@ from core.onnx.graph import export_graph
 from core.onnx.int8_static import (
     CALIBRATION_METHODS,
     DECODE_STEPS,
+    HEAD_IN_FP32,
     WEIGHT_FORMAT,
     GraphCalibrationReader,
+    head_matmul,
     quantize_graph_static,
-    weight_matmuls,
 )
 from core.progress import CancelToken
 from core.runtime.onnx.ort_model import OrtCausalLM
@@ -75,8 +76,9 @@ def test_static_graph_is_qdq_with_per_channel_weights(cache, loaded, method):
     matmuls = [n for n in graph.node if n.op_type == "MatMul"]
     weight_side = [produced_by.get(n.input[1]) for n in matmuls]
     quantized = [n for n in weight_side if n is not None and n.op_type == "DequantizeLinear"]
-    # 2 layers x (q, k, v, o, gate, up, down) + the untied head, all through a DQ
-    assert len(quantized) == 2 * 7 + 1
+    # 2 layers x (q, k, v, o, gate, up, down), all through a DQ; the head is
+    # quantised too unless HEAD_IN_FP32 (the dev choice) keeps it float.
+    assert len(quantized) == 2 * 7 + (0 if HEAD_IN_FP32 else 1)
     for dq in quantized:
         q_weight, scale = weights[dq.input[0]], numpy_helper.to_array(weights[dq.input[1]])
         assert q_weight.data_type == WEIGHT_TYPES[WEIGHT_FORMAT]
@@ -86,13 +88,14 @@ def test_static_graph_is_qdq_with_per_channel_weights(cache, loaded, method):
     # The activations the weights meet are quantised per tensor by a QuantizeLinear.
     activation_side = [produced_by.get(n.input[0]) for n in matmuls if n.input[0] in produced_by]
     assert sum(1 for n in activation_side if n.op_type == "DequantizeLinear") == len(quantized)
-    # Attention's MatMuls of two activations stay float.
+    # Attention's MatMuls of two activations stay float (and the head, if kept).
     float_matmuls = [
         n
         for n, w in zip(matmuls, weight_side, strict=True)
         if w is None or w.op_type != "DequantizeLinear"
     ]
-    assert len(float_matmuls) == 2 * 2
+    assert len(float_matmuls) == 2 * 2 + (1 if HEAD_IN_FP32 else 0)
+    assert (matmuls[-1].input[1] in weights) == HEAD_IN_FP32  # the head: the last MatMul
     report = json.loads((folder / REPORT_FILE).read_text())
     assert report["int8"] is True and report["calibration"] == method
     f = report["fidelity"]
@@ -159,21 +162,27 @@ def test_reader_feeds_a_prefill_then_decode_steps_on_its_cache(fp32_graph, loade
 
 
 def test_excluded_nodes_stay_float(fp32_graph, loaded, tmp_path):
-    head = weight_matmuls(fp32_graph)[-1]
-    quantize_graph_static(
-        fp32_graph,
-        tmp_path / MODEL_FILE,
-        loaded.model.config,
-        loaded.tokenizer,
-        "minmax",
-        CancelToken(),
-        windows=[torch.arange(3, 40)],
-        exclude=(head,),
-    )
-    graph = onnx.load(str(tmp_path / MODEL_FILE), load_external_data=False).graph
+    head = head_matmul(fp32_graph)
+    graph = onnx.load(str(fp32_graph), load_external_data=False).graph
     node = next(n for n in graph.node if n.name == head)
-    weights = {t.name for t in graph.initializer}
-    assert node.input[1] in weights  # the head reads its float weight directly
+    assert "lm_head" in node.input[1]  # the untied, pre-transposed head weight
+    for exclude, stays_float in (((head,), True), ((), False)):
+        target = tmp_path / f"excluded-{len(exclude)}" / MODEL_FILE
+        target.parent.mkdir()
+        quantize_graph_static(
+            fp32_graph,
+            target,
+            loaded.model.config,
+            loaded.tokenizer,
+            "minmax",
+            CancelToken(),
+            windows=[torch.arange(3, 40)],
+            exclude=exclude,
+        )
+        graph = onnx.load(str(target), load_external_data=False).graph
+        node = next(n for n in graph.node if n.name == head)
+        weights = {t.name for t in graph.initializer}
+        assert (node.input[1] in weights) == stays_float  # float: reads its weight directly
 
 
 def test_unknown_method_and_both_kinds_are_refused(loaded, tmp_path):

@@ -30,12 +30,12 @@ EXPORTABLE = {
     "gpt2": "GPT-2",
 }
 
-# Families refused for a known reason (rather than "not tested").
+# Families refused for a known reason (rather than "not tested"): the whole line.
 KNOWN_REFUSALS = {
-    "gemma3": "a Gemma 3 checkpoint with its vision tower (model type 'gemma3'); "
-    "ONNX export takes the text-only model (model type 'gemma3_text')",
-    "bert": "BERT is an encoder (a classifier here), not a decoder with a KV cache; "
-    "it runs on PyTorch eager",
+    "gemma3": "ONNX export takes Gemma 3's text-only model ('gemma3_text'), not a 'gemma3' "
+    "checkpoint with its vision tower.",
+    "bert": "ONNX export takes decoder LMs with a KV cache; 'bert' is an encoder (a classifier "
+    "here), which runs on PyTorch eager.",
 }
 
 
@@ -44,7 +44,7 @@ def export_refusal(config) -> str | None:
     graph, or None when it can."""
     model_type = getattr(config, "model_type", "unknown")
     if model_type in KNOWN_REFUSALS:
-        return f"ONNX export cannot take {KNOWN_REFUSALS[model_type]}."
+        return KNOWN_REFUSALS[model_type]
     if model_type not in EXPORTABLE:
         return (
             f"ONNX export supports {', '.join(EXPORTABLE.values())} "

@@ -28,7 +28,9 @@ original 32.05; 25% MLP neurons removed 65.78, healed 60 / 120 / 300 s
 61.72 / 61.72 / 55.29 (1 / 1 / 4 steps); heads (1 of 3 per group) 111.25,
 healed 73.45 / 73.45 / 69.81. No budget recovered half of the MLP loss, so
 the default budget is the lowest perplexity's, 300 s; lr 4e-4 (55.29)
-beat 1e-3 (60.75) there.
+beat 1e-3 (60.75) there. Report split, 300 s (8-10 steps; the VM was less
+busy; benchmarks/results/heal_quality_cpu_2core.txt): original 23.26; MLP
+45.69 (+96.4%) -> 36.22 (+55.7%); heads 70.76 (+204.3%) -> 34.37 (+47.8%).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/heal_quality.py [--threads 1]
         [--dev-choices] [--budgets 60 120 300] [--variants mlp heads] [--lr 4e-4]

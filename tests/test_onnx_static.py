@@ -37,6 +37,11 @@ WEIGHT_TYPES = {"u8": onnx.TensorProto.UINT8, "s8": onnx.TensorProto.INT8}
 WEIGHT_TYPES["s8-7bit"] = onnx.TensorProto.INT8
 
 
+# Two methods go through the whole export (each traces the model: seconds);
+# every method is run on one traced graph by test_every_method_quantises.
+CACHED_METHODS = ("minmax", "entropy")
+
+
 @pytest.fixture(scope="module")
 def loaded(tiny_llama_dir):
     return load_model(str(tiny_llama_dir), device="cpu")
@@ -48,7 +53,7 @@ def cache(tmp_path_factory, loaded):
     root = tmp_path_factory.mktemp("static-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WORKBENCH_CACHE_DIR", str(root))
-        folders = {m: cached_onnx_export(loaded, calibration=m) for m in CALIBRATION_METHODS}
+        folders = {m: cached_onnx_export(loaded, calibration=m) for m in CACHED_METHODS}
     return root, folders
 
 
@@ -63,7 +68,7 @@ def _graph(folder):
     return onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph
 
 
-@pytest.mark.parametrize("method", CALIBRATION_METHODS)
+@pytest.mark.parametrize("method", CACHED_METHODS)
 def test_static_graph_is_qdq_with_per_channel_weights(cache, loaded, method):
     folder = cache[1][method]
     assert folder.name.endswith(f"-int8-static-{method}")
@@ -106,9 +111,9 @@ def test_static_graph_is_qdq_with_per_channel_weights(cache, loaded, method):
 
 def test_each_method_has_its_own_cache_entry_and_graph(cache, loaded, monkeypatch):
     root, folders = cache
-    assert len({f.name for f in folders.values()}) == len(CALIBRATION_METHODS)
+    assert len({f.name for f in folders.values()}) == len(CACHED_METHODS)
     digests = {graph_digest(f) for f in folders.values()}
-    assert len(digests) == len(CALIBRATION_METHODS)  # the methods give different scales
+    assert len(digests) == len(CACHED_METHODS)  # the methods give different scales
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(root))
     stamp = (folders["entropy"] / MODEL_FILE).stat().st_mtime_ns
     assert cached_onnx_export(loaded, calibration="entropy") == folders["entropy"]
@@ -134,6 +139,28 @@ def test_calibration_reads_only_the_calibration_split(fp32_graph, loaded, tmp_pa
     assert asked and set(asked) == {"calibration"}
     assert reader.windows_read == list(range(len(reader.windows)))  # every window, once
     assert len(reader) == len(reader.windows) * (1 + DECODE_STEPS)
+
+
+def test_every_method_quantises_with_its_own_ranges(fp32_graph, loaded, tmp_path):
+    scales = {}
+    for method in CALIBRATION_METHODS:
+        target = tmp_path / method / MODEL_FILE
+        target.parent.mkdir()
+        quantize_graph_static(
+            fp32_graph, target, loaded.model.config, loaded.tokenizer, method, CancelToken()
+        )
+        graph = onnx.load(str(target), load_external_data=True)
+        initializers = {t.name: t for t in graph.graph.initializer}
+        q = [n for n in graph.graph.node if n.op_type == "QuantizeLinear"]
+        assert q, method
+        scales[method] = tuple(float(numpy_helper.to_array(initializers[n.input[1]])) for n in q)
+        ort_model = OrtCausalLM(target, loaded.model.config, None)
+        ids = torch.arange(3, 40).view(1, -1)
+        with torch.no_grad():
+            reference = loaded.model(input_ids=ids).logits
+        agree = (ort_model(input_ids=ids).logits.argmax(-1) == reference.argmax(-1)).float()
+        assert agree.mean() >= 0.9, method
+    assert len(set(scales.values())) == len(CALIBRATION_METHODS)  # each its own ranges
 
 
 def test_reader_feeds_a_prefill_then_decode_steps_on_its_cache(fp32_graph, loaded):
@@ -207,7 +234,7 @@ def test_cli_bench_on_a_static_runtime(cache, tiny_llama_dir, monkeypatch, capsy
     from core.cli.main import main
 
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(cache[0]))
-    args = ["bench", "-m", str(tiny_llama_dir), "--backend", "ort-int8-static-percentile"]
+    args = ["bench", "-m", str(tiny_llama_dir), "--backend", "ort-int8-static-entropy"]
     args += ["--json", "--prompt-tokens", "8", "--new-tokens", "3", "--min-repeats", "1"]
     assert main([*args, "--min-time", "0"]) == 0
     data = json.loads(capsys.readouterr().out)  # stdout holds the JSON only

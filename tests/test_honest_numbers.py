@@ -140,7 +140,7 @@ def _ort_on_cuda(vocab: int):
     from core.runtime.onnx.ort_model import OrtCausalLM, StepOutput
 
     model = OrtCausalLM.__new__(OrtCausalLM)
-    model.session, model.int8 = _CudaSession(), False
+    model.session, model.int8, model.static_int8 = _CudaSession(), False, False
     model.empty_cache = lambda: [_FakeValue(0)]
 
     def step(ids, past, positions):

@@ -40,3 +40,95 @@ class Int8Embedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, int8 per-row"
+
+
+class Int4Embedding(nn.Module):
+    """A token embedding stored as group-wise asymmetric int4 in the CPU int4
+    kernel's packing (what Int4WeightOnlyLinear stores), dequantizing only
+    the gathered rows. With tied weights it holds the head's very tensors, so
+    one int4 copy serves both; ``core.models.int4_rows`` reads rows out of
+    that packing (rows padded to 16, columns to the group size, as the head's).
+
+    Why by hand: torch has no int4 embedding, and torch.ao's quantized
+    Embedding (4-bit per row) is its own packed format a head cannot share.
+    The attribute names follow Int4WeightOnlyLinear's so exports read both alike.
+    """
+
+    def __init__(
+        self,
+        packed,
+        scales_and_zeros,
+        num_embeddings: int,
+        embedding_dim: int,
+        padded: int,
+        group_size: int,
+        padding_idx=None,
+        output_dtype=torch.float32,
+    ) -> None:
+        super().__init__()
+        self.num_embeddings = self.out_features = num_embeddings
+        self.embedding_dim = self.in_features = embedding_dim
+        self.padded_in_features = padded
+        self.group_size = group_size
+        self.padding_idx = padding_idx
+        self.output_dtype = output_dtype
+        self.register_buffer("weight_int4pack", packed)  # uint8 [rows, padded / 2], CPU layout
+        self.register_buffer("scales_and_zeros", scales_and_zeros)  # bf16 [groups, rows, 2]
+        self._maps: dict = {}  # device -> (first, step) of core.models.int4_rows
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding, group_size: int) -> Int4Embedding:
+        from core.models.quantized_linear import Int4WeightOnlyLinear
+
+        w = embedding.weight.detach()
+        linear = nn.Linear(w.shape[1], w.shape[0], bias=False, device="meta")
+        linear.weight = nn.Parameter(w.cpu(), requires_grad=False)  # packed in the CPU layout
+        packed = Int4WeightOnlyLinear.from_linear(linear, group_size)  # the head's packing
+        return cls.sharing(packed, embedding)
+
+    @classmethod
+    def sharing(cls, head, embedding: nn.Embedding) -> Int4Embedding:
+        """An embedding reading an Int4WeightOnlyLinear's own tensors (on the CPU)."""
+        return cls(
+            head.weight_int4pack,
+            head.scales_and_zeros,
+            head.out_features,
+            head.in_features,
+            head.padded_in_features,
+            head.group_size,
+            embedding.padding_idx,
+            embedding.weight.dtype,
+        )
+
+    def _row_map(self, device: torch.device):
+        if device not in self._maps:
+            from core.models.int4_rows import row_fields
+
+            rows = self.scales_and_zeros.shape[1]
+            first, step = row_fields(rows, self.padded_in_features)
+            self._maps[device] = (first.to(device), step.to(device))
+        return self._maps[device]
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        from core.models.int4_rows import gather_rows
+
+        first, step = self._row_map(self.weight_int4pack.device)
+        ids = input_ids.to(self.weight_int4pack.device)
+        q = gather_rows(self.weight_int4pack, first, step, ids, self.padded_in_features)
+        groups = self.padded_in_features // self.group_size
+        sz = self.scales_and_zeros[:, ids].movedim(0, -2).float()  # [*ids, groups, 2]
+        q = (q - 8).reshape(*ids.shape, groups, self.group_size).float()
+        rows = q * sz[..., :1] + sz[..., 1:]  # the kernel's (q - 8) * scale + zero
+        rows = rows.reshape(*ids.shape, self.padded_in_features)[..., : self.embedding_dim]
+        return rows.to(self.output_dtype)
+
+    def _apply(self, fn, recurse=True):
+        """The kernels read bf16 scales: keep them so (and still shared with a
+        tied head) whatever dtype the model is cast to."""
+        super()._apply(fn, recurse)
+        self.scales_and_zeros = self.scales_and_zeros.to(torch.bfloat16)
+        self._maps = {}
+        return self
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int4 g{self.group_size}"

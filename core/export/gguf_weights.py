@@ -16,7 +16,7 @@ from torch import nn
 
 from core.errors import UnsupportedModelError
 from core.models.int4_packing import unpack_int4
-from core.models.quantized_embedding import Int8Embedding
+from core.models.quantized_embedding import Int4Embedding, Int8Embedding
 from core.models.quantized_linear import (
     Int4WeightOnlyLinear,
     Int8DynamicLinear,
@@ -66,7 +66,7 @@ def _int8(q: torch.Tensor, scale: torch.Tensor, stored: str) -> SourceWeight:
     return SourceWeight(q.float() * scale[:, None], stored, Int8Grid(q, scale))
 
 
-def _int4(module: Int4WeightOnlyLinear) -> SourceWeight:
+def _int4(module: Int4WeightOnlyLinear | Int4Embedding) -> SourceWeight:
     tensors = module.stored_tensors()  # the CPU layout, from any device
     scales_and_zeros = tensors["scales_and_zeros"].float()  # [groups, rows, 2]
     rows = scales_and_zeros.shape[1]
@@ -135,6 +135,9 @@ def configuration_weights(model: nn.Module) -> dict[str, SourceWeight]:
             done.append(name)
         elif isinstance(module, Int8Embedding):
             weights[f"{name}.weight"] = _int8(module.weight_int8, module.scales, "int8 per-row")
+            done.append(name)
+        elif isinstance(module, Int4Embedding):  # stored as an int4 head is
+            weights[f"{name}.weight"] = _int4(module)
             done.append(name)
         else:
             for key, tensor in module.named_parameters(recurse=False):

@@ -130,5 +130,12 @@ class Int4Embedding(nn.Module):
         self._maps = {}
         return self
 
+    def stored_tensors(self) -> dict[str, torch.Tensor]:
+        """What an export writes: always the CPU layout (this module never repacks)."""
+        return {
+            "weight_int4pack": self.weight_int4pack.cpu(),
+            "scales_and_zeros": self.scales_and_zeros.cpu(),
+        }
+
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, int4 g{self.group_size}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.models.quantized_embedding import Int8Embedding
+from core.models.quantized_embedding import Int4Embedding, Int8Embedding
 from core.models.quantized_linear import (
     Int4WeightOnlyLinear,
     Int8DynamicLinear,
@@ -179,6 +179,30 @@ def _check_int4(tensors, attrs):
     )
 
 
+def _check_int4_embedding(tensors, attrs):
+    rows = attrs.get("out_features")
+    padding = attrs.get("padding_idx")
+    if type(rows) is int and (type(padding) is not int or not -1 <= padding < rows):
+        return f"padding_idx must be -1 (none) or a row index, not {padding!r}"
+    if attrs.get("output_dtype") not in EMBEDDING_DTYPES:
+        return f"output_dtype must be one of {', '.join(EMBEDDING_DTYPES)}"
+    return _check_int4(tensors, attrs)  # the same packing as an int4 head
+
+
+def _build_int4_embedding(tensors, attrs, _children):
+    padding = attrs["padding_idx"]
+    return Int4Embedding(
+        tensors["weight_int4pack"],
+        tensors["scales_and_zeros"],
+        attrs["out_features"],
+        attrs["in_features"],
+        attrs["padded_in_features"],
+        attrs["group_size"],
+        None if padding == -1 else padding,
+        EMBEDDING_DTYPES[attrs["output_dtype"]],
+    )
+
+
 def _check_linear(tensors, attrs):
     weight = tensors["weight"]
     if weight.dtype not in FLOAT_DTYPES:
@@ -277,6 +301,32 @@ KINDS: dict[str, ModuleKind] = {
             attribute_names=("in_features", "padded_in_features", "out_features", "group_size"),
             check=_check_int4,
             cpu_only=True,  # the packing is the CPU kernel's layout
+        ),
+        ModuleKind(
+            "Int4Embedding",
+            lambda m: isinstance(m, Int4Embedding),
+            lambda m: m.stored_tensors(),  # always the CPU layout
+            lambda m: {
+                "in_features": m.in_features,
+                "padded_in_features": m.padded_in_features,
+                "out_features": m.out_features,
+                "group_size": m.group_size,
+                "padding_idx": -1 if m.padding_idx is None else m.padding_idx,
+                "output_dtype": str(m.output_dtype).removeprefix("torch."),
+            },
+            _build_int4_embedding,
+            required=("weight_int4pack", "scales_and_zeros"),
+            attribute_names=(
+                "in_features",
+                "padded_in_features",
+                "out_features",
+                "group_size",
+                "padding_idx",
+                "output_dtype",
+            ),
+            check=_check_int4_embedding,
+            cpu_only=True,  # the packing is the CPU kernel's layout
+            replaces="embedding",
         ),
         ModuleKind(
             "Linear",

@@ -38,6 +38,7 @@ CHAINS = [
     (R["low_rank"](0.5), R["int4_weight_only"](32, "rtn")),
     (R["prune_unstructured"](0.5, "per_layer"), R["int8_dynamic"](0.0)),
     (R["int8_head"]("head"), R["int4_weight_only"](64, "rtn")),
+    (R["int4_weight_only"](32, "rtn"), R["int8_head"](bits=4, group_size=32)),
 ]
 # Which exports transformers loads by itself (the rest need our loader):
 # shapes and classes it builds from the config, one float dtype.

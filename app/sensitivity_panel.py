@@ -3,8 +3,10 @@ compressed. A layers x components heatmap fills live, cell by cell, as the
 Sensitivity job (core/jobs/sensitivity.py) measures them on the window's one
 worker; Cancel keeps what was measured, Start again measures only the rest
 (the cells are stored next to the run store), and the stored map shows when
-the model is loaded again. Clicking a cell gives that layer (and part)
-int8 weight-only in the compression panel."""
+the model is loaded again. Clicking a cell of a quantization map gives that
+layer (and part) int8 weight-only in the compression panel; the pruning
+probes (MLP neurons, dropping the layer) have no per-layer override in a
+recipe, so a click there says so in the status line."""
 
 from __future__ import annotations
 
@@ -30,18 +32,21 @@ from core.jobs.sensitivity import (
     SensitivityResumed,
 )
 
-# The probe passes the job can limit to one layer (ScopedConfig passes).
+# The probes the job can limit to one layer: ScopedConfig passes, and the
+# two pruning probes of core/jobs/sensitivity_probes.py (their own columns).
 PROBES = {
     "int4 g128 RTN": ("int4_weight_only", {"group_size": 128, "method": "rtn"}),
     "int4 g128 GPTQ": ("int4_weight_only", {"group_size": 128, "method": "gptq"}),
     "int4 g128 AWQ (whole layers)": ("int4_weight_only", {"group_size": 128, "method": "awq"}),
     "int8 weight-only": ("int8_weight_only", {}),
+    "25% of MLP neurons removed": ("prune_mlp", {"fraction": 0.25}),
+    "Drop the layer": ("prune_layers", {}),
 }
 GRIDS = {
     "Whole layers": (),
     "Attention / MLP": tuple(COMPONENTS),
     "Each linear": ("q", "k", "v", "o", "gate", "up", "down"),
-}
+}  # not for the pruning probes: each has its own column
 METRICS = {
     "KL to the original (nats/token)": lambda c: c.mean_kl,
     "Perplexity change (%)": lambda c: (c.ppl_ratio - 1) * 100,
@@ -108,7 +113,8 @@ class SensitivityPanel(QWidget):
             "Scored on the dev split against the original: KL over its top-256 next tokens "
             "and the paired perplexity change. Cells are kept as they are measured; Start "
             "again measures only the missing ones. Click a cell: that layer (and part) gets "
-            "int8 weight-only in the compression panel."
+            "int8 weight-only in the compression panel (a pruning probe has no per-layer "
+            "override: the click says so)."
         )
         hint.setWordWrap(True)
         box = QGroupBox("Sensitivity map")
@@ -127,6 +133,7 @@ class SensitivityPanel(QWidget):
         self.color_by.currentIndexChanged.connect(self._redraw)
         for control in (self.probe, self.grid):
             control.currentIndexChanged.connect(self.show_stored)
+        self.probe.currentIndexChanged.connect(self._update_buttons)
         self.windows.valueChanged.connect(self.show_stored)
         self.map.cell_clicked.connect(self._clicked)
         self._update_buttons()
@@ -169,14 +176,22 @@ class SensitivityPanel(QWidget):
             self._running = False
         self._update_buttons()
 
-    def request(self) -> SensitivityRequest:
+    def chosen_probe(self):
+        from core.jobs.sensitivity_probes import probe_from_dict
         from core.passes import REGISTRY
 
         name, options = PROBES[self.probe.currentText()]
+        return probe_from_dict({"pass": name, "version": REGISTRY[name].version, **options})
+
+    def request(self) -> SensitivityRequest:
+        from core.jobs.sensitivity_probes import LayerProbe
+
+        probe = self.chosen_probe()
+        fixed = isinstance(probe, LayerProbe)  # its own columns: the Cells choice is off
         return SensitivityRequest(
             self.loaded,
-            REGISTRY[name](**options),
-            GRIDS[self.grid.currentText()],
+            probe,
+            () if fixed else GRIDS[self.grid.currentText()],
             self.windows.value(),
             self.settings,
             self.store,
@@ -228,14 +243,16 @@ class SensitivityPanel(QWidget):
 
     # --- drawing -------------------------------------------------------------------
     def _new_grid(self, request: SensitivityRequest) -> None:
+        from core.jobs.sensitivity_probes import columns_of
+
         layers = request.original.model.config.num_hidden_layers
         self._rows = [str(i) for i in range(layers)]
-        self._columns = list(request.parts) or [""]
+        self._columns = list(columns_of(request.probe, request.parts))
         self.map.set_grid(
             self._rows,
             [c or "whole layer" for c in self._columns],
             "layer",
-            "component" if request.parts else "",
+            "" if self._columns == [""] else "component",
         )
 
     def _add(self, cell: SensitivityCell) -> None:
@@ -256,6 +273,13 @@ class SensitivityPanel(QWidget):
         self.sensitivity_requested.emit(self.request())
 
     def _clicked(self, row: int, column: int) -> None:
+        probe = self.chosen_probe()
+        if not getattr(probe, "has_override", True):  # a pruning probe: nothing to set
+            self.status.setText(
+                f"Layer {row}: {probe.summary()} has no per-layer override in the compression "
+                "panel (that pass applies to every layer); nothing was changed."
+            )
+            return
         part = self._columns[column]
         self.override_requested.emit(row, COMPONENTS.get(part, part))
 
@@ -264,3 +288,5 @@ class SensitivityPanel(QWidget):
         self.cancel_button.setEnabled(self._running and self._busy)
         for control in (self.probe, self.grid, self.windows):  # the running map's grid stays
             control.setEnabled(not self._running)
+        if not hasattr(self.chosen_probe(), "scope"):
+            self.grid.setEnabled(False)  # one column of its own (mlp, or the whole layer)

@@ -77,7 +77,7 @@ def test_the_cli_prints_the_map_as_json(tiny_llama_dir, capsys):
     assert {(c["layer"], c["part"]) for c in data["cells"]} == {
         (layer, part) for layer in range(2) for part in ("q", "up")
     }
-    assert main([*argv, "--probe", "prune_layers:count=1"]) == 2  # not scoped: refused
+    assert main([*argv, "--probe", "prune_heads"]) == 2  # not scoped: refused
     assert "cannot be limited" in capsys.readouterr().err
     assert main([*argv, "--parts", "q,nose"]) == 2
     err = capsys.readouterr().err

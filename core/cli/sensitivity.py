@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
         "--probe",
         default="int4_weight_only:group_size=128,method=rtn",
         metavar="NAME[:K=V,...]",
-        help="the pass applied to one layer at a time (default: int4 g128 RTN)",
+        help="the pass applied to one layer at a time (default: int4 g128 RTN); also "
+        "prune_mlp[:fraction=F] (that share of one layer's MLP neurons removed, 0.25 by "
+        "default) and drop_layer (the layer removed; prune_layers is the same)",
     )
     parser.add_argument(
         "--parts",
@@ -57,12 +59,15 @@ def run(args) -> None:
         sensitivity,
         store_key,
     )
-    from core.passes.recipe import pass_from_dict
+    from core.jobs.sensitivity_probes import columns_of, probe_from_dict
     from core.results.sensitivity_store import SensitivityStore
 
-    probe = pass_from_dict(parse_pass(args.probe))  # refused before the model loads
+    name, colon, options = args.probe.partition(":")
+    name = "prune_layers" if name == "drop_layer" else name  # the same probe, its plain name
+    probe = probe_from_dict(parse_pass(name + colon + options))  # refused before the model loads
     check_probe(probe)
     parts = parse_cells(args.parts)
+    columns_of(probe, parts)  # a layer probe's own columns: other parts refused here
     loaded = load(args, runtime="torch")
     store = SensitivityStore()
     request = SensitivityRequest(loaded, probe, parts, args.windows, store=store)

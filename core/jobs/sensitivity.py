@@ -1,5 +1,6 @@
 """The Sensitivity job: how much each transformer layer (or each part of
-it) hurts when it alone is compressed by a probe pass (int4 RTN, int8 ...).
+it) hurts when it alone is compressed by a probe pass (int4 RTN, int8 ...), has 25% of its
+MLP neurons removed or is dropped (core/jobs/sensitivity_probes.py).
 Each cell is the probe scoped to that layer (core.passes.scope), scored by
 KL divergence to the original (over the original's top-k next tokens and
 one bucket for the rest, cached once) and the paired perplexity ratio on
@@ -33,8 +34,11 @@ SCORING = "top-k KL + tail bucket, paired NLL; v1"  # in the store key: a change
 @dataclass(frozen=True)
 class SensitivityRequest:
     original: object  # core.models.loading.LoadedModel
-    probe: object  # a ScopedConfig pass (its own scope is replaced cell by cell)
+    # a ScopedConfig pass (its own scope is replaced cell by cell) or a
+    # core.jobs.sensitivity_probes.LayerProbe (prune_mlp, drop the layer)
+    probe: object
     parts: tuple[str, ...] = ()  # () : whole layers; else a cell per layer and part/component
+    # (a LayerProbe has its own columns: () or exactly those)
     windows: int = 4  # dev-split windows each cell is scored on
     settings: object = None  # ExperimentSettings for a probe that calibrates
     store: object = None  # a SensitivityStore: its cells are skipped, new ones appended
@@ -77,7 +81,9 @@ class SensitivityMap:
 
 def check_probe(probe) -> None:
     """Refuse, before any model loads, a pass that cannot be limited to one layer."""
-    if not hasattr(probe, "scope"):
+    from core.jobs.sensitivity_probes import LayerProbe
+
+    if not hasattr(probe, "scope") and not isinstance(probe, LayerProbe):
         raise ValueError(f"{probe.name} cannot be limited to one layer")
 
 
@@ -149,8 +155,14 @@ def stored_cells(request: SensitivityRequest) -> list[SensitivityCell]:
     if request.store is None:
         return []
     found = request.store.cells(store_key(request))
+    from core.jobs.sensitivity_probes import columns_of
+
     layers = request.original.model.config.num_hidden_layers
-    grid = [(layer, part) for layer in range(layers) for part in request.parts or ("",)]
+    grid = [
+        (layer, part)
+        for layer in range(layers)
+        for part in columns_of(request.probe, request.parts)
+    ]
     cells = []
     for layer, part in grid:
         line = found.get((layer, part))
@@ -170,6 +182,7 @@ def sensitivity(
     from core.evaluate.perplexity import PerplexityProtocol, perplexity_windows
     from core.jobs.experiment import ExperimentSettings, read_calibration
     from core.jobs.layer_probe import probed_copy, record_original, scored
+    from core.jobs.sensitivity_probes import LayerProbe, columns_of
     from core.jobs.tasks import task_for
     from core.passes.base import PassContext
     from core.passes.recipe import Recipe, validate
@@ -182,8 +195,11 @@ def sensitivity(
     check_probe(probe)
     for name in request.parts:
         parse_cells(name)  # refuses an unknown part before any work
+    parts = columns_of(probe, request.parts)
+    layer_probe = isinstance(probe, LayerProbe)
+    if layer_probe:
+        probe.check(original.model)  # a family it cannot change: one line, no work
     layers = original.model.config.num_hidden_layers
-    parts = request.parts or ("",)
     total = layers * len(parts)
     context = _context_tokens(original)
     key = store_key(request, context)
@@ -198,7 +214,7 @@ def sensitivity(
     )
     windows = perplexity_windows(original.tokenizer, protocol)[: request.windows]
     probes = {}
-    for layer, part in todo:  # a scope the probe refuses is refused before any work
+    for layer, part in [] if layer_probe else todo:  # a refused scope: before any work
         cell_probe = dataclasses.replace(probe, layers=str(layer), parts=COMPONENTS.get(part, part))
         validate(Recipe((cell_probe,)))
         probes[(layer, part)] = cell_probe
@@ -209,13 +225,21 @@ def sensitivity(
             calibration = read_calibration(original.tokenizer, settings, progress)
         progress(Progress("Sensitivity: the original on the dev windows", None))
         record = record_original(original.model, windows, request.top_k, cancel)
+        measured_once = None
+        if layer_probe:  # e.g. prune_mlp's neuron importance, once for every cell
+            progress(Progress(f"Sensitivity: measuring for {probe.summary()}", None))
+            once_context = PassContext(calibration, ignore_progress, cancel)
+            measured_once = probe.measure(original.model, calibration, once_context)
     for layer, part in todo:
         cancel.raise_if_cancelled()
         where = f"layer {layer} {part}".strip()
         progress(Progress(f"Sensitivity: {where}", len(measured) / total))
         model = probed_copy(original.model, layer)
         pass_context = PassContext(calibration, ignore_progress, cancel)
-        model = probes[(layer, part)].apply(model, pass_context)
+        if layer_probe:
+            model = probe.apply(model, layer, measured_once, pass_context)
+        else:
+            model = probes[(layer, part)].apply(model, pass_context)
         model.eval()
         scores = scored(model, layer, record, cancel)
         del model  # one probed layer at a time
@@ -235,6 +259,8 @@ def sensitivity(
     grid = [measured[(layer, part)] for layer in range(layers) for part in parts]
     kind = {"": "layer", **dict.fromkeys(COMPONENTS, "component")}
     what = "one " + kind.get(parts[0], "layer part") + " compressed at a time"
+    if layer_probe:
+        what = f"{probe.summary()}, one layer at a time"
     yield SensitivityMap(
         probe.to_dict(),
         f"KL over the original's top {request.top_k} next tokens (+ one bucket for the rest) "

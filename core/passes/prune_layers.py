@@ -41,19 +41,7 @@ class PruneLayersConfig(PassConfig):
         calibration = require_calibration(self.name, context.calibration)
         influence = measure_block_influence(model, layers, calibration, context)
         dropped = set(torch.topk(influence, self.count, largest=False).indices.tolist())
-        kept = [layer for i, layer in enumerate(layers) if i not in dropped]
-        for new_index, layer in enumerate(kept):
-            # The KV cache is indexed by layer_idx; renumber so it stays dense.
-            for module in layer.modules():
-                if hasattr(module, "layer_idx"):
-                    module.layer_idx = new_index
-        parent_path = next(n for n, m in model.named_modules() if m is layers)
-        parent = model.get_submodule(parent_path.rpartition(".")[0])
-        setattr(parent, parent_path.rpartition(".")[2], nn.ModuleList(kept))
-        config_set(model.config, len(kept), "num_hidden_layers", "n_layer")
-        layer_types = getattr(model.config, "layer_types", None)
-        if layer_types:
-            model.config.layer_types = [t for i, t in enumerate(layer_types) if i not in dropped]
+        drop_layers(model, layers, dropped)
         context.notes.append(f"prune_layers: dropped layers {sorted(dropped)}")
         return model
 
@@ -61,6 +49,24 @@ class PruneLayersConfig(PassConfig):
         layers = sorted({e.layer for e in entries if e.layer is not None})
         dropped = set(layers[len(layers) - self.count :]) if self.count else set()
         return [e for e in entries if e.layer not in dropped]
+
+
+def drop_layers(model, layers: nn.ModuleList, dropped: set[int]) -> None:
+    """Remove the decoder layers numbered in ``dropped`` from ``model`` (the
+    sensitivity map's probe drops one layer with it)."""
+    kept = [layer for i, layer in enumerate(layers) if i not in dropped]
+    for new_index, layer in enumerate(kept):
+        # The KV cache is indexed by layer_idx; renumber so it stays dense.
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    parent_path = next(n for n, m in model.named_modules() if m is layers)
+    parent = model.get_submodule(parent_path.rpartition(".")[0])
+    setattr(parent, parent_path.rpartition(".")[2], nn.ModuleList(kept))
+    config_set(model.config, len(kept), "num_hidden_layers", "n_layer")
+    layer_types = getattr(model.config, "layer_types", None)
+    if layer_types:
+        model.config.layer_types = [t for i, t in enumerate(layer_types) if i not in dropped]
 
 
 @torch.no_grad()

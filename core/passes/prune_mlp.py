@@ -47,21 +47,7 @@ class PruneMlpConfig(PassConfig):
         width = mlp_parts(layers[0])[1].in_features
         keep = width - round(self.fraction * width)
         for index, layer in enumerate(layers):
-            ups, down = mlp_parts(layer)
-            kept = torch.topk(scores[index], keep).indices.sort().values
-            prefix = module_path(model, layer)
-            for up in ups:
-                # A fused [gate | up] projection keeps the same neurons in each part.
-                rows = torch.cat([kept + part * width for part in range(up.out_features // width)])
-                replace_module(
-                    model, f"{prefix}.{module_path(layer, up)}", slice_linear(up, rows=rows)
-                )
-            replace_module(
-                model, f"{prefix}.{module_path(layer, down)}", slice_linear(down, columns=kept)
-            )
-            mlp = getattr(layer, "mlp", None)  # BERT's MLP is not one module
-            if hasattr(mlp, "intermediate_size"):  # keep the module's record true
-                mlp.intermediate_size = keep
+            remove_neurons(model, layer, scores[index], keep)
         config_set(model.config, keep, "intermediate_size", "n_inner")
         return model
 
@@ -81,6 +67,23 @@ class PruneMlpConfig(PassConfig):
                 e = resized(e, in_features=keep)
             out.append(e)
         return out
+
+
+def remove_neurons(model, layer, scores: torch.Tensor, keep: int) -> None:
+    """Keep the ``keep`` neurons of ``layer``'s MLP that score highest (the
+    sensitivity map's probe prunes one layer with it)."""
+    ups, down = mlp_parts(layer)
+    width = down.in_features
+    kept = torch.topk(scores, keep).indices.sort().values
+    prefix = module_path(model, layer)
+    for up in ups:
+        # A fused [gate | up] projection keeps the same neurons in each part.
+        rows = torch.cat([kept + part * width for part in range(up.out_features // width)])
+        replace_module(model, f"{prefix}.{module_path(layer, up)}", slice_linear(up, rows=rows))
+    replace_module(model, f"{prefix}.{module_path(layer, down)}", slice_linear(down, columns=kept))
+    mlp = getattr(layer, "mlp", None)  # BERT's MLP is not one module
+    if hasattr(mlp, "intermediate_size"):  # keep the module's record true
+        mlp.intermediate_size = keep
 
 
 @torch.no_grad()

@@ -161,3 +161,17 @@ def test_rows_read_out_of_torchs_int4_packing(n, k):
     first, step = row_fields(n, k)
     ids = torch.tensor([[n - 1, 0, 17 % n], [3, 3, n // 2]])
     assert torch.equal(gather_rows(pack_int4(q), first, step, ids, k), q[ids])
+
+
+def test_gguf_writes_a_tied_int4_copy_once_on_a_q8_0_grid(tiny_llama_dir, tmp_path):
+    """llama.cpp keeps the embedding 8-bit beside Q4 blocks: the int4 values
+    are rounded onto Q8_0, and a tied copy is one token_embd."""
+    from tests.test_export_gguf import TEXT, export_gguf, logit_diff, read_back
+
+    llama = load_model(str(tiny_llama_dir), device="cpu")
+    recipe = Recipe((REGISTRY["int4_weight_only"](32, "rtn"), *_recipe().passes))
+    config, result, path = export_gguf(llama, recipe, tmp_path / "gguf", "q4_1")
+    types = {t["name"]: t["type"] for t in result.details["gguf"]["tensors"]}
+    assert types["token_embd.weight"] == "Q8_0" and "output.weight" not in types
+    ids = llama.tokenizer(TEXT, return_tensors="pt").input_ids
+    assert logit_diff(config.model, read_back(path)[0], ids) < 3e-2

@@ -175,3 +175,16 @@ def test_gguf_writes_a_tied_int4_copy_once_on_a_q8_0_grid(tiny_llama_dir, tmp_pa
     assert types["token_embd.weight"] == "Q8_0" and "output.weight" not in types
     ids = llama.tokenizer(TEXT, return_tensors="pt").input_ids
     assert logit_diff(config.model, read_back(path)[0], ids) < 3e-2
+
+
+def test_the_panel_draws_bits_and_group_size_from_the_pass_metadata(qtbot):
+    from app.compression_panel import PassControls
+
+    controls = PassControls(REGISTRY["int8_head"])
+    qtbot.addWidget(controls)
+    controls.setChecked(True)
+    assert controls.config() == REGISTRY["int8_head"]()  # int8 by default
+    for name, value in (("bits", 4), ("group_size", 64)):
+        combo = controls.controls[name]
+        combo.setCurrentIndex(combo.findData(value))
+    assert controls.config() == REGISTRY["int8_head"](bits=4, group_size=64)

@@ -74,7 +74,13 @@ class Int4Embedding(nn.Module):
         self.output_dtype = output_dtype
         self.register_buffer("weight_int4pack", packed)  # uint8 [rows, padded / 2], CPU layout
         self.register_buffer("scales_and_zeros", scales_and_zeros)  # bf16 [groups, rows, 2]
-        self._maps: dict = {}  # device -> (first, step) of core.models.int4_rows
+        # Where each row's fields lie in the packing (core.models.int4_rows):
+        # derived from the shape, so not stored, and moved with the module.
+        from core.models.int4_rows import row_fields
+
+        first, step = row_fields(scales_and_zeros.shape[1], padded)
+        self.register_buffer("row_first", first.to(packed.device), persistent=False)
+        self.register_buffer("row_step", step.to(packed.device), persistent=False)
 
     @classmethod
     def from_embedding(cls, embedding: nn.Embedding, group_size: int) -> Int4Embedding:
@@ -100,21 +106,13 @@ class Int4Embedding(nn.Module):
             embedding.weight.dtype,
         )
 
-    def _row_map(self, device: torch.device):
-        if device not in self._maps:
-            from core.models.int4_rows import row_fields
-
-            rows = self.scales_and_zeros.shape[1]
-            first, step = row_fields(rows, self.padded_in_features)
-            self._maps[device] = (first.to(device), step.to(device))
-        return self._maps[device]
-
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         from core.models.int4_rows import gather_rows
 
-        first, step = self._row_map(self.weight_int4pack.device)
         ids = input_ids.to(self.weight_int4pack.device)
-        q = gather_rows(self.weight_int4pack, first, step, ids, self.padded_in_features)
+        q = gather_rows(
+            self.weight_int4pack, self.row_first, self.row_step, ids, self.padded_in_features
+        )
         groups = self.padded_in_features // self.group_size
         sz = self.scales_and_zeros[:, ids].movedim(0, -2).float()  # [*ids, groups, 2]
         q = (q - 8).reshape(*ids.shape, groups, self.group_size).float()
@@ -127,7 +125,6 @@ class Int4Embedding(nn.Module):
         tied head) whatever dtype the model is cast to."""
         super()._apply(fn, recurse)
         self.scales_and_zeros = self.scales_and_zeros.to(torch.bfloat16)
-        self._maps = {}
         return self
 
     def stored_tensors(self) -> dict[str, torch.Tensor]:

@@ -54,6 +54,7 @@ class Heatmap(QWidget):
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=self.color_map, interactive=False)
         self.bar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
         self.values = np.full((1, 1), np.nan)  # [column, row]
+        self.columns: list[str] = []
         self.tips: dict[tuple[int, int], str] = {}
         self.hovered: tuple[int, int] | None = None
         layout = QVBoxLayout(self)
@@ -63,6 +64,7 @@ class Heatmap(QWidget):
     def set_grid(self, rows: list[str], columns: list[str], row_label: str, column_label: str):
         """An empty grid: every cell transparent until a value arrives."""
         self.values = np.full((len(columns), len(rows)), np.nan)
+        self.columns = list(columns)  # the labels drawn under the grid
         self.tips = {}
         step = max(1, math.ceil(len(rows) / 16))  # at most ~16 row labels
         left, bottom = self.plot.getAxis("left"), self.plot.getAxis("bottom")

@@ -188,3 +188,31 @@ def test_the_panel_draws_bits_and_group_size_from_the_pass_metadata(qtbot):
         combo = controls.controls[name]
         combo.setCurrentIndex(combo.findData(value))
     assert controls.config() == REGISTRY["int8_head"](bits=4, group_size=64)
+
+
+@pytest.mark.parametrize(
+    "attribute,value,says",
+    [
+        ("group_size", 48, "group_size 48"),
+        ("output_dtype", "int8", "output_dtype must be one of"),
+        ("padding_idx", 10**6, "padding_idx must be"),
+    ],
+)
+def test_an_edited_int4_embedding_entry_is_refused_in_one_line(
+    tiny_llama_dir, tmp_path, attribute, value, says
+):
+    import json
+
+    from core.errors import CorruptModelError
+
+    original = load_model(str(tiny_llama_dir), device="cpu")
+    built = apply_recipe(original, _recipe())
+    list(run_export(original, _recipe(), tmp_path / "out", ("hf",), compressed=built))
+    manifest_path = tmp_path / "out" / "workbench_export.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = next(m for m in manifest["modules"] if m["kind"] == "Int4Embedding")
+    entry["attributes"][attribute] = value
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(CorruptModelError, match=says) as refused:
+        load_model(str(tmp_path / "out"), device="cpu")
+    assert "\n" not in str(refused.value)

@@ -1,6 +1,6 @@
 """The Sensitivity job: how much each transformer layer (or each part of
-it) hurts when it alone is compressed by a probe pass (int4 RTN, int8 ...), has 25% of its
-MLP neurons removed or is dropped (core/jobs/sensitivity_probes.py).
+it) hurts when it alone is compressed by a probe pass (int4 RTN, int8
+...), loses 25% of its MLP neurons or is dropped (core/jobs/sensitivity_probes.py).
 Each cell is the probe scoped to that layer (core.passes.scope), scored by
 KL divergence to the original (over the original's top-k next tokens and
 one bucket for the rest, cached once) and the paired perplexity ratio on
@@ -152,11 +152,11 @@ def _context_tokens(original) -> int:
 
 def stored_cells(request: SensitivityRequest) -> list[SensitivityCell]:
     """The cells of this request's grid already in its store, in grid order."""
+    from core.jobs.sensitivity_probes import columns_of
+
     if request.store is None:
         return []
     found = request.store.cells(store_key(request))
-    from core.jobs.sensitivity_probes import columns_of
-
     layers = request.original.model.config.num_hidden_layers
     grid = [
         (layer, part)

@@ -53,14 +53,18 @@ def prepare(
 
         progress(Progress("Exporting to ONNX (or reading the export cache)", None))
         folder = cached_onnx_export(
-            candidate, chosen.int8, progress, cancel, calibration=chosen.calibration
+            candidate, chosen.int8, progress, cancel, chosen.calibration, chosen.weight_bits
         )
-        kind = graph_kind(chosen.int8, chosen.calibration)
+        kind = graph_kind(chosen.int8, chosen.calibration, chosen.weight_bits)
         source = f"{candidate.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
         loaded = load_onnx_folder(folder, source, "auto")
         artifact |= {"onnx_cache_entry": folder.name, "onnx_sha256": graph_digest(folder)}
         if chosen.calibration:
             artifact["onnx_calibration"] = chosen.calibration
+        if chosen.weight_bits:
+            from core.onnx.nbits import nbits_settings
+
+            artifact["onnx_weight_only"] = nbits_settings(chosen.weight_bits)
         note = (
             f"measured on the ONNX graph ({_graph_words(chosen)}) "
             f"sha256 {artifact['onnx_sha256'][:12]}; an export holds this graph beside the "
@@ -71,6 +75,13 @@ def prepare(
 
 
 def _graph_words(chosen) -> str:
+    if chosen.weight_bits:
+        from core.onnx.nbits import BLOCK_SIZE
+
+        return (
+            f"int{chosen.weight_bits} weight-only, MatMulNBits, blocks of {BLOCK_SIZE}, "
+            "int8 compute"
+        )
     if chosen.int8:
         return "int8, quantize_dynamic"
     if chosen.calibration:

@@ -20,14 +20,17 @@ from core.progress import CancelToken, ProgressSink, ignore_progress
 EXPORT_VERSION = 1  # bump when the graph's form changes
 
 
-def graph_kind(int8: bool = False, calibration: str = "") -> str:
-    """The cache entry's suffix: fp32, int8 (dynamic) or int8-static-<method>."""
+def graph_kind(int8: bool = False, calibration: str = "", weight_bits: int = 0) -> str:
+    """The cache entry's suffix: fp32, int8 (dynamic), int8-static-<method> or
+    int8/int4-weight-only (MatMulNBits)."""
+    if weight_bits:
+        return f"int{weight_bits}-weight-only"
     if calibration:
         return f"int8-static-{calibration}"
     return "int8" if int8 else "fp32"
 
 
-def export_key(model, int8: bool, calibration: str = "") -> str:
+def export_key(model, int8: bool, calibration: str = "", weight_bits: int = 0) -> str:
     import onnxruntime
     import onnxscript
     import torch
@@ -46,6 +49,10 @@ def export_key(model, int8: bool, calibration: str = "") -> str:
         from core.onnx.int8_static import static_settings
 
         recipe.append(static_settings(calibration))
+    if weight_bits:
+        from core.onnx.nbits import nbits_settings
+
+        recipe.append(nbits_settings(weight_bits))
     digest.update(json.dumps(recipe).encode())
     digest.update(model.config.to_json_string(use_diff=False).encode())
     for name, tensor in sorted(model.state_dict().items()):
@@ -64,21 +71,23 @@ def cached_onnx_export(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
     calibration: str = "",
+    weight_bits: int = 0,
 ) -> Path:
     """The folder of ``loaded``'s export (made now if the cache lacks it):
-    fp32, dynamic int8 (``int8``) or static int8 calibrated with ``calibration``."""
+    fp32, dynamic int8 (``int8``), static int8 calibrated with ``calibration``,
+    or weight-only ``weight_bits`` (MatMulNBits)."""
     from core.atomic_folder import atomic_folder
     from core.models.default_model import cache_root
     from core.onnx.export import REPORT_FILE, export_onnx
 
     root = cache_root() / "onnx"
-    key = export_key(loaded.model, int8, calibration)
-    folder = root / f"{key}-{graph_kind(int8, calibration)}"
+    key = export_key(loaded.model, int8, calibration, weight_bits)
+    folder = root / f"{key}-{graph_kind(int8, calibration, weight_bits)}"
     if (folder / REPORT_FILE).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
     with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
-        export_onnx(loaded, staging, progress, cancel, int8=int8, calibration=calibration)
+        export_onnx(loaded, staging, progress, cancel, int8, calibration, weight_bits=weight_bits)
     return folder
 
 
@@ -89,12 +98,13 @@ def load_ort_version(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
     calibration: str = "",
+    weight_bits: int = 0,
 ):
     """``loaded`` exported (or found in the cache) and opened in ONNX Runtime."""
     from core.models.loading_onnx import load_onnx_folder
 
-    folder = cached_onnx_export(loaded, int8, progress, cancel, calibration)
-    kind = graph_kind(int8, calibration)
+    folder = cached_onnx_export(loaded, int8, progress, cancel, calibration, weight_bits)
+    kind = graph_kind(int8, calibration, weight_bits)
     source = f"{loaded.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
     return load_onnx_folder(folder, source, device)
 

@@ -35,12 +35,13 @@ REPORT_FILE = "onnx_export.json"
 class OnnxExportResult:
     folder: Path
     model_file: Path
-    int8: bool  # quantised to int8 (dynamic, or static when ``calibration`` is set)
+    int8: bool  # quantised (dynamic or static int8, or weight-only: ``weight_bits``)
     bytes_on_disk: int  # the graph and its weights
     untied_weights: int  # transposed (tied) weights stored on their own
     fidelity: OnnxFidelity
     seconds: float
     calibration: str = ""  # static int8: the calibration method
+    weight_bits: int = 0  # weight-only int8 / int4 (MatMulNBits, core.onnx.nbits)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -66,10 +67,12 @@ def export_onnx(
     cancel: CancelToken | None = None,
     int8: bool = False,
     calibration: str = "",
+    weight_bits: int = 0,
 ) -> OnnxExportResult:
     """Export ``loaded`` (a LoadedModel, or a compressed model's) to ``out_dir``:
-    fp32, dynamic int8 (``int8``) or static int8 calibrated with ``calibration``
-    (one of ``core.onnx.int8_static.CALIBRATION_METHODS``)."""
+    fp32, dynamic int8 (``int8``), static int8 calibrated with ``calibration``
+    (one of ``core.onnx.int8_static.CALIBRATION_METHODS``) or weight-only
+    int8 / int4 (``weight_bits``, ONNX Runtime's MatMulNBits)."""
     cancel = cancel or CancelToken()
     out_dir = Path(out_dir)
     model = loaded.model
@@ -81,12 +84,18 @@ def export_onnx(
         if int8:
             raise ValueError("int8 is dynamic quantisation; a calibration method makes it static")
         method_enum(calibration)  # an unknown method is refused before any work
+    if weight_bits:
+        from core.onnx.nbits import nbits_settings
+
+        if int8 or calibration:
+            raise ValueError("weight-only quantisation is a graph of its own, not int8 activations")
+        nbits_settings(weight_bits)  # 8 or 4, refused before any work
     if out_dir.exists() and any(out_dir.iterdir()):
         raise WorkbenchError(f"{out_dir} is not empty; choose a new folder for the export.")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _export(loaded, model, out_dir, progress, cancel, int8, calibration)
+        return _export(loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits)
     except BaseException:
         _remove_contents(out_dir, remove_folder=created)
         raise
@@ -105,11 +114,13 @@ def _smoothing(int8: bool, calibration: str) -> float | None:
     return None
 
 
-def _export(loaded, model, out_dir, progress, cancel, int8, calibration) -> OnnxExportResult:
+def _export(
+    loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits
+) -> OnnxExportResult:
     from core.runtime.onnx.ort_model import OrtCausalLM
 
     start = time.perf_counter()
-    quantized = int8 or bool(calibration)
+    quantized = int8 or bool(calibration) or bool(weight_bits)
     target = out_dir / MODEL_FILE
     fp32_target = out_dir / "model-fp32.onnx" if quantized else target
     progress(Progress("Tracing the model to ONNX (torch.onnx.export, dynamo)", 0.05))
@@ -141,6 +152,11 @@ def _export(loaded, model, out_dir, progress, cancel, int8, calibration) -> Onnx
         quantize_graph_static(
             fp32_target, target, model.config, loaded.tokenizer, calibration, cancel
         )
+    elif weight_bits:
+        from core.onnx.nbits import quantize_graph_nbits
+
+        progress(Progress(f"Quantising weights to int{weight_bits} (MatMulNBits)", 0.5))
+        quantize_graph_nbits(fp32_target, target, weight_bits)
     if quantized:
         for path in (fp32_target, fp32_target.with_name(f"{fp32_target.name}.data")):
             path.unlink(missing_ok=True)
@@ -174,6 +190,7 @@ def _export(loaded, model, out_dir, progress, cancel, int8, calibration) -> Onnx
         fidelity=fidelity,
         seconds=time.perf_counter() - start,
         calibration=calibration,
+        weight_bits=weight_bits,
     )
     (out_dir / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
     progress(Progress("ONNX export done", 1.0))

@@ -23,6 +23,8 @@ class Runtime:
     # Static int8: the graph quantised by quantize_static (QDQ), activation ranges
     # calibrated on the calibration split with this method (core.onnx.int8_static).
     calibration: str = ""
+    # Weight-only int8 / int4 through ONNX Runtime's MatMulNBits (core.onnx.nbits).
+    weight_bits: int = 0
     compiled: bool = False  # decode step compiled by torch.compile
     # The model kinds it runs (core.model_kinds).
     tasks: frozenset[str] = frozenset({CAUSAL_LM})
@@ -48,6 +50,8 @@ RUNTIMES: dict[str, Runtime] = {
         _static("entropy", "Entropy"),
         _static("minmax", "MinMax"),
         _static("percentile", "Percentile"),
+        Runtime("ort-w8", "ONNX Runtime int8 weight-only (MatMulNBits)", onnx=True, weight_bits=8),
+        Runtime("ort-w4", "ONNX Runtime int4 weight-only (MatMulNBits)", onnx=True, weight_bits=4),
     )
 }
 DEFAULT_RUNTIME = "torch"

@@ -38,6 +38,8 @@ CUDA = "CUDAExecutionProvider"
 INT8_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
 # What its static quantisation (QDQ format) leaves.
 STATIC_INT8_OPS = {"QuantizeLinear", "DequantizeLinear"}
+# What its weight-only quantiser (MatMulNBits, core.onnx.nbits) leaves.
+WEIGHT_ONLY_OPS = {"MatMulNBits"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class OrtCausalLM:
         ops = _op_types(self.path)
         self.int8 = bool(ops & INT8_OPS)  # dynamic int8
         self.static_int8 = STATIC_INT8_OPS <= ops
+        self.weight_only = bool(ops & WEIGHT_ONLY_OPS)
 
     # -- what the runner uses -------------------------------------------------------
 
@@ -107,7 +110,15 @@ class OrtCausalLM:
 
     @property
     def runner_name(self) -> str:
-        kind = "int8-static" if self.static_int8 else "int8" if self.int8 else "fp32"
+        kind = (
+            "int8-static"
+            if self.static_int8
+            else "int8"
+            if self.int8
+            else "weight-only"
+            if self.weight_only
+            else "fp32"
+        )
         return f"onnxruntime-{'cuda' if self.provider == CUDA else 'cpu'}-{kind}"
 
     def empty_cache(self) -> list:

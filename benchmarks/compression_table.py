@@ -61,9 +61,9 @@ ROWS = {
     "int4_g128_gptq_act_order": (R["int4_weight_only"](128, "gptq_act_order"),),
     "int4_g128_rtn_int8_head": (R["int4_weight_only"](128, "rtn"), R["int8_head"]()),
     "int4_g128_gptq_int8_head": (R["int4_weight_only"](128, "gptq"), R["int8_head"]()),
-    "int4_g128_gptq_int4_head": (
+    "int4_g128_gptq_int4_head_g32": (
         R["int4_weight_only"](128, "gptq"),
-        R["int8_head"](bits=4, group_size=128),
+        R["int8_head"](bits=4, group_size=32),
     ),
     "mixed_int8_sensitive_int4_g128_gptq": (
         R["int8_weight_only"](layers=MIXED_INT8_LAYERS),

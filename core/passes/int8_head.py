@@ -56,8 +56,10 @@ class Int8HeadConfig(PassConfig):
         description="8: int8, one scale per vocabulary row; 4: int4, a scale and zero per group",
         choices=(8, 4),
     )
+    # 32 chosen on dev (benchmarks/head_quality.py, GPTQ g128 blocks; dev ppl 46.23 / 47.74 /
+    # 48.71 at g32 / g64 / g128). 576-wide rows pad to 640 at g128: g64 is even smaller.
     group_size: int = option(
-        128,
+        32,
         label="group size",
         description="int4 only: input columns sharing one scale and zero (smaller: more accurate)",
         choices=(32, 64, 128),

@@ -216,3 +216,24 @@ def test_an_edited_int4_embedding_entry_is_refused_in_one_line(
     with pytest.raises(CorruptModelError, match=says) as refused:
         load_model(str(tmp_path / "out"), device="cpu")
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("cast_first", [True, False])
+def test_a_cast_before_or_after_keeps_one_copy_and_the_estimate(tiny_llama_dir, bits, cast_first):
+    """A cast makes new Parameters sharing one storage (still tied), and a
+    cast after the head must reach the embedding's output dtype."""
+    original = load_model(str(tiny_llama_dir), device="cpu")
+    head_pass, cast = REGISTRY["int8_head"](bits=bits), REGISTRY["cast"]("float16")
+    recipe = Recipe((cast, head_pass) if cast_first else (head_pass, cast))
+    built = apply_recipe(original, recipe)
+    model = built.loaded.model
+    assert any("copy serves both" in note for note in built.notes)
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    shared = ("weight_int4pack", "scales_and_zeros") if bits == 4 else ("weight_int8", "scales")
+    assert all(getattr(head, name) is getattr(embedding, name) for name in shared)
+    assert estimate_size(original.model, recipe).total_bytes == measure_size(model).total_bytes
+    with torch.no_grad():
+        logits = model(IDS).logits
+        assert logits.dtype == torch.float16
+        assert _close(original.model(IDS).logits, logits.float()) < 0.15

@@ -15,6 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _cast_dtype(fn, dtype: torch.dtype) -> torch.dtype:
+    """The float dtype ``fn`` (a module ``_apply`` function) casts ``dtype`` to:
+    a model cast after quantizing (``.to(bfloat16)``) must get its embeddings
+    in the new dtype, as a float nn.Embedding would give them."""
+    probe = fn(torch.zeros(1, dtype=dtype))
+    return probe.dtype if probe.is_floating_point() else dtype
+
+
 class Int8Embedding(nn.Module):
     def __init__(self, weight_int8, scales, padding_idx=None, output_dtype=torch.float32) -> None:
         super().__init__()
@@ -33,6 +41,14 @@ class Int8Embedding(nn.Module):
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.scales.float()[:, None]
+
+    def _apply(self, fn, recurse=True):
+        scales = self.scales
+        super()._apply(fn, recurse)
+        # Moved, never cast (as Int8WeightOnlyLinear's): still the tied head's tensor.
+        self.scales = scales.to(self.weight_int8.device, torch.bfloat16)
+        self.output_dtype = _cast_dtype(fn, self.output_dtype)
+        return self
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = F.embedding(input_ids, self.weight_int8).to(self.output_dtype)
@@ -123,8 +139,11 @@ class Int4Embedding(nn.Module):
     def _apply(self, fn, recurse=True):
         """The kernels read bf16 scales: keep them so (and still shared with a
         tied head) whatever dtype the model is cast to."""
+        scales = self.scales_and_zeros
         super()._apply(fn, recurse)
-        self.scales_and_zeros = self.scales_and_zeros.to(torch.bfloat16)
+        # Moved, never cast (as Int4WeightOnlyLinear's): still the tied head's tensor.
+        self.scales_and_zeros = scales.to(self.weight_int4pack.device, torch.bfloat16)
+        self.output_dtype = _cast_dtype(fn, self.output_dtype)
         return self
 
     def stored_tensors(self) -> dict[str, torch.Tensor]:

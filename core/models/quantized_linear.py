@@ -40,6 +40,14 @@ class Int8WeightOnlyLinear(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.scales.float()[:, None]
 
+    def _apply(self, fn, recurse=True):
+        """Scales are moved, never cast: the kernel reads bf16, and on one
+        device they stay the tensor a tied Int8Embedding shares."""
+        scales = self.scales
+        super()._apply(fn, recurse)
+        self.scales = scales.to(self.weight_int8.device, torch.bfloat16)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         y = torch.ops.aten._weight_int8pack_mm(
@@ -179,13 +187,15 @@ class Int4WeightOnlyLinear(nn.Module):
         """Moving between the CPU and CUDA repacks the same 4-bit values for
         the new device's kernel; the kernels read bf16 scales whatever dtype
         the rest of the model is cast to."""
-        before = self.weight_int4pack
+        before, scales = self.weight_int4pack, self.scales_and_zeros
         super()._apply(fn, recurse)
         after = self.weight_int4pack
         if after.device.type != before.device.type:
-            q = unpack_int4(before, self.scales_and_zeros.shape[1], self.padded_in_features)
+            q = unpack_int4(before, scales.shape[1], self.padded_in_features)
             self.weight_int4pack = pack_int4(q.to(after.device))
-        self.scales_and_zeros = self.scales_and_zeros.to(torch.bfloat16)
+        # Moved, never cast: a bf16 -> float16 -> bf16 trip loses small scales,
+        # and on one device the tensor stays the one a tied Int4Embedding shares.
+        self.scales_and_zeros = scales.to(after.device, torch.bfloat16)
         if self.bias is not None:
             self.bias = self.bias.to(torch.bfloat16)
         return self

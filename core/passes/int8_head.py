@@ -83,7 +83,7 @@ class Int8HeadConfig(PassConfig):
                 f"({type(head).__name__ if head is not None else 'none'})"
             )
         embedding = model.get_input_embeddings()
-        tied = embedding is not None and head.weight is embedding.weight
+        tied = embedding is not None and _same_tensor(head.weight, embedding.weight)
         with_embeddings = self.targets == "head+embeddings"
         if with_embeddings and type(embedding) is not nn.Embedding:
             raise ValueError(
@@ -135,32 +135,47 @@ class Int8HeadConfig(PassConfig):
         )
 
     def estimate(self, entries, model_config):
+        from dataclasses import replace
+
         from core.passes.size_estimate import Entry, quantized
 
         def int8_bytes(e: Entry) -> int:
-            rows = _vocab_size(model_config)
-            elements = e.nbytes // _itemsize(e.dtype)
+            rows, columns = _vocab_size(model_config), _hidden_size(model_config)
+            elements = rows * columns  # from the config: a cast's entry keeps its old dtype name
             if self.bits == 4:  # Int4WeightOnlyLinear's packing: rows in 16s, columns in groups
                 g = self.group_size
-                padded = -(-(elements // rows) // g) * g
+                padded = -(-columns // g) * g
                 return -(-rows // 16) * 16 * (padded // 2 + padded // g * 4)
             return elements + 2 * rows  # one byte a weight, a bf16 scale a row
 
+        # Not a float dtype name, so a cast after this pass leaves these bytes alone.
+        dtype = "uint8" if self.bits == 4 else "int8"
         heads = [e for e in entries if e.name.endswith(HEAD_NAMES)]
         embeddings = [e for e in entries if e.name.endswith(EMBEDDING_NAMES)]
         out = []
         for e in entries:
             if e in heads or (e in embeddings and self.targets == "head+embeddings"):
-                out.append(quantized(e, int8_bytes(e)))
+                out.append(replace(quantized(e, int8_bytes(e)), dtype=dtype))
             else:
                 out.append(e)
         if not heads and embeddings:  # tied: the head reads the embedding's matrix
             tied = embeddings[0]
-            if self.targets == "head":  # its own int8 copy beside the float embedding
+            if self.targets == "head":  # its own quantized copy beside the float embedding
                 name = tied.name.rsplit(".", 2)[0] + ".lm_head.weight"
-                dtype = "uint8" if self.bits == 4 else "int8"
                 out.append(quantized(Entry(name, "head", None, 0, dtype), int8_bytes(tied)))
         return out
+
+
+def _same_tensor(a, b) -> bool:
+    """One matrix for both: the same Parameter, or (after a cast, which makes
+    new Parameters) the same storage, as the size measurement counts it."""
+    if a is b:
+        return True
+    return (
+        a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        and a.storage_offset() == b.storage_offset()
+        and a.shape == b.shape
+    )
 
 
 def _int4_on_cpu(weight, bias, group_size: int) -> Int4WeightOnlyLinear:
@@ -176,8 +191,9 @@ def _vocab_size(config) -> int:
     return text.vocab_size
 
 
-def _itemsize(dtype: str) -> int:
-    return {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}.get(dtype, 4)
+def _hidden_size(config) -> int:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return text.hidden_size
 
 
 def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> None:

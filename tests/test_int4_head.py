@@ -237,3 +237,24 @@ def test_a_cast_before_or_after_keeps_one_copy_and_the_estimate(tiny_llama_dir, 
         logits = model(IDS).logits
         assert logits.dtype == torch.float16
         assert _close(original.model(IDS).logits, logits.float()) < 0.15
+
+
+def test_compress_takes_the_int4_head_and_refuses_other_bits_in_one_line(tiny_llama_dir):
+    import json
+
+    from tests.test_cli import run_cli
+
+    out = run_cli(
+        "compress", "-m", str(tiny_llama_dir), "--pass", "int8_head:bits=4,group_size=64",
+        "--no-eval", "--json", "--threads", "1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["recipe"]["passes"] == [REGISTRY["int8_head"](bits=4, group_size=64).to_dict()]
+    original = load_model(str(tiny_llama_dir), device="cpu")
+    built = apply_recipe(original, _recipe(group_size=64))
+    assert record["bytes"] == measure_size(built.loaded.model).total_bytes
+    refused = run_cli("compress", "-m", str(tiny_llama_dir), "--pass", "int8_head:bits=2")
+    assert refused.returncode == 2
+    assert "bits must be one of 8, 4" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

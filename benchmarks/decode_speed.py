@@ -21,23 +21,12 @@ import time
 
 import torch
 
+from core.measure.decode_floor import memory_bandwidth_bytes_per_s
 from core.measure.speed import bench_prompt_ids
 from core.models.description import unique_tensors_of
 from core.models.loading import load_model
 from core.runtime.device import set_threads, synchronize
 from core.runtime.torch_runner import generate_steps
-
-
-def memory_bandwidth_bytes_per_s(size_bytes: int = 512 * 2**20, repeats: int = 5) -> float:
-    """Best of a few large copies: each reads and writes ``size_bytes``."""
-    src = torch.ones(size_bytes // 4, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size_bytes / best
 
 
 def time_ours(model, ids, n: int) -> float:

@@ -82,5 +82,15 @@ def model_source(text: str) -> str:
     return text
 
 
-threads = whole(1, 4096)
+thread_count = whole(1, 4096)
+
+
+def threads(text: str) -> int | str:
+    """A thread count, or ``auto``: chosen by a short measured sweep
+    (core.jobs.threads), remembered per machine, model and runtime."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return thread_count(text)
+
+
 seed = whole(0, MAX_SEED)

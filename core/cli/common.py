@@ -39,7 +39,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=cli_args.threads,
         default=None,
-        help="CPU threads for torch (default: all usable)",
+        help="CPU threads (default: all usable); auto: chosen by a short measured sweep, "
+        "once per machine, model and runtime, and remembered",
     )
 
 
@@ -83,12 +84,13 @@ def load(args, runtime: str | None = None):
     from core.jobs.load import load as load_job
 
     dtype = None if args.dtype == "auto" else args.dtype
-    request = LoadRequest(
-        args.model,
-        args.device,
-        dtype,
-        args.threads,
-        runtime or runtime_key(args),
-    )
+    chosen = runtime or runtime_key(args)
+    # --threads auto is swept on the runtime the command measures on
+    swept_on = getattr(args, "run_on", None) or chosen
+    request = LoadRequest(args.model, args.device, dtype, args.threads, chosen, sweep_on=swept_on)
     (loaded,) = load_job(request, progress)
+    if args.threads == "auto":  # the Load job chose it: every later request uses that
+        import torch
+
+        args.threads = torch.get_num_threads()
     return loaded

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
         help="save the trained classifier to this folder (default: with the standard settings, "
         "cache it as --model demo-classifier, or demo-classifier-fast with --fast)",
     )
-    clf.add_argument("--threads", type=cli_args.threads, default=None, help="CPU threads")
+    clf.add_argument("--threads", type=cli_args.thread_count, default=None, help="CPU threads")
     clf.add_argument("--json", action="store_true", help="print one JSON object")
 
 

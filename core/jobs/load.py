@@ -16,11 +16,12 @@ class LoadRequest:
     source: str
     device: str = "auto"
     dtype: str | None = None  # None: float32 on the CPU, bf16/fp16 on CUDA
-    threads: int | None = None
+    threads: int | str | None = None  # "auto": chosen by measurement (core.jobs.threads)
     runtime: str = "torch"  # a key of core.runtime.registry.RUNTIMES
     # Import what a Run needs now, on the job's thread: a first import holds
     # the GIL for a long stretch and would freeze the window mid-run.
     preimport: bool = False
+    sweep_on: str = ""  # threads "auto": the runtime to sweep on (default: ``runtime``)
 
 
 def load(
@@ -30,14 +31,18 @@ def load(
 ) -> Iterator[object]:
     """Yield the LoadedModel (on the asked runtime, if it is not PyTorch eager)."""
     from core.jobs.on_runtime import prepare
+    from core.jobs.threads import AUTO, auto_threads
     from core.models.loading import load_model
     from core.runtime.device import set_threads
     from core.runtime.registry import check_supports, runtime
     from core.runtime.runners import COMPILED_RUNNER, is_onnx_runtime
 
     chosen = runtime(request.runtime)  # refuse an unknown runtime before loading
-    set_threads(request.threads)
+    auto = request.threads == AUTO
+    set_threads(None if auto else request.threads)
     loaded = load_model(request.source, request.device, request.dtype, progress, cancel)
+    if auto:  # before an ONNX Runtime session opens: it takes torch's count
+        auto_threads(loaded, request.sweep_on or chosen.key, progress, cancel)
     if chosen.key != "torch" and not is_onnx_runtime(loaded.model):
         check_supports(chosen.key, loaded.task)
         if chosen.compiled:  # compiled before anything is timed, for the length timed

@@ -22,7 +22,7 @@ class RunRequest:
     recipe: object  # core.passes.recipe.Recipe
     runtime: str = "torch"  # a key of core.runtime.registry.RUNTIMES
     settings: object = field(default_factory=_default_settings)  # ExperimentSettings
-    threads: int | None = None
+    threads: int | str | None = None  # "auto": chosen by measurement (core.jobs.threads)
 
 
 def recipe_artifact(recipe, settings) -> dict:
@@ -52,6 +52,7 @@ def run(
     """Yield bench and evaluation events as they happen, then the RunRecord."""
     from core.jobs.experiment import run_experiment
     from core.jobs.provenance import new_run_id
+    from core.jobs.threads import AUTO, auto_threads
     from core.passes.recipe import Recipe, validate
     from core.results.store import RunRecord
     from core.runtime.device import set_threads
@@ -59,7 +60,10 @@ def run(
 
     validate(request.recipe)
     check_supports(request.runtime, request.original.task)
-    set_threads(request.threads)
+    if request.threads == AUTO:
+        auto_threads(request.original, request.runtime, progress, cancel)
+    else:
+        set_threads(request.threads)
     run_id = new_run_id()
     events = run_experiment(
         request.original, request.recipe, request.settings, progress, cancel, request.runtime

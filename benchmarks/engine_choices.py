@@ -21,35 +21,18 @@ from core.models.loading import load_model
 from core.models.loading_onnx import load_onnx_folder
 from core.onnx.cache import cached_onnx_export
 from core.onnx.export import MODEL_FILE
+from core.onnx.nbits import quantize_graph_nbits
 
 VARIANTS = [(bits, block, 4) for bits in (8, 4) for block in (32, 64, 128)] + [(4, 32, 0)]
 
 
 def _variant(fp32: Path, work: Path, bits: int, block: int, level: int) -> Path:
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     folder = work / f"w{bits}-b{block}-a{level}"
     folder.mkdir()
     for path in fp32.iterdir():
         if not path.name.startswith(MODEL_FILE):
             shutil.copy(path, folder / path.name)
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(fp32 / MODEL_FILE)),
-        bits=bits,
-        block_size=block,
-        is_symmetric=True,
-        accuracy_level=level,
-        op_types_to_quantize=("MatMul", "Gather") if bits == 4 else ("MatMul",),
-        quant_axes=(("MatMul", 0), ("Gather", 1)),
-    )
-    quantizer.process()
-    onnx.save_model(
-        quantizer.model.model,
-        str(folder / MODEL_FILE),
-        save_as_external_data=True,
-        location=f"{MODEL_FILE}.data",
-    )
+    quantize_graph_nbits(fp32 / MODEL_FILE, folder / MODEL_FILE, bits, block, level)
     return folder
 
 

@@ -44,9 +44,16 @@ def nbits_settings(bits: int) -> dict:
     }
 
 
-def quantize_graph_nbits(source: Path, target: Path, bits: int) -> None:
+def quantize_graph_nbits(
+    source: Path,
+    target: Path,
+    bits: int,
+    block_size: int = BLOCK_SIZE,
+    accuracy_level: int = ACCURACY_LEVEL,
+) -> None:
     """Write ``source``'s graph with MatMulNBits weights to ``target`` (its
-    weights in ``target.name + '.data'``)."""
+    weights in ``target.name + '.data'``); other block sizes and accuracy
+    levels only for choosing the defaults (benchmarks/engine_choices.py)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -56,9 +63,9 @@ def quantize_graph_nbits(source: Path, target: Path, bits: int) -> None:
     quantizer = MatMulNBitsQuantizer(
         model,
         bits=bits,
-        block_size=settings["block_size"],
+        block_size=block_size,
         is_symmetric=settings["symmetric"],
-        accuracy_level=settings["accuracy_level"],
+        accuracy_level=accuracy_level,
         op_types_to_quantize=ops,
         quant_axes=(("MatMul", 0), ("Gather", 1)),
     )

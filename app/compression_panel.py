@@ -149,6 +149,7 @@ class CompressionPanel(QGroupBox):
     def __init__(self, parent=None) -> None:
         super().__init__("Compression", parent)
         self.model = None
+        self._inventory = None  # the model's size inventory, taken once in set_model
         self._busy = False
         self.groups = {name: PassControls(REGISTRY[name]) for name in DISPLAY_ORDER}
         self.estimate = QLabel("Load a model to see the size estimate")
@@ -193,8 +194,11 @@ class CompressionPanel(QGroupBox):
     def set_model(self, model) -> None:
         from core.models.size import measure_size
 
+        from core.passes.size_estimate import inventory
+
         self.model = model
         self._original_bytes = measure_size(model).total_bytes  # once, not per slider move
+        self._inventory = inventory(model)  # likewise: walks every module
         self.refresh()
 
     def recipe(self) -> Recipe:
@@ -277,7 +281,7 @@ class CompressionPanel(QGroupBox):
         from core.passes.size_estimate import estimate_size
 
         original = self._original_bytes
-        estimate = estimate_size(self.model, recipe)
+        estimate = estimate_size(self.model, recipe, self._inventory)
         parts = ", ".join(f"{k} {size_text(v)}" for k, v in estimate.by_component.items() if v)
         change = (estimate.total_bytes / original - 1) * 100
         self.estimate.setText(

@@ -9,6 +9,7 @@ CancelToken, which core jobs check inside their inner loops.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -29,6 +30,35 @@ Job = Callable[[Callable[[Progress], None], CancelToken], Iterable | None]
 # Measured (benchmarks/gui_responsiveness.py): without it, with cheap redraws,
 # the GUI thread still waited up to 50 ms for a core behind the model's.
 JOB_NICENESS = 10
+
+# How long a thread may hold the GIL while another waits for it (Python's
+# default is 5 ms). Niceness gives the GUI thread a core, not the GIL: every
+# call from Qt back into Python (a paint, a signal to a Python slot) needs it
+# again, and a redraw makes dozens of such calls, each waiting up to the full
+# interval behind the job's Python code. Measured with
+# benchmarks/gui_responsiveness.py --during search (2-core CPU, quiet): worst
+# tick gap 317-369 ms at 5 ms (a Pareto redraw that takes 15 ms idle took
+# 146 ms), 40.5 ms at 0.5 ms.
+GIL_SWITCH_INTERVAL_S = 0.0005
+_DEFAULT_SWITCH_INTERVAL_S = sys.getswitchinterval()
+
+
+def enter_job_mode() -> None:
+    """While a job runs: the GUI thread gets the GIL back within half a
+    millisecond, and the cyclic garbage collector leaves alone every object
+    that existed before the job (gc.freeze). A full collection walks the whole
+    heap (torch, transformers, Qt, the loaded model: 250-360 ms here) with
+    the GIL held, which froze the window whenever a job that builds models
+    (a search's candidates) triggered one; frozen, it walks only what the job
+    made."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    gc.freeze()
+
+
+def leave_job_mode() -> None:
+    """Back to Python's defaults; what was frozen is collectable again."""
+    sys.setswitchinterval(_DEFAULT_SWITCH_INTERVAL_S)
+    gc.unfreeze()
 
 
 def lower_this_threads_priority() -> None:
@@ -108,6 +138,7 @@ class JobRunner(QObject):
         thread.finished.connect(self._on_thread_finished)
         self._thread = thread
         self.busy_changed.emit(True)
+        enter_job_mode()
         thread.start()
         return True
 
@@ -123,6 +154,7 @@ class JobRunner(QObject):
 
     def _on_thread_finished(self) -> None:
         thread, self._thread = self._thread, None
+        leave_job_mode()
         if thread is not None:
             thread.deleteLater()
         name = self._name

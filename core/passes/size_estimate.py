@@ -81,9 +81,11 @@ def summarise(entries: list[Entry]) -> SizeBreakdown:
     return SizeBreakdown(total, dict(by_component), {}, 0)
 
 
-def estimate_size(model: nn.Module, recipe) -> SizeBreakdown:
-    """Bytes (total and by component) that ``recipe`` would give ``model``."""
-    entries = inventory(model)
+def estimate_size(model: nn.Module, recipe, entries: list[Entry] | None = None) -> SizeBreakdown:
+    """Bytes (total and by component) that ``recipe`` would give ``model``;
+    ``entries``: its ``inventory``, when the caller keeps it (a walk of every
+    module, ~30 ms on a 30-layer model)."""
+    entries = inventory(model) if entries is None else entries
     for config in recipe.passes:
         entries = config.estimate(entries, model.config)
     return summarise(entries)

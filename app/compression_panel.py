@@ -193,7 +193,6 @@ class CompressionPanel(QGroupBox):
 
     def set_model(self, model) -> None:
         from core.models.size import measure_size
-
         from core.passes.size_estimate import inventory
 
         self.model = model

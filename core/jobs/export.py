@@ -84,7 +84,7 @@ def _measured_graph(record, compressed, progress, cancel) -> dict:
     on = runtime(record.backend)
     int8, calibration = on.int8, on.calibration  # calibration: static int8's method
     folder = cached_onnx_export(
-        compressed.loaded, int8, progress, cancel, calibration, on.weight_bits
+        compressed.loaded, int8, progress, cancel, calibration, on.weight_bits, on.fused
     )
     found = graph_digest(folder)
     expected = record.artifact.get("onnx_sha256")
@@ -96,7 +96,7 @@ def _measured_graph(record, compressed, progress, cancel) -> dict:
     return {
         "folder": str(folder),
         "int8": int8 or bool(calibration) or bool(on.weight_bits),
-        "kind": graph_kind(int8, calibration, on.weight_bits),
+        "kind": graph_kind(int8, calibration, on.weight_bits, on.fused),
         "sha256": found,
         "verified": bool(expected),
     }

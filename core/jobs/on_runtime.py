@@ -53,15 +53,25 @@ def prepare(
 
         progress(Progress("Exporting to ONNX (or reading the export cache)", None))
         folder = cached_onnx_export(
-            candidate, chosen.int8, progress, cancel, chosen.calibration, chosen.weight_bits
+            candidate,
+            chosen.int8,
+            progress,
+            cancel,
+            chosen.calibration,
+            chosen.weight_bits,
+            chosen.fused,
         )
-        kind = graph_kind(chosen.int8, chosen.calibration, chosen.weight_bits)
+        kind = graph_kind(chosen.int8, chosen.calibration, chosen.weight_bits, chosen.fused)
         source = f"{candidate.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
         loaded = load_onnx_folder(folder, source, "auto")
         artifact |= {"onnx_cache_entry": folder.name, "onnx_sha256": graph_digest(folder)}
         if chosen.calibration:
             artifact["onnx_calibration"] = chosen.calibration
-        if chosen.weight_bits:
+        if chosen.fused:
+            from core.onnx.fused import fused_settings
+
+            artifact["onnx_fused"] = fused_settings(chosen.weight_bits)
+        elif chosen.weight_bits:
             from core.onnx.nbits import nbits_settings
 
             artifact["onnx_weight_only"] = nbits_settings(chosen.weight_bits)
@@ -75,6 +85,17 @@ def prepare(
 
 
 def _graph_words(chosen) -> str:
+    if chosen.fused:
+        from core.onnx.fused import fused_settings
+
+        settings = fused_settings(chosen.weight_bits)
+        words = f"fused by {settings['builder']}'s builder: GroupQueryAttention, fused QKV"
+        if chosen.weight_bits:
+            words += (
+                f", int{chosen.weight_bits} weight-only MatMulNBits, blocks of "
+                f"{settings['block_size']}, int8 compute"
+            )
+        return words
     if chosen.weight_bits:
         from core.onnx.nbits import BLOCK_SIZE
 
@@ -97,7 +118,13 @@ def check_exportable(key: str, loaded) -> None:
     from core.runtime.registry import runtime
     from core.runtime.runners import is_onnx_runtime
 
-    if not runtime(key).onnx or is_onnx_runtime(loaded.model):
+    chosen = runtime(key)
+    if not chosen.onnx or is_onnx_runtime(loaded.model):
         return
     if refusal := export_refusal(loaded.model.config):
         raise UnsupportedModelError(refusal)
+    if chosen.fused:
+        from core.onnx.fused import fused_refusal
+
+        if refusal := fused_refusal(loaded.model.config):
+            raise UnsupportedModelError(refusal)

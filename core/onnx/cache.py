@@ -20,9 +20,13 @@ from core.progress import CancelToken, ProgressSink, ignore_progress
 EXPORT_VERSION = 1  # bump when the graph's form changes
 
 
-def graph_kind(int8: bool = False, calibration: str = "", weight_bits: int = 0) -> str:
+def graph_kind(
+    int8: bool = False, calibration: str = "", weight_bits: int = 0, fused: bool = False
+) -> str:
     """The cache entry's suffix: fp32, int8 (dynamic), int8-static-<method> or
-    int8/int4-weight-only (MatMulNBits)."""
+    int8/int4-weight-only (MatMulNBits); fused-... for onnxruntime-genai's graph."""
+    if fused:
+        return "fused-" + graph_kind(weight_bits=weight_bits)
     if weight_bits:
         return f"int{weight_bits}-weight-only"
     if calibration:
@@ -30,7 +34,9 @@ def graph_kind(int8: bool = False, calibration: str = "", weight_bits: int = 0) 
     return "int8" if int8 else "fp32"
 
 
-def export_key(model, int8: bool, calibration: str = "", weight_bits: int = 0) -> str:
+def export_key(
+    model, int8: bool, calibration: str = "", weight_bits: int = 0, fused: bool = False
+) -> str:
     import onnxruntime
     import onnxscript
     import torch
@@ -53,6 +59,10 @@ def export_key(model, int8: bool, calibration: str = "", weight_bits: int = 0) -
         from core.onnx.nbits import nbits_settings
 
         recipe.append(nbits_settings(weight_bits))
+    if fused:
+        from core.onnx.fused import fused_settings
+
+        recipe.append(fused_settings(weight_bits))
     digest.update(json.dumps(recipe).encode())
     digest.update(model.config.to_json_string(use_diff=False).encode())
     for name, tensor in sorted(model.state_dict().items()):
@@ -72,22 +82,27 @@ def cached_onnx_export(
     cancel: CancelToken | None = None,
     calibration: str = "",
     weight_bits: int = 0,
+    fused: bool = False,
 ) -> Path:
     """The folder of ``loaded``'s export (made now if the cache lacks it):
     fp32, dynamic int8 (``int8``), static int8 calibrated with ``calibration``,
-    or weight-only ``weight_bits`` (MatMulNBits)."""
+    or weight-only ``weight_bits`` (MatMulNBits); ``fused``: onnxruntime-genai's
+    graph (core.onnx.fused)."""
     from core.atomic_folder import atomic_folder
     from core.models.default_model import cache_root
     from core.onnx.export import REPORT_FILE, export_onnx
 
     root = cache_root() / "onnx"
-    key = export_key(loaded.model, int8, calibration, weight_bits)
-    folder = root / f"{key}-{graph_kind(int8, calibration, weight_bits)}"
+    key = export_key(loaded.model, int8, calibration, weight_bits, fused)
+    folder = root / f"{key}-{graph_kind(int8, calibration, weight_bits, fused)}"
     if (folder / REPORT_FILE).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
     with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
-        export_onnx(loaded, staging, progress, cancel, int8, calibration, weight_bits=weight_bits)
+        export_onnx(
+            loaded, staging, progress, cancel, int8, calibration, weight_bits=weight_bits,
+            fused=fused,
+        )  # fmt: skip
     return folder
 
 
@@ -99,12 +114,13 @@ def load_ort_version(
     cancel: CancelToken | None = None,
     calibration: str = "",
     weight_bits: int = 0,
+    fused: bool = False,
 ):
     """``loaded`` exported (or found in the cache) and opened in ONNX Runtime."""
     from core.models.loading_onnx import load_onnx_folder
 
-    folder = cached_onnx_export(loaded, int8, progress, cancel, calibration, weight_bits)
-    kind = graph_kind(int8, calibration, weight_bits)
+    folder = cached_onnx_export(loaded, int8, progress, cancel, calibration, weight_bits, fused)
+    kind = graph_kind(int8, calibration, weight_bits, fused)
     source = f"{loaded.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
     return load_onnx_folder(folder, source, device)
 

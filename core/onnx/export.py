@@ -42,6 +42,7 @@ class OnnxExportResult:
     seconds: float
     calibration: str = ""  # static int8: the calibration method
     weight_bits: int = 0  # weight-only int8 / int4 (MatMulNBits, core.onnx.nbits)
+    fused: bool = False  # written by onnxruntime-genai's builder (core.onnx.fused)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -68,11 +69,13 @@ def export_onnx(
     int8: bool = False,
     calibration: str = "",
     weight_bits: int = 0,
+    fused: bool = False,
 ) -> OnnxExportResult:
     """Export ``loaded`` (a LoadedModel, or a compressed model's) to ``out_dir``:
     fp32, dynamic int8 (``int8``), static int8 calibrated with ``calibration``
     (one of ``core.onnx.int8_static.CALIBRATION_METHODS``) or weight-only
-    int8 / int4 (``weight_bits``, ONNX Runtime's MatMulNBits)."""
+    int8 / int4 (``weight_bits``, ONNX Runtime's MatMulNBits); ``fused``: the
+    fused graph of onnxruntime-genai's builder (fp32 or ``weight_bits``)."""
     cancel = cancel or CancelToken()
     out_dir = Path(out_dir)
     model = loaded.model
@@ -90,12 +93,21 @@ def export_onnx(
         if int8 or calibration:
             raise ValueError("weight-only quantisation is a graph of its own, not int8 activations")
         nbits_settings(weight_bits)  # 8 or 4, refused before any work
+    if fused:
+        from core.onnx.fused import fused_refusal
+
+        if int8 or calibration:
+            raise ValueError("the fused graph is fp32 or weight-only, not int8 activations")
+        if refusal := fused_refusal(model.config):
+            raise UnsupportedModelError(refusal)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise WorkbenchError(f"{out_dir} is not empty; choose a new folder for the export.")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _export(loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits)
+        return _export(
+            loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits, fused
+        )
     except BaseException:
         _remove_contents(out_dir, remove_folder=created)
         raise
@@ -115,52 +127,21 @@ def _smoothing(int8: bool, calibration: str) -> float | None:
 
 
 def _export(
-    loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits
+    loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits, fused
 ) -> OnnxExportResult:
     from core.runtime.onnx.ort_model import OrtCausalLM
 
     start = time.perf_counter()
     quantized = int8 or bool(calibration) or bool(weight_bits)
     target = out_dir / MODEL_FILE
-    fp32_target = out_dir / "model-fp32.onnx" if quantized else target
-    progress(Progress("Tracing the model to ONNX (torch.onnx.export, dynamo)", 0.05))
     exportable = _exportable_copy(model)
-    alpha = _smoothing(int8, calibration)
-    if alpha is not None:
-        from core.onnx.int8 import smoothed_copy
-
-        progress(Progress("SmoothQuant: measuring activation ranges for int8", 0.02))
-        exportable = smoothed_copy(exportable, loaded.tokenizer, cancel, alpha)
-    try:
-        untied = export_graph(exportable, fp32_target)
-    except Exception as err:  # torch.export and the ONNX translation raise many types
-        if isinstance(err, WorkbenchError):
-            raise
-        raise ExportFailedError(f"ONNX export failed: {_first_line(err)}") from err
+    if fused:
+        untied = _build_fused(exportable, loaded.tokenizer, target, weight_bits, progress)
+    else:
+        untied, exportable = _trace_and_quantize(
+            loaded, exportable, target, progress, cancel, int8, calibration, weight_bits
+        )
     cancel.raise_if_cancelled()
-    if int8:
-        from core.onnx.int8 import quantize_graph
-
-        progress(Progress("Quantising weights to int8 (onnxruntime quantize_dynamic)", 0.5))
-        quantize_graph(fp32_target, target)
-    elif calibration:
-        from core.onnx.int8_static import quantize_graph_static
-
-        progress(
-            Progress(f"Calibrating ({calibration}) and quantising to int8 (quantize_static)", 0.5)
-        )
-        quantize_graph_static(
-            fp32_target, target, model.config, loaded.tokenizer, calibration, cancel
-        )
-    elif weight_bits:
-        from core.onnx.nbits import quantize_graph_nbits
-
-        progress(Progress(f"Quantising weights to int{weight_bits} (MatMulNBits)", 0.5))
-        quantize_graph_nbits(fp32_target, target, weight_bits)
-    if quantized:
-        for path in (fp32_target, fp32_target.with_name(f"{fp32_target.name}.data")):
-            path.unlink(missing_ok=True)
-        cancel.raise_if_cancelled()
     model.config.save_pretrained(out_dir)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(out_dir)
@@ -189,12 +170,73 @@ def _export(
         untied_weights=untied,
         fidelity=fidelity,
         seconds=time.perf_counter() - start,
-        calibration=calibration,
+        calibration=calibration or "",
         weight_bits=weight_bits,
+        fused=fused,
     )
     (out_dir / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
     progress(Progress("ONNX export done", 1.0))
     return result
+
+
+def _trace_and_quantize(loaded, exportable, target, progress, cancel, int8, calibration, bits):
+    """Our traced graph (core.onnx.graph), quantised when asked. Returns the
+    untied count and the model the graph must match (smoothed for int8)."""
+    quantized = int8 or bool(calibration) or bool(bits)
+    fp32_target = target.with_name("model-fp32.onnx") if quantized else target
+    progress(Progress("Tracing the model to ONNX (torch.onnx.export, dynamo)", 0.05))
+    alpha = _smoothing(int8, calibration)
+    if alpha is not None:
+        from core.onnx.int8 import smoothed_copy
+
+        progress(Progress("SmoothQuant: measuring activation ranges for int8", 0.02))
+        exportable = smoothed_copy(exportable, loaded.tokenizer, cancel, alpha)
+    try:
+        untied = export_graph(exportable, fp32_target)
+    except Exception as err:  # torch.export and the ONNX translation raise many types
+        if isinstance(err, WorkbenchError):
+            raise
+        raise ExportFailedError(f"ONNX export failed: {_first_line(err)}") from err
+    cancel.raise_if_cancelled()
+    if int8:
+        from core.onnx.int8 import quantize_graph
+
+        progress(Progress("Quantising weights to int8 (onnxruntime quantize_dynamic)", 0.5))
+        quantize_graph(fp32_target, target)
+    elif calibration:
+        from core.onnx.int8_static import quantize_graph_static
+
+        progress(
+            Progress(f"Calibrating ({calibration}) and quantising to int8 (quantize_static)", 0.5)
+        )
+        quantize_graph_static(
+            fp32_target, target, exportable.config, loaded.tokenizer, calibration, cancel
+        )
+    elif bits:
+        from core.onnx.nbits import quantize_graph_nbits
+
+        progress(Progress(f"Quantising weights to int{bits} (MatMulNBits)", 0.5))
+        quantize_graph_nbits(fp32_target, target, bits)
+    if quantized:
+        for path in (fp32_target, fp32_target.with_name(f"{fp32_target.name}.data")):
+            path.unlink(missing_ok=True)
+    return untied, exportable
+
+
+def _build_fused(model, tokenizer, target, weight_bits, progress) -> int:
+    """onnxruntime-genai's builder writes the graph; returns the untied count
+    (the builder stores a tied head as its own MatMul weight: one)."""
+    from core.onnx.fused import build_fused_graph
+
+    what = f"int{weight_bits} blocks" if weight_bits else "fp32"
+    progress(Progress(f"Building the fused graph ({what}; onnxruntime-genai builder)", 0.05))
+    try:
+        build_fused_graph(model, tokenizer, target, weight_bits)
+    except Exception as err:  # the builder raises plain Exceptions for what it cannot write
+        if isinstance(err, WorkbenchError):
+            raise
+        raise ExportFailedError(f"the fused ONNX graph failed: {_first_line(err)}") from err
+    return int(bool(getattr(model.config, "tie_word_embeddings", False)))
 
 
 def _remove_contents(folder: Path, remove_folder: bool) -> None:

@@ -25,6 +25,9 @@ class Runtime:
     calibration: str = ""
     # Weight-only int8 / int4 through ONNX Runtime's MatMulNBits (core.onnx.nbits).
     weight_bits: int = 0
+    # The fused graph of onnxruntime-genai's builder (core.onnx.fused) instead of
+    # our traced one: fp32, or weight_bits through the same MatMulNBits blocks.
+    fused: bool = False
     compiled: bool = False  # decode step compiled by torch.compile
     # The model kinds it runs (core.model_kinds).
     tasks: frozenset[str] = frozenset({CAUSAL_LM})
@@ -52,6 +55,21 @@ RUNTIMES: dict[str, Runtime] = {
         _static("percentile", "Percentile"),
         Runtime("ort-w8", "ONNX Runtime int8 weight-only (MatMulNBits)", onnx=True, weight_bits=8),
         Runtime("ort-w4", "ONNX Runtime int4 weight-only (MatMulNBits)", onnx=True, weight_bits=4),
+        Runtime("ort-fused", "ONNX Runtime fused graph (GQA)", onnx=True, fused=True),
+        Runtime(
+            "ort-fused-w8",
+            "ONNX Runtime fused graph (GQA), int8 weight-only",
+            onnx=True,
+            weight_bits=8,
+            fused=True,
+        ),
+        Runtime(
+            "ort-fused-w4",
+            "ONNX Runtime fused graph (GQA), int4 weight-only",
+            onnx=True,
+            weight_bits=4,
+            fused=True,
+        ),
     )
 }
 DEFAULT_RUNTIME = "torch"

@@ -40,6 +40,9 @@ INT8_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
 STATIC_INT8_OPS = {"QuantizeLinear", "DequantizeLinear"}
 # What its weight-only quantiser (MatMulNBits, core.onnx.nbits) leaves.
 WEIGHT_ONLY_OPS = {"MatMulNBits"}
+# What onnxruntime-genai's builder writes for attention (core.onnx.fused).
+FUSED_OPS = {"GroupQueryAttention"}
+POSITION_IDS = "position_ids"
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,17 @@ class OrtCausalLM:
         self._present_names = present_names(self.layers)
         self._kv_heads, self._head_dim = cache_shape(config)
         inputs = {i.name for i in self.session.get_inputs()}
-        if not {INPUT_IDS, LOGITS_POSITIONS, *self._past_names} <= inputs:
+        # A fused graph (core.onnx.fused) returns every new position's logits
+        # and takes no logits_positions; the positions are picked here.
+        self.picks_positions = LOGITS_POSITIONS in inputs
+        ops = _op_types(self.path)
+        self.fused = bool(ops & FUSED_OPS)
+        if not {INPUT_IDS, *self._past_names} <= inputs or not (self.picks_positions or self.fused):
             from core.errors import NotAModelError
 
             raise NotAModelError(
                 f"{path} is not a graph exported by the workbench (its inputs differ)."
             )
-        ops = _op_types(self.path)
         self.int8 = bool(ops & INT8_OPS)  # dynamic int8
         self.static_int8 = STATIC_INT8_OPS <= ops
         self.weight_only = bool(ops & WEIGHT_ONLY_OPS)
@@ -119,7 +126,8 @@ class OrtCausalLM:
             if self.weight_only
             else "fp32"
         )
-        return f"onnxruntime-{'cuda' if self.provider == CUDA else 'cpu'}-{kind}"
+        fused = "-fused" if self.fused else ""
+        return f"onnxruntime-{'cuda' if self.provider == CUDA else 'cpu'}{fused}-{kind}"
 
     def empty_cache(self) -> list:
         import onnxruntime as ort
@@ -137,7 +145,13 @@ class OrtCausalLM:
         if ATTENTION_MASK in self._input_names:
             mask = np.ones((1, past_len + input_ids.shape[1]), dtype=np.int64)
             binding.bind_cpu_input(ATTENTION_MASK, mask)
-        binding.bind_cpu_input(LOGITS_POSITIONS, np.ascontiguousarray(positions, dtype=np.int64))
+        if POSITION_IDS in self._input_names:  # some fused graphs take them
+            ids = np.arange(past_len, past_len + input_ids.shape[1], dtype=np.int64)[None]
+            binding.bind_cpu_input(POSITION_IDS, ids)
+        if self.picks_positions:
+            binding.bind_cpu_input(
+                LOGITS_POSITIONS, np.ascontiguousarray(positions, dtype=np.int64)
+            )
         for name, value in zip(self._past_names, past, strict=True):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(LOGITS, "cpu")
@@ -146,7 +160,10 @@ class OrtCausalLM:
             binding.bind_output(name, device)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        return StepOutput(torch.from_numpy(outputs[0].numpy()), list(outputs[1:]))
+        logits = outputs[0].numpy()
+        if not self.picks_positions:  # every new position came back
+            logits = logits[:, np.asarray(positions, dtype=np.int64)]
+        return StepOutput(torch.from_numpy(logits), list(outputs[1:]))
 
     @property
     def _input_names(self) -> set[str]:

@@ -1,0 +1,111 @@
+"""The fused decoder graph: onnxruntime-genai's model builder, instead of our
+traced export, for the runtimes that must be fast (``ort-fused*``).
+
+Why the builder and not our trace plus fusions: the traced graph of the
+default model has ~2,400 nodes per decode step (RoPE, attention, norms and
+the cache update as separate small ops), and ONNX Runtime's transformer
+optimizer fuses only its RMSNorms. The builder writes each layer from the
+config as a dozen contrib ops: one ``GroupQueryAttention`` (rotary embedding
+and the KV cache inside), one fused QKV ``MatMulNBits``, ``SkipSimplified
+LayerNormalization`` for the residual adds and norms: 341 nodes for the
+default model's 30 layers. It quantises with ONNX Runtime's own
+``MatMulNBitsQuantizer`` (symmetric round to nearest, blocks of
+``BLOCK_SIZE``, int8 compute), the head included. Measured on the 2-core
+CPU (benchmarks/engine_speed.py): see the README's engine table.
+
+The graph keeps our graph's interface except ``logits_positions``: it returns
+the logits of every new position, and ``OrtCausalLM`` picks the ones asked
+for. It is built from the model's PyTorch weights saved to a temporary
+folder, so it takes a configuration without passes (its own quantisation is
+the point); families the builder does not write are refused in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from pathlib import Path
+
+from core.onnx.nbits import ACCURACY_LEVEL, BLOCK_SIZE
+
+# model_type -> the builder's class for it (what it checks config.architectures against).
+FUSED_FAMILIES = {
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "phi3": "Phi3ForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma3_text": "Gemma3ForCausalLM",
+}
+PRECISIONS = {0: "fp32", 8: "int8", 4: "int4"}
+
+
+def fused_refusal(config) -> str | None:
+    """One line saying why ``config``'s model has no fused graph, or None."""
+    model_type = getattr(config, "model_type", "unknown")
+    if model_type not in FUSED_FAMILIES:
+        return (
+            f"The fused ONNX graph (onnxruntime-genai's builder) takes "
+            f"{', '.join(FUSED_FAMILIES)}, not {model_type!r}; the traced graphs "
+            "(ort, ort-w8, ort-w4) take it."
+        )
+    return None
+
+
+def fused_settings(bits: int) -> dict:
+    """Everything that decides the fused graph (its cache key, its report)."""
+    import onnxruntime_genai
+
+    if bits not in PRECISIONS:
+        raise ValueError(f"the fused graph's weights are fp32, int8 or int4, not {bits} bits")
+    settings = {"builder": f"onnxruntime-genai {onnxruntime_genai.__version__}"}
+    settings["precision"] = PRECISIONS[bits]
+    if bits:
+        settings |= {"block_size": BLOCK_SIZE, "symmetric": True, "accuracy_level": ACCURACY_LEVEL}
+    return settings
+
+
+def build_fused_graph(model, tokenizer, target: Path, bits: int) -> str:
+    """Write ``model``'s fused graph (weights fp32, or int8 / int4 blocks) to
+    ``target`` (the graph file's path; weights beside it in ``.data``).
+    Returns what the builder printed (kept for a failure's message)."""
+    from onnxruntime_genai.models.builder import create_model, parse_extra_options
+
+    settings = fused_settings(bits)
+    target = Path(target)
+    options = [f"filename={target.name}", "hf_token=false", "hf_remote=false"]
+    if bits:
+        options += [f"block_size={BLOCK_SIZE}", f"accuracy_level={ACCURACY_LEVEL}"]
+    printed = io.StringIO()
+    with tempfile.TemporaryDirectory(prefix="workbench-fused-") as scratch:
+        weights, cache = Path(scratch) / "weights", Path(scratch) / "cache"
+        out = Path(scratch) / "out"
+        # The builder reads a Hugging Face folder (config, safetensors, tokenizer).
+        model.save_pretrained(weights, safe_serialization=True)
+        tokenizer.save_pretrained(weights)  # it reads the special tokens' ids
+        # It prints every step and its quantiser logs every MatMul at INFO.
+        with _quiet(), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            prepared = parse_extra_options(
+                str(weights), str(weights), str(out), settings["precision"], "cpu",
+                str(cache), options,
+            )  # fmt: skip
+            create_model(
+                str(weights), str(weights), str(out), settings["precision"], "cpu",
+                str(cache), **prepared,
+            )  # fmt: skip
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for name in (target.name, f"{target.name}.data"):
+            (out / name).replace(target.parent / name)
+    return printed.getvalue()
+
+
+@contextlib.contextmanager
+def _quiet():
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)

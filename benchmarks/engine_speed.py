@@ -61,6 +61,10 @@ CANDIDATES = {
     "int8_weight_only_ort_matmulnbits": Candidate((), "ort-w8", "int8"),
     "int8_dynamic_ort": Candidate((), "ort-int8", "int8"),
     "int4_weight_only_ort_matmulnbits": Candidate((), "ort-w4", "int4"),
+    # onnxruntime-genai's fused graph (core.onnx.fused): GQA, fused QKV, MatMulNBits.
+    "fp32_ort_fused": Candidate((), "ort-fused", "fp32"),
+    "int8_weight_only_ort_fused": Candidate((), "ort-fused-w8", "int8"),
+    "int4_weight_only_ort_fused": Candidate((), "ort-fused-w4", "int4"),
     "int4_g128_gptq_int8_head_compiled": Candidate(
         (R["int4_weight_only"](128, "gptq"), R["int8_head"]()), "torch-compile", "int4"
     ),

@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 EMBEDDING_OPS = {"Gather", "GatherBlockQuantized"}
+# Inputs that fused attention reads a row per position of (its rotary tables):
+# op type -> input indices (ONNX Runtime's contrib op schemas).
+ROW_READ_INPUTS = {"GroupQueryAttention": (7, 8), "RotaryEmbedding": (2, 3)}
 
 
 def memory_bandwidth_bytes_per_s(size_bytes: int = 512 * 2**20, repeats: int = 5) -> float:
@@ -74,7 +77,20 @@ def _graph_bytes_read(path: Path) -> int:
     graph = onnx.load(str(path), load_external_data=False).graph
     sizes = {t.name: _initializer_bytes(t) for t in graph.initializer}
     gathered = {n.input[0] for n in graph.node if n.op_type in EMBEDDING_OPS and n.input}
-    read_whole = {name for n in graph.node if n.op_type not in EMBEDDING_OPS for name in n.input}
+    rows = {
+        n.input[i]
+        for n in graph.node
+        for i in ROW_READ_INPUTS.get(n.op_type, ())
+        if i < len(n.input) and n.input[i]
+    }
+    gathered |= rows
+    read_whole = {
+        name
+        for n in graph.node
+        if n.op_type not in EMBEDDING_OPS
+        for i, name in enumerate(n.input)
+        if i not in ROW_READ_INPUTS.get(n.op_type, ())
+    }
     return sum(
         size
         for name, size in sizes.items()

@@ -1,0 +1,175 @@
+"""The fused graph (onnxruntime-genai's builder, core.onnx.fused) on tiny
+models of several families: attention is one GroupQueryAttention per layer,
+the fp32 graph passes the export's strict fidelity gate (logits and a
+token-by-token decode through its KV cache against PyTorch), greedy tokens
+through our ONNX runner equal PyTorch's, the int8 / int4 graphs hold every
+weight matrix in MatMulNBits blocks, a family the builder does not write is
+refused in one line before any work, and a run on it exports the very graph
+it was timed on."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from core.errors import UnsupportedModelError
+from core.models.loading import load_model
+from core.onnx.cache import cached_onnx_export, graph_digest
+from core.onnx.export import MODEL_FILE, REPORT_FILE, export_onnx
+from core.onnx.nbits import BLOCK_SIZE
+from core.runtime.registry import RUNTIMES
+from tests.tiny_models import save_tiny_model
+
+
+def _nodes(folder) -> list:
+    return list(onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph.node)
+
+
+def _size(folder) -> int:
+    return sum(p.stat().st_size for p in folder.glob(f"{MODEL_FILE}*"))
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, loaded):
+    root = tmp_path_factory.mktemp("fused-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_CACHE_DIR", str(root))
+        folders = {b: cached_onnx_export(loaded, weight_bits=b, fused=True) for b in (8, 4)}
+        folders[0] = cached_onnx_export(loaded, fused=True)
+        folders["traced"] = cached_onnx_export(loaded)
+    return root, folders
+
+
+def _greedy_torch(model, ids, steps: int) -> list[int]:
+    out = model.generate(ids, max_new_tokens=steps, do_sample=False, min_new_tokens=steps)
+    return out[0, ids.shape[1] :].tolist()
+
+
+def _greedy_ort(folder, loaded, ids, steps: int) -> list[int]:
+    from core.runtime.onnx.ort_model import OrtCausalLM
+    from core.runtime.onnx.ort_runner import generate_steps
+
+    model = OrtCausalLM(
+        folder / MODEL_FILE, loaded.model.config, loaded.model.generation_config, "cpu"
+    )
+    return [s.token_id for s in generate_steps(model, ids, steps)]
+
+
+def test_fp32_fused_graph_is_fused_and_passes_the_strict_gate(cache, loaded):
+    folder = cache[1][0]
+    assert folder.name.endswith("-fused-fp32")
+    ops = [n.op_type for n in _nodes(folder)]
+    layers = loaded.model.config.num_hidden_layers
+    assert ops.count("GroupQueryAttention") == layers
+    assert len(ops) < len(_nodes(cache[1]["traced"])) / 3  # far fewer nodes than our trace
+    report = json.loads((folder / REPORT_FILE).read_text())
+    assert report["fused"] and report["fidelity"]["passed"] and not report["int8"]
+
+
+def test_greedy_tokens_through_the_runner_equal_pytorch(cache, loaded):
+    ids = torch.tensor([[5, 17, 42, 7, 99, 3, 64, 12]])
+    assert _greedy_ort(cache[1][0], loaded, ids, 12) == _greedy_torch(loaded.model, ids, 12)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_weight_only_fused_graphs_hold_every_matrix_in_blocks(cache, loaded, bits):
+    folder = cache[1][bits]
+    assert folder.name.endswith(f"-fused-int{bits}-weight-only")
+    nodes = _nodes(folder)
+    assert not [n for n in nodes if n.op_type == "MatMul"]  # the head included
+    # fused QKV, o, gate, up, down per layer and the head (gate/up may be fused too)
+    layers = loaded.model.config.num_hidden_layers
+    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
+    assert 4 * layers + 1 <= len(nbits) <= 5 * layers + 1
+    for node in nbits:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["bits"] == bits and attrs["block_size"] == BLOCK_SIZE
+        assert attrs["accuracy_level"] == 4
+    report = json.loads((folder / REPORT_FILE).read_text())
+    assert report["weight_bits"] == bits and report["fused"] and report["fidelity"]["passed"]
+
+
+def test_sizes_fall_with_the_bits(cache):
+    fp32, w8, w4 = (_size(cache[1][b]) for b in (0, 8, 4))
+    assert w4 < w8 < fp32
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral", "phi3", "gemma2"])
+def test_other_families_build_a_fused_graph_that_passes_the_gate(family, tmp_path):
+    loaded = load_model(str(save_tiny_model(family, tmp_path / family)), device="cpu")
+    result = export_onnx(loaded, tmp_path / "fused", fused=True)
+    assert result.fidelity.passed and result.fused
+    assert "GroupQueryAttention" in {n.op_type for n in _nodes(tmp_path / "fused")}
+
+
+def test_a_family_the_builder_does_not_write_is_refused_in_one_line(tmp_path):
+    from core.jobs.on_runtime import check_exportable
+
+    loaded = load_model(str(save_tiny_model("gpt2", tmp_path / "gpt2")), device="cpu")
+    with pytest.raises(UnsupportedModelError) as err:
+        check_exportable("ort-fused-w4", loaded)
+    assert "'gpt2'" in str(err.value) and "\n" not in str(err.value)
+    check_exportable("ort-w4", loaded)  # the traced graph takes it
+    with pytest.raises(UnsupportedModelError):
+        export_onnx(loaded, tmp_path / "out", fused=True)
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_int8_activations_are_not_a_fused_graph(loaded, tmp_path):
+    with pytest.raises(ValueError, match="fused"):
+        export_onnx(loaded, tmp_path / "a", int8=True, fused=True)
+
+
+def test_runtimes_are_registered():
+    assert RUNTIMES["ort-fused"].fused and RUNTIMES["ort-fused"].weight_bits == 0
+    assert RUNTIMES["ort-fused-w8"].weight_bits == 8 and RUNTIMES["ort-fused-w8"].fused
+    assert RUNTIMES["ort-fused-w4"].weight_bits == 4 and RUNTIMES["ort-fused-w4"].onnx
+
+
+def test_floor_counts_the_rotary_tables_a_row_at_a_time(cache):
+    """GroupQueryAttention reads a row of its cos / sin tables per position:
+    they are not part of the bytes a decode step must read."""
+    from core.measure.decode_floor import _graph_bytes_read
+
+    folder = cache[1][4]
+    graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph
+    rotary = {n.input[7] for n in graph.node if n.op_type == "GroupQueryAttention"}
+    assert rotary  # the builder's cos_cache / sin_cache
+    total = _size(folder)
+    assert _graph_bytes_read(folder / MODEL_FILE) < total
+
+
+def test_cli_bench_on_the_fused_int4_graph(cache, tiny_llama_dir, monkeypatch, capsys):
+    from core.cli.main import main
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(cache[0]))
+    args = ["bench", "-m", str(tiny_llama_dir), "--backend", "ort-fused-w4", "--json"]
+    args += ["--prompt-tokens", "8", "--new-tokens", "3", "--min-repeats", "1", "--min-time", "0"]
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["environment"]["runner"] == "onnxruntime-cpu-fused-weight-only"
+
+
+def test_a_fused_run_exports_the_graph_it_was_timed_on(loaded, cache, tmp_path, monkeypatch):
+    from core.jobs.export import ExportRequest, export
+    from core.jobs.run import RunRequest, run
+    from core.passes.recipe import Recipe
+    from core.results.store import RunRecord
+    from tests.test_provenance import SETTINGS
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(cache[0]))
+    events = list(run(RunRequest(loaded, Recipe(), "ort-fused-w8", settings=SETTINGS)))
+    record = next(e for e in events if isinstance(e, RunRecord))
+    assert record.artifact["onnx_fused"]["precision"] == "int8"
+    assert record.artifact["onnx_sha256"] == graph_digest(cache[1][8])
+    out = tmp_path / "export"
+    list(export(ExportRequest(loaded, out, ("hf",), record)))
+    assert graph_digest(out / "onnx-fused-int8-weight-only") == record.artifact["onnx_sha256"]

@@ -102,21 +102,47 @@ def test_sizes_fall_with_the_bits(cache):
     assert w4 < w8 < fp32
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral", "phi3", "gemma2"])
+def _mistral_without_window(folder):
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny_models import tiny_config, tiny_tokenizer
+
+    config = tiny_config("mistral")
+    config.sliding_window = None  # Mistral v0.2 and later: full attention
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral"])
 def test_other_families_build_a_fused_graph_that_passes_the_gate(family, tmp_path):
-    loaded = load_model(str(save_tiny_model(family, tmp_path / family)), device="cpu")
+    folder = tmp_path / family
+    saved = (
+        _mistral_without_window(folder) if family == "mistral" else save_tiny_model(family, folder)
+    )
+    loaded = load_model(str(saved), device="cpu")
     result = export_onnx(loaded, tmp_path / "fused", fused=True)
     assert result.fidelity.passed and result.fused
     assert "GroupQueryAttention" in {n.op_type for n in _nodes(tmp_path / "fused")}
 
 
-def test_a_family_the_builder_does_not_write_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("family", "says"),
+    [
+        ("gpt2", "not 'gpt2'"),
+        ("mistral", "Mistral with a sliding window"),  # the tiny config's window of 8
+        ("gemma2", "sliding-window"),
+        ("phi3", "Phi-3"),
+    ],
+)
+def test_families_it_cannot_build_exactly_are_refused_in_one_line(family, says, tmp_path):
     from core.jobs.on_runtime import check_exportable
 
-    loaded = load_model(str(save_tiny_model("gpt2", tmp_path / "gpt2")), device="cpu")
+    loaded = load_model(str(save_tiny_model(family, tmp_path / family)), device="cpu")
     with pytest.raises(UnsupportedModelError) as err:
         check_exportable("ort-fused-w4", loaded)
-    assert "'gpt2'" in str(err.value) and "\n" not in str(err.value)
+    assert says in str(err.value) and "\n" not in str(err.value)
     check_exportable("ort-w4", loaded)  # the traced graph takes it
     with pytest.raises(UnsupportedModelError):
         export_onnx(loaded, tmp_path / "out", fused=True)

@@ -199,3 +199,18 @@ def test_a_fused_run_exports_the_graph_it_was_timed_on(loaded, cache, tmp_path, 
     out = tmp_path / "export"
     list(export(ExportRequest(loaded, out, ("hf",), record)))
     assert graph_digest(out / "onnx-fused-int8-weight-only") == record.artifact["onnx_sha256"]
+
+
+def test_without_the_builder_installed_it_says_how_to_install_it(loaded, monkeypatch):
+    import importlib.util
+
+    from core.jobs.on_runtime import check_exportable
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime_genai" else real(name, *a),
+    )
+    with pytest.raises(UnsupportedModelError, match="pip install --no-deps 'onnxruntime-genai"):
+        check_exportable("ort-fused", loaded)

@@ -23,6 +23,7 @@ the point); families the builder does not write are refused in one line.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import tempfile
@@ -46,6 +47,11 @@ def fused_refusal(config) -> str | None:
     """One line saying why ``config``'s model has no fused graph, or None."""
     model_type = getattr(config, "model_type", "unknown")
     traced = "the traced graphs (ort, ort-w8, ort-w4) take it"
+    if importlib.util.find_spec("onnxruntime_genai") is None:
+        return (
+            "The fused ONNX graph needs onnxruntime-genai's builder: "
+            "pip install --no-deps 'onnxruntime-genai==0.18.0' (scripts/setup.sh does)."
+        )
     if model_type in NOT_EXACT or (model_type in FUSED_FAMILIES and _windowed(config)):
         what = NOT_EXACT.get(model_type, f"{FUSED_FAMILIES.get(model_type)} with a sliding window")
         return (

@@ -103,7 +103,14 @@ class MainWindow(QMainWindow):
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setFixedWidth(420)
+        # Wide enough for the column's widest row (a slider row, the file
+        # field and its button): narrower, the right edge was cut off.
+        needed = (
+            left.minimumSizeHint().width()
+            + scroll.verticalScrollBar().sizeHint().width()
+            + 2 * scroll.frameWidth()
+        )
+        scroll.setFixedWidth(max(420, needed))
 
         self.export_button = QPushButton("Export selected run…")
         self.export_button.setToolTip(

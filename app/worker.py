@@ -98,6 +98,11 @@ class _JobThread(QThread):
             traceback.print_exc()
             name = "Out of memory" if "OutOfMemory" in type(err).__name__ else type(err).__name__
             self.failed.emit(f"{name}: {err}".splitlines()[0][:400])
+        finally:
+            # Here, not in the GUI thread's finished slot: the defaults come
+            # back when the job ends even if no event loop runs to deliver
+            # that slot (a window closed mid-job, a test that moved on).
+            leave_job_mode()
 
 
 class JobRunner(QObject):
@@ -154,7 +159,6 @@ class JobRunner(QObject):
 
     def _on_thread_finished(self) -> None:
         thread, self._thread = self._thread, None
-        leave_job_mode()
         if thread is not None:
             thread.deleteLater()
         name = self._name

@@ -44,3 +44,13 @@ def test_job_mode_while_a_job_runs_and_defaults_after(qtbot, job):
     assert seen == [(GIL_SWITCH_INTERVAL_S, True)]  # short interval, the heap frozen
     assert sys.getswitchinterval() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_defaults_are_back_when_the_job_ends_without_an_event_loop():
+    """A window closed mid-job (shutdown waits for the thread; no slot runs)."""
+    before = sys.getswitchinterval()
+    runner = JobRunner()
+    assert runner.start("job", ok)
+    runner.shutdown()
+    assert sys.getswitchinterval() == before
+    assert gc.get_freeze_count() == 0

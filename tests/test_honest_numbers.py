@@ -141,8 +141,8 @@ def _ort_on_cuda(vocab: int):
 
     model = OrtCausalLM.__new__(OrtCausalLM)
     model.session, model.int8, model.static_int8 = _CudaSession(), False, False
-    model.weight_only = False
-    model.empty_cache = lambda: [_FakeValue(0)]
+    model.weight_only = model.fused = False
+    model.empty_cache = lambda capacity=None: [_FakeValue(0)]
 
     def step(ids, past, positions):
         logits = torch.zeros(1, len(positions), vocab)

@@ -79,6 +79,43 @@ def test_greedy_tokens_through_the_runner_equal_pytorch(cache, loaded):
     assert _greedy_ort(cache[1][0], loaded, ids, 12) == _greedy_torch(loaded.model, ids, 12)
 
 
+def _decode(model, ids, past, steps: int) -> list[torch.Tensor]:
+    """Logits of the prompt's last position, then of ``steps`` greedy tokens."""
+    import numpy as np
+
+    out = model.step(ids, past, np.array([ids.shape[1] - 1]))
+    logits = [out.logits[0, -1]]
+    for _ in range(steps):
+        token = np.array([[int(logits[-1].argmax())]], dtype=np.int64)
+        out = model.step(token, out.present, np.array([0]))
+        logits.append(out.logits[0, -1])
+    return logits
+
+
+def test_cache_written_in_place_gives_the_copied_caches_logits(cache, loaded):
+    from core.runtime.onnx.ort_model import OrtCausalLM, SharedCache
+
+    config, generation = loaded.model.config, loaded.model.generation_config
+    model = OrtCausalLM(cache[1][4] / MODEL_FILE, config, generation, "cpu")
+    ids = torch.tensor([[5, 17, 42, 7, 99, 3, 64, 12]]).numpy()
+    shared = model.empty_cache(capacity=ids.shape[1] + 6)
+    assert isinstance(shared, SharedCache) and shared.length == 0
+    copied = _decode(model, ids, model.empty_cache(), 6)
+    in_place = _decode(model, ids, shared, 6)
+    for a, b in zip(copied, in_place, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="holds 14 positions"):  # one token past its capacity
+        _decode(model, ids, model.empty_cache(capacity=ids.shape[1] + 6), 7)
+
+
+def test_traced_graph_keeps_the_copied_cache(cache, loaded):
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    config, generation = loaded.model.config, loaded.model.generation_config
+    model = OrtCausalLM(cache[1]["traced"] / MODEL_FILE, config, generation, "cpu")
+    assert isinstance(model.empty_cache(capacity=20), list)  # its graph concatenates
+
+
 @pytest.mark.parametrize("bits", [8, 4])
 def test_weight_only_fused_graphs_hold_every_matrix_in_blocks(cache, loaded, bits):
     folder = cache[1][bits]

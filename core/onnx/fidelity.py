@@ -116,12 +116,14 @@ def compare_logits(
 def cached_decode_logits(ort_model, window: torch.Tensor, steps: int) -> torch.Tensor:
     """Logits [steps, vocab] of ``window``'s last ``steps`` positions, computed
     as generation does: the tokens before them as one prefill from an empty
-    cache, then one token per step on the cache the previous step returned."""
+    cache, then one token per step on the cache the previous step returned
+    (sized for the window, as the generation loop sizes it)."""
     import numpy as np
 
     ids = window.view(1, -1).numpy().astype(np.int64)
     start = ids.shape[1] - steps
-    out = ort_model.step(ids[:, :start], ort_model.empty_cache(), np.array([start - 1]))
+    cache = ort_model.empty_cache(capacity=ids.shape[1])
+    out = ort_model.step(ids[:, :start], cache, np.array([start - 1]))
     past, logits = out.present, []
     for t in range(start, ids.shape[1]):
         out = ort_model.step(ids[:, t : t + 1], past, np.array([0]))

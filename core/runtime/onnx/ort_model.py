@@ -48,7 +48,22 @@ POSITION_IDS = "position_ids"
 @dataclass(frozen=True)
 class StepOutput:
     logits: torch.Tensor  # [1, positions asked for, vocab], fp32 on the CPU
-    present: list  # onnxruntime OrtValues, left where the session made them
+    present: list | SharedCache  # onnxruntime OrtValues, left where the session made them
+
+
+@dataclass(frozen=True)
+class SharedCache:
+    """A fused graph's KV cache held in buffers of a fixed capacity that every
+    step reads and writes in place (past and present bound to the same
+    OrtValue), instead of the session copying the whole cache into a new
+    present each step. GroupQueryAttention switches to this mode by itself
+    when past and present share memory, and reads only the first ``length``
+    positions (from the attention mask's sum)."""
+
+    values: list  # OrtValues [1, kv heads, capacity, head dim], one per past name
+    capacity: int
+    length: int  # positions filled
+    arrays: list  # the numpy memory the CPU OrtValues wrap, held so it outlives them
 
 
 def open_session(path: Path, device: str = "auto", threads: int | None = None):
@@ -100,6 +115,7 @@ class OrtCausalLM:
         self.int8 = bool(ops & INT8_OPS)  # dynamic int8
         self.static_int8 = STATIC_INT8_OPS <= ops
         self.weight_only = bool(ops & WEIGHT_ONLY_OPS)
+        self._input_names = inputs
 
     # -- what the runner uses -------------------------------------------------------
 
@@ -129,17 +145,41 @@ class OrtCausalLM:
         fused = "-fused" if self.fused else ""
         return f"onnxruntime-{'cuda' if self.provider == CUDA else 'cpu'}{fused}-{kind}"
 
-    def empty_cache(self) -> list:
+    def empty_cache(self, capacity: int | None = None) -> list | SharedCache:
+        """An empty cache; with ``capacity`` (positions) on a fused graph, one
+        that is updated in place (``SharedCache``): the decode loop knows how
+        long the sequence can grow, so no step copies the cache."""
         import onnxruntime as ort
 
-        empty = np.zeros((1, self._kv_heads, 0, self._head_dim), dtype=np.float32)
-        device = "cuda" if self.provider == CUDA else "cpu"
-        return [ort.OrtValue.ortvalue_from_numpy(empty, device, 0) for _ in self._past_names]
+        if not (capacity and self.fused):
+            empty = np.zeros((1, self._kv_heads, 0, self._head_dim), dtype=np.float32)
+            return [
+                ort.OrtValue.ortvalue_from_numpy(empty, self._ort_device, 0)
+                for _ in self._past_names
+            ]
+        # One zeroed buffer per name, kept alive by the cache: on the CPU the
+        # OrtValue wraps the numpy memory rather than copying it.
+        shape = (1, self._kv_heads, capacity, self._head_dim)
+        arrays = [np.zeros(shape, dtype=np.float32) for _ in self._past_names]
+        values = [ort.OrtValue.ortvalue_from_numpy(a, self._ort_device, 0) for a in arrays]
+        return SharedCache(values, capacity, 0, arrays)
 
-    def step(self, input_ids: np.ndarray, past: list, positions: np.ndarray) -> StepOutput:
+    @property
+    def _ort_device(self) -> str:
+        return "cuda" if self.provider == CUDA else "cpu"
+
+    def step(
+        self, input_ids: np.ndarray, past: list | SharedCache, positions: np.ndarray
+    ) -> StepOutput:
         """Run the graph on new tokens ``input_ids`` [1, seq] after ``past``
         (from ``empty_cache`` or a previous step); logits at ``positions``."""
-        past_len = past[0].shape()[2]
+        shared = isinstance(past, SharedCache)
+        past_len = past.length if shared else past[0].shape()[2]
+        if shared and past_len + input_ids.shape[1] > past.capacity:
+            raise ValueError(
+                f"the KV cache holds {past.capacity} positions; "
+                f"{past_len + input_ids.shape[1]} were asked for"
+            )
         binding = self.session.io_binding()
         binding.bind_cpu_input(INPUT_IDS, np.ascontiguousarray(input_ids, dtype=np.int64))
         if ATTENTION_MASK in self._input_names:
@@ -152,22 +192,25 @@ class OrtCausalLM:
             binding.bind_cpu_input(
                 LOGITS_POSITIONS, np.ascontiguousarray(positions, dtype=np.int64)
             )
-        for name, value in zip(self._past_names, past, strict=True):
+        values = past.values if shared else past
+        for name, value in zip(self._past_names, values, strict=True):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(LOGITS, "cpu")
-        device = "cuda" if self.provider == CUDA else "cpu"
-        for name in self._present_names:
-            binding.bind_output(name, device)
+        for index, name in enumerate(self._present_names):
+            if shared:  # written in place: GroupQueryAttention sees the same memory
+                binding.bind_ortvalue_output(name, values[index])
+            else:
+                binding.bind_output(name, self._ort_device)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
         logits = outputs[0].numpy()
         if not self.picks_positions:  # every new position came back
             logits = logits[:, np.asarray(positions, dtype=np.int64)]
-        return StepOutput(torch.from_numpy(logits), list(outputs[1:]))
-
-    @property
-    def _input_names(self) -> set[str]:
-        return {i.name for i in self.session.get_inputs()}
+        if shared:
+            present = SharedCache(values, past.capacity, past_len + input_ids.shape[1], past.arrays)
+        else:
+            present = list(outputs[1:])
+        return StepOutput(torch.from_numpy(logits), present)
 
     # -- what perplexity, fidelity and the benchmark read -----------------------------
 

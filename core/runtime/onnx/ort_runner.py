@@ -4,7 +4,8 @@ The same loop and events as ``core.runtime.torch_runner.generate_steps``
 (TokenStep per token, greedy or the same sampling code, cancellable between
 tokens), on an ``OrtCausalLM``: the prompt runs as one step from an empty
 cache, then one token per step, the cache staying where the session keeps it
-(onnxruntime values, on the GPU under the CUDA provider).
+(onnxruntime values, on the GPU under the CUDA provider; on a fused graph,
+buffers sized for the whole sequence and updated in place).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def generate_steps(
 ) -> Iterator[TokenStep]:
     """Yield tokens one at a time; stops at ``max_new_tokens``, a stop id, or cancel."""
     ids = input_ids.detach().cpu().numpy().astype(np.int64)
-    past = model.empty_cache()
+    # The longest this sequence can get: a fused graph's cache is then written
+    # in place instead of copied into a new one each step.
+    past = model.empty_cache(capacity=ids.shape[1] + max_new_tokens)
 
     def logits_for(index, previous):
         nonlocal past

@@ -46,6 +46,13 @@ def likely_cause(recipe: dict | None, backend: str = "torch", model_type: str = 
         suspects.append(
             (0.6, "ONNX Runtime int8 (per-tensor activations, no SmoothQuant in the graph)")
         )
+    if backend.startswith("ort-int8-static"):
+        suspects.append((0.6, "ONNX Runtime static int8 (activation ranges from calibration)"))
+    if backend in ("ort-w4", "ort-fused-w4"):
+        # The graph's own quantiser: no calibration, unlike the int4 GPTQ/AWQ passes.
+        suspects.append(
+            (0.5, "ONNX Runtime int4 weights rounded to nearest in blocks of 32 (no GPTQ/AWQ)")
+        )
     suspects = [s for s in suspects if s is not None]
     if not suspects:
         return (

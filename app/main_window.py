@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import gui_gc
 from app.compare_view import CompareView
 from app.compression_panel import CompressionPanel
 from app.demo_panel import DemoPanel
@@ -62,6 +63,7 @@ class MainWindow(QMainWindow):
         settings=None,
     ) -> None:
         super().__init__(parent)
+        gui_gc.hold(self)  # released in closeEvent
         self.setWindowTitle("Compression Workbench")
         self.threads = threads
         self.store = store or ResultsStore()
@@ -619,3 +621,4 @@ class MainWindow(QMainWindow):
         self._save_state()
         self.runner.shutdown()
         super().closeEvent(event)
+        gui_gc.release(self)

@@ -44,3 +44,14 @@ def window(qtbot, tmp_path, tiny_llama_dir):
     yield w
     w.close()
     assert not w.runner.busy
+
+
+@pytest.fixture(autouse=True)
+def _collect_in_the_gui_thread_after_window_tests(request):
+    """A window test's Qt garbage is collected here, in the GUI thread, before
+    the next test (app/gui_gc.py says why), even if a window was not closed."""
+    yield
+    if "qtbot" in request.fixturenames:
+        from app import gui_gc
+
+        gui_gc.release_all()

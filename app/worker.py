@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 from PySide6.QtCore import QObject, QThread, Signal
 
+from app import gui_gc
 from core.errors import Cancelled, WorkbenchError
 from core.progress import CancelToken, Progress
 
@@ -53,12 +54,14 @@ def enter_job_mode() -> None:
     made."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     gc.freeze()
+    gui_gc.job_started()
 
 
 def leave_job_mode() -> None:
     """Back to Python's defaults; what was frozen is collectable again."""
     sys.setswitchinterval(_DEFAULT_SWITCH_INTERVAL_S)
     gc.unfreeze()
+    gui_gc.job_ended()
 
 
 def lower_this_threads_priority() -> None:

@@ -41,3 +41,19 @@ def test_a_window_moves_collection_to_the_gui_thread_and_gives_it_back(qtbot):
     assert _Cycle.collected_in == [threading.main_thread().name]
     second.close()
     assert gc.isenabled() and not gui_gc.collecting_in_gui_thread()
+
+
+def test_while_a_job_runs_the_gui_thread_leaves_full_collections_for_later(qtbot, monkeypatch):
+    window = MainWindow(threads=1)
+    collected: list[int] = []
+    monkeypatch.setattr(gc, "get_count", lambda: (10_000, 10_000, 10_000))  # all past threshold
+    monkeypatch.setattr(gc, "collect", lambda generation=2: collected.append(generation) or 0)
+    gui_gc.job_started()
+    gui_gc._collector.check()
+    assert collected == [0, 1]
+    gui_gc.job_ended()
+    gui_gc._collector.check()
+    assert collected == [0, 1, 0, 1, 2]
+    monkeypatch.undo()
+    window.close()
+    assert gc.isenabled()

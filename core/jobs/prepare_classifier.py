@@ -64,27 +64,37 @@ def prepare_demo_classifier(
     target = demo_classifier.classifier_dir(source)
     settings = demo_classifier._settings(source)
     if demo_classifier.is_prepared(source) and not force:
-        result = ClassifierResult(**demo_classifier._marker(target)["result"])
-        yield ClassifierReady(source, target, result, reused=True)
+        yield _reused(source, target)
         return
     from core.atomic_folder import atomic_folder
+    from core.cache_lock import building
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Trained into a temporary sibling and renamed, so a cancel or a crash
-    # never leaves a folder that looks prepared.
-    with atomic_folder(target, overwrite=True) as staging:
-        result = None
-        progress(Progress(f"Fine-tuning the {source}", None))
-        for event in finetune_sentiment_classifier(settings, cancel, output_dir=staging):
-            if isinstance(event, ClassifierResult):
-                result = event
-            yield event
-        progress(Progress("Caching the classifier", 0.99))
-        marker = {
-            "version": demo_classifier.PREPARATION_VERSION,
-            "settings": asdict(settings),
-            "result": asdict(result),
-        }
-        (staging / demo_classifier.COMPLETE_FILE).write_text(json.dumps(marker, indent=2))
+    with building(target, cancel, progress):
+        if demo_classifier.is_prepared(source) and not force:  # prepared meanwhile
+            yield _reused(source, target)
+            return
+        # Trained into a temporary sibling and renamed, so a cancel or a crash
+        # never leaves a folder that looks prepared.
+        with atomic_folder(target, overwrite=True) as staging:
+            result = None
+            progress(Progress(f"Fine-tuning the {source}", None))
+            for event in finetune_sentiment_classifier(settings, cancel, output_dir=staging):
+                if isinstance(event, ClassifierResult):
+                    result = event
+                yield event
+            progress(Progress("Caching the classifier", 0.99))
+            marker = {
+                "version": demo_classifier.PREPARATION_VERSION,
+                "settings": asdict(settings),
+                "result": asdict(result),
+            }
+            (staging / demo_classifier.COMPLETE_FILE).write_text(json.dumps(marker, indent=2))
     progress(Progress(f"The {source} is ready", 1.0))
     yield ClassifierReady(source, target, result, reused=False)
+
+
+def _reused(source: str, target: Path) -> ClassifierReady:
+    from core.evaluate.sentiment_classifier import ClassifierResult
+
+    result = ClassifierResult(**demo_classifier._marker(target)["result"])
+    return ClassifierReady(source, target, result, reused=True)

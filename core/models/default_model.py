@@ -83,7 +83,13 @@ def ensure_default_model(
     """The folder of the default model, converting it from GGUF on first use."""
     if is_converted():
         return default_model_dir()
-    return _convert(progress, cancel or CancelToken())
+    from core.cache_lock import building
+
+    cancel = cancel or CancelToken()
+    with building(default_model_dir(), cancel, progress):
+        if is_converted():  # another process converted it while this one waited
+            return default_model_dir()
+        return _convert(progress, cancel)
 
 
 def _convert(progress: ProgressSink, cancel: CancelToken) -> Path:

@@ -89,6 +89,7 @@ def cached_onnx_export(
     or weight-only ``weight_bits`` (MatMulNBits); ``fused``: onnxruntime-genai's
     graph (core.onnx.fused)."""
     from core.atomic_folder import atomic_folder
+    from core.cache_lock import building
     from core.models.default_model import cache_root
     from core.onnx.export import REPORT_FILE, export_onnx
 
@@ -97,12 +98,14 @@ def cached_onnx_export(
     folder = root / f"{key}-{graph_kind(int8, calibration, weight_bits, fused)}"
     if (folder / REPORT_FILE).is_file():
         return folder
-    root.mkdir(parents=True, exist_ok=True)
-    with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
-        export_onnx(
-            loaded, staging, progress, cancel, int8, calibration, weight_bits=weight_bits,
-            fused=fused,
-        )  # fmt: skip
+    with building(folder, cancel, progress):
+        if (folder / REPORT_FILE).is_file():  # another process exported it meanwhile
+            return folder
+        with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
+            export_onnx(
+                loaded, staging, progress, cancel, int8, calibration, weight_bits=weight_bits,
+                fused=fused,
+            )  # fmt: skip
     return folder
 
 

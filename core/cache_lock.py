@@ -1,0 +1,51 @@
+"""One process at a time builds a cache entry (the converted default model,
+an exported graph, the demo classifier).
+
+Two workbench processes (the window and a CLI run, or two test workers)
+asking for the same missing entry would both build it, and the second to
+finish would replace the first one's folder while it may already be read.
+The entry's lock file (``<entry>.lock`` beside it) makes the second wait
+and then find the entry built. ``filelock`` (what huggingface_hub uses for
+its own cache) rather than fcntl: it also works on Windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
+
+POLL_S = 0.5  # how often a waiting process looks at its cancel token
+
+
+@contextmanager
+def building(
+    entry: Path,
+    cancel: CancelToken | None = None,
+    progress: ProgressSink = ignore_progress,
+) -> Iterator[None]:
+    """Hold ``entry``'s lock while the block runs; waits (cancellable) while
+    another process holds it. The caller checks again, inside the block,
+    whether the entry is there now."""
+    from filelock import FileLock, Timeout
+
+    entry = Path(entry)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(entry.with_name(f"{entry.name}.lock")))
+    said = False
+    while True:
+        try:
+            lock.acquire(timeout=POLL_S)
+            break
+        except Timeout:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if not said:
+                progress(Progress(f"Waiting for another workbench process building {entry.name}"))
+                said = True
+    try:
+        yield
+    finally:
+        lock.release()

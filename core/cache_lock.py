@@ -4,8 +4,9 @@ an exported graph, the demo classifier).
 Two workbench processes (the window and a CLI run, or two test workers)
 asking for the same missing entry would both build it, and the second to
 finish would replace the first one's folder while it may already be read.
-The entry's lock file (``<entry>.lock`` beside it) makes the second wait
-and then find the entry built. ``filelock`` (what huggingface_hub uses for
+The entry's lock file (in ``<cache>/locks``, not beside the entry: a cache
+folder holds entries only) makes the second wait and then find the entry
+built. ``filelock`` (what huggingface_hub uses for
 its own cache) rather than fcntl: it also works on Windows.
 """
 
@@ -17,7 +18,21 @@ from pathlib import Path
 
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
+LOCKS = "locks"  # the folder of lock files, in the cache root
 POLL_S = 0.5  # how often a waiting process looks at its cancel token
+
+
+def lock_path(entry: Path) -> Path:
+    """The lock file of ``entry``: named by its full path, so entries of the
+    same name in different folders do not share a lock."""
+    import hashlib
+
+    from core.models.default_model import cache_root
+
+    folder = cache_root() / LOCKS
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(str(entry.resolve()).encode()).hexdigest()[:16]
+    return folder / f"{entry.name}-{digest}.lock"
 
 
 @contextmanager
@@ -32,8 +47,8 @@ def building(
     from filelock import FileLock, Timeout
 
     entry = Path(entry)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(entry.with_name(f"{entry.name}.lock")))
+    entry.parent.mkdir(parents=True, exist_ok=True)  # where the entry will be built
+    lock = FileLock(str(lock_path(entry)))
     said = False
     while True:
         try:

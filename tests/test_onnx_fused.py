@@ -251,3 +251,36 @@ def test_without_the_builder_installed_it_says_how_to_install_it(loaded, monkeyp
     )
     with pytest.raises(UnsupportedModelError, match="pip install --no-deps 'onnxruntime-genai"):
         check_exportable("ort-fused", loaded)
+
+
+def _logit_error(folder, loaded, ids) -> float:
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    model = OrtCausalLM(
+        folder / MODEL_FILE, loaded.model.config, loaded.model.generation_config, "cpu"
+    )
+    with torch.no_grad():
+        want = loaded.model(ids).logits
+    return (model(ids).logits - want).abs().mean().item()
+
+
+def test_k_quant_blocks_carry_zero_points_and_fit_the_weights_closer(loaded, tmp_path):
+    """llama.cpp's k-quant search (asymmetric, least squares per block) against
+    ONNX Runtime's symmetric round to nearest, both through the builder."""
+    from core.onnx.fused import build_fused_graph, fused_settings
+
+    ids = torch.randint(
+        0, loaded.model.config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(0)
+    )
+    errors = {}
+    for method in ("default", "k_quant"):
+        path = tmp_path / method / MODEL_FILE
+        build_fused_graph(loaded.model, loaded.tokenizer, path, 4, method)
+        nbits = [n for n in _nodes(path.parent) if n.op_type == "MatMulNBits"]
+        with_zero_points = [len(n.input) > 3 and bool(n.input[3]) for n in nbits]
+        assert all(with_zero_points) if method == "k_quant" else not any(with_zero_points)
+        errors[method] = _logit_error(path.parent, loaded, ids)
+    assert errors["k_quant"] < errors["default"]
+    assert fused_settings(4, "k_quant")["symmetric"] is False
+    with pytest.raises(ValueError, match="k_quant"):
+        fused_settings(4, "gptq")

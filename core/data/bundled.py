@@ -12,6 +12,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
+from core.data.gil_pieces import PIECE, utf8_text
 from core.errors import DataMissingError
 
 # package -> the pip line that installs it (scripts/setup.sh runs these).
@@ -44,13 +45,16 @@ def _rows(text: str) -> list[dict[str, str]]:
 @lru_cache(maxsize=4)
 def zipped_csv(package: str, relative: str, member: str) -> tuple[dict[str, str], ...]:
     with zipfile.ZipFile(package_file(package, relative)) as archive:
-        return tuple(_rows(archive.read(member).decode("utf-8")))
+        return tuple(_rows(utf8_text(archive.read(member))))
 
 
 @lru_cache(maxsize=4)
 def bz2_csv(package: str, relative: str) -> tuple[dict[str, str], ...]:
     with bz2.open(package_file(package, relative), "rt", encoding="utf-8") as stream:
-        return tuple(_rows(stream.read()))
+        # In pieces, for the GIL (core/data/gil_pieces.py); text mode keeps
+        # its newline translation.
+        text = "".join(iter(lambda: stream.read(PIECE), ""))
+    return tuple(_rows(text))
 
 
 def bucket(key: str, buckets: int = 100) -> int:

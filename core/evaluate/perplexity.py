@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from core.data.gil_pieces import long_tensor
 from core.data.texts import EVALUATION_SPLITS, NEWS, REPORT, SOURCES, split_texts
 from core.data.tokens import bos_label, bos_to_prepend, document_stream, with_bos
 from core.evaluate.intervals import mean_interval
@@ -135,7 +136,7 @@ class PerplexityResult:
 
 def token_stream(tokenizer, source: str = NEWS, split: str = REPORT) -> torch.Tensor:
     """A split of a bundled source as one token stream (documents joined by a blank line)."""
-    return torch.tensor(document_stream(tokenizer, split_texts(source, split)), dtype=torch.long)
+    return long_tensor(document_stream(tokenizer, split_texts(source, split)))
 
 
 def protocol_stream(tokenizer, protocol: PerplexityProtocol) -> torch.Tensor:
@@ -144,7 +145,7 @@ def protocol_stream(tokenizer, protocol: PerplexityProtocol) -> torch.Tensor:
         from core.data.own_text import read_text_file
 
         documents = read_text_file(protocol.text_file).documents
-        return torch.tensor(document_stream(tokenizer, documents), dtype=torch.long)
+        return long_tensor(document_stream(tokenizer, documents))
     return token_stream(tokenizer, protocol.source, protocol.split)
 
 

@@ -41,6 +41,12 @@ NOT_EXACT = {
     "phi3": "Phi-3 (the builder failed on a tiny Phi-3 config: KeyError 'multi_cache')",
 }
 PRECISIONS = {0: "fp32", 8: "int8", 4: "int4"}
+# How the builder rounds the weights (its ``algo_config``): "default" is
+# ONNX Runtime's symmetric round to nearest; "k_quant" is llama.cpp's k-quant
+# search (asymmetric, a scale and a minimum per block fitted by weighted least
+# squares). Chosen on the dev split: benchmarks/fused_choices.py.
+QUANT_METHODS = ("default", "k_quant")
+QUANT_METHOD = "default"
 
 
 def fused_refusal(config) -> str | None:
@@ -75,30 +81,38 @@ def _windowed(config) -> bool:
     return bool(getattr(config, "sliding_window", None)) or "sliding_attention" in types
 
 
-def fused_settings(bits: int) -> dict:
+def fused_settings(bits: int, method: str = QUANT_METHOD) -> dict:
     """Everything that decides the fused graph (its cache key, its report)."""
     import onnxruntime_genai
 
     if bits not in PRECISIONS:
         raise ValueError(f"the fused graph's weights are fp32, int8 or int4, not {bits} bits")
+    if method not in QUANT_METHODS:
+        raise ValueError(f"the fused graph rounds by {' or '.join(QUANT_METHODS)}, not {method!r}")
     settings = {"builder": f"onnxruntime-genai {onnxruntime_genai.__version__}"}
     settings["precision"] = PRECISIONS[bits]
     if bits:
-        settings |= {"block_size": BLOCK_SIZE, "symmetric": True, "accuracy_level": ACCURACY_LEVEL}
+        settings |= {"block_size": BLOCK_SIZE, "accuracy_level": ACCURACY_LEVEL}
+        if method == "default":  # the entries' keys from before the choice stay
+            settings["symmetric"] = True
+        else:
+            settings |= {"method": method, "symmetric": False}
     return settings
 
 
-def build_fused_graph(model, tokenizer, target: Path, bits: int) -> str:
-    """Write ``model``'s fused graph (weights fp32, or int8 / int4 blocks) to
-    ``target`` (the graph file's path; weights beside it in ``.data``).
-    Returns what the builder printed (kept for a failure's message)."""
+def build_fused_graph(model, tokenizer, target: Path, bits: int, method: str = QUANT_METHOD) -> str:
+    """Write ``model``'s fused graph (weights fp32, or int8 / int4 blocks
+    rounded by ``method``) to ``target`` (the graph file's path; weights
+    beside it in ``.data``). Returns what the builder printed (kept for a
+    failure's message)."""
     from onnxruntime_genai.models.builder import create_model, parse_extra_options
 
-    settings = fused_settings(bits)
+    settings = fused_settings(bits, method)
     target = Path(target)
     options = [f"filename={target.name}", "hf_token=false", "hf_remote=false"]
     if bits:
         options += [f"block_size={BLOCK_SIZE}", f"accuracy_level={ACCURACY_LEVEL}"]
+        options += [f"algo_config={method}"]
     printed = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="workbench-fused-") as scratch:
         weights, cache = Path(scratch) / "weights", Path(scratch) / "cache"

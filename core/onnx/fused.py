@@ -94,11 +94,11 @@ def fused_settings(bits: int, method: str = QUANT_METHOD) -> dict:
     settings = {"builder": f"onnxruntime-genai {onnxruntime_genai.__version__}"}
     settings["precision"] = PRECISIONS[bits]
     if bits:
-        settings |= {"block_size": BLOCK_SIZE, "accuracy_level": ACCURACY_LEVEL}
-        if method == "default":  # the entries' keys from before the choice stay
-            settings["symmetric"] = True
-        else:
-            settings |= {"method": method, "symmetric": False}
+        symmetric = method == "default"
+        settings |= {"block_size": BLOCK_SIZE, "symmetric": symmetric}
+        settings["accuracy_level"] = ACCURACY_LEVEL
+        if not symmetric:  # the default's settings (and cache keys) are as before
+            settings["method"] = method
     return settings
 
 

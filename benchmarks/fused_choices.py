@@ -20,30 +20,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from core.evaluate.perplexity import PerplexityProtocol, compute_perplexity
 from core.measure.decode_floor import bytes_read_per_token
+from core.measure.ort_decode import greedy_decode_ms
 from core.models.loading import load_model
 from core.onnx.fused import QUANT_METHODS, build_fused_graph
 from core.runtime.onnx.ort_model import OrtCausalLM
 
 THREADS = 2
-PROMPT = np.array([list(range(100, 164))], dtype=np.int64)  # 64 tokens
 STEPS = 128
 
 
 def decode_ms(model: OrtCausalLM) -> float:
-    """ms per greedy token over STEPS tokens after the prompt (in-place cache)."""
-    past = model.empty_cache(capacity=PROMPT.shape[1] + STEPS + 1)
-    out = model.step(PROMPT, past, np.array([PROMPT.shape[1] - 1]))
-    token = int(out.logits[0, -1].argmax())
-    start = time.perf_counter()
-    for _ in range(STEPS):
-        out = model.step(np.array([[token]], np.int64), out.present, np.array([0]))
-        token = int(out.logits[0, -1].argmax())
-    return (time.perf_counter() - start) / STEPS * 1e3
+    return greedy_decode_ms(model, STEPS)
 
 
 def main() -> None:

@@ -9,33 +9,22 @@ one process, in interleaved rounds.
 from __future__ import annotations
 
 import statistics
-import time
 
-import numpy as np
 import torch
 
+from core.measure.ort_decode import PROMPT, greedy_decode_ms
 from core.models.loading import load_model
 from core.onnx.cache import cached_onnx_export
 from core.onnx.export import MODEL_FILE
 from core.runtime.onnx.ort_model import OrtCausalLM
 
 THREADS = 2
-PROMPT = np.array([list(range(100, 164))], dtype=np.int64)  # 64 tokens
 STEPS = 128
 ROUNDS = 6
 
 
 def decode_ms(model: OrtCausalLM, in_place: bool) -> float:
-    """ms per greedy token over STEPS tokens after the prompt."""
-    capacity = PROMPT.shape[1] + STEPS + 1
-    past = model.empty_cache(capacity=capacity) if in_place else model.empty_cache()
-    out = model.step(PROMPT, past, np.array([PROMPT.shape[1] - 1]))
-    token = int(out.logits[0, -1].argmax())
-    start = time.perf_counter()
-    for _ in range(STEPS):
-        out = model.step(np.array([[token]], np.int64), out.present, np.array([0]))
-        token = int(out.logits[0, -1].argmax())
-    return (time.perf_counter() - start) / STEPS * 1e3
+    return greedy_decode_ms(model, STEPS, in_place)
 
 
 def main() -> None:

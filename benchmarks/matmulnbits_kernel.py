@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from core.measure.decode_floor import memory_bandwidth_bytes_per_s
+from core.measure.ort_decode import greedy_decode_ms
 from core.onnx.nbits import ACCURACY_LEVEL, BLOCK_SIZE
 from core.runtime.onnx.ort_model import open_session
 
@@ -115,15 +116,7 @@ def chain_step_ms(session) -> float:
 
 def fused_step_ms(model) -> float:
     """ms per greedy decode step of the real fused graph (in-place cache)."""
-    prompt = np.array([list(range(100, 164))], dtype=np.int64)
-    past = model.empty_cache(capacity=prompt.shape[1] + RUNS + 1)
-    out = model.step(prompt, past, np.array([prompt.shape[1] - 1]))
-    token = int(out.logits[0, -1].argmax())
-    start = time.perf_counter()
-    for _ in range(RUNS):
-        out = model.step(np.array([[token]], np.int64), out.present, np.array([0]))
-        token = int(out.logits[0, -1].argmax())
-    return (time.perf_counter() - start) / RUNS * 1e3
+    return greedy_decode_ms(model, RUNS)
 
 
 def main() -> None:

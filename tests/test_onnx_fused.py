@@ -284,3 +284,16 @@ def test_k_quant_blocks_carry_zero_points_and_fit_the_weights_closer(loaded, tmp
     assert fused_settings(4, "k_quant")["symmetric"] is False
     with pytest.raises(ValueError, match="k_quant"):
         fused_settings(4, "gptq")
+
+
+def test_greedy_decode_timing_runs_on_both_caches(cache, loaded):
+    from core.measure.ort_decode import greedy_decode_ms
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    folder = cache[1][4]
+    model = OrtCausalLM(
+        folder / MODEL_FILE, loaded.model.config, loaded.model.generation_config, "cpu"
+    )
+    prompt = torch.arange(10, 18)[None].numpy()
+    for in_place in (True, False):
+        assert greedy_decode_ms(model, 3, in_place, prompt) > 0

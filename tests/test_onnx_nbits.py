@@ -161,3 +161,15 @@ def test_a_weight_only_run_exports_the_graph_it_was_timed_on(loaded, cache, tmp_
     out = tmp_path / "export"
     list(export(ExportRequest(loaded, out, ("hf",), record)))
     assert graph_digest(out / "onnx-int8-weight-only") == record.artifact["onnx_sha256"]
+
+
+def test_an_int4_export_logs_nothing_at_info(loaded, tmp_path, caplog):
+    """torch.onnx's passes and the MatMulNBits quantiser log every node at
+    INFO (thousands of lines in the CLI's output); the export turns that off."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        export_onnx(loaded, tmp_path / "w4", weight_bits=4)
+        assert [r for r in caplog.records if r.levelno <= logging.INFO] == []
+        logging.getLogger("onnxruntime.quantization").info("logging is back on after the export")
+    assert caplog.records[-1].getMessage() == "logging is back on after the export"

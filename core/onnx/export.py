@@ -104,10 +104,13 @@ def export_onnx(
         raise WorkbenchError(f"{out_dir} is not empty; choose a new folder for the export.")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    from core.onnx.quiet import info_logs_off
+
     try:
-        return _export(
-            loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits, fused
-        )
+        with info_logs_off():
+            return _export(
+                loaded, model, out_dir, progress, cancel, int8, calibration, weight_bits, fused
+            )
     except BaseException:
         _remove_contents(out_dir, remove_folder=created)
         raise

@@ -25,11 +25,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import logging
 import tempfile
 from pathlib import Path
 
 from core.onnx.nbits import ACCURACY_LEVEL, BLOCK_SIZE
+from core.onnx.quiet import info_logs_off
 
 # Families whose fused graph passes the strict fidelity gate on tiny random
 # models (tests/test_onnx_fused.py), model_type -> the family name people read.
@@ -123,7 +123,8 @@ def build_fused_graph(model, tokenizer, target: Path, bits: int, method: str = Q
         model.save_pretrained(weights, safe_serialization=True)
         tokenizer.save_pretrained(weights)  # it reads the special tokens' ids
         # It prints every step and its quantiser logs every MatMul at INFO.
-        with _quiet(), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        to_out, to_err = contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed)
+        with info_logs_off(), to_out, to_err:
             prepared = parse_extra_options(
                 str(weights), str(weights), str(out), settings["precision"], "cpu",
                 str(cache), options,
@@ -136,12 +137,3 @@ def build_fused_graph(model, tokenizer, target: Path, bits: int, method: str = Q
         for name in (target.name, f"{target.name}.data"):
             (out / name).replace(target.parent / name)
     return printed.getvalue()
-
-
-@contextlib.contextmanager
-def _quiet():
-    logging.disable(logging.INFO)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)

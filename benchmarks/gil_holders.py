@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from app.worker import GIL_SWITCH_INTERVAL_S, JOB_NICENESS  # the window's job setup
 from core.jobs.experiment import ExperimentSettings
 from core.jobs.search import SearchRequest, search
 from core.models.loading import load_model
@@ -31,8 +32,6 @@ from core.progress import CancelToken
 from core.search.limits import Limits
 
 LONG_C_CALL_S = 0.02
-GIL_SWITCH_INTERVAL_S = 0.0005  # app/worker.py's, without importing Qt
-JOB_NICENESS = 10
 
 
 def main() -> None:

@@ -108,6 +108,32 @@ def test_cache_written_in_place_gives_the_copied_caches_logits(cache, loaded):
         _decode(model, ids, model.empty_cache(capacity=ids.shape[1] + 6), 7)
 
 
+def test_steps_of_any_length_on_the_cache_written_in_place_match_the_copied_cache(cache, loaded):
+    """The in-place cache keeps one IO binding for the whole sequence; a
+    multi-token step between one-token steps (its logits a new output, then
+    the bound buffer again) must still give the copied cache's logits, and
+    logits handed out earlier must not change when the buffer is reused."""
+    import numpy as np
+
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    config, generation = loaded.model.config, loaded.model.generation_config
+    model = OrtCausalLM(cache[1][4] / MODEL_FILE, config, generation, "cpu")
+    chunks = [[5, 17, 42, 7, 99], [3], [64, 12, 8], [1], [77], [23, 9], [4]]
+    results = {}
+    for name, past in (("copied", model.empty_cache()), ("in_place", model.empty_cache(16))):
+        logits = []
+        for chunk in chunks:
+            ids = np.array([chunk], dtype=np.int64)
+            out = model.step(ids, past, np.arange(len(chunk)))
+            logits.append(out.logits[0])  # every position of the chunk
+            past = out.present
+        results[name] = logits
+    assert results["in_place"][1] is not results["in_place"][3]
+    for a, b in zip(results["copied"], results["in_place"], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
 def test_traced_graph_keeps_the_copied_cache(cache, loaded):
     from core.runtime.onnx.ort_model import OrtCausalLM
 

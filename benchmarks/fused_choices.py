@@ -1,11 +1,13 @@
 """Choosing how the fused graph (core.onnx.fused) rounds its int8 / int4
 weights, on the dev split: ONNX Runtime's symmetric round to nearest
-("default") against llama.cpp's k-quant search ("k_quant", asymmetric).
+("default") against llama.cpp's k-quant search ("k_quant", asymmetric), and
+how many input values share a scale (``--blocks``).
 Quality is quick-protocol perplexity on the dev split (never the report
 split); speed is decode ms/token on the in-place KV cache, each graph timed
 in interleaved rounds in this one process.
 
     .venv/bin/python benchmarks/fused_choices.py [--model default] [--rounds 5]
+        [--methods default] [--blocks 32 64 128]
 
 Last line: one JSON object, per variant its dev perplexity (and change
 against the fp32 model), its stored bytes and its decode ms/token.
@@ -18,6 +20,7 @@ import json
 import statistics
 import tempfile
 import time
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -26,7 +29,7 @@ from core.evaluate.perplexity import PerplexityProtocol, compute_perplexity
 from core.measure.decode_floor import bytes_read_per_token
 from core.measure.ort_decode import greedy_decode_ms
 from core.models.loading import load_model
-from core.onnx.fused import QUANT_METHODS, build_fused_graph
+from core.onnx.fused import QUANT_METHODS, build_fused_graph, fused_settings
 from core.runtime.onnx.ort_model import OrtCausalLM
 
 THREADS = 2
@@ -42,6 +45,10 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bits", type=int, nargs="*", default=[4, 8])
+    parser.add_argument("--methods", nargs="*", choices=QUANT_METHODS, default=list(QUANT_METHODS))
+    parser.add_argument(
+        "--blocks", type=int, nargs="*", default=[None], help="input values per scale"
+    )
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     loaded = load_model(args.model, device="cpu")
@@ -52,11 +59,12 @@ def main() -> None:
     models, results = {}, {"fp32_dev_ppl": base, "variants": {}}
     with tempfile.TemporaryDirectory(prefix="workbench-fused-choices-") as tmp:
         for bits in args.bits:
-            for method in QUANT_METHODS:
-                name = f"int{bits}-{method}"
+            for method, block in product(args.methods, args.blocks):
+                block = fused_settings(bits, method, block)["block_size"]
+                name = f"int{bits}-{method}-b{block}"
                 path = Path(tmp) / name / "model.onnx"
                 start = time.perf_counter()
-                build_fused_graph(loaded.model, loaded.tokenizer, path, bits, method)
+                build_fused_graph(loaded.model, loaded.tokenizer, path, bits, method, block)
                 built_s = time.perf_counter() - start
                 model = OrtCausalLM(path, config, generation, "cpu", THREADS)
                 ppl = compute_perplexity(model, loaded.tokenizer, dev).ppl
@@ -86,7 +94,7 @@ def main() -> None:
         results["variants"][name]["decode_ms_range"] = [min(values), max(values)]
         row = results["variants"][name]
         print(
-            f"  {name:16s} {median:6.2f} ms/token ({min(values):.2f}-{max(values):.2f}), "
+            f"  {name:22s} {median:6.2f} ms/token ({min(values):.2f}-{max(values):.2f}), "
             f"{row['bytes_read_per_token'] / 1e6:6.1f} MB/step, "
             f"dev ppl {row['dev_ppl_delta_pct']:+.2f}%"
         )

@@ -312,6 +312,20 @@ def test_k_quant_blocks_carry_zero_points_and_fit_the_weights_closer(loaded, tmp
         fused_settings(4, "gptq")
 
 
+def test_the_block_size_reaches_every_matmulnbits_and_the_cache_key(loaded, tmp_path):
+    from core.onnx.fused import BLOCK_SIZES, build_fused_graph, fused_settings
+
+    path = tmp_path / "b64" / MODEL_FILE
+    build_fused_graph(loaded.model, loaded.tokenizer, path, 8, block=64)
+    nbits = [n for n in _nodes(path.parent) if n.op_type == "MatMulNBits"]
+    blocks = {a.i for n in nbits for a in n.attribute if a.name == "block_size"}
+    assert nbits and blocks == {64}
+    assert fused_settings(8, block=64)["block_size"] == 64
+    assert fused_settings(8)["block_size"] == BLOCK_SIZES[8]
+    with pytest.raises(ValueError, match="powers of two"):
+        fused_settings(4, block=48)
+
+
 def test_greedy_decode_timing_runs_on_both_caches(cache, loaded):
     from core.measure.ort_decode import greedy_decode_ms
     from core.runtime.onnx.ort_model import OrtCausalLM

@@ -49,6 +49,17 @@ PRECISIONS = {0: "fp32", 8: "int8", 4: "int4"}
 # 0.12 points better at int8 for a build 10x longer, so "default" stays.
 QUANT_METHODS = ("default", "k_quant")
 QUANT_METHOD = "default"
+# Input values per scale, by weight bits (MatMulNBits takes powers of two
+# from 16). A bigger block stores fewer fp32 scales and, measured on the
+# 2-core CPU (benchmarks/matmulnbits_kernel.py), makes the int8-compute
+# kernel faster still: the decode step's matmuls at blocks of 32 / 64 / 128
+# took 8.67 / 7.90 / 7.54 ms at int8, 4.63 / 4.22 / 3.65 at int4. But int8
+# compute also rounds the activations to int8 per block, so a bigger block
+# costs accuracy even at int8: dev perplexity (benchmarks/fused_choices.py
+# --blocks 32 64 128) int8 +0.53 / +1.25 / +1.17%, int4 +33.8 / +49.0 /
+# +81.4% (at fp32 compute, int8 b32 / b128 give +0.19 / +0.31%: most of the
+# loss is the activations). Blocks of 32 stay: larger int8 blocks leave the +1% class.
+BLOCK_SIZES = {8: BLOCK_SIZE, 4: BLOCK_SIZE}
 
 
 def fused_refusal(config) -> str | None:
@@ -83,37 +94,43 @@ def _windowed(config) -> bool:
     return bool(getattr(config, "sliding_window", None)) or "sliding_attention" in types
 
 
-def fused_settings(bits: int, method: str = QUANT_METHOD) -> dict:
-    """Everything that decides the fused graph (its cache key, its report)."""
+def fused_settings(bits: int, method: str = QUANT_METHOD, block: int | None = None) -> dict:
+    """Everything that decides the fused graph (its cache key, its report);
+    ``block`` None: ``BLOCK_SIZES[bits]``."""
     import onnxruntime_genai
 
     if bits not in PRECISIONS:
         raise ValueError(f"the fused graph's weights are fp32, int8 or int4, not {bits} bits")
     if method not in QUANT_METHODS:
         raise ValueError(f"the fused graph rounds by {' or '.join(QUANT_METHODS)}, not {method!r}")
+    block = block or BLOCK_SIZES.get(bits)
+    if bits and (block < 16 or block & (block - 1)):
+        raise ValueError(f"MatMulNBits blocks are powers of two from 16, not {block}")
     settings = {"builder": f"onnxruntime-genai {onnxruntime_genai.__version__}"}
     settings["precision"] = PRECISIONS[bits]
     if bits:
         symmetric = method == "default"
-        settings |= {"block_size": BLOCK_SIZE, "symmetric": symmetric}
+        settings |= {"block_size": block, "symmetric": symmetric}
         settings["accuracy_level"] = ACCURACY_LEVEL
         if not symmetric:  # the default's settings (and cache keys) are as before
             settings["method"] = method
     return settings
 
 
-def build_fused_graph(model, tokenizer, target: Path, bits: int, method: str = QUANT_METHOD) -> str:
-    """Write ``model``'s fused graph (weights fp32, or int8 / int4 blocks
-    rounded by ``method``) to ``target`` (the graph file's path; weights
-    beside it in ``.data``). Returns what the builder printed (kept for a
-    failure's message)."""
+def build_fused_graph(
+    model, tokenizer, target: Path, bits: int, method: str = QUANT_METHOD, block: int | None = None
+) -> str:
+    """Write ``model``'s fused graph (weights fp32, or int8 / int4 blocks of
+    ``block`` rounded by ``method``) to ``target`` (the graph file's path;
+    weights beside it in ``.data``). Returns what the builder printed (kept
+    for a failure's message)."""
     from onnxruntime_genai.models.builder import create_model, parse_extra_options
 
-    settings = fused_settings(bits, method)
+    settings = fused_settings(bits, method, block)
     target = Path(target)
     options = [f"filename={target.name}", "hf_token=false", "hf_remote=false"]
     if bits:
-        options += [f"block_size={BLOCK_SIZE}", f"accuracy_level={ACCURACY_LEVEL}"]
+        options += [f"block_size={settings['block_size']}", f"accuracy_level={ACCURACY_LEVEL}"]
         options += [f"algo_config={method}"]
     printed = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="workbench-fused-") as scratch:

@@ -309,7 +309,7 @@ def test_k_quant_blocks_carry_zero_points_and_fit_the_weights_closer(loaded, tmp
     assert errors["k_quant"] < errors["default"]
     assert fused_settings(4, "k_quant")["symmetric"] is False
     with pytest.raises(ValueError, match="k_quant"):
-        fused_settings(4, "gptq")
+        fused_settings(4, "hqq")
 
 
 def test_the_block_size_reaches_every_matmulnbits_and_the_cache_key(loaded, tmp_path):

@@ -95,6 +95,8 @@ def _graph_words(chosen) -> str:
                 f", int{chosen.weight_bits} weight-only MatMulNBits, blocks of "
                 f"{settings['block_size']}, int8 compute"
             )
+        if settings.get("method") == "gptq":
+            words += ", decoder layers rounded by GPTQ (act-order) on the calibration split"
         return words
     if chosen.weight_bits:
         from core.onnx.nbits import BLOCK_SIZE

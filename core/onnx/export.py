@@ -139,7 +139,7 @@ def _export(
     target = out_dir / MODEL_FILE
     exportable = _exportable_copy(model)
     if fused:
-        untied = _build_fused(exportable, loaded.tokenizer, target, weight_bits, progress)
+        untied = _build_fused(exportable, loaded.tokenizer, target, weight_bits, progress, cancel)
     else:
         untied, exportable = _trace_and_quantize(
             loaded, exportable, target, progress, cancel, int8, calibration, weight_bits
@@ -226,7 +226,7 @@ def _trace_and_quantize(loaded, exportable, target, progress, cancel, int8, cali
     return untied, exportable
 
 
-def _build_fused(model, tokenizer, target, weight_bits, progress) -> int:
+def _build_fused(model, tokenizer, target, weight_bits, progress, cancel) -> int:
     """onnxruntime-genai's builder writes the graph; returns the untied count
     (the builder stores a tied head as its own MatMul weight: one)."""
     from core.onnx.fused import build_fused_graph
@@ -234,9 +234,9 @@ def _build_fused(model, tokenizer, target, weight_bits, progress) -> int:
     what = f"int{weight_bits} blocks" if weight_bits else "fp32"
     progress(Progress(f"Building the fused graph ({what}; onnxruntime-genai builder)", 0.05))
     try:
-        build_fused_graph(model, tokenizer, target, weight_bits)
+        build_fused_graph(model, tokenizer, target, weight_bits, cancel=cancel, progress=progress)
     except Exception as err:  # the builder raises plain Exceptions for what it cannot write
-        if isinstance(err, WorkbenchError):
+        if isinstance(err, WorkbenchError):  # Cancelled among them
             raise
         raise ExportFailedError(f"the fused ONNX graph failed: {_first_line(err)}") from err
     return int(bool(getattr(model.config, "tie_word_embeddings", False)))

@@ -10,8 +10,10 @@ and the KV cache inside), one fused QKV ``MatMulNBits``, ``SkipSimplified
 LayerNormalization`` for the residual adds and norms: 341 nodes for the
 default model's 30 layers. It quantises with ONNX Runtime's own
 ``MatMulNBitsQuantizer`` (symmetric round to nearest, blocks of
-``BLOCK_SIZE``, int8 compute), the head included. Measured on the 2-core
-CPU (benchmarks/engine_speed.py): see the README's engine table.
+``BLOCK_SIZE``, int8 compute), the head included; at int4 the decoder
+layers' blocks are then replaced by GPTQ's (``core.onnx.fused_gptq``).
+Measured on the 2-core CPU (benchmarks/engine_speed.py): see the README's
+engine table.
 
 The graph keeps our graph's interface except ``logits_positions``: it returns
 the logits of every new position, and ``OrtCausalLM`` picks the ones asked
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from core.onnx.nbits import ACCURACY_LEVEL, BLOCK_SIZE
 from core.onnx.quiet import info_logs_off
+from core.progress import CancelToken, ProgressSink, ignore_progress
 
 # Families whose fused graph passes the strict fidelity gate on tiny random
 # models (tests/test_onnx_fused.py), model_type -> the family name people read.
@@ -44,11 +47,18 @@ PRECISIONS = {0: "fp32", 8: "int8", 4: "int4"}
 # How the builder rounds the weights (its ``algo_config``): "default" is
 # ONNX Runtime's symmetric round to nearest; "k_quant" is llama.cpp's k-quant
 # search (asymmetric, a scale and a minimum per block fitted by weighted least
-# squares). Chosen on the dev split (benchmarks/fused_choices.py, default
-# model): k_quant was worse at int4 (+43.8% dev perplexity against +33.8%) and
-# 0.12 points better at int8 for a build 10x longer, so "default" stays.
-QUANT_METHODS = ("default", "k_quant")
-QUANT_METHOD = "default"
+# squares): worse at int4 on the dev split (+43.8% dev perplexity against
+# +33.8%) and 0.12 points better at int8 for a build 10x longer.
+# "gptq": the builder's int4 blocks of the decoder layers replaced by GPTQ's
+# (core.onnx.fused_gptq, act-order, integer zero points), calibrated on the
+# calibration split. Chosen per weight bits on the dev split (benchmarks/
+# fused_choices.py, default model): int4 GPTQ +22.2% dev perplexity against
+# +33.8% for round to nearest, at the same decode speed, so int4 takes GPTQ.
+QUANT_METHODS = ("default", "k_quant", "gptq")
+QUANT_METHOD = {8: "default", 4: "gptq"}
+# GPTQ's calibration: windows x tokens of the calibration split (the torch
+# passes' defaults, core.jobs.experiment.ExperimentSettings).
+GPTQ_WINDOWS, GPTQ_LENGTH = 16, 256
 # Input values per scale, by weight bits (MatMulNBits takes powers of two
 # from 16). A bigger block stores fewer fp32 scales and, measured on the
 # 2-core CPU (benchmarks/matmulnbits_kernel.py), makes the int8-compute
@@ -94,10 +104,12 @@ def _windowed(config) -> bool:
     return bool(getattr(config, "sliding_window", None)) or "sliding_attention" in types
 
 
-def fused_settings(bits: int, method: str = QUANT_METHOD, block: int | None = None) -> dict:
+def fused_settings(bits: int, method: str | None = None, block: int | None = None) -> dict:
     """Everything that decides the fused graph (its cache key, its report);
-    ``block`` None: ``BLOCK_SIZES[bits]``."""
+    ``method`` None: ``QUANT_METHOD[bits]``; ``block`` None: ``BLOCK_SIZES[bits]``."""
     import onnxruntime_genai
+
+    method = method or QUANT_METHOD.get(bits, "default")
 
     if bits not in PRECISIONS:
         raise ValueError(f"the fused graph's weights are fp32, int8 or int4, not {bits} bits")
@@ -114,11 +126,24 @@ def fused_settings(bits: int, method: str = QUANT_METHOD, block: int | None = No
         settings["accuracy_level"] = ACCURACY_LEVEL
         if not symmetric:  # the default's settings (and cache keys) are as before
             settings["method"] = method
+        if method == "gptq":
+            if bits != 4:
+                raise ValueError("GPTQ rounds the fused graph's int4 blocks, not int8")
+            settings["calibration"] = {
+                "split": "calibration", "windows": GPTQ_WINDOWS, "tokens": GPTQ_LENGTH,
+            }  # fmt: skip
     return settings
 
 
 def build_fused_graph(
-    model, tokenizer, target: Path, bits: int, method: str = QUANT_METHOD, block: int | None = None
+    model,
+    tokenizer,
+    target: Path,
+    bits: int,
+    method: str | None = None,
+    block: int | None = None,
+    cancel: CancelToken | None = None,
+    progress: ProgressSink = ignore_progress,
 ) -> str:
     """Write ``model``'s fused graph (weights fp32, or int8 / int4 blocks of
     ``block`` rounded by ``method``) to ``target`` (the graph file's path;
@@ -127,11 +152,13 @@ def build_fused_graph(
     from onnxruntime_genai.models.builder import create_model, parse_extra_options
 
     settings = fused_settings(bits, method, block)
+    method = settings.get("method", "default")
     target = Path(target)
     options = [f"filename={target.name}", "hf_token=false", "hf_remote=false"]
     if bits:
         options += [f"block_size={settings['block_size']}", f"accuracy_level={ACCURACY_LEVEL}"]
-        options += [f"algo_config={method}"]
+        # GPTQ replaces the builder's round-to-nearest blocks afterwards.
+        options += [f"algo_config={'default' if method == 'gptq' else method}"]
     printed = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="workbench-fused-") as scratch:
         weights, cache = Path(scratch) / "weights", Path(scratch) / "cache"
@@ -150,6 +177,13 @@ def build_fused_graph(
                 str(weights), str(weights), str(out), settings["precision"], "cpu",
                 str(cache), **prepared,
             )  # fmt: skip
+        if method == "gptq":
+            from core.onnx.fused_gptq import round_by_gptq
+            from core.passes.calibration import calibration_windows
+
+            windows = calibration_windows(tokenizer, GPTQ_WINDOWS, GPTQ_LENGTH)
+            block = settings["block_size"]
+            round_by_gptq(model, out / target.name, windows, block, cancel, progress)
         target.parent.mkdir(parents=True, exist_ok=True)
         for name in (target.name, f"{target.name}.data"):
             (out / name).replace(target.parent / name)

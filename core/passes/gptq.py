@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from core.models.quantized_linear import pad_columns, quantize_groupwise_int4
+from core.models.quantized_linear import pad_columns
 
 
 def gptq_quantize(
@@ -31,8 +31,14 @@ def gptq_quantize(
     group_size: int,
     damp: float = 0.01,
     act_order: bool = False,
+    integer_zero: bool = False,
 ):
-    """Returns (q int32 [N, Kp], scale [N, Kp/g], minimum [N, Kp/g]), Kp padded."""
+    """Returns (q int32 [N, Kp], scale [N, Kp/g], minimum [N, Kp/g]), Kp padded.
+
+    ``integer_zero``: each group's grid spans zero and its minimum is a whole
+    number of scales below it (minimum = -zero * scale, zero an integer in
+    [0, 15]), the form ONNX Runtime's MatMulNBits stores (uint8 zero points);
+    otherwise the minimum is any float (our torch kernel's form)."""
     w = pad_columns(weight.detach().float().cpu().clone(), group_size)
     n, k = w.shape
     h = torch.eye(k)
@@ -41,8 +47,9 @@ def gptq_quantize(
     h[dead, dead] = 1
     w[:, dead] = 0
     groups = k // group_size
-    if act_order:
-        _, scales, minimums = quantize_groupwise_int4(w, group_size)  # static, original order
+    if act_order:  # static groups, from the weights in original order
+        grouped = w.reshape(n, groups, group_size)
+        scales, minimums = _grid(grouped.amin(dim=-1), grouped.amax(dim=-1), integer_zero)
         order = torch.argsort(torch.diag(h), descending=True, stable=True)
         w, h = w[:, order], h[order][:, order]
         column_group = order // group_size  # each processed column's group
@@ -62,8 +69,7 @@ def gptq_quantize(
             lo = minimums[:, column_group[start:end]]
         else:  # this group's grid, from its weights as updated so far
             g = start // group_size
-            lo_g = block.amin(dim=1)
-            scale_g = ((block.amax(dim=1) - lo_g) / 15).clamp(min=1e-8)
+            scale_g, lo_g = _grid(block.amin(dim=1), block.amax(dim=1), integer_zero)
             scales[:, g], minimums[:, g] = scale_g, lo_g
             scale = scale_g[:, None].expand(n, group_size)
             lo = lo_g[:, None].expand(n, group_size)
@@ -78,3 +84,13 @@ def gptq_quantize(
     if act_order:
         q = q[:, torch.argsort(order)]
     return q, scales, minimums
+
+
+def _grid(lo: torch.Tensor, hi: torch.Tensor, integer_zero: bool):
+    """Scale and minimum of the 16 levels from ``lo`` to ``hi`` per group."""
+    if integer_zero:  # zero must be a level, so the grid spans it
+        lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+    scale = ((hi - lo) / 15).clamp(min=1e-8)
+    if integer_zero:
+        lo = -torch.round(-lo / scale) * scale
+    return scale, lo

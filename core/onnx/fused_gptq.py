@@ -1,0 +1,132 @@
+"""GPTQ rounding for the fused graph's int4 blocks (``core.onnx.fused``,
+method "gptq").
+
+The builder rounds each matrix to nearest; this replaces the decoder layers'
+blocks with GPTQ's (``core.passes.gptq`` in act-order with static groups,
+so a block is still a run of consecutive inputs; Hessians of each matrix's
+inputs in the float model on the calibration split), in the same MatMulNBits
+layout, so the graph runs the same kernel at the same speed. Why by hand:
+ONNX Runtime's quantiser has GPTQ only through Intel Neural Compressor (not
+a dependency), and onnxruntime-genai's builder reads GPTQ weights only from
+an AutoGPTQ checkpoint, whose fp16 scales we would then round once more.
+
+The grid is asymmetric with integer zero points (``integer_zero``), as
+MatMulNBits stores them. The head keeps the builder's rounding: a tied
+head is also the embedding table (``GatherBlockQuantized`` reads the same
+blocks), which GPTQ's input statistics say nothing about.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
+
+# The builder's matrix (``model.layers.<i>.<attn|mlp>.<part>.MatMul.weight_Q4``)
+# -> the model's modules under ``layers.<i>``, rows concatenated in this order.
+PARTS = {
+    "attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    "attn.q_proj": ("self_attn.q_proj",),
+    "attn.k_proj": ("self_attn.k_proj",),
+    "attn.v_proj": ("self_attn.v_proj",),
+    "attn.o_proj": ("self_attn.o_proj",),
+    "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj"),
+    "mlp.gate_proj": ("mlp.gate_proj",),
+    "mlp.up_proj": ("mlp.up_proj",),
+    "mlp.down_proj": ("mlp.down_proj",),
+}
+_WEIGHT = re.compile(r"model\.layers\.(\d+)\.(\w+\.\w+)\.MatMul\.weight_Q4$")
+DAMP = 0.01  # GPTQ's usual dampening, as the torch pass uses
+
+
+def layer_matrices(graph, model) -> dict[str, list[tuple[str, torch.nn.Linear]]]:
+    """Each decoder layer's MatMulNBits node name -> the model's linears it holds."""
+    modules = dict(model.named_modules())
+    prefix = next((name[: -len("layers.0")] for name in modules if name.endswith("layers.0")), None)
+    found = {}
+    for node in graph.node:
+        if node.op_type != "MatMulNBits":
+            continue
+        match = _WEIGHT.match(node.input[1])
+        if match is None:
+            continue  # the head: the builder's rounding stays
+        index, part = match.groups()
+        names = PARTS.get(part)
+        linears = [modules.get(f"{prefix}layers.{index}.{n}") for n in names or ()]
+        if prefix is None or not names or not all(isinstance(x, torch.nn.Linear) for x in linears):
+            raise ValueError(f"GPTQ found no matrices of the model for the graph's {node.input[1]}")
+        found[node.name] = list(zip(names, linears, strict=True))
+    return found
+
+
+def pack_blocks(q: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor, block: int):
+    """MatMulNBits' int4 tensors from levels ``q`` [N, K] in [0, 15] and each
+    block's grid (w = q * scale + minimum, minimum = -zero * scale): B uint8
+    [N, blocks, block/2] (low nibble first), scales [N, blocks], zero points
+    uint8 [N, ceil(blocks/2)] (low nibble first)."""
+    n, k = q.shape
+    blocks = k // block
+    levels = q.to(torch.uint8).reshape(n, blocks, block // 2, 2)
+    packed = levels[..., 0] | (levels[..., 1] << 4)
+    zero = torch.round(-minimum / scale).clamp(0, 15).to(torch.uint8)
+    if blocks % 2:
+        zero = torch.nn.functional.pad(zero, (0, 1))
+    zero = zero.reshape(n, -1, 2)
+    zero_points = zero[..., 0] | (zero[..., 1] << 4)
+    return packed.numpy(), scale.float().numpy(), zero_points.numpy()
+
+
+def round_by_gptq(
+    model,
+    path: Path,
+    calibration: list[torch.Tensor],
+    block: int,
+    cancel: CancelToken | None = None,
+    progress: ProgressSink = ignore_progress,
+) -> int:
+    """Rewrite the fused graph at ``path`` (int4, blocks of ``block``) with
+    GPTQ's blocks for every decoder-layer matrix; returns how many nodes."""
+    import onnx
+    from onnx import numpy_helper
+
+    from core.passes.calibration import collect_input_hessians
+    from core.passes.gptq import gptq_quantize
+
+    cancel = cancel or CancelToken()
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    matrices = layer_matrices(graph, model)
+    # One Hessian per node: its parts (q, k, v; gate, up) share their input.
+    firsts = [(node, parts[0][1]) for node, parts in matrices.items()]
+    progress(Progress("GPTQ: collecting calibration statistics", 0.2))
+    hessians = collect_input_hessians(model, firsts, calibration, cancel)
+    initializers = {init.name: init for init in graph.initializer}
+    nodes = {node.name: node for node in graph.node}
+    for index, (name, parts) in enumerate(matrices.items()):
+        cancel.raise_if_cancelled()
+        hessian = hessians.pop(name)
+        rounded = [
+            gptq_quantize(linear.weight, hessian, block, DAMP, act_order=True, integer_zero=True)
+            for _, linear in parts
+        ]
+        q, scale, minimum = (torch.cat(x) for x in zip(*rounded, strict=True))
+        packed, scales, zero_points = pack_blocks(q, scale, minimum, block)
+        node = nodes[name]
+        for slot, array in ((1, packed), (2, scales.reshape(initializers[node.input[2]].dims))):
+            init = initializers[node.input[slot]]
+            if tuple(init.dims) != array.shape:
+                raise ValueError(f"GPTQ blocks of {init.name} do not fit: {array.shape}")
+            init.CopyFrom(numpy_helper.from_array(array, init.name))
+        zero_name = f"{node.input[1].removesuffix('_Q4')}_zero_points_gptq"
+        graph.initializer.append(numpy_helper.from_array(zero_points, zero_name))
+        while len(node.input) < 4:
+            node.input.append("")
+        node.input[3] = zero_name
+        progress(Progress(f"GPTQ: {name}", 0.2 + 0.7 * (index + 1) / len(matrices)))
+    data = path.with_name(f"{path.name}.data")
+    data.unlink(missing_ok=True)
+    onnx.save_model(graph_model, str(path), save_as_external_data=True, location=data.name)
+    return len(matrices)

@@ -1,0 +1,150 @@
+"""GPTQ rounding of the fused graph's int4 blocks (core.onnx.fused_gptq): the
+packed blocks are what ONNX Runtime's own kernel multiplies, every decoder
+matrix of each fused family gets them (with zero points) while the head keeps
+the builder's, the result fits the float model closer than round to nearest,
+and a cancelled build writes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from core.errors import Cancelled
+from core.models.loading import load_model
+from core.onnx.export import MODEL_FILE
+from core.onnx.fused import build_fused_graph
+from core.progress import CancelToken
+from tests.tiny_models import save_tiny_model, tiny_config, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+def _matmulnbits(path) -> list:
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n for n in graph.node if n.op_type == "MatMulNBits"]
+
+
+def _has_zero_points(node) -> bool:
+    return len(node.input) > 3 and bool(node.input[3])
+
+
+def test_gptq_grid_with_integer_zero_points_spans_zero():
+    from core.passes.gptq import gptq_quantize
+
+    torch.manual_seed(0)
+    weight = torch.randn(12, 64) + torch.linspace(-1, 2, 12)[:, None]  # some rows all positive
+    x = torch.randn(256, 64)
+    q, scale, minimum = gptq_quantize(weight, x.T @ x / 256, 32, integer_zero=True)
+    zero = -minimum / scale
+    assert torch.allclose(zero, zero.round(), atol=1e-4)
+    assert zero.round().min() >= 0 and zero.round().max() <= 15
+    assert q.min() >= 0 and q.max() <= 15
+    rebuilt = q.float() * scale.repeat_interleave(32, 1) + minimum.repeat_interleave(32, 1)
+    assert (rebuilt - weight).abs().max() < scale.max()  # within a step of the grid
+
+
+@pytest.mark.parametrize("k", [96, 64])  # an odd and an even number of blocks
+def test_packed_blocks_are_what_onnx_runtime_multiplies(k):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from core.onnx.fused_gptq import pack_blocks
+
+    n, block = 8, 32
+    generator = torch.Generator().manual_seed(1)
+    q = torch.randint(0, 16, (n, k), generator=generator, dtype=torch.int32)
+    scale = torch.rand(n, k // block, generator=generator) + 0.1
+    minimum = -torch.randint(0, 16, (n, k // block), generator=generator) * scale
+    packed, scales, zero_points = pack_blocks(q, scale, minimum, block)
+    node = helper.make_node(
+        "MatMulNBits", ["x", "b", "s", "z"], ["y"], domain="com.microsoft",
+        K=k, N=n, bits=4, block_size=block, accuracy_level=1,  # fp32 compute: exact
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        [numpy_helper.from_array(a, name) for a, name in ((packed, "b"), (scales, "s"))]
+        + [numpy_helper.from_array(zero_points, "z")],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)],
+        ir_version=10,
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).standard_normal((1, k)).astype(np.float32)
+    weight = q.float() * scale.repeat_interleave(block, 1) + minimum.repeat_interleave(block, 1)
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], x @ weight.numpy().T, atol=1e-4)
+
+
+def _logit_error(path, loaded, ids) -> float:
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    model = OrtCausalLM(path, loaded.model.config, loaded.model.generation_config, "cpu")
+    with torch.no_grad():
+        want = loaded.model(ids).logits
+    return (model(ids).logits - want).abs().mean().item()
+
+
+def test_gptq_rounds_every_decoder_matrix_and_fits_the_model_closer(loaded, tmp_path):
+    texts = tiny_tokenizer()("The river rose after three days of rain in the valley.")
+    ids = torch.tensor([texts.input_ids * 3])
+    errors = {}
+    for method in ("default", "gptq"):
+        path = tmp_path / method / MODEL_FILE
+        build_fused_graph(loaded.model, loaded.tokenizer, path, 4, method)
+        nodes = _matmulnbits(path)
+        head = [n for n in nodes if n.input[1].startswith("lm_head")]
+        layers = [n for n in nodes if n not in head]
+        assert len(head) == 1 and layers
+        assert all(map(_has_zero_points, layers)) == (method == "gptq")
+        assert not _has_zero_points(head[0])  # the head (and tied embedding) keep the builder's
+        errors[method] = _logit_error(path, loaded, ids)
+    assert errors["gptq"] < errors["default"]
+
+
+def test_a_cancelled_gptq_build_writes_nothing(loaded, tmp_path):
+    cancel = CancelToken()
+    seen = []
+
+    def progress(p):
+        seen.append(p.stage)
+        if p.stage.startswith("GPTQ: /model/layers.0"):
+            cancel.cancel()
+
+    target = tmp_path / "out" / MODEL_FILE
+    with pytest.raises(Cancelled):
+        build_fused_graph(loaded.model, loaded.tokenizer, target, 4, "gptq", None, cancel, progress)
+    assert any(m.startswith("GPTQ: /model/layers.0") for m in seen)
+    assert not target.parent.exists()
+
+
+def _save(family, folder):
+    if family != "mistral":
+        return save_tiny_model(family, folder)
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config("mistral")
+    config.sliding_window = None  # full attention: a fused family
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral"])
+def test_other_fused_families_get_gptq_blocks_in_every_layer(family, tmp_path):
+    model = load_model(str(_save(family, tmp_path / family)), device="cpu")
+    path = tmp_path / "fused" / MODEL_FILE
+    build_fused_graph(model.model, model.tokenizer, path, 4, "gptq")
+    layers = [n for n in _matmulnbits(path) if not n.input[1].startswith("lm_head")]
+    assert layers and all(map(_has_zero_points, layers))
+    ids = torch.tensor([[3, 9, 27, 5, 11, 40, 2, 8]])
+    assert np.isfinite(_logit_error(path, model, ids))

@@ -148,3 +148,30 @@ def test_other_fused_families_get_gptq_blocks_in_every_layer(family, tmp_path):
     assert layers and all(map(_has_zero_points, layers))
     ids = torch.tensor([[3, 9, 27, 5, 11, 40, 2, 8]])
     assert np.isfinite(_logit_error(path, model, ids))
+
+
+def test_statistics_collected_in_chunks_give_the_same_blocks(loaded, tmp_path, monkeypatch):
+    """A model whose Hessians do not fit at once is calibrated in several
+    passes (here one node per pass) and must get exactly the same blocks."""
+    import core.onnx.fused_gptq as fused_gptq
+
+    def blocks(folder, budget):
+        monkeypatch.setattr(fused_gptq, "HESSIAN_BUDGET_BYTES", budget)
+        passes = []
+
+        def progress(p):
+            passes.append(p.stage == "GPTQ: collecting calibration statistics")
+
+        path = tmp_path / folder / MODEL_FILE
+        build_fused_graph(loaded.model, loaded.tokenizer, path, 4, "gptq", progress=progress)
+        graph = onnx.load(str(path))
+        arrays = {i.name: onnx.numpy_helper.to_array(i) for i in graph.graph.initializer}
+        return arrays, sum(passes)
+
+    together, one_pass = blocks("together", fused_gptq.HESSIAN_BUDGET_BYTES)
+    apart, many = blocks("apart", 1)
+    layers = len([n for n in _matmulnbits(tmp_path / "apart" / MODEL_FILE) if "layers" in n.name])
+    assert one_pass == 1 and many == layers > 1
+    assert together.keys() == apart.keys()
+    for name, array in together.items():
+        np.testing.assert_array_equal(array, apart[name], err_msg=name)

@@ -40,6 +40,10 @@ PARTS = {
 }
 _WEIGHT = re.compile(r"model\.layers\.(\d+)\.(\w+\.\w+)\.MatMul\.weight_Q4$")
 DAMP = 0.01  # GPTQ's usual dampening, as the torch pass uses
+# The fp32 Hessians held at once: a 7B model's would take ~20 GB together,
+# so they are collected for as many nodes as fit, one calibration pass each
+# (the default model's 120 fit in one pass: ~0.4 GB).
+HESSIAN_BUDGET_BYTES = 2 << 30
 
 
 def layer_matrices(graph, model) -> dict[str, list[tuple[str, torch.nn.Linear]]]:
@@ -79,6 +83,21 @@ def pack_blocks(q: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor, blo
     return packed.numpy(), scale.float().numpy(), zero_points.numpy()
 
 
+def hessian_chunk(matrices: dict, start: int, budget: int = HESSIAN_BUDGET_BYTES) -> list:
+    """(node, linear) pairs from the ``start``-th node on whose Hessians fit in
+    ``budget`` bytes (at least one): one per node, since its parts (q, k, v;
+    gate, up) share their input."""
+    chunk, used = [], 0
+    for name, parts in list(matrices.items())[start:]:
+        linear = parts[0][1]
+        size = linear.in_features**2 * 4
+        if chunk and used + size > budget:
+            break
+        chunk.append((name, linear))
+        used += size
+    return chunk
+
+
 def round_by_gptq(
     model,
     path: Path,
@@ -99,14 +118,15 @@ def round_by_gptq(
     graph_model = onnx.load(str(path))
     graph = graph_model.graph
     matrices = layer_matrices(graph, model)
-    # One Hessian per node: its parts (q, k, v; gate, up) share their input.
-    firsts = [(node, parts[0][1]) for node, parts in matrices.items()]
-    progress(Progress("GPTQ: collecting calibration statistics", 0.2))
-    hessians = collect_input_hessians(model, firsts, calibration, cancel)
     initializers = {init.name: init for init in graph.initializer}
     nodes = {node.name: node for node in graph.node}
+    hessians: dict[str, torch.Tensor] = {}
     for index, (name, parts) in enumerate(matrices.items()):
         cancel.raise_if_cancelled()
+        if name not in hessians:  # the next nodes' statistics, one calibration pass
+            chunk = hessian_chunk(matrices, index, HESSIAN_BUDGET_BYTES)
+            progress(Progress("GPTQ: collecting calibration statistics", 0.2))
+            hessians = collect_input_hessians(model, chunk, calibration, cancel)
         hessian = hessians.pop(name)
         rounded = [
             gptq_quantize(linear.weight, hessian, block, DAMP, act_order=True, integer_zero=True)

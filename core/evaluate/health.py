@@ -48,10 +48,14 @@ def likely_cause(recipe: dict | None, backend: str = "torch", model_type: str = 
         )
     if backend.startswith("ort-int8-static"):
         suspects.append((0.6, "ONNX Runtime static int8 (activation ranges from calibration)"))
-    if backend in ("ort-w4", "ort-fused-w4"):
+    if backend == "ort-w4":
         # The graph's own quantiser: no calibration, unlike the int4 GPTQ/AWQ passes.
         suspects.append(
             (0.5, "ONNX Runtime int4 weights rounded to nearest in blocks of 32 (no GPTQ/AWQ)")
+        )
+    if backend == "ort-fused-w4":  # core.onnx.fused: GPTQ in the layers, not the head
+        suspects.append(
+            (0.5, "ONNX Runtime int4 weights in blocks of 32 (GPTQ; the head rounded to nearest)")
         )
     suspects = [s for s in suspects if s is not None]
     if not suspects:

@@ -145,7 +145,10 @@ def round_by_gptq(
         while len(node.input) < 4:
             node.input.append("")
         node.input[3] = zero_name
-        progress(Progress(f"GPTQ: {name}", 0.2 + 0.7 * (index + 1) / len(matrices)))
+        done = f"{index + 1} of {len(matrices)}"
+        progress(
+            Progress(f"GPTQ: int4 blocks of matrix {done}", 0.2 + 0.7 * (index + 1) / len(matrices))
+        )
     data = path.with_name(f"{path.name}.data")
     data.unlink(missing_ok=True)
     onnx.save_model(graph_model, str(path), save_as_external_data=True, location=data.name)

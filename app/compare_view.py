@@ -25,7 +25,8 @@ METRICS = [
     ("Latency ms", lambda r: r.metric("latency_ms"), ".2f"),
     ("Examples/s", lambda r: r.metric("examples_per_s"), ".1f"),
     ("Perplexity", lambda r: r.metric("ppl"), ".2f"),
-    ("Perplexity ±95%", lambda r: r.metric("ppl_ci95"), ".2f"),
+    ("Perplexity 95% low", lambda r: r.metric("ppl_ci95_low"), ".2f"),
+    ("Perplexity 95% high", lambda r: r.metric("ppl_ci95_high"), ".2f"),
     ("Top-1 agreement", lambda r: r.metric("top1_agreement"), ".3f"),
     ("Mean KL", lambda r: r.metric("mean_kl"), ".4f"),
 ]

@@ -100,8 +100,10 @@ class LiveRunView(QSplitter):
     def add_accuracy(self, done: int, accuracy: float) -> None:
         self.accuracy.add_point(done, accuracy)
 
-    def add_perplexity(self, windows: int, ppl: float, halfwidth: float | None) -> None:
-        self.perplexity.add_point(windows, ppl, halfwidth)
+    def add_perplexity(
+        self, windows: int, ppl: float, low: float | None, high: float | None
+    ) -> None:
+        self.perplexity.add_point(windows, ppl, low, high)
 
     def _sample_memory(self) -> None:
         self.memory.add_point(time.monotonic() - self._started, current_memory_bytes(self._device))

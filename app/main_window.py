@@ -437,7 +437,7 @@ class MainWindow(QMainWindow):
         on(TokenStep, lambda e: live.add_step(e.index, e.step_s))
         on(
             PerplexityPartial,
-            lambda e: live.add_perplexity(e.windows_done, e.ppl, e.ci95_halfwidth),
+            lambda e: live.add_perplexity(e.windows_done, e.ppl, e.ci95_low, e.ci95_high),
         )
         on(ClassificationTiming, lambda e: live.add_classification(e.ms))
         on(AccuracyPartial, lambda e: live.add_accuracy(e.done, e.accuracy))

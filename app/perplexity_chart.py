@@ -29,11 +29,14 @@ class PerplexityChart(LivePlot):
             series.clear()
         self.reset_view()
 
-    def add_point(self, windows: int, ppl: float, halfwidth: float | None) -> None:
+    def add_point(self, windows: int, ppl: float, low: float | None, high: float | None) -> None:
+        """``low``/``high``: the 95% interval as computed (asymmetric: exp of
+        the mean NLL's interval), never ppl +- a half width, which would
+        draw below zero while few windows are scored."""
         self.value.append(windows, ppl)
-        if halfwidth is not None:
-            self.low.append(windows, ppl - halfwidth)
-            self.high.append(windows, ppl + halfwidth)
+        if low is not None and high is not None:
+            self.low.append(windows, low)
+            self.high.append(windows, high)
         self.mark_dirty()
 
     def draw(self) -> None:

@@ -40,9 +40,14 @@ def _num(value, fmt: str) -> str:
 
 
 def _ppl(r: RunRecord) -> str:
-    ppl, half = r.metric("ppl"), r.metric("ppl_ci95")
+    """Perplexity with its 95% interval as computed (asymmetric); a record
+    from before the interval was stored shows its half width."""
+    ppl, low, high = r.metric("ppl"), r.metric("ppl_ci95_low"), r.metric("ppl_ci95_high")
     if ppl is None:
         return "–"
+    if low is not None and high is not None:
+        return f"{ppl:.2f} ({low:.2f}–{high:.2f})"
+    half = r.metric("ppl_ci95")
     return f"{ppl:.2f} ± {half:.2f}" if half else f"{ppl:.2f}"
 
 

@@ -1,9 +1,11 @@
 """The compression workflow in the window: sliders, estimate, run, results,
 Pareto chart, restore, persistence, cancel."""
 
+import pytest
 from PySide6.QtCore import Qt
 
 from app.main_window import MainWindow
+from app.results_table import COLUMNS
 from core.evaluate.perplexity import PerplexityProtocol
 from core.jobs.experiment import ExperimentSettings
 from core.measure.speed import BenchSettings
@@ -83,6 +85,12 @@ def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):
     window.tabs.setCurrentWidget(window.live_view)  # charts draw while they are shown
     qtbot.waitUntil(lambda: window.perplexity_chart.points_drawn() > 0, timeout=3000)
     record = window.results_table.records[1]
+    # The band is the interval as computed (asymmetric), the one the table shows.
+    low, high = record.metric("ppl_ci95_low"), record.metric("ppl_ci95_high")
+    assert 0 < low < record.metric("ppl") < high
+    assert window.perplexity_chart.low.y[-1] == pytest.approx(low)
+    assert window.perplexity_chart.high.y[-1] == pytest.approx(high)
+    assert f"({low:.2f}–{high:.2f})" in window.results_table.item(1, PPL_COLUMN).text()
     assert record.recipe["passes"][0]["pass"] == "prune_mlp"
     assert record.bytes < window.results_table.records[0].bytes
 
@@ -120,6 +128,9 @@ def test_cancel_stops_a_long_run_within_a_second(qtbot, tmp_path, tiny_llama_dir
     w.close()
 
 
+PPL_COLUMN = [name for name, _ in COLUMNS].index("Perplexity")
+
+
 def test_perplexity_band_is_cleared_with_the_chart(qtbot):
     from app.perplexity_chart import PerplexityChart
 
@@ -127,7 +138,7 @@ def test_perplexity_band_is_cleared_with_the_chart(qtbot):
     qtbot.addWidget(chart)
     chart.show()
     for i in range(1, 5):
-        chart.add_point(i, 20.0 + i, 2.0 if i > 1 else None)
+        chart.add_point(i, 20.0 + i, *((15.0 + i, 40.0 + i) if i > 1 else (None, None)))
     qtbot.waitUntil(lambda: chart.points_drawn() == 4, timeout=3000)
     assert chart.band.isVisible()
     chart.clear_points()

@@ -77,6 +77,8 @@ def test_partials_after_every_window_then_the_result(tiny_llama_dir):
     assert partials[-1].ppl == result.ppl
     assert result.ci95_low < result.ppl < result.ci95_high
     assert result.ci95_halfwidth == pytest.approx((result.ci95_high - result.ci95_low) / 2)
+    assert partials[0].ci95_low is None and 0 < partials[1].ci95_low < partials[1].ppl
+    assert (partials[-1].ci95_low, partials[-1].ci95_high) == (result.ci95_low, result.ci95_high)
     assert result.mean_nll == pytest.approx(math.log(result.ppl))
     assert "3 windows of 64 tokens" in result.protocol and "last 32" in result.protocol
 

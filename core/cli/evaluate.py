@@ -104,8 +104,8 @@ def run(args) -> None:
     report = None
     for event in evaluate(request, note_progress):
         if isinstance(event, PerplexityPartial):
-            half = event.ci95_halfwidth
-            ci = f" (95% CI half-width {half:.2f})" if half is not None else ""
+            low, high = event.ci95_low, event.ci95_high
+            ci = f" (95% CI {low:.2f} to {high:.2f})" if low is not None else ""
             note(f"window {event.windows_done}/{event.windows_total}: ppl {event.ppl:.2f}{ci}")
         elif isinstance(event, FidelityPartial):
             note(

@@ -119,6 +119,8 @@ class PerplexityPartial:
     tokens_scored: int
     ppl: float
     ci95_halfwidth: float | None  # None until two windows are done
+    ci95_low: float | None = None  # the interval itself (asymmetric), None as above
+    ci95_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,8 @@ def evaluate_perplexity(
             tokens_scored=len(nlls) * protocol.stride,
             ppl=ppl,
             ci95_halfwidth=None if low is None else (high - low) / 2,
+            ci95_low=low,
+            ci95_high=high,
         )
     mean, ppl, low, high = _summary(nlls)
     yield PerplexityResult(

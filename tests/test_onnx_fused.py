@@ -165,25 +165,11 @@ def test_sizes_fall_with_the_bits(cache):
     assert w4 < w8 < fp32
 
 
-def _mistral_without_window(folder):
-    from transformers import AutoModelForCausalLM
-
-    from tests.tiny_models import tiny_config, tiny_tokenizer
-
-    config = tiny_config("mistral")
-    config.sliding_window = None  # Mistral v0.2 and later: full attention
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral"])
 def test_other_families_build_a_fused_graph_that_passes_the_gate(family, tmp_path):
     folder = tmp_path / family
-    saved = (
-        _mistral_without_window(folder) if family == "mistral" else save_tiny_model(family, folder)
-    )
+    window = {"sliding_window": None} if family == "mistral" else {}  # full attention
+    saved = save_tiny_model(family, folder, **window)
     loaded = load_model(str(saved), device="cpu")
     result = export_onnx(loaded, tmp_path / "fused", fused=True)
     assert result.fidelity.passed and result.fused

@@ -127,11 +127,16 @@ def _randomise_norms(model) -> None:
             param.add_(0.2 * torch.randn_like(param))
 
 
-def save_tiny_model(kind: str, folder: Path, seed: int = 0) -> Path:
+def save_tiny_model(kind: str, folder: Path, seed: int = 0, **overrides) -> Path:
+    """A tiny random model of ``kind``; ``overrides`` set config fields (e.g.
+    ``sliding_window=None``: Mistral v0.2 and later, full attention)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(kind))
+    config = tiny_config(kind)
+    for field, value in overrides.items():
+        setattr(config, field, value)
+    model = AutoModelForCausalLM.from_config(config)
     if kind in FAMILY_CONFIGS:
         _randomise_norms(model)
     model.save_pretrained(folder)

@@ -42,7 +42,7 @@ _WEIGHT = re.compile(r"model\.layers\.(\d+)\.(\w+\.\w+)\.MatMul\.weight_Q4$")
 DAMP = 0.01  # GPTQ's usual dampening, as the torch pass uses
 # The fp32 Hessians held at once: a 7B model's would take ~20 GB together,
 # so they are collected for as many nodes as fit, one calibration pass each
-# (the default model's 120 fit in one pass: ~0.4 GB).
+# (the default model's 120, one per layer input, fit in one pass: ~0.4 GB).
 HESSIAN_BUDGET_BYTES = 2 << 30
 
 
@@ -83,17 +83,23 @@ def pack_blocks(q: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor, blo
     return packed.numpy(), scale.float().numpy(), zero_points.numpy()
 
 
-def hessian_chunk(matrices: dict, start: int, budget: int = HESSIAN_BUDGET_BYTES) -> list:
-    """(node, linear) pairs from the ``start``-th node on whose Hessians fit in
-    ``budget`` bytes (at least one): one per node, since its parts (q, k, v;
-    gate, up) share their input."""
-    chunk, used = [], 0
+def hessian_chunk(
+    matrices: dict, inputs: dict, start: int, budget: int = HESSIAN_BUDGET_BYTES
+) -> list:
+    """(graph input, linear) pairs for the inputs of the nodes from the
+    ``start``-th on, as many as fit in ``budget`` bytes of Hessians (at
+    least one). One per input: nodes reading the same tensor (q, k, v; gate,
+    up, fused or not) share one."""
+    chunk, used, seen = [], 0, set()
     for name, parts in list(matrices.items())[start:]:
+        if inputs[name] in seen:
+            continue
         linear = parts[0][1]
         size = linear.in_features**2 * 4
         if chunk and used + size > budget:
             break
-        chunk.append((name, linear))
+        chunk.append((inputs[name], linear))
+        seen.add(inputs[name])
         used += size
     return chunk
 
@@ -120,14 +126,15 @@ def round_by_gptq(
     matrices = layer_matrices(graph, model)
     initializers = {init.name: init for init in graph.initializer}
     nodes = {node.name: node for node in graph.node}
-    hessians: dict[str, torch.Tensor] = {}
+    inputs = {name: nodes[name].input[0] for name in matrices}
+    hessians: dict[str, torch.Tensor] = {}  # by the graph tensor the nodes read
     for index, (name, parts) in enumerate(matrices.items()):
         cancel.raise_if_cancelled()
-        if name not in hessians:  # the next nodes' statistics, one calibration pass
-            chunk = hessian_chunk(matrices, index, HESSIAN_BUDGET_BYTES)
+        if inputs[name] not in hessians:  # the next inputs' statistics, one calibration pass
+            chunk = hessian_chunk(matrices, inputs, index, HESSIAN_BUDGET_BYTES)
             progress(Progress("GPTQ: collecting calibration statistics", 0.2))
             hessians = collect_input_hessians(model, chunk, calibration, cancel)
-        hessian = hessians.pop(name)
+        hessian = hessians[inputs[name]]
         rounded = [
             gptq_quantize(linear.weight, hessian, block, DAMP, act_order=True, integer_zero=True)
             for _, linear in parts

@@ -164,3 +164,18 @@ def test_statistics_collected_in_chunks_give_the_same_blocks(loaded, tmp_path, m
     assert together.keys() == apart.keys()
     for name, array in together.items():
         np.testing.assert_array_equal(array, apart[name], err_msg=name)
+
+
+def test_progress_says_how_far_in_a_bounded_number_of_lines(loaded, tmp_path, monkeypatch):
+    import core.onnx.fused_gptq as fused_gptq
+
+    monkeypatch.setattr(fused_gptq, "PROGRESS_STEPS", 2)
+    stages = []
+    path = tmp_path / "g" / MODEL_FILE
+    build_fused_graph(loaded.model, loaded.tokenizer, path, 4, "gptq", progress=stages.append)
+    matrices = len([n for n in _matmulnbits(path) if "layers" in n.name])
+    lines = [p.stage for p in stages if p.stage.startswith("GPTQ: int4 blocks")]
+    assert matrices > 2 and len(lines) in (2, 3)  # every half, and the last
+    assert lines[-1] == f"GPTQ: int4 blocks of matrix {matrices} of {matrices}"
+    fractions = [p.fraction for p in stages if p.stage.startswith("GPTQ: int4 blocks")]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(0.9)

@@ -44,6 +44,7 @@ DAMP = 0.01  # GPTQ's usual dampening, as the torch pass uses
 # so they are collected for as many nodes as fit, one calibration pass each
 # (the default model's 120, one per layer input, fit in one pass: ~0.4 GB).
 HESSIAN_BUDGET_BYTES = 2 << 30
+PROGRESS_STEPS = 30  # progress lines at most (the CLI prints each)
 
 
 def layer_matrices(graph, model) -> dict[str, list[tuple[str, torch.nn.Linear]]]:
@@ -127,6 +128,7 @@ def round_by_gptq(
     initializers = {init.name: init for init in graph.initializer}
     nodes = {node.name: node for node in graph.node}
     inputs = {name: nodes[name].input[0] for name in matrices}
+    every = max(1, len(matrices) // PROGRESS_STEPS)
     hessians: dict[str, torch.Tensor] = {}  # by the graph tensor the nodes read
     for index, (name, parts) in enumerate(matrices.items()):
         cancel.raise_if_cancelled()
@@ -152,10 +154,10 @@ def round_by_gptq(
         while len(node.input) < 4:
             node.input.append("")
         node.input[3] = zero_name
-        done = f"{index + 1} of {len(matrices)}"
-        progress(
-            Progress(f"GPTQ: int4 blocks of matrix {done}", 0.2 + 0.7 * (index + 1) / len(matrices))
-        )
+        if (index + 1) % every == 0 or index + 1 == len(matrices):
+            done = f"{index + 1} of {len(matrices)}"
+            fraction = 0.2 + 0.7 * (index + 1) / len(matrices)
+            progress(Progress(f"GPTQ: int4 blocks of matrix {done}", fraction))
     data = path.with_name(f"{path.name}.data")
     data.unlink(missing_ok=True)
     onnx.save_model(graph_model, str(path), save_as_external_data=True, location=data.name)

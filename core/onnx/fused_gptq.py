@@ -84,9 +84,7 @@ def pack_blocks(q: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor, blo
     return packed.numpy(), scale.float().numpy(), zero_points.numpy()
 
 
-def hessian_chunk(
-    matrices: dict, inputs: dict, start: int, budget: int = HESSIAN_BUDGET_BYTES
-) -> list:
+def hessian_chunk(matrices: dict, inputs: dict, start: int, budget: int) -> list:
     """(graph input, linear) pairs for the inputs of the nodes from the
     ``start``-th on, as many as fit in ``budget`` bytes of Hessians (at
     least one). One per input: nodes reading the same tensor (q, k, v; gate,
@@ -112,9 +110,9 @@ def round_by_gptq(
     block: int,
     cancel: CancelToken | None = None,
     progress: ProgressSink = ignore_progress,
-) -> int:
+) -> None:
     """Rewrite the fused graph at ``path`` (int4, blocks of ``block``) with
-    GPTQ's blocks for every decoder-layer matrix; returns how many nodes."""
+    GPTQ's blocks for every decoder-layer matrix."""
     import onnx
     from onnx import numpy_helper
 
@@ -144,7 +142,7 @@ def round_by_gptq(
         q, scale, minimum = (torch.cat(x) for x in zip(*rounded, strict=True))
         packed, scales, zero_points = pack_blocks(q, scale, minimum, block)
         node = nodes[name]
-        for slot, array in ((1, packed), (2, scales.reshape(initializers[node.input[2]].dims))):
+        for slot, array in ((1, packed), (2, scales)):  # the builder's shapes, checked
             init = initializers[node.input[slot]]
             if tuple(init.dims) != array.shape:
                 raise ValueError(f"GPTQ blocks of {init.name} do not fit: {array.shape}")
@@ -161,4 +159,3 @@ def round_by_gptq(
     data = path.with_name(f"{path.name}.data")
     data.unlink(missing_ok=True)
     onnx.save_model(graph_model, str(path), save_as_external_data=True, location=data.name)
-    return len(matrices)

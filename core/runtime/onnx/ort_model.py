@@ -208,9 +208,10 @@ class OrtCausalLM:
                 f"{past_len + input_ids.shape[1]} were asked for"
             )
         new = input_ids.shape[1]
-        # A one-token step on the shared cache writes its logits into the
-        # bound buffer; anything else gets a new output of its own shape.
-        into_buffer = shared and new == 1 and not self.picks_positions
+        # A one-token step on the shared cache (a fused graph: every new
+        # position's logits) writes them into the bound buffer; anything else
+        # gets a new output of its own shape.
+        into_buffer = shared and new == 1
         if shared:  # past, present and the logits (first output) are bound already
             binding = past.steps.binding
             if into_buffer:

@@ -15,7 +15,11 @@ qt_debs="libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 fonts-dejavu-co
 x11_libs=(libxcb-cursor.so.0 libxkbcommon-x11.so.0 libxcb-icccm.so.4 libxcb-keysyms.so.1)
 x11_debs="libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
 libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 libxcb-sync1 libxcb-xinerama0"
-missing() { local lib; for lib in "$@"; do ldconfig -p 2>/dev/null | grep -q "$lib" || return 0; done; return 1; }
+# The linker cache is read once into a variable: piping `ldconfig -p` into
+# `grep -q` under pipefail fails at random (grep exits at its first match,
+# ldconfig dies of SIGPIPE), which read as "missing" and ran apt-get.
+linker_cache=$(ldconfig -p 2>/dev/null || true)
+missing() { local lib; for lib in "$@"; do grep -qF "$lib" <<<"$linker_cache" || return 0; done; return 1; }
 
 need_debs=""
 missing "${qt_libs[@]}" && need_debs="$qt_debs"

@@ -40,8 +40,9 @@ def test_eval_text_output_names_the_protocol(tiny_llama_dir):
     assert "3 windows of 64 tokens" in out.stdout
 
 
-def test_eval_refuses_windows_longer_than_the_model(tiny_gpt2_dir):
-    out = run_cli("eval", "-m", str(tiny_gpt2_dir), "--text", "pydoc")  # 512 > 256 positions
+def test_eval_refuses_asked_windows_longer_than_the_model(tiny_gpt2_dir):
+    # 512 > 256 positions; the default window is fitted instead (test_context_fit)
+    out = run_cli("eval", "-m", str(tiny_gpt2_dir), "--text", "pydoc", "--context-tokens", "512")
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if line.strip() and "%" not in line]
     assert lines[-1].startswith("error: the protocol's 512-token windows exceed")

@@ -315,3 +315,19 @@ def test_refusals_in_one_line(folders):
     assert "\n" not in str(caught.value)
     plain = R["low_rank_aware"](0.5, "svd").apply(NoEmbeddings(), PassContext())
     assert isinstance(plain.mlp, nn.Sequential)  # plain SVD needs no text
+
+
+def test_the_target_is_met_when_only_whole_layers_have_the_step_it_needs():
+    # GPT-NeoX's shapes at hidden 64: q/k/v fused (4 g a rank), dense (2 g),
+    # MLPs (3 g). With the MLPs' energy high they are left whole, the other
+    # moves change the total by even multiples of g only; an odd gap is met
+    # by factoring a whole MLP again below its top rank.
+    layer = [Shape("qkv", 192, 64), Shape("dense", 64, 64), Shape("up", 128, 64)]
+    shapes = [Shape(f"{s.name}{i}", s.out_features, s.in_features) for i in range(2) for s in layer]
+    shapes += [Shape(f"down{i}", 64, 128) for i in range(2)]
+    total, g = sum(s.whole for s in shapes), math.gcd(*(s.step for s in shapes))
+    decay = torch.linspace(1, 0.01, 64)
+    energies = {s.name: decay * (1000 if s.name.startswith(("up", "down")) else 1) for s in shapes}
+    for reduction in [r / 100 for r in range(5, 60)]:
+        ranks = share_ranks(shapes, energies, reduction)
+        assert kept_weights(shapes, ranks) == int((1 - reduction) * total) // g * g

@@ -36,10 +36,16 @@ def add_parser(sub) -> None:
         "--sentiment", action="store_true", help="also zero-shot film-review sentiment accuracy"
     )
     ev.add_argument(
-        "--context-tokens", type=whole(2), default=512, help="window length (default 512)"
+        "--context-tokens",
+        type=whole(2),
+        default=None,
+        help="window length (default 512, or the model's context where it is shorter)",
     )
     ev.add_argument(
-        "--stride", type=whole(1), default=256, help="tokens scored per window (default 256)"
+        "--stride",
+        type=whole(1),
+        default=None,
+        help="tokens scored per window (default half the window)",
     )
     ev.add_argument(
         "--windows", type=whole(1, 100_000), default=None, help="override the window count"
@@ -70,9 +76,10 @@ def _eval_protocol(args):
     quick, full = 10, 200
     if args.windows is not None:
         quick = full = args.windows
+    context = args.context_tokens or PerplexityProtocol.context_tokens
     protocol = PerplexityProtocol(
-        context_tokens=args.context_tokens,
-        stride=args.stride,
+        context_tokens=context,
+        stride=args.stride or context // 2,
         quick_windows=quick,
         full_windows=full,
         mode=args.mode,
@@ -99,7 +106,14 @@ def run(args) -> None:
     loaded = load(args)
     same = args.reference == args.model and args.dtype == "auto" and args.backend == "torch"
     request = EvaluateRequest(
-        loaded, args.model, protocol, args.reference, same, args.device, args.sentiment
+        loaded,
+        args.model,
+        protocol,
+        args.reference,
+        same,
+        args.device,
+        args.sentiment,
+        fit_context=args.context_tokens is None,
     )
     report = None
     for event in evaluate(request, note_progress):

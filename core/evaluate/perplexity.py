@@ -193,6 +193,27 @@ def perplexity_windows(tokenizer, protocol: PerplexityProtocol) -> list[torch.Te
     ]
 
 
+def fitted_to_context(protocol: PerplexityProtocol, config) -> tuple[PerplexityProtocol, str]:
+    """``protocol`` with windows no longer than the model's context, and a
+    note saying so ("" when it already fits). The default protocol's
+    512-token windows would fail on a model trained for fewer positions; a
+    run on such a model then scores windows of its whole context, the
+    stride keeping its share of the window, and says so. An explicitly asked
+    window length is checked instead (``check_fits``)."""
+    from core.runtime.generation import context_length
+
+    limit = context_length(config)
+    if protocol.context_tokens <= limit:
+        return protocol, ""
+    stride = max(1, min(limit - 1, protocol.stride * limit // protocol.context_tokens))
+    fitted = replace(protocol, context_tokens=limit, stride=stride)
+    note = (
+        f"perplexity windows of {limit} tokens (stride {stride}), not "
+        f"{protocol.context_tokens}: the model's context is {limit} tokens"
+    )
+    return fitted, note
+
+
 def check_fits(model, protocol: PerplexityProtocol) -> None:
     from core.runtime.generation import context_length
 

@@ -77,7 +77,7 @@ def distill_student(
     check_fits(teacher, request.shape, settings)
     set_threads(request.threads)
     experiment = request.experiment
-    calibration = read_calibration(teacher.tokenizer, experiment, progress)
+    calibration = read_calibration(teacher, experiment, progress)
     student = build_student(teacher, recipe, calibration, progress, cancel)
     yield StudentNotes(tuple(student.notes))
     if request.baseline:

@@ -21,6 +21,9 @@ class EvaluateRequest:
     reference_is_loaded: bool = False  # the reference is the loaded model as it is
     device: str = "auto"  # where the reference loads
     sentiment: bool = False  # zero-shot film-review sentiment too (causal LM)
+    # The window length is the default, not the user's: shorten it to a
+    # model whose context is shorter (and say so) instead of refusing.
+    fit_context: bool = False
 
 
 @dataclass(frozen=True)

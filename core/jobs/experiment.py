@@ -124,14 +124,16 @@ def measure_configuration(
     )
 
 
-def read_calibration(tokenizer, settings: ExperimentSettings, progress: ProgressSink):
-    """The calibration windows ``settings`` ask for (never the report split)."""
+def read_calibration(loaded: LoadedModel, settings: ExperimentSettings, progress: ProgressSink):
+    """The calibration windows ``settings`` ask for (never the report split),
+    no longer than ``loaded``'s context."""
     from core.passes.calibration import calibration_windows
+    from core.runtime.generation import context_length
 
     progress(Progress("Reading calibration text", None))
     return calibration_windows(
-        tokenizer,
+        loaded.tokenizer,
         settings.calibration_windows,
-        settings.calibration_length,
+        min(settings.calibration_length, context_length(loaded.model.config)),
         settings.calibration_source,
     )

@@ -181,7 +181,9 @@ class _Search:
     def _executor(self):
         from dataclasses import replace as with_
 
+        from core.evaluate.perplexity import fitted_to_context
         from core.runtime.device import cpu_count
+        from core.runtime.generation import context_length
         from core.search.executors import default_workers, make_executor
         from core.search.proxy import ProxyScorer, ProxySpec, dev_protocol
         from core.search.proxy_cache import FILE_NAME, ProxyCache
@@ -191,11 +193,15 @@ class _Search:
         self.spec = ProxySpec(
             source=loaded.source,
             dtype=str(loaded.model.dtype).removeprefix("torch."),
-            protocol=dev_protocol(settings, request.proxy_windows),
+            protocol=fitted_to_context(
+                dev_protocol(settings, request.proxy_windows), loaded.model.config
+            )[0],
             calibration_windows=min(
                 request.proxy_calibration_windows, settings.calibration_windows
             ),
-            calibration_length=settings.calibration_length,
+            calibration_length=min(
+                settings.calibration_length, context_length(loaded.model.config)
+            ),
             calibration_source=settings.calibration_source,
         )
         workers = request.workers or default_workers(cpu_count())

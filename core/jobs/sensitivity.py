@@ -222,7 +222,7 @@ def sensitivity(
         calibration = None
         if probe.needs_calibration:
             settings = request.settings or ExperimentSettings()
-            calibration = read_calibration(original.tokenizer, settings, progress)
+            calibration = read_calibration(original, settings, progress)
         progress(Progress("Sensitivity: the original on the dev windows", None))
         record = record_original(original.model, windows, request.top_k, cancel)
         measured_once = None

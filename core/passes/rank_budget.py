@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 WHOLE = 0  # the rank of a layer left dense (any rank >= 1 is factored)
+UNWHOLE_DEPTH = 4  # a whole layer may be factored again at its top rank or up to 3 below
 
 
 @dataclass(frozen=True)
@@ -106,21 +107,26 @@ def _exact_fit(shapes, energies, ranks, gap: int, g: int) -> None:
     made whole or back; each move on the layer where it costs least."""
     if gap == 0:
         return
-    kinds = {}  # (move, out, in) -> change in weights kept
+    kinds = {}  # (move, out, in, ranks below top) -> change in weights kept
     for s in shapes:
         rank, shape = ranks[s.name], (s.out_features, s.in_features)
         if rank != WHOLE and rank < s.top:
-            kinds[("more", *shape)] = s.step
+            kinds[("more", *shape, 0)] = s.step
         if rank != WHOLE and rank > 1:
-            kinds[("fewer", *shape)] = -s.step
+            kinds[("fewer", *shape, 0)] = -s.step
         if rank == WHOLE:
-            kinds[("unwhole", *shape)] = s.top * s.step - s.whole
+            # Factored again at its top rank or a few below: when only whole
+            # layers have the step that the gap needs (a tiny model's MLPs
+            # all whole, the other layers' steps all even multiples of g),
+            # this is the only way to reach it.
+            for below in range(min(UNWHOLE_DEPTH, s.top)):
+                kinds[("unwhole", *shape, below)] = (s.top - below) * s.step - s.whole
         elif rank == s.top and s.whole % g == 0:
-            kinds[("whole", *shape)] = s.whole - s.top * s.step
+            kinds[("whole", *shape, 0)] = s.whole - s.top * s.step
     path = _shortest_combination({k: v // g for k, v in kinds.items()}, gap // g)
     if path is None:
         raise ValueError("no exchange of ranks meets the parameter budget exactly")
-    for move, out_f, in_f in path:
+    for move, out_f, in_f, below in path:
         same = [s for s in shapes if (s.out_features, s.in_features) == (out_f, in_f)]
         pick = _cheapest(move, same, energies, ranks)
         if pick is None:
@@ -129,7 +135,7 @@ def _exact_fit(shapes, energies, ranks, gap: int, g: int) -> None:
         ranks[pick.name] = {
             "more": rank + 1,
             "fewer": rank - 1,
-            "unwhole": pick.top,
+            "unwhole": pick.top - below,
             "whole": WHOLE,
         }[move]
 

@@ -25,7 +25,7 @@ class CausalLMTask:
 
         calibration = heal = None
         if recipe.needs_calibration():
-            calibration = read_calibration(original.tokenizer, settings, progress)
+            calibration = read_calibration(original, settings, progress)
         if any(p.name == "heal" for p in recipe.passes):
             from core.jobs.heal import healer_for, record_weights
 
@@ -53,6 +53,7 @@ class CausalLMTask:
         from core.evaluate.perplexity import (
             PerplexityResult,
             evaluate_perplexity,
+            fitted_to_context,
             perplexity_windows,
         )
         from core.jobs.on_runtime import prepare
@@ -73,7 +74,10 @@ class CausalLMTask:
 
         ppl = fidelity = None
         if settings.evaluate:
-            protocol = settings.perplexity_protocol()
+            protocol, fitted = fitted_to_context(
+                settings.perplexity_protocol(), original.model.config
+            )
+            notes = [*notes, fitted] if fitted else notes
             progress(Progress("Perplexity", None))
             windows = perplexity_windows(original.tokenizer, protocol)
             for event in evaluate_perplexity(
@@ -145,6 +149,7 @@ class CausalLMTask:
         from core.evaluate.perplexity import (
             PerplexityResult,
             evaluate_perplexity,
+            fitted_to_context,
             perplexity_windows,
         )
         from core.evaluate.side_by_side import side_by_side_generations
@@ -152,9 +157,14 @@ class CausalLMTask:
 
         loaded = request.loaded
         model, tokenizer = loaded.model, loaded.tokenizer
-        windows = perplexity_windows(tokenizer, request.protocol)
+        protocol = request.protocol
+        if request.fit_context:
+            protocol, fitted = fitted_to_context(protocol, model.config)
+            if fitted:
+                progress(Progress(fitted, None))
+        windows = perplexity_windows(tokenizer, protocol)
         ppl = None
-        for event in evaluate_perplexity(model, tokenizer, request.protocol, cancel, windows):
+        for event in evaluate_perplexity(model, tokenizer, protocol, cancel, windows):
             ppl = event if isinstance(event, PerplexityResult) else ppl
             yield event
         report = {"model": request.name, "task": self.name, "perplexity": asdict(ppl)}

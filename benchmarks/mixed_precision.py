@@ -81,7 +81,7 @@ def main() -> None:
     mixed = mixed_recipe(sensitive, layers)
     print(f"int8 on the {count} most sensitive layers: {layer_text(sensitive)}", flush=True)
 
-    calibration = read_calibration(original.tokenizer, ExperimentSettings(), lambda _: None)
+    calibration = read_calibration(original, ExperimentSettings(), lambda _: None)
     windows = perplexity_windows(original.tokenizer, QUICK_PROTOCOL)
     base_ppl = compute_perplexity(
         original.model, original.tokenizer, QUICK_PROTOCOL, windows=windows

@@ -66,7 +66,7 @@ def _plain(loaded, probe, layer):
         drop_layers(whole, decoder_layers(whole), {layer})
     else:
         prepare_for_structured_pruning(whole)
-        calibration = read_calibration(loaded.tokenizer, SETTINGS, ignore_progress)
+        calibration = read_calibration(loaded, SETTINGS, ignore_progress)
         layers = decoder_layers(whole)
         scores = measure_neuron_importance(whole, layers, calibration, PassContext(calibration))
         width = mlp_parts(layers[layer])[1].in_features

@@ -78,3 +78,47 @@ def unsupported_layers_error(pass_name: str, model: nn.Module) -> ValueError:
         f"{pass_name}: this model has no linear layers in its transformer blocks that the "
         f"pass can handle (leaf module types: {', '.join(kinds[:8])})."
     )
+
+
+def matrices_outside_linears(model: nn.Module, linears: list | None = None) -> list[str]:
+    """Float weight matrices in the transformer blocks that are not a linear
+    layer's weight: a mixture of experts' 3-D expert tensors and its router,
+    a custom layer's raw parameter. A pass over block linears would leave
+    them as they are."""
+    inside = {id(module.weight) for _, module in (linears or block_linears(model))}
+    return [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.dim() >= 2
+        and parameter.is_floating_point()
+        and id(parameter) not in inside
+        and component_of(name) in ("attention", "mlp")
+    ]
+
+
+def linears_to_change(pass_name: str, model: nn.Module, holds=None) -> list[tuple[str, nn.Linear]]:
+    """The block linears a pass changes (GPT-2's Conv1D converted first).
+    Refused in one line: a model with none, and one whose blocks keep weight
+    matrices outside linear layers where the pass acts (``holds(name)``: in
+    its scope; None: everywhere), which it would leave in float while the
+    run's name says they were changed."""
+    convert_conv1d_to_linear(model)
+    linears = block_linears(model)
+    if not linears:
+        raise unsupported_layers_error(pass_name, model)
+    holds = holds or (lambda name: True)
+    left = [
+        name
+        for name in matrices_outside_linears(model, linears)
+        if holds(name) or holds(name.rpartition(".")[0])
+    ]
+    if left:
+        from core.errors import UnsupportedModelError
+
+        shown = ", ".join(left[:2]) + (f" and {len(left) - 2} more" if len(left) > 2 else "")
+        raise UnsupportedModelError(
+            f"{pass_name}: {type(model).__name__} keeps weights of its blocks outside linear "
+            f"layers ({shown}; e.g. a mixture of experts' expert tensors), which the pass "
+            "cannot change; it changes linear layers only"
+        )
+    return linears

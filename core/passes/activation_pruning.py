@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from core.models.linear_layers import (
-    block_linears,
-    convert_conv1d_to_linear,
-    unsupported_layers_error,
+    linears_to_change,
 )
 from core.passes.base import PassConfig, PassContext, option
 from core.passes.block_by_block import prune_block_by_block
@@ -107,10 +105,7 @@ class ActivationPruningConfig(PassConfig):
         if problem:
             raise ValueError(problem)
         calibration = require_calibration(self.name, context.calibration)
-        convert_conv1d_to_linear(model)
-        linears = block_linears(model)
-        if not linears:
-            raise unsupported_layers_error(self.name, model)
+        linears = linears_to_change(self.name, model)
         nm = nm_of(self.pattern)
         if nm is not None:
             uneven = [n for n, m in linears if m.in_features % nm[1]]

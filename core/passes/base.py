@@ -224,10 +224,11 @@ class ScopedConfig(PassConfig):
 
     def scoped_linears(self, model) -> list:
         """The block linears this pass may change (refusing a scope the model lacks)."""
-        from core.models.linear_layers import block_linears
+        from core.models.linear_layers import linears_to_change
 
         layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-        return self.scope.select(self.name, block_linears(model), layers)
+        linears = linears_to_change(self.name, model, self.scope.holds)
+        return self.scope.select(self.name, linears, layers)
 
     def in_scope(self, entry) -> bool:
         """For the size estimate: is this inventory entry one the pass changes?"""

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 from core.message_text import shown
 from core.models.linear_layers import (
-    convert_conv1d_to_linear,
     replace_module,
-    unsupported_layers_error,
 )
 from core.models.quantized_linear import Int4WeightOnlyLinear
 from core.passes.awq import clipped_quantize, clips, fold_awq_scales
@@ -65,10 +63,7 @@ class Int4WeightOnlyConfig(ScopedConfig):
         return self.method != "rtn"
 
     def apply(self, model, context: PassContext):
-        convert_conv1d_to_linear(model)
         layers = self.scoped_linears(model)
-        if not layers:
-            raise unsupported_layers_error(self.name, model)
         hessians = {}
         if self.method == "awq":  # folds its scales into the model first
             calibration = require_calibration(self.name, context.calibration)

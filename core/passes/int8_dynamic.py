@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from core.models.linear_layers import (
     block_linears,
-    convert_conv1d_to_linear,
-    unsupported_layers_error,
+    linears_to_change,
 )
 from core.models.quantized_linear import Int8DynamicLinear
 from core.passes.base import PassConfig, PassContext, option, register
@@ -39,7 +38,7 @@ class Int8DynamicConfig(PassConfig):
         return self.smooth_alpha > 0
 
     def apply(self, model, context: PassContext):
-        convert_conv1d_to_linear(model)
+        linears_to_change(self.name, model)  # refuses before any smoothing
         if self.smooth_alpha > 0:
             calibration = require_calibration(self.name, context.calibration)
             context.progress_fraction(0, 1, "SmoothQuant: measuring activation ranges")
@@ -49,8 +48,6 @@ class Int8DynamicConfig(PassConfig):
                     "its scales exactly (e.g. a post-norm encoder); plain W8A8"
                 )
         names = [name for name, _ in block_linears(model)]
-        if not names:
-            raise unsupported_layers_error(self.name, model)
         for name in names:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.models.linear_layers import (
-    convert_conv1d_to_linear,
     replace_module,
-    unsupported_layers_error,
 )
 from core.models.quantized_linear import Int8WeightOnlyLinear
 from core.passes.base import PassContext, ScopedConfig, register
@@ -22,10 +20,7 @@ class Int8WeightOnlyConfig(ScopedConfig):
     title = "int8 weight-only"
 
     def apply(self, model, context: PassContext):
-        convert_conv1d_to_linear(model)
         layers = self.scoped_linears(model)
-        if not layers:
-            raise unsupported_layers_error(self.name, model)
         for index, (name, linear) in enumerate(layers):
             context.cancel.raise_if_cancelled()
             replace_module(model, name, Int8WeightOnlyLinear.from_linear(linear))

@@ -11,10 +11,8 @@ import torch
 from torch import nn
 
 from core.models.linear_layers import (
-    block_linears,
-    convert_conv1d_to_linear,
+    linears_to_change,
     replace_module,
-    unsupported_layers_error,
 )
 from core.passes.base import PassConfig, PassContext, option, register
 
@@ -55,10 +53,7 @@ class LowRankConfig(PassConfig):
     )
 
     def apply(self, model, context: PassContext):
-        convert_conv1d_to_linear(model)
-        layers = block_linears(model)
-        if not layers:
-            raise unsupported_layers_error(self.name, model)
+        layers = linears_to_change(self.name, model)
         skipped = 0
         for index, (name, linear) in enumerate(layers):
             context.cancel.raise_if_cancelled()

@@ -25,11 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from core.models.linear_layers import (
-    block_linears,
     component_of,
-    convert_conv1d_to_linear,
+    linears_to_change,
     replace_module,
-    unsupported_layers_error,
 )
 from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.rank_budget import WHOLE, Shape, share_ranks
@@ -133,10 +131,7 @@ def factorise_to_budget(
         whitening_factor,
     )
 
-    convert_conv1d_to_linear(model)
-    layers = block_linears(model)
-    if not layers:
-        raise unsupported_layers_error(LowRankAwareConfig.name, model)
+    layers = linears_to_change(LowRankAwareConfig.name, model)
     factors, scales = {}, {}
     if method == "svd_llm":
         calibration = require_calibration(LowRankAwareConfig.name, context.calibration)

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from torch.nn.utils import prune
 
 from core.models.linear_layers import (
-    block_linears,
-    convert_conv1d_to_linear,
-    unsupported_layers_error,
+    linears_to_change,
 )
 from core.passes.base import PassConfig, PassContext, option, register
 
@@ -47,10 +45,7 @@ class PruneUnstructuredConfig(PassConfig):
     )
 
     def apply(self, model, context: PassContext):
-        convert_conv1d_to_linear(model)
-        layers = [module for _, module in block_linears(model)]
-        if not layers:
-            raise unsupported_layers_error(self.name, model)
+        layers = [module for _, module in linears_to_change(self.name, model)]
         if self.scope == "global":
             prune.global_unstructured(
                 [(m, "weight") for m in layers],

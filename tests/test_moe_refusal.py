@@ -1,0 +1,85 @@
+"""A mixture of experts keeps its expert weights as 3-D tensors, not linear
+layers: a pass over block linears would quantize, factor or prune only the
+attention and leave most of the model in float under an "int4" name. It is
+refused in one line instead; a scope that names only linear parts (the
+attention) still runs, and changes exactly those."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.errors import UnsupportedModelError
+from core.models.loading import load_model
+from core.passes import REGISTRY as R
+from core.passes.recipe import Recipe, apply_recipe
+from tests.test_passes import calibration_for
+from tests.tiny_models import tiny_tokenizer
+
+MOE = {
+    "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
+    "qwen2_moe": (
+        "Qwen2MoeConfig",
+        {
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "shared_expert_intermediate_size": 64,
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MOE))
+def moe(request, tmp_path_factory):
+    import transformers
+
+    class_name, fields = MOE[request.param]
+    tokenizer = tiny_tokenizer()
+    config = getattr(transformers, class_name)(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        **fields,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp(request.param)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return load_model(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        R["int8_weight_only"](),
+        R["int4_weight_only"](),
+        R["int8_dynamic"](smooth_alpha=0.0),
+        R["low_rank"](),
+        R["low_rank_aware"](),
+        R["prune_unstructured"](),
+        R["prune_wanda"](),
+        R["int8_weight_only"](parts="gate_up"),  # the experts' own part name
+    ],
+    ids=lambda c: c.name + (f"[{c.parts}]" if getattr(c, "parts", "") else ""),
+)
+def test_passes_over_linears_refuse_expert_tensors_in_one_line(moe, config):
+    with pytest.raises(UnsupportedModelError) as refused:
+        apply_recipe(moe, Recipe((config,)), calibration_for(moe))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"{config.name}: ") and "experts.gate_up_proj" in message
+
+
+def test_an_attention_scope_still_quantizes_the_attention_alone(moe):
+    built = apply_recipe(moe, Recipe((R["int8_weight_only"](parts="q,k,v,o"),)))
+    before = dict(moe.model.named_parameters())
+    after = dict(built.loaded.model.named_parameters())
+    experts = [name for name in before if ".experts." in name]
+    assert experts and all(torch.equal(before[n], after[n]) for n in experts)
+    changed = [name for name in before if name not in after]
+    assert changed and all(".self_attn." in name for name in changed)

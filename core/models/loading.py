@@ -8,6 +8,7 @@ one-line message; the user's files are only ever read.
 
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from core.errors import (
     WorkbenchError,
 )
 from core.models import default_model, demo_classifier
+from core.models.config_check import check_config
 from core.models.description import ModelDescription, describe
 from core.models.loading_onnx import is_onnx_folder
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
@@ -177,6 +179,15 @@ def _load_transformers_model(name: str | Path, dtype):
         ) from err
     except ValueError as err:  # unknown model_type, malformed JSON
         raise UnsupportedModelError(f"{name}: {_first_line(err)}") from err
+    except (
+        Exception
+    ) as err:  # huggingface_hub's typed-config validation (a field of the wrong type)
+        if "StrictDataclass" not in type(err).__name__:
+            raise
+        raise CorruptModelError(
+            f"{name}: config.json: {_first_line(err.__cause__ or err)}"
+        ) from err
+    check_config(config, name)  # before anything is built
     classifier = _is_sequence_classifier(config)
     auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
     kind = "sequence classifier" if classifier else "causal language model"
@@ -198,6 +209,19 @@ def _load_transformers_model(name: str | Path, dtype):
         if "Safetensor" in type(err).__name__ or "deserializ" in str(err).lower():
             raise CorruptModelError(
                 f"{name}: weight file is damaged ({_first_line(err)})."
+            ) from err
+        if isinstance(err, pickle.UnpicklingError):  # torch.load(weights_only=True) refused it
+            raise CorruptModelError(
+                f"{name}: a weight file is a pickle holding more than tensors; it is not "
+                "loaded, as unpickling it could run code (convert a trusted copy to safetensors)"
+            ) from err
+        if "ignore_mismatched_sizes" in str(err):
+            raise CorruptModelError(
+                f"{name}: the weights' shapes do not match config.json (an edited size?)"
+            ) from err
+        if isinstance(err, RuntimeError):  # torch refusing what the config asks to build
+            raise CorruptModelError(
+                f"{name}: the model config.json describes cannot be built ({_first_line(err)})"
             ) from err
         raise
     # transformers fills missing weights with random values and only warns;

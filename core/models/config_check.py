@@ -1,0 +1,96 @@
+"""A folder's config.json checked against itself and its weight files before
+transformers builds anything from it.
+
+transformers allocates what the config says: a config whose vocab_size or
+layer count was edited (by mistake or on purpose) makes it allocate
+terabytes, or build a million layers for minutes, before it finds that the
+weights do not fit; a negative width fails deep in torch with a traceback.
+These checks refuse such a folder in one line, from the config's numbers
+and the files' sizes alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import CorruptModelError
+
+# The sizes a block's shapes are read from, by their names across families
+# (transformers maps most to the first name; a few keep their own).
+SIZES = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "vocab_size": ("vocab_size",),
+    "num_attention_heads": ("num_attention_heads", "n_head"),
+    "num_key_value_heads": ("num_key_value_heads",),
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
+}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# Fewest bytes a stored weight can take (a 4-bit checkpoint), and the slack
+# the bound allows: the bound counts only the embedding and two hidden x
+# hidden matrices a layer, far below any real model's weights.
+MIN_BYTES_PER_WEIGHT = 0.5
+SLACK = 2.0
+
+
+def _size(config, names: tuple[str, ...]):
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return name, value
+    return names[0], None
+
+
+def _sizes(config, where: str) -> dict[str, int]:
+    """The config's sizes that are set; refused unless positive whole numbers."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    found = {}
+    for key, names in SIZES.items():
+        name, value = _size(text, names)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise CorruptModelError(
+                f"{where}: config.json's {name} is {value!r}; it must be a positive whole number"
+            )
+        found[key] = value
+    return found
+
+
+def weight_file_bytes(folder: Path) -> int:
+    return sum(
+        f.stat().st_size for f in folder.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES
+    )
+
+
+def fewest_weight_bytes(sizes: dict[str, int]) -> float:
+    """A lower bound on the bytes of weights the config describes."""
+    hidden = sizes.get("hidden_size", 0)
+    weights = sizes.get("vocab_size", 0) * hidden
+    weights += sizes.get("num_hidden_layers", 0) * 2 * hidden * hidden
+    return weights * MIN_BYTES_PER_WEIGHT
+
+
+def check_config(config, source) -> None:
+    """Refuse a config with a size that is not a positive whole number, or,
+    for a local folder (``source`` a Path) with weight files, one describing
+    far more weights than the files hold."""
+    sizes = _sizes(config, str(source))
+    if not isinstance(source, Path):
+        return  # a hub id: its files are not here to measure
+    folder = source
+    stored = weight_file_bytes(folder)
+    if stored == 0:
+        return  # transformers says which file is missing
+    needed = fewest_weight_bytes(sizes)
+    if needed > SLACK * stored:
+        raise CorruptModelError(
+            f"{folder}: config.json describes at least {_mib(needed)} of weights "
+            f"(hidden_size {sizes.get('hidden_size')}, {sizes.get('num_hidden_layers')} "
+            f"layers, vocab_size {sizes.get('vocab_size')}) but the weight files hold "
+            f"{_mib(stored)}: the config does not belong to these weights"
+        )
+
+
+def _mib(count: float) -> str:
+    return f"{count / 2**20:,.1f} MiB"

@@ -1,0 +1,77 @@
+"""Hostile or damaged folders are refused in one line before transformers
+builds anything: sizes that are not positive, a config describing far more
+weights than its files hold (it would allocate terabytes, or build a
+million layers), weights of the wrong shape, and a pickle that would run
+code when unpickled."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+import torch
+
+from core.errors import CorruptModelError
+from core.models.loading import load_model
+
+
+def edited(source, tmp_path, **fields):
+    copy = tmp_path / "model"
+    shutil.copytree(source, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(fields)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "fields, said",
+    [
+        ({"hidden_size": -64}, "hidden_size is -64"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers is 0"),
+        ({"vocab_size": 2.5}, "vocab_size.*2.5"),
+        ({"vocab_size": 10**11}, "the config does not belong to these weights"),
+        ({"num_hidden_layers": 10**6}, "the config does not belong to these weights"),
+    ],
+    ids=["negative", "zero", "fraction", "vocab-bomb", "layer-bomb"],
+)
+def test_a_config_that_cannot_fit_its_weights_is_refused_at_once(
+    tiny_llama_dir, tmp_path, fields, said
+):
+    folder = edited(tiny_llama_dir, tmp_path, **fields)
+    start = time.perf_counter()
+    with pytest.raises(CorruptModelError, match=said) as refused:
+        load_model(str(folder), device="cpu")
+    assert time.perf_counter() - start < 30  # nothing was built (a million layers take minutes)
+    assert "\n" not in str(refused.value)
+
+
+def test_weights_of_another_shape_are_refused_in_one_line(tiny_llama_dir, tmp_path):
+    folder = edited(tiny_llama_dir, tmp_path, vocab_size=600)  # the files hold 512 rows
+    with pytest.raises(CorruptModelError, match="shapes do not match config.json"):
+        load_model(str(folder), device="cpu")
+
+
+def test_a_pickle_that_would_run_code_is_not_unpickled(tiny_llama_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("open(__import__('os').environ['CANARY'], 'w').close()",))
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, folder)
+    tensors = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save({**tensors, "extra": Payload()}, folder / "pytorch_model.bin")
+    canary = tmp_path / "ran"
+    os.environ["CANARY"] = str(canary)
+    try:
+        with pytest.raises(CorruptModelError, match="could run code"):
+            load_model(str(folder), device="cpu")
+    finally:
+        del os.environ["CANARY"]
+    assert not canary.exists()  # torch's weights-only load refused the reduce

@@ -62,7 +62,7 @@ def tiny_config(kind: str):
             eos_token_id=eos,
             tie_word_embeddings=True,
         )
-    if kind in FAMILY_CONFIGS:
+    if kind in FAMILY_CONFIGS or kind in EXPORT_CONFIGS:
         return _family_config(kind, vocab, eos)
     raise ValueError(kind)
 
@@ -94,14 +94,46 @@ FAMILY_CONFIGS = {
         },
     ),
 }
-# The causal LM kinds save_tiny_model builds.
+# The causal LM kinds the passes are tested on.
 CAUSAL_KINDS = ("gpt2", "llama", *FAMILY_CONFIGS)
+
+# Further families the ONNX export is tested on (tests/test_onnx_families.py);
+# their sizes and multipliers set away from 1 where the family has them, so
+# a graph that dropped one would show in the logits. Gemma (1): scaled
+# embedding, (1 + w) norms; Granite: embedding, residual, attention and
+# logit multipliers; OLMo 2: norms after attention and MLP, q/k norms;
+# SmolLM3: layers without RoPE (every 4th); StableLM: partial rotary, q/k/v
+# bias; StarCoder2: biased c_fc/c_proj MLP, LayerNorm; Cohere: parallel
+# attention and MLP, logit scale; Phi (1/2): partial rotary, parallel
+# block; OPT: learned positions, pre-LayerNorm, ReLU.
+UNSET = object()  # a shared setting this family's config does not have
+EXPORT_CONFIGS = {
+    "gemma": ("GemmaConfig", {"head_dim": 16}),
+    "granite": (
+        "GraniteConfig",
+        {
+            "embedding_multiplier": 2.0,
+            "residual_multiplier": 0.5,
+            "attention_multiplier": 0.3,
+            "logits_scaling": 4.0,
+        },
+    ),
+    "olmo2": ("Olmo2Config", {}),
+    "smollm3": ("SmolLM3Config", {"num_hidden_layers": 4}),
+    "stablelm": ("StableLmConfig", {"partial_rotary_factor": 0.25, "use_qkv_bias": True}),
+    "starcoder2": ("Starcoder2Config", {"sliding_window": None}),
+    "cohere": ("CohereConfig", {"logit_scale": 0.5}),
+    "phi": ("PhiConfig", {"partial_rotary_factor": 0.5}),
+    # OPT has no grouped KV heads: its config must not claim two.
+    "opt": ("OPTConfig", {"ffn_dim": 128, "word_embed_proj_dim": 64, "num_key_value_heads": UNSET}),
+}
+EXPORT_KINDS = (*CAUSAL_KINDS, *EXPORT_CONFIGS)
 
 
 def _family_config(kind: str, vocab: int, eos: int):
     import transformers
 
-    class_name, extra = FAMILY_CONFIGS[kind]
+    class_name, extra = FAMILY_CONFIGS.get(kind) or EXPORT_CONFIGS[kind]
     settings = {
         "vocab_size": vocab,
         "hidden_size": 64,
@@ -115,7 +147,8 @@ def _family_config(kind: str, vocab: int, eos: int):
         "pad_token_id": eos,
         "tie_word_embeddings": True,
     }
-    return getattr(transformers, class_name)(**(settings | extra))
+    settings = {k: v for k, v in (settings | extra).items() if v is not UNSET}
+    return getattr(transformers, class_name)(**settings)
 
 
 @torch.no_grad()
@@ -137,7 +170,7 @@ def save_tiny_model(kind: str, folder: Path, seed: int = 0, **overrides) -> Path
     for field, value in overrides.items():
         setattr(config, field, value)
     model = AutoModelForCausalLM.from_config(config)
-    if kind in FAMILY_CONFIGS:
+    if kind in FAMILY_CONFIGS or kind in EXPORT_CONFIGS:
         _randomise_norms(model)
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)

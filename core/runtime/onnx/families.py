@@ -28,12 +28,23 @@ EXPORTABLE = {
     "gemma2": "Gemma 2",
     "gemma3_text": "Gemma 3 (text)",
     "gpt2": "GPT-2",
+    "gemma": "Gemma",
+    "granite": "Granite",
+    "olmo2": "OLMo 2",
+    "smollm3": "SmolLM3",
+    "stablelm": "StableLM",
+    "starcoder2": "StarCoder2",
+    "cohere": "Cohere",
+    "phi": "Phi-1/2",
+    "opt": "OPT",
 }
 
 # Families refused for a known reason (rather than "not tested"): the whole line.
 KNOWN_REFUSALS = {
     "gemma3": "ONNX export takes Gemma 3's text-only model ('gemma3_text'), not a 'gemma3' "
     "checkpoint with its vision tower.",
+    "gpt_neox": "ONNX export cannot take GPT-NeoX (Pythia): torch.export fails while tracing "
+    "it (torch 2.13, transformers 5), so no graph can be checked.",
     "bert": "ONNX export takes decoder LMs with a KV cache; 'bert' is an encoder (a classifier "
     "here), which runs on PyTorch eager.",
 }

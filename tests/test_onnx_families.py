@@ -148,3 +148,26 @@ def test_a_run_on_onnx_is_refused_before_the_recipe_is_built(tiny_llama_dir, mon
     recipe = Recipe.from_dict({"format": 1, "passes": [{"pass": "int8_weight_only", "version": 1}]})
     with pytest.raises(UnsupportedModelError, match="dynamic RoPE"):
         list(experiment.run_experiment(loaded, recipe, backend="ort"))
+
+
+def test_a_quantised_opt_graph_passes_its_gate(tmp_path):
+    """The traced OPT graph's shape annotations disagreed with ONNX's own
+    inference and stopped ONNX Runtime's quantiser; they are dropped first."""
+    loaded = load_model(str(save_tiny_model("opt", tmp_path / "model")), device="cpu")
+    result = export_onnx(loaded, tmp_path / "export", int8=True)
+    assert result.int8 and result.fidelity.passed
+
+
+def test_a_quantiser_failure_is_one_line_and_leaves_nothing(tiny_llama_dir, tmp_path, monkeypatch):
+    from core.errors import ExportFailedError
+    from core.onnx import int8
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("[ShapeInferenceError] shapes differ\nsecond line")
+
+    monkeypatch.setattr(int8, "quantize_graph", broken)
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    with pytest.raises(ExportFailedError, match="ONNX quantisation failed: .*shapes differ") as err:
+        export_onnx(loaded, tmp_path / "out", int8=True)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()

@@ -201,6 +201,36 @@ def _trace_and_quantize(loaded, exportable, target, progress, cancel, int8, cali
             raise
         raise ExportFailedError(f"ONNX export failed: {_first_line(err)}") from err
     cancel.raise_if_cancelled()
+    if quantized:
+        drop_value_info(fp32_target)
+    try:
+        _quantize(
+            loaded, exportable, fp32_target, target, progress, cancel, int8, calibration, bits
+        )
+    except Exception as err:  # ONNX Runtime's quantisers raise onnx's and their own types
+        if isinstance(err, WorkbenchError):
+            raise
+        raise ExportFailedError(f"ONNX quantisation failed: {_first_line(err)}") from err
+    if quantized:
+        for path in (fp32_target, fp32_target.with_name(f"{fp32_target.name}.data")):
+            path.unlink(missing_ok=True)
+    return untied, exportable
+
+
+def drop_value_info(path: Path) -> None:
+    """Remove the traced graph's intermediate shape annotations (weights
+    untouched: they stay in the external data file). ONNX Runtime's
+    quantisers re-infer every shape strictly, and the exporter's annotations
+    can disagree with ONNX's own inference (a tiny OPT: 64 against 128),
+    which stops them; inference derives the same shapes without them."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
+
+
+def _quantize(loaded, exportable, fp32_target, target, progress, cancel, int8, calibration, bits):
     if int8:
         from core.onnx.int8 import quantize_graph
 
@@ -220,10 +250,6 @@ def _trace_and_quantize(loaded, exportable, target, progress, cancel, int8, cali
 
         progress(Progress(f"Quantising weights to int{bits} (MatMulNBits)", 0.5))
         quantize_graph_nbits(fp32_target, target, bits)
-    if quantized:
-        for path in (fp32_target, fp32_target.with_name(f"{fp32_target.name}.data")):
-            path.unlink(missing_ok=True)
-    return untied, exportable
 
 
 def _build_fused(model, tokenizer, target, weight_bits, progress, cancel) -> int:

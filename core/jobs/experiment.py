@@ -84,7 +84,7 @@ def run_experiment(
     cancel = cancel or CancelToken()
     validate(recipe)
     check_supports(backend, original.task)  # before anything is built
-    check_exportable(backend, original)  # an ONNX runtime: a family the export takes
+    check_exportable(backend, original, recipe)  # an ONNX runtime: a family and recipe it takes
     candidate, notes, artifact = original, [], {}
     if recipe.passes:
         compressed = build_compressed(original, recipe, settings, progress, cancel)

@@ -126,6 +126,12 @@ def export(
     recipe = Recipe.from_dict(record.recipe) if record is not None else request.recipe
     validate(recipe)
     formats = parse_formats(request.formats)
+    if "onnx" in formats:  # a recipe of PyTorch int8/int4 layers cannot be traced
+        from core.errors import UnsupportedModelError
+        from core.onnx.traceable import onnx_recipe_refusal
+
+        if refusal := onnx_recipe_refusal(recipe):
+            raise UnsupportedModelError(refusal)
     if "gguf" in formats:  # an unsupported family or type is refused before any work
         from core.export.gguf_format import check_gguf_request
 

@@ -112,10 +112,11 @@ def _graph_words(chosen) -> str:
     return "fp32"
 
 
-def check_exportable(key: str, loaded) -> None:
+def check_exportable(key: str, loaded, recipe=None) -> None:
     """Refuse, in one line and before anything is built, a runtime that needs
-    an ONNX export of a family the export cannot take."""
+    an ONNX export of a family, or of a recipe, the export cannot take."""
     from core.errors import UnsupportedModelError
+    from core.onnx.traceable import onnx_recipe_refusal
     from core.runtime.onnx.families import export_refusal
     from core.runtime.registry import runtime
     from core.runtime.runners import is_onnx_runtime
@@ -124,6 +125,8 @@ def check_exportable(key: str, loaded) -> None:
     if not chosen.onnx or is_onnx_runtime(loaded.model):
         return
     if refusal := export_refusal(loaded.model.config):
+        raise UnsupportedModelError(refusal)
+    if recipe is not None and (refusal := onnx_recipe_refusal(recipe)):
         raise UnsupportedModelError(refusal)
     if chosen.fused:
         from core.onnx.fused import fused_refusal

@@ -281,6 +281,9 @@ def _remove_contents(folder: Path, remove_folder: bool) -> None:
 
 
 def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    text = str(err)
+    if "## Exception summary" in text:  # torch.export's report: its cause, not its advice
+        text = text.split("## Exception summary", 1)[1]
+    lines = [line for line in text.strip().splitlines() if line.strip()]
     summary = next((line for line in lines if "Error" in line or "error" in line), None)
     return (summary or (lines[0] if lines else type(err).__name__))[:300]

@@ -1,0 +1,79 @@
+"""A recipe of PyTorch int8/int4 layers cannot be traced to ONNX: a run on
+an ONNX runtime and an ONNX export refuse it in one line before anything is
+built (they used to fail deep in torch.export with its advice as the
+message), and a torch.export failure is reported by its cause."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from core.errors import UnsupportedModelError
+from core.jobs import experiment
+from core.jobs.export import ExportRequest, export
+from core.models.loading import load_model
+from core.onnx.export import _first_line
+from core.passes import REGISTRY as R
+from core.passes.recipe import Recipe
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+@pytest.mark.parametrize("name", ["int8_weight_only", "int4_weight_only", "int8_dynamic"])
+def test_a_run_on_onnx_runtime_refuses_torch_quantised_layers_before_building(
+    loaded, name, monkeypatch
+):
+    def never(*_args, **_kwargs):
+        raise AssertionError("built before the refusal")
+
+    monkeypatch.setattr(experiment, "build_compressed", never)
+    recipe = Recipe((R["prune_mlp"](0.25), R[name]()))
+    with pytest.raises(UnsupportedModelError, match=f"cannot trace {name}") as refused:
+        list(experiment.run_experiment(loaded, recipe, backend="ort-w4"))
+    assert "\n" not in str(refused.value)
+
+
+def test_an_onnx_export_of_them_is_refused_and_writes_nothing(loaded, tmp_path):
+    request = ExportRequest(
+        loaded, tmp_path / "out", ("hf", "onnx"), recipe=Recipe((R["int8_head"](),))
+    )
+    with pytest.raises(UnsupportedModelError, match="cannot trace int8_head"):
+        list(export(request))
+    assert not (tmp_path / "out").exists()
+
+
+def test_float_recipes_still_export(loaded, tmp_path):
+    request = ExportRequest(
+        loaded, tmp_path / "out", ("onnx",), recipe=Recipe((R["cast"](dtype="bfloat16"),))
+    )
+    assert list(export(request))
+    assert (tmp_path / "out" / "onnx" / "model.onnx").exists()
+
+
+def test_the_cli_says_it_in_one_line(tiny_llama_dir):
+    out = subprocess.run(
+        [sys.executable, "-m", "app.launcher", "compress", "-m", str(tiny_llama_dir)]
+        + ["--backend", "ort", "--pass", "int4_weight_only", "--no-save"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ONNX export cannot trace")
+    assert "Traceback" not in out.stderr
+
+
+def test_a_torch_export_failure_is_named_by_its_cause():
+    report = (
+        "Failed to export the model with torch.export. This is step 1/3.\n"
+        "- If there is an internal error during ONNX conversion, debug the error.\n\n"
+        "## Exception summary\n\n<class 'RuntimeError'>: Sizes of tensors must match\n"
+    )
+    assert (
+        _first_line(RuntimeError(report)) == "<class 'RuntimeError'>: Sizes of tensors must match"
+    )

@@ -1,6 +1,7 @@
 """ONNX export for every causal family the passes support (GPT-2, Llama,
-Mistral, Qwen2, Qwen3, Phi-3, Gemma 2, Gemma 3 text) and nine more (Gemma,
-Granite, OLMo 2, SmolLM3, StableLM, StarCoder2, Cohere, Phi-1/2, OPT), on
+Mistral, Qwen2, Qwen3, Phi-3, Gemma 2, Gemma 3 text) and eleven more (Gemma,
+Granite, OLMo 2, SmolLM3, StableLM, StarCoder2, Cohere, Phi-1/2, OPT, BLOOM,
+GPT-J), on
 tiny random models:
 the export passes its fidelity gate (which also decodes through the graph's
 KV cache), decoding token by token through the cache past the sliding window

@@ -105,7 +105,9 @@ CAUSAL_KINDS = ("gpt2", "llama", *FAMILY_CONFIGS)
 # SmolLM3: layers without RoPE (every 4th); StableLM: partial rotary, q/k/v
 # bias; StarCoder2: biased c_fc/c_proj MLP, LayerNorm; Cohere: parallel
 # attention and MLP, logit scale; Phi (1/2): partial rotary, parallel
-# block; OPT: learned positions, pre-LayerNorm, ReLU.
+# block; OPT: learned positions, pre-LayerNorm, ReLU; BLOOM: ALiBi instead
+# of positions; GPT-J: rotary on the first 8 of each head's 16 dimensions,
+# parallel block.
 UNSET = object()  # a shared setting this family's config does not have
 EXPORT_CONFIGS = {
     "gemma": ("GemmaConfig", {"head_dim": 16}),
@@ -126,6 +128,8 @@ EXPORT_CONFIGS = {
     "phi": ("PhiConfig", {"partial_rotary_factor": 0.5}),
     # OPT has no grouped KV heads: its config must not claim two.
     "opt": ("OPTConfig", {"ffn_dim": 128, "word_embed_proj_dim": 64, "num_key_value_heads": UNSET}),
+    "bloom": ("BloomConfig", {"num_key_value_heads": UNSET}),
+    "gptj": ("GPTJConfig", {"rotary_dim": 8, "n_positions": 256, "num_key_value_heads": UNSET}),
 }
 EXPORT_KINDS = (*CAUSAL_KINDS, *EXPORT_CONFIGS)
 

@@ -37,6 +37,8 @@ EXPORTABLE = {
     "cohere": "Cohere",
     "phi": "Phi-1/2",
     "opt": "OPT",
+    "bloom": "BLOOM",
+    "gptj": "GPT-J",
 }
 
 # Families refused for a known reason (rather than "not tested"): the whole line.

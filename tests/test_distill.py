@@ -225,3 +225,17 @@ def test_cli_distills_the_tiny_model(tiny_llama_dir, tmp_path):
 def test_cli_refuses_a_student_without_a_shape(tmp_path):
     out = run_cli("distill", "-m", str(tmp_path / "never-loaded"))
     assert out.returncode == 2 and "--drop-layers" in out.stderr
+
+
+def test_the_default_evaluation_window_fits_a_short_context(tiny_llama_dir):
+    """The 512-token default would be refused on a 256-position model; it is
+    cut to the model's context, and the run says so."""
+    args = [
+        "distill", "-m", str(tiny_llama_dir), "--drop-layers", "1", "--steps", "2",
+        "--seq-len", "64", "--text", "pydoc", "--eval-every", "0", "--eval-windows", "1",
+        "--threads", "1", "--json",
+    ]  # fmt: skip
+    out = run_cli(*args)
+    assert out.returncode == 0, out.stderr
+    assert "evaluation windows of 256 tokens, not 512" in out.stderr
+    assert json.loads(out.stdout)["student_ppl"] > 1

@@ -74,6 +74,7 @@ def distill_student(
     teacher, settings = request.teacher, request.settings
     require_causal_lm(teacher, "Distillation")
     recipe = request.shape.recipe()  # refuses an empty shape before any work
+    settings = _eval_context_fitted(teacher, settings, progress)
     check_fits(teacher, request.shape, settings)
     set_threads(request.threads)
     experiment = request.experiment
@@ -135,6 +136,27 @@ class StudentScore:
 
     ppl: float
     protocol: str  # names the windows actually scored
+
+
+def _eval_context_fitted(teacher, settings, progress):
+    """``settings`` with its monitoring windows no longer than the teacher's
+    context (the 512-token default would refuse a model trained for 256),
+    saying so when they were cut."""
+    from dataclasses import replace
+
+    from core.runtime.generation import context_length
+
+    limit = context_length(teacher.model.config)
+    if settings.eval_context_tokens <= limit:
+        return settings
+    progress(
+        Progress(
+            f"evaluation windows of {limit} tokens, not {settings.eval_context_tokens}: "
+            f"the model's context is {limit} tokens",
+            None,
+        )
+    )
+    return replace(settings, eval_context_tokens=limit)
 
 
 def check_fits(teacher, shape, settings) -> None:

@@ -14,42 +14,12 @@ from core.models.loading import load_model
 from core.passes import REGISTRY as R
 from core.passes.recipe import Recipe, apply_recipe
 from tests.test_passes import calibration_for
-from tests.tiny_models import tiny_tokenizer
-
-MOE = {
-    "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
-    "qwen2_moe": (
-        "Qwen2MoeConfig",
-        {
-            "num_experts": 4,
-            "num_experts_per_tok": 2,
-            "moe_intermediate_size": 32,
-            "shared_expert_intermediate_size": 64,
-        },
-    ),
-}
+from tests.tiny_models import MOE_CONFIGS, save_tiny_model
 
 
-@pytest.fixture(scope="module", params=sorted(MOE))
+@pytest.fixture(scope="module", params=sorted(MOE_CONFIGS))
 def moe(request, tmp_path_factory):
-    import transformers
-
-    class_name, fields = MOE[request.param]
-    tokenizer = tiny_tokenizer()
-    config = getattr(transformers, class_name)(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        **fields,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp(request.param)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = save_tiny_model(request.param, tmp_path_factory.mktemp(request.param))
     return load_model(str(folder), device="cpu")
 
 

@@ -62,7 +62,7 @@ def tiny_config(kind: str):
             eos_token_id=eos,
             tie_word_embeddings=True,
         )
-    if kind in FAMILY_CONFIGS or kind in EXPORT_CONFIGS:
+    if kind in _BUILT:
         return _family_config(kind, vocab, eos)
     raise ValueError(kind)
 
@@ -133,11 +133,28 @@ EXPORT_CONFIGS = {
 }
 EXPORT_KINDS = (*CAUSAL_KINDS, *EXPORT_CONFIGS)
 
+# Mixtures of experts (experts stored as 3-D tensors): what the passes over
+# linear layers refuse (tests/test_moe_refusal.py).
+MOE_CONFIGS = {
+    "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
+    "qwen2_moe": (
+        "Qwen2MoeConfig",
+        {
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "shared_expert_intermediate_size": 64,
+        },
+    ),
+}
+# Every kind _family_config builds: the name -> (config class, its fields).
+_BUILT = {**FAMILY_CONFIGS, **EXPORT_CONFIGS, **MOE_CONFIGS}
+
 
 def _family_config(kind: str, vocab: int, eos: int):
     import transformers
 
-    class_name, extra = FAMILY_CONFIGS.get(kind) or EXPORT_CONFIGS[kind]
+    class_name, extra = _BUILT[kind]
     settings = {
         "vocab_size": vocab,
         "hidden_size": 64,
@@ -174,7 +191,7 @@ def save_tiny_model(kind: str, folder: Path, seed: int = 0, **overrides) -> Path
     for field, value in overrides.items():
         setattr(config, field, value)
     model = AutoModelForCausalLM.from_config(config)
-    if kind in FAMILY_CONFIGS or kind in EXPORT_CONFIGS:
+    if kind in _BUILT:
         _randomise_norms(model)
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)

@@ -349,7 +349,10 @@ REFUSED_AFTER_LOADING = [
     (["bench", "--prompt-tokens", "300"], "over the model's 256-token context"),
     (["generate", "-p", ""], "the prompt is empty"),
     (["distill", "--drop-layers", "2", "--no-eval"], "--drop-layers 2 leaves no layer of 2"),
-    (["distill", "--drop-layers", "1"], "--eval-context 512 is over the model's 256-token"),
+    (
+        ["distill", "--drop-layers", "1", "--eval-context", "512"],
+        "--eval-context 512 is over the model's 256-token",
+    ),
     (["distill", "--drop-layers", "1", "--seq-len", "1000"], "--seq-len 1000 is over"),
     (["compress", "--pass", "prune_layers:count=5", "--no-eval"], "cannot drop 5 of 2 layers"),
 ]

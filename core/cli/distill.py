@@ -53,7 +53,13 @@ def add_parser(sub) -> None:
         help="quick perplexity every N steps (0: only at the end)",
     )
     parser.add_argument("--eval-windows", type=whole(1, 100_000), default=d.eval_windows)
-    parser.add_argument("--eval-context", type=whole(2), default=d.eval_context_tokens)
+    parser.add_argument(
+        "--eval-context",
+        type=whole(2),
+        default=None,
+        help=f"evaluation window (default {d.eval_context_tokens}, or the model's context "
+        "where it is shorter)",
+    )
     parser.add_argument("--no-eval", action="store_true", help="no perplexity at all")
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     parser.add_argument(
@@ -88,7 +94,7 @@ def _settings(args):
         text_source=args.text,
         eval_every=None if args.no_eval else args.eval_every,
         eval_windows=args.eval_windows,
-        eval_context_tokens=args.eval_context,
+        eval_context_tokens=args.eval_context or DistillSettings.eval_context_tokens,
         checkpoint_every=args.checkpoint_every,
     )
 
@@ -121,6 +127,14 @@ def run(args) -> None:
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir")
     teacher = load(args, "torch")
+    if args.eval_context is not None and not args.no_eval:  # asked: checked, not cut
+        from core.runtime.generation import context_length
+
+        limit = context_length(teacher.model.config)
+        if args.eval_context > limit:
+            raise ValueError(
+                f"--eval-context {args.eval_context} is over the model's {limit}-token context"
+            )
     store = ResultsStore()
     # The student is measured like any run (the window's quick protocol, cut to
     # the evaluation windows asked for here) and stored, so it joins the table.

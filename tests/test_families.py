@@ -278,3 +278,4 @@ def test_an_unknown_layout_is_refused_in_one_line(folders, swap, config, words):
     with pytest.raises(UnsupportedModelError, match=words) as error:
         apply_recipe(loaded, Recipe((config,)), calibration_for(loaded))
     assert "\n" not in str(error.value)
+    assert str(error.value).startswith(f"{config.name}: ")  # which pass refused

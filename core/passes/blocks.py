@@ -98,10 +98,17 @@ def slice_linear(linear: nn.Linear, rows=None, columns=None) -> nn.Linear:
     return new
 
 
-def prepare_for_structured_pruning(model: nn.Module) -> None:
+def prepare_for_structured_pruning(model: nn.Module, pass_name: str = "") -> None:
+    """GPT-2's Conv1D made Linear; a family whose blocks structured pruning
+    does not know is refused, named by the pass that asked."""
     convert_conv1d_to_linear(model)
     layer = decoder_layers(model)[0]
-    mlp_parts(layer)  # raises on an unsupported family
+    try:
+        mlp_parts(layer)
+    except UnsupportedModelError as err:
+        if not pass_name:
+            raise
+        raise UnsupportedModelError(f"{pass_name}: {err}") from None
 
 
 def config_set(config, value, *names) -> None:

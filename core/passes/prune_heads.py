@@ -72,7 +72,7 @@ class PruneHeadsConfig(PassConfig):
     )
 
     def apply(self, model, context: PassContext):
-        prepare_for_structured_pruning(model)
+        prepare_for_structured_pruning(model, self.name)
         _attention(decoder_layers(model)[0])  # refuses an unknown layout before any work
         calibration = require_calibration(self.name, context.calibration)
         config = model.config

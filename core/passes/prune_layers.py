@@ -32,7 +32,7 @@ class PruneLayersConfig(PassConfig):
     )
 
     def apply(self, model, context: PassContext):
-        prepare_for_structured_pruning(model)
+        prepare_for_structured_pruning(model, self.name)
         layers = decoder_layers(model)
         if self.count >= len(layers):
             raise ValueError(f"prune_layers: cannot drop {self.count} of {len(layers)} layers")

@@ -40,7 +40,7 @@ class PruneMlpConfig(PassConfig):
     )
 
     def apply(self, model, context: PassContext):
-        prepare_for_structured_pruning(model)
+        prepare_for_structured_pruning(model, self.name)
         calibration = require_calibration(self.name, context.calibration)
         layers = decoder_layers(model)
         scores = measure_neuron_importance(model, layers, calibration, context)

@@ -33,6 +33,9 @@ class DistillRequest:
     baseline: bool = False  # also score the teacher and the untrained student first
     measure: bool = True  # benchmark and evaluate the trained student (a RunRecord)
     threads: int | None = None
+    # The evaluation window is the default, not the user's: cut it to a
+    # teacher whose context is shorter (and say so) instead of refusing.
+    fit_eval_context: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ def distill_student(
     teacher, settings = request.teacher, request.settings
     require_causal_lm(teacher, "Distillation")
     recipe = request.shape.recipe()  # refuses an empty shape before any work
-    settings = _eval_context_fitted(teacher, settings, progress)
+    if request.fit_eval_context:
+        settings = _eval_context_fitted(teacher, settings, progress)
     check_fits(teacher, request.shape, settings)
     set_threads(request.threads)
     experiment = request.experiment

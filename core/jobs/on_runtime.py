@@ -112,7 +112,7 @@ def _graph_words(chosen) -> str:
     return "fp32"
 
 
-def check_exportable(key: str, loaded, recipe) -> None:
+def check_exportable(key: str, loaded, recipe=None) -> None:
     """Refuse, in one line and before anything is built, a runtime that needs
     an ONNX export of a family, or of a recipe, the export cannot take."""
     from core.errors import UnsupportedModelError
@@ -126,7 +126,7 @@ def check_exportable(key: str, loaded, recipe) -> None:
         return
     if refusal := export_refusal(loaded.model.config):
         raise UnsupportedModelError(refusal)
-    if refusal := onnx_recipe_refusal(recipe):
+    if recipe is not None and (refusal := onnx_recipe_refusal(recipe)):
         raise UnsupportedModelError(refusal)
     if chosen.fused:
         from core.onnx.fused import fused_refusal

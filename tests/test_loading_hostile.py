@@ -35,8 +35,23 @@ def edited(source, tmp_path, **fields):
         ({"vocab_size": 2.5}, "vocab_size.*2.5"),
         ({"vocab_size": 10**11}, "the config does not belong to these weights"),
         ({"num_hidden_layers": 10**6}, "the config does not belong to these weights"),
+        # transformers' own validator divides by it (ZeroDivisionError) before ours runs
+        ({"num_attention_heads": 0}, "num_attention_heads is 0"),
+        ({"head_dim": -4}, "head_dim is -4"),
+        ({"max_position_embeddings": 0}, "max_position_embeddings is 0"),
+        ({"rms_norm_eps": None}, "refused by transformers' checks.*rms_norm_eps"),
     ],
-    ids=["negative", "zero", "fraction", "vocab-bomb", "layer-bomb"],
+    ids=[
+        "negative",
+        "zero",
+        "fraction",
+        "vocab-bomb",
+        "layer-bomb",
+        "zero-heads",
+        "negative-head-dim",
+        "no-context",
+        "null-eps",
+    ],
 )
 def test_a_config_that_cannot_fit_its_weights_is_refused_at_once(
     tiny_llama_dir, tmp_path, fields, said

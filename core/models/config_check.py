@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import CorruptModelError
+from core.message_text import shown
 
 # The sizes a block's shapes are read from, by their names across families
 # (transformers maps most to the first name; a few keep their own).
@@ -24,6 +25,9 @@ SIZES = {
     "num_attention_heads": ("num_attention_heads", "n_head"),
     "num_key_value_heads": ("num_key_value_heads",),
     "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
+    "head_dim": ("head_dim",),
+    # The context: 0 or -1 would read as "no limit" or refuse every prompt.
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "n_ctx"),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 # Fewest bytes a stored weight can take (a 4-bit checkpoint), and the slack
@@ -49,12 +53,16 @@ def _sizes(config, where: str) -> dict[str, int]:
         name, value = _size(text, names)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise CorruptModelError(
-                f"{where}: config.json's {name} is {value!r}; it must be a positive whole number"
-            )
+        refuse_bad_size(where, name, value)
         found[key] = value
     return found
+
+
+def refuse_bad_size(where: str, name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise CorruptModelError(
+            f"{where}: config.json's {name} is {shown(value)}; it must be a positive whole number"
+        )
 
 
 def weight_file_bytes(folder: Path) -> int:

@@ -24,6 +24,7 @@ from core.errors import (
 )
 from core.models import default_model, demo_classifier
 from core.models.config_check import check_config
+from core.models.config_read import read_config
 from core.models.description import ModelDescription, describe
 from core.models.loading_onnx import is_onnx_folder
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
@@ -162,31 +163,12 @@ def _is_sequence_classifier(config) -> bool:
 
 def _load_transformers_model(name: str | Path, dtype):
     from transformers import (
-        AutoConfig,
         AutoModelForCausalLM,
         AutoModelForSequenceClassification,
         AutoTokenizer,
     )
 
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except OSError as err:
-        if isinstance(name, Path):
-            raise CorruptModelError(f"Cannot read {name}/config.json: {_first_line(err)}") from err
-        raise ModelNotFoundError(
-            f"{name!s} is not a local folder and could not be fetched from the Hugging Face "
-            f"Hub ({_first_line(err)})."
-        ) from err
-    except ValueError as err:  # unknown model_type, malformed JSON
-        raise UnsupportedModelError(f"{name}: {_first_line(err)}") from err
-    except (
-        Exception
-    ) as err:  # huggingface_hub's typed-config validation (a field of the wrong type)
-        if "StrictDataclass" not in type(err).__name__:
-            raise
-        raise CorruptModelError(
-            f"{name}: config.json: {_first_line(err.__cause__ or err)}"
-        ) from err
+    config = read_config(name)
     check_config(config, name)  # before anything is built
     classifier = _is_sequence_classifier(config)
     auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM

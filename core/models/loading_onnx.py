@@ -13,7 +13,11 @@ from collections import Counter
 from pathlib import Path
 
 from core.errors import CorruptModelError, NotAModelError
+from core.message_text import one_line
+from core.models.config_check import check_config
+from core.models.config_read import read_config
 from core.models.description import ModelDescription, bytes_on_disk
+from core.runtime.onnx.ort_errors import is_ort_error, ort_reason
 
 MODEL_FILE = "model.onnx"
 
@@ -39,23 +43,30 @@ def _stored_weights(path: Path) -> tuple[int, dict[str, int]]:
 
 
 def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None):
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer, GenerationConfig
 
     from core.models.loading import LoadedModel
     from core.runtime.onnx.ort_model import OrtCausalLM
 
     if not is_onnx_folder(folder):
         raise NotAModelError(f"{folder} holds no exported model ({MODEL_FILE} and config.json).")
+    config = _read_config(folder)
     try:
-        config = AutoConfig.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        try:
-            generation = GenerationConfig.from_pretrained(folder)
-        except OSError:
-            generation = GenerationConfig.from_model_config(config)
-        model = OrtCausalLM(folder / MODEL_FILE, config, generation, device=device)
     except (OSError, ValueError) as err:
-        raise CorruptModelError(f"{folder}: {str(err).strip().splitlines()[0][:300]}") from err
+        raise NotAModelError(f"{folder}: no usable tokenizer ({_first_line(err)}).") from err
+    try:
+        generation = GenerationConfig.from_pretrained(folder)
+    except (OSError, ValueError):  # none stored, or unreadable: the config's defaults
+        generation = GenerationConfig.from_model_config(config)
+    try:
+        model = OrtCausalLM(folder / MODEL_FILE, config, generation, device=device)
+    except Exception as err:
+        if not is_ort_error(err):
+            raise
+        raise CorruptModelError(
+            f"{folder / MODEL_FILE}: ONNX Runtime cannot open it: {ort_reason(err)}"
+        ) from err
     weights, by_dtype = _stored_weights(folder / MODEL_FILE)
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     description = ModelDescription(
@@ -77,3 +88,15 @@ def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None
         notes=list(notes or []) + [f"runs in ONNX Runtime ({model.runner_name})"],
     )
     return LoadedModel(model, tokenizer, source, folder, description)
+
+
+def _read_config(folder: Path):
+    """The folder's config, its sizes checked (they shape the cache buffers)."""
+    config = read_config(folder)
+    check_config(config, str(folder))  # sizes only: the weights are the graph's
+    return config
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return one_line(text.splitlines()[0][:300])

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from core.errors import CorruptModelError
+from core.models.config_read import read_config
 from core.models.exported.module_kinds import FLOAT_DTYPES, KINDS, dtype_name
 from core.models.exported.skeleton import build_config, build_skeleton, scalar_attributes
 from core.models.linear_layers import replace_module
@@ -44,14 +45,7 @@ def _first_line(err: BaseException) -> str:
 def load_workbench_folder(folder: Path, manifest: dict) -> nn.Module:
     """The exported model on the CPU, in the dtypes it was stored in.
     ``manifest`` comes from ``manifest_check.read_checked_manifest``."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError) as err:
-        raise CorruptModelError(
-            f"{folder}: config.json cannot be read ({_first_line(err)})."
-        ) from None
+    config = read_config(folder)
     tensors = _read_tensors(folder, manifest["weights"])
     overrides = manifest["build_overrides"]
     try:

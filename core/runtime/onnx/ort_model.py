@@ -128,6 +128,13 @@ class OrtCausalLM:
             raise NotAModelError(
                 f"{path} is not a graph exported by the workbench (its inputs differ)."
             )
+        mismatch = _config_mismatch(self.session, (self._kv_heads, self._head_dim), config)
+        if mismatch:
+            from core.errors import CorruptModelError
+
+            raise CorruptModelError(
+                f"{path}: the config.json beside it does not describe this graph ({mismatch})."
+            )
         self.int8 = bool(ops & INT8_OPS)  # dynamic int8
         self.static_int8 = STATIC_INT8_OPS <= ops
         self.weight_only = bool(ops & WEIGHT_ONLY_OPS)
@@ -286,3 +293,24 @@ def _op_types(path: Path) -> set[str]:
 
     model = onnx.load(str(path), load_external_data=False)
     return {node.op_type for node in model.graph.node}
+
+
+def _config_mismatch(session, cache: tuple[int, int], config) -> str | None:
+    """Where the graph's fixed dimensions disagree with ``config``: the cache's
+    kv heads and head size, and the vocabulary of the logits. The step code
+    sizes its buffers from the config, so a config edited or copied from
+    another model would fail mid-run, or read the wrong memory."""
+    for value in session.get_inputs():
+        if value.name.startswith("past_key_values."):
+            heads, size = value.shape[1], value.shape[3]
+            for name, graph, configured in (
+                ("kv heads", heads, cache[0]),
+                ("head size", size, cache[1]),
+            ):
+                if isinstance(graph, int) and graph != configured:
+                    return f"{name}: graph {graph}, config {configured}"
+    for value in session.get_outputs():
+        vocab = value.shape[-1] if value.name == LOGITS and value.shape else None
+        if isinstance(vocab, int) and vocab != config.vocab_size:
+            return f"vocabulary: graph {vocab}, config {config.vocab_size}"
+    return None

@@ -170,6 +170,11 @@ class MainWindow(QMainWindow):
         self.pareto_chart.record_clicked.connect(self.restore)
         for record in self.store.load():
             self._show_record(record)
+        if self.store.skipped:
+            self.notifications.error(
+                f"{self.store.skipped} line(s) of {self.store.path} could not be read "
+                "(damaged, or values of the wrong type) and are not shown; the file is unchanged."
+            )
         self.model_panel.load_requested.connect(self.load_model)
         self.model_panel.prepare_requested.connect(self.prepare_classifier)
         self.generate_panel.generate_requested.connect(self.generate)
@@ -395,9 +400,16 @@ class MainWindow(QMainWindow):
 
     def restore(self, record: RunRecord) -> None:
         """Put a run's recipe back into the sliders."""
-        from core.passes.recipe import Recipe
+        from core.passes.recipe import Recipe, RecipeError
 
-        self.compression_panel.set_recipe(Recipe.from_dict(record.recipe))
+        try:  # runs.jsonl is the user's file: its recipe may be edited or a later version's
+            recipe = Recipe.from_dict(record.recipe)
+        except RecipeError as err:
+            self.notifications.error(
+                f"The recipe of {record.recipe_name} cannot be restored: {err}"
+            )
+            return
+        self.compression_panel.set_recipe(recipe)
         self.compression_panel.set_backend(record.backend)
         self.stage.setText(f"Restored: {record.recipe_name}")
 

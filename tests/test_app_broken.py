@@ -4,6 +4,8 @@ compare view, and say why."""
 
 from __future__ import annotations
 
+import json
+
 from PySide6.QtGui import QColor
 
 from app.compare_view import CompareView
@@ -128,3 +130,27 @@ def test_window_shows_stored_broken_run_at_start(qtbot, tmp_path):
     qtbot.addWidget(window)
     assert window.results_table.item(1, STATUS_COLUMN).text() == "broken"
     assert [p.data().recipe_name for p in window.pareto_chart.broken.points()] == ["low_rank(2)"]
+
+
+def test_window_opens_on_a_damaged_store_and_says_what_it_skipped(qtbot, tmp_path):
+    store = ResultsStore(tmp_path / "runs.jsonl")
+    store.append(HEALTHY)
+    with store.path.open("a", encoding="utf-8") as f:  # a size past Qt's ints: it overflowed
+        f.write(json.dumps(HEALTHY.to_dict() | {"bytes": 2**63}) + "\n")
+    store.append(BROKEN)
+    window = MainWindow(threads=1, store=store)
+    qtbot.addWidget(window)
+    assert window.results_table.rowCount() == 2
+    (message,) = window.notifications.messages()
+    assert "1 line(s) of" in message and "could not be read" in message
+
+
+def test_a_recipe_this_version_cannot_read_is_not_restored_and_says_why(qtbot, tmp_path):
+    store = ResultsStore(tmp_path / "runs.jsonl")
+    store.append(record(recipe={"format": 2, "passes": []}, recipe_name="from the future"))
+    window = MainWindow(threads=1, store=store)
+    qtbot.addWidget(window)
+    window.restore(store.load()[0])
+    (message,) = window.notifications.messages()
+    assert "The recipe of from the future cannot be restored" in message
+    assert "unknown recipe format 2" in message

@@ -74,3 +74,57 @@ def test_a_line_of_an_unknown_task_is_skipped_not_fatal(tmp_path):
     store.path.write_text(json.dumps(good | {"task": "image-generation"}) + "\n[1, 2]\n")
     store.append(_record(LMMetrics(ppl=5.0)))
     assert [r.metrics.ppl for r in store.load()] == [5.0]
+
+
+def _spoiled(**changes) -> str:
+    line = _record(LMMetrics(ppl=2.0, decode_ms_per_token=3.0)).to_dict()
+    for key, value in changes.items():
+        if key.startswith("metrics_"):
+            line["metrics"][key[len("metrics_") :]] = value
+        else:
+            line[key] = value
+    return json.dumps(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        _spoiled(bytes="big"),
+        _spoiled(bytes=-5),
+        _spoiled(threads=0),
+        _spoiled(model=["a"]),
+        _spoiled(notes="not a list"),
+        _spoiled(recipe=[1, 2]),
+        _spoiled(recipe={"format": 1}),
+        _spoiled(bytes_by_component={"embeddings": "x"}),
+        _spoiled(metrics_ppl=10**400),  # JSON holds it; Qt and the chart overflow
+        _spoiled(metrics_decode_ms_per_token=-1.0),
+        _spoiled(metrics_ppl="2.0"),
+        _spoiled(metrics_top1_agreement=True),
+        _spoiled(metrics="not an object"),
+        _spoiled(task=["causal-lm"]),
+        '{"model": "m", "metrics": {"ppl": NaN}}',
+        "[1, 2]",
+        "null",
+        "[" * 100_000,  # deeper than json's recursion
+    ],
+)
+def test_a_line_of_the_wrong_types_is_skipped_and_counted(tmp_path, line):
+    store = ResultsStore(tmp_path / "runs.jsonl")
+    store.append(_record(LMMetrics(ppl=5.0)))
+    with store.path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+    store.append(_record(LMMetrics(ppl=7.0)))
+    before = store.path.read_bytes()
+    assert [r.metrics.ppl for r in store.load()] == [5.0, 7.0]
+    assert store.skipped == 1
+    assert store.path.read_bytes() == before  # never rewritten
+
+
+def test_bytes_that_are_not_utf8_cost_only_their_line(tmp_path):
+    store = ResultsStore(tmp_path / "runs.jsonl")
+    store.append(_record(LMMetrics(ppl=5.0)))
+    with store.path.open("ab") as f:
+        f.write(b'{"model": "\xff\xfe"}\n')
+    store.append(_record(LMMetrics(ppl=7.0, mean_kl=-1e-9)))  # KL may round below 0
+    assert [r.metrics.ppl for r in store.load()] == [5.0, 7.0] and store.skipped == 1

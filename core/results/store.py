@@ -22,6 +22,7 @@ from core.results.metrics import (
     metrics_from_dict,
     metrics_to_dict,
 )
+from core.results.record_check import record_problem
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ def data_dir() -> Path:
 class ResultsStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or data_dir() / "runs.jsonl"
+        self.skipped = 0  # lines the last load() could not read
 
     def append(self, record: RunRecord) -> RunRecord:
         if not record.run_id:
@@ -118,13 +120,27 @@ class ResultsStore:
         return record
 
     def load(self) -> list[RunRecord]:
+        """Every record that reads back; a line that does not (cut short by a
+        kill, bytes that are not UTF-8, values of the wrong type:
+        core.results.record_check) is skipped and counted in ``skipped``."""
+        self.skipped = 0
         if not self.path.exists():
             return []
         records = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
+            if not line.strip():
+                continue
             try:
-                data = json.loads(line)
-                records.append(RunRecord.from_dict(data))
-            except (ValueError, TypeError, AttributeError):
-                continue  # a line cut short by a kill: skip it, keep the rest
+                data = json.loads(line, parse_constant=_refuse_constant)
+            except (ValueError, RecursionError):
+                data = None
+            if record_problem(data) is not None:
+                self.skipped += 1
+                continue
+            records.append(RunRecord.from_dict(data))
         return records
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a record holds")

@@ -109,3 +109,22 @@ def test_the_cli_resumes_automatically_and_fresh_measures_again(
     assert json.loads(second.out)["resumed"] == 4
     assert main([*argv, "--fresh"]) == 0
     assert capsys.readouterr().err.count("KL") == 4
+
+
+def test_cells_of_the_wrong_types_or_numbers_are_skipped(tmp_path):
+    store = SensitivityStore(tmp_path / "sensitivity.jsonl")
+    cell = {"layer": 3, "part": "", "mean_kl": 0.5, "ppl_ratio": 1.1}
+    store.append("k", {}, {}, {}, cell)
+    with open(store.path, "ab") as f:
+        for bad in (
+            {"mean_kl": 10**400},  # float() overflows
+            {"mean_kl": "nan"},
+            {"ppl_ratio": "inf"},
+            {"layer": 1.5},
+            {"layer": -1},
+            {"layer": True},
+            {"part": ["q"]},
+        ):
+            f.write(json.dumps({"key": "k", "cell": {**cell, "layer": 4} | bad}).encode() + b"\n")
+        f.write(b'{"key": "k", "cell": {"layer": 5, "part": "\xff"}}\n')  # not UTF-8
+    assert store.cells("k") == {(3, ""): {"mean_kl": 0.5, "ppl_ratio": 1.1}}

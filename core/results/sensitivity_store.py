@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -60,12 +61,15 @@ class SensitivityStore:
                 continue
             cell = line.get("cell")
             try:
-                found[(int(cell["layer"]), str(cell["part"]))] = {
-                    "mean_kl": float(cell["mean_kl"]),
-                    "ppl_ratio": float(cell["ppl_ratio"]),
-                }
-            except (TypeError, KeyError, ValueError):
+                layer, part = cell["layer"], cell["part"]
+                scores = {"mean_kl": float(cell["mean_kl"]), "ppl_ratio": float(cell["ppl_ratio"])}
+            except (TypeError, KeyError, ValueError, OverflowError):
                 continue  # a line of another shape: not a cell we can show
+            if type(layer) is not int or layer < 0 or not isinstance(part, str):
+                continue
+            if not all(math.isfinite(v) for v in scores.values()):
+                continue  # NaN or a number past float's range: nothing to colour a cell by
+            found[(layer, part)] = scores
         return found
 
     def _write(self, line: dict) -> None:
@@ -78,7 +82,7 @@ class SensitivityStore:
     def _lines(self):
         if not self.path.exists():
             return
-        for text in self.path.read_text(encoding="utf-8").splitlines():
+        for text in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 line = json.loads(text)
             except ValueError:

@@ -90,3 +90,19 @@ def test_a_pickle_that_would_run_code_is_not_unpickled(tiny_llama_dir, tmp_path)
     finally:
         del os.environ["CANARY"]
     assert not canary.exists()  # torch's weights-only load refused the reduce
+
+
+def test_another_models_tokenizer_is_refused_at_load(tmp_path):
+    from tests.tiny_models import save_tiny_model
+
+    # 512-token tokenizer, 300-row embedding: every id past 299 was an IndexError mid-run
+    folder = save_tiny_model("llama", tmp_path / "model", vocab_size=300)
+    with pytest.raises(CorruptModelError, match="512 tokens but the model's embedding has 300"):
+        load_model(str(folder), device="cpu")
+
+
+def test_an_embedding_padded_past_the_tokenizer_loads(tmp_path):
+    from tests.tiny_models import save_tiny_model
+
+    folder = save_tiny_model("llama", tmp_path / "model", vocab_size=640)  # as SmolLM2, Qwen
+    assert load_model(str(folder), device="cpu").description.vocab_size == 640

@@ -117,3 +117,23 @@ def test_ort_reason_keeps_the_reason_and_drops_the_source_location():
         "ValidateExternalDataPathFromDir External data path does not exist"
     )
     assert ort_reason(err) == "Error: External data path does not exist"
+
+
+def _bigger_tokenizer(folder):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {f"w{i}": i for i in range(600)}
+    tokenizer = Tokenizer(models.WordLevel(words, unk_token="w0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(folder)
+
+
+def test_another_models_tokenizer_beside_the_graph_is_refused(export_folder, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(export_folder, folder)
+    _bigger_tokenizer(folder)
+    with pytest.raises(CorruptModelError, match="600 tokens but the model's embedding has 512"):
+        load_model(str(folder), device="cpu")

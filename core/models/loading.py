@@ -27,6 +27,7 @@ from core.models.config_check import check_config
 from core.models.config_read import read_config
 from core.models.description import ModelDescription, describe
 from core.models.loading_onnx import is_onnx_folder
+from core.models.tokenizer_fit import check_tokenizer_fits, embedding_rows
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 from core.runtime.runners import TORCH_RUNNER
 
@@ -126,6 +127,7 @@ def load_model(
             f"Out of memory loading {source} on {target}: try the CPU or a smaller dtype."
         ) from err
     model.eval()
+    notes += check_tokenizer_fits(tokenizer, embedding_rows(model), source)
     cancel.raise_if_cancelled()
     description = describe(model, source, folder, notes)
     progress(Progress(f"Loaded {description.architecture}", 1.0))

@@ -17,6 +17,7 @@ from core.message_text import one_line
 from core.models.config_check import check_config
 from core.models.config_read import read_config
 from core.models.description import ModelDescription, bytes_on_disk
+from core.models.tokenizer_fit import check_tokenizer_fits
 from core.runtime.onnx.ort_errors import is_ort_error, ort_reason
 
 MODEL_FILE = "model.onnx"
@@ -67,6 +68,8 @@ def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None
         raise CorruptModelError(
             f"{folder / MODEL_FILE}: ONNX Runtime cannot open it: {ort_reason(err)}"
         ) from err
+    # against the vocabulary the graph was just checked to have
+    notes = list(notes or []) + check_tokenizer_fits(tokenizer, config.vocab_size, str(folder))
     weights, by_dtype = _stored_weights(folder / MODEL_FILE)
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     description = ModelDescription(
@@ -85,7 +88,7 @@ def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None
         bytes_on_disk=bytes_on_disk(folder),
         tied_embeddings=False,  # the export stores a tied head untied (see onnx_graph)
         device=f"{model.device} ({model.provider})",
-        notes=list(notes or []) + [f"runs in ONNX Runtime ({model.runner_name})"],
+        notes=notes + [f"runs in ONNX Runtime ({model.runner_name})"],
     )
     return LoadedModel(model, tokenizer, source, folder, description)
 

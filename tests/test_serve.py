@@ -185,6 +185,18 @@ def test_chat_uses_the_tokenizers_chat_template(loaded):
     assert events[-2]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
+def test_a_chat_template_that_refuses_answers_400_in_one_line(loaded):
+    tokenizer = copy.deepcopy(loaded.tokenizer)
+    tokenizer.chat_template = "{{ raise_exception('System role not supported') }}"
+    served = serve_model(dataclasses.replace(loaded, tokenizer=tokenizer), "tiny", LIMITS)
+    messages = [{"role": "user", "content": "hi"}]
+    with TestClient(create_app(served, TOKEN, LIMITS)) as client:
+        body = {"messages": messages, "max_tokens": 2}
+        error = refused(client.post("/v1/chat/completions", json=body, headers=AUTH), 400)
+    assert "chat template refused" in error["message"]
+    assert "System role not supported" in error["message"] and "\n" not in error["message"]
+
+
 def test_a_stop_sequence_ends_the_answer_before_it(client):
     body = {"prompt": "The function returns", "max_tokens": 16, "temperature": 0}
     full = client.post("/v1/completions", json=body, headers=AUTH).json()["choices"][0]["text"]

@@ -51,12 +51,12 @@ class GenerationSummary:
 def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
     tokenizer = loaded.tokenizer
     if chat and getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )["input_ids"]
+        import torch
+
+        from core.runtime.chat_template import chat_template_ids
+
+        turns = [{"role": "user", "content": prompt}]
+        ids = torch.tensor([chat_template_ids(tokenizer, turns)], dtype=torch.long)
     else:
         ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:

@@ -5,6 +5,7 @@ tokenizer lock: the generation thread decodes with the same tokenizer."""
 
 from __future__ import annotations
 
+from core.runtime.chat_template import ChatTemplateError, chat_template_ids
 from core.serve.api_errors import ApiError
 
 
@@ -20,13 +21,9 @@ def chat_ids(served, messages) -> list[int]:
     with served.tokenizer_lock:
         if served.has_chat_template:
             try:
-                ids = tokenizer.apply_chat_template(
-                    turns, add_generation_prompt=True, tokenize=True, return_dict=True
-                )["input_ids"]
-            except Exception as err:  # jinja raises its own types for roles it refuses
-                raise ApiError(
-                    400, f"the model's chat template refused these messages: {err}", "messages"
-                ) from None
+                ids = chat_template_ids(tokenizer, turns)
+            except ChatTemplateError as err:
+                raise ApiError(400, str(err), "messages") from None
         else:
             ids = tokenizer(plain_transcript(turns)).input_ids
     return _checked(served, list(ids))

@@ -60,3 +60,26 @@ def test_cli_eval_fits_its_default_window(tiny_gpt2_dir):
     assert fitted.returncode == 0, fitted.stderr
     assert "2 windows of 256 tokens at stride 128" in fitted.stdout
     assert "the model's context is 256 tokens" in fitted.stderr + fitted.stdout
+
+
+def test_a_family_that_names_its_context_otherwise_is_fitted_too(tmp_path):
+    """MPT keeps its context in max_seq_len (ALiBi biases of that length):
+    a 512-token window failed inside its attention."""
+    import torch
+    from transformers import AutoModelForCausalLM, MptConfig
+
+    from core.evaluate.perplexity import PerplexityProtocol, compute_perplexity
+    from tests.tiny_models import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    config = MptConfig(
+        vocab_size=len(tokenizer), d_model=64, n_layers=2, n_heads=4, max_seq_len=128
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "mpt")
+    tokenizer.save_pretrained(tmp_path / "mpt")
+    loaded = load_model(str(tmp_path / "mpt"), device="cpu")
+    protocol, note = fitted_to_context(QUICK_PROTOCOL, loaded.model.config)
+    assert (protocol.context_tokens, protocol.stride) == (128, 64) and "128 tokens" in note
+    small = PerplexityProtocol(context_tokens=128, stride=64, quick_windows=2, source="pydoc")
+    assert compute_perplexity(loaded.model, loaded.tokenizer, small).ppl > 1

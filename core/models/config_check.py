@@ -27,7 +27,7 @@ SIZES = {
     "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
     "head_dim": ("head_dim",),
     # The context: 0 or -1 would read as "no limit" or refuse every prompt.
-    "max_position_embeddings": ("max_position_embeddings", "n_positions", "n_ctx"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len", "n_ctx"),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 # Fewest bytes a stored weight can take (a 4-bit checkpoint), and the slack

@@ -31,6 +31,7 @@ from transformers import StaticCache
 
 from core.errors import UnsupportedModelError
 from core.progress import CancelToken
+from core.runtime.generation import context_length
 from core.runtime.sampling import GREEDY, Sampling, make_generator
 from core.runtime.torch_runner import TokenStep, token_loop
 
@@ -85,10 +86,7 @@ def _decode_for(model, needed_len: int, batch: int = 1) -> _CompiledDecode:
         return found
     if found is None and len(_compiled) >= _keep:
         release_compiled()
-    limit = getattr(model.config, "max_position_embeddings", None)
-    length = -(-needed_len // CACHE_BUCKET) * CACHE_BUCKET
-    if limit:
-        length = min(length, limit)
+    length = min(-(-needed_len // CACHE_BUCKET) * CACHE_BUCKET, context_length(model.config))
     cache = StaticCache(config=model.config, max_cache_len=length)
 
     def forward(input_ids, positions):

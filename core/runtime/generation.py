@@ -64,9 +64,14 @@ def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
     return ids.to(loaded.device)
 
 
+# Where families store their context (transformers maps most to the first;
+# MPT keeps max_seq_len, ChatGLM seq_length, CTRL-era configs n_ctx).
+CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx")
+
+
 def context_length(config) -> int:
     """Positions the model can attend to (prompt + generated)."""
-    for name in ("max_position_embeddings", "n_positions"):
+    for name in CONTEXT_FIELDS:
         value = getattr(config, name, None)
         if value:
             return int(value)

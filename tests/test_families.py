@@ -267,7 +267,6 @@ class UnknownAttention(nn.Module):
     ("swap", "config", "words"),
     [
         ("mlp", R["prune_mlp"](0.25), "MLP layout"),
-        ("mlp", R["prune_layers"](1), "MLP layout"),
         ("self_attn", R["prune_heads"](0.5), "attention of"),
     ],
 )

@@ -61,8 +61,16 @@ def teacher_layer_of(student_model, teacher_model) -> list[int]:
 
 
 def _attention_weight(layer) -> torch.Tensor:
-    return next(
-        p.detach() for name, p in layer.named_parameters() if "attn" in name and p.ndim == 2
+    """An attention matrix (narrowing the MLP leaves it as it was); a layer
+    without one (Mamba's mixer) is named by its first matrix, which dropping
+    layers leaves as it was too."""
+    matrices = [(name, p.detach()) for name, p in layer.named_parameters() if p.ndim == 2]
+    attention = [p for name, p in matrices if "attn" in name or "attention" in name]
+    if attention or matrices:
+        return (attention or [p for _, p in matrices])[0]
+    raise ValueError(
+        f"cannot match the student's layers to the teacher's: "
+        f"a {type(layer).__name__} holds no matrix"
     )
 
 

@@ -1,7 +1,16 @@
 """Structured: drop whole decoder layers, chosen by a measured importance
 score: Block Influence (ShortGPT, Men et al. 2024), one minus the mean
 cosine similarity between a layer's input and output hidden states on
-calibration text. The layers that change their input least go first."""
+calibration text. The layers that change their input least go first.
+
+Dropping a layer needs nothing of its insides, so unlike the other
+structured passes this one runs on any family whose blocks sit in one
+list (OPT, Falcon, GPT-NeoX, BLOOM, GPT-J, MoE families, Mamba...). What a
+family's config says per layer (attention kinds, layers without RoPE, the
+MoE layers' indices) is cut or renumbered with the layers, so the export
+rebuilds the same model; a family that places layers by a rule on the
+index instead (``decoder_sparse_step``) is caught by the export's reload
+check rather than guessed here."""
 
 from __future__ import annotations
 
@@ -10,8 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from core.errors import UnsupportedModelError
 from core.passes.base import PassConfig, PassContext, option, register
-from core.passes.blocks import config_set, decoder_layers, prepare_for_structured_pruning
+from core.passes.blocks import config_set, decoder_layers
 from core.passes.calibration import require_calibration, run_calibration
 
 
@@ -32,8 +42,10 @@ class PruneLayersConfig(PassConfig):
     )
 
     def apply(self, model, context: PassContext):
-        prepare_for_structured_pruning(model, self.name)
-        layers = decoder_layers(model)
+        try:
+            layers = decoder_layers(model)
+        except ValueError as err:
+            raise UnsupportedModelError(f"{self.name}: {err}") from None
         if self.count >= len(layers):
             raise ValueError(f"prune_layers: cannot drop {self.count} of {len(layers)} layers")
         if self.count == 0:
@@ -64,9 +76,38 @@ def drop_layers(model, layers: nn.ModuleList, dropped: set[int]) -> None:
     parent = model.get_submodule(parent_path.rpartition(".")[0])
     setattr(parent, parent_path.rpartition(".")[2], nn.ModuleList(kept))
     config_set(model.config, len(kept), "num_hidden_layers", "n_layer")
-    layer_types = getattr(model.config, "layer_types", None)
-    if layer_types:
-        model.config.layer_types = [t for i, t in enumerate(layer_types) if i not in dropped]
+    _cut_per_layer_fields(model.config, len(layers), dropped)
+
+
+# Config fields with one entry per layer, by the families that have them
+# (transformers reads each as ``config.<name>[layer_idx]``).
+PER_LAYER_FIELDS = (
+    "layer_types", "no_rope_layers", "mlp_layer_types", "kv_sharing_modes", "indexer_types",
+    "layers_block_type", "layer_rope_theta", "layers_num_experts", "per_layer_config",
+    "swiglu_limits", "swiglu_limits_shared",
+)  # fmt: skip
+# Config fields listing layer indices (``layer_idx in config.<name>``).
+LAYER_INDEX_FIELDS = ("mlp_only_layers", "moe_layers", "rope_scaling_layers")
+
+
+def _cut_per_layer_fields(config, count: int, dropped: set[int]) -> None:
+    renumber = {}
+    for old in range(count):
+        if old not in dropped:
+            renumber[old] = len(renumber)
+    for part in {id(config): config, id(_text(config)): _text(config)}.values():
+        for name in PER_LAYER_FIELDS:
+            value = getattr(part, name, None)
+            if isinstance(value, (list, tuple)) and len(value) == count:
+                setattr(part, name, [v for i, v in enumerate(value) if i not in dropped])
+        for name in LAYER_INDEX_FIELDS:
+            value = getattr(part, name, None)
+            if isinstance(value, (list, tuple)):
+                setattr(part, name, [renumber[i] for i in value if i in renumber])
+
+
+def _text(config):
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 cancel + resume is the uninterrupted run, checkpoints are atomic, and the
 CLI runs end to end."""
 
+import dataclasses
 import json
 
 import pytest
@@ -191,6 +192,19 @@ def test_dropped_layers_map_back_to_the_teacher(tiny_gpt2_dir):
     student = make_student(teacher)
     dropped = int(student.notes[0].split("[")[1].rstrip("]"))
     assert teacher_layer_of(student.loaded.model, teacher.model) == [1 - dropped]
+
+
+@pytest.mark.parametrize("kind", ["bloom", "opt"])  # no "attn" in BLOOM's names; OPT's MLP
+def test_a_family_structured_pruning_cannot_narrow_still_drops_and_distills(kind, tmp_path):
+    from tests.tiny_models import save_tiny_model
+
+    teacher = load_model(str(save_tiny_model(kind, tmp_path / kind)))
+    student = make_student(teacher)
+    dropped = int(student.notes[0].split("[")[1].rstrip("]"))
+    assert teacher_layer_of(student.loaded.model, teacher.model) == [1 - dropped]
+    settings = dataclasses.replace(SETTINGS, steps=3)
+    result = run(distill(teacher, student, settings))[-1]
+    assert isinstance(result, DistillResult) and result.step == 3
 
 
 def test_out_of_memory_is_a_clear_error(tiny_llama_dir, monkeypatch):

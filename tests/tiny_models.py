@@ -137,6 +137,8 @@ EXPORT_KINDS = (*CAUSAL_KINDS, *EXPORT_CONFIGS)
 # linear layers refuse (tests/test_moe_refusal.py).
 MOE_CONFIGS = {
     "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
+    # its experts under block_sparse_moe, not mlp: they went unseen
+    "granitemoe": ("GraniteMoeConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
     "qwen2_moe": (
         "Qwen2MoeConfig",
         {

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 ATTENTION_HINTS = ("attn", "attention")
-MLP_HINTS = ("mlp", "feed_forward", "ffn")
+# "moe": a mixture of experts' block under its own name (GraniteMoE's and
+# PhiMoE's block_sparse_moe), the feed-forward part of its layer all the same.
+MLP_HINTS = ("mlp", "feed_forward", "ffn", "moe")
 
 
 def component_of(name: str) -> str:

@@ -230,7 +230,34 @@ def apply_recipe(
         applied.append(context.as_applied or config)
     recipe = Recipe(tuple(applied))
     model.eval()
+    if recipe.passes:
+        check_runs(model, recipe.name)
     source = f"{loaded.source} | {recipe.name}"
     description = describe(model, source, None, loaded.description.notes + context.notes)
     new = LoadedModel(model, loaded.tokenizer, source, None, description)
     return CompressedModel(new, recipe, context.notes, context.artifact)
+
+
+def check_runs(model, name: str) -> None:
+    """One forward pass of two tokens on the built model. A family's own
+    forward can reach into a layer a pass replaced (Mamba's reads
+    ``lm_head.weight.dtype``; an int8 head has no float weight), which
+    would otherwise fail at the first benchmarked token with a traceback;
+    here it is one line naming the recipe, before anything is measured."""
+    import torch
+
+    from core.errors import UnsupportedModelError
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    ids = torch.tensor([[1, 2]], device=device)
+    try:
+        with torch.no_grad():
+            model(input_ids=ids)
+    except torch.OutOfMemoryError:
+        raise
+    except (AttributeError, RuntimeError, TypeError, ValueError, IndexError) as err:
+        text = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UnsupportedModelError(
+            f"{name}: the compressed {type(model).__name__} does not run "
+            f"({type(err).__name__}: {text}); this family does not take the recipe"
+        ) from err

@@ -19,6 +19,9 @@ ATTENTION_HINTS = ("attn", "attention")
 # "moe": a mixture of experts' block under its own name (GraniteMoE's and
 # PhiMoE's block_sparse_moe), the feed-forward part of its layer all the same.
 MLP_HINTS = ("mlp", "feed_forward", "ffn", "moe")
+# An MLP's projections held by the layer itself, with no MLP module around
+# them (OPT, XGLM, BioGPT: ``layers.N.fc1``/``fc2``).
+MLP_PARTS = ("fc1", "fc2")
 
 
 def component_of(name: str) -> str:
@@ -30,7 +33,7 @@ def component_of(name: str) -> str:
         return "embeddings"
     if any(any(h in p for h in ATTENTION_HINTS) for p in parts):
         return "attention"
-    if any(any(h in p for h in MLP_HINTS) for p in parts):
+    if any(any(h in p for h in MLP_HINTS) for p in parts) or any(p in MLP_PARTS for p in parts):
         return "mlp"
     # BERT: after the attention test above, a layer's ``intermediate`` and
     # ``output`` (dense + LayerNorm) are its feed-forward block.
@@ -94,8 +97,16 @@ def matrices_outside_linears(model: nn.Module, linears: list | None = None) -> l
         if parameter.dim() >= 2
         and parameter.is_floating_point()
         and id(parameter) not in inside
-        and component_of(name) in ("attention", "mlp")
+        and (component_of(name) in ("attention", "mlp") or _in_a_block(name))
     ]
+
+
+def _in_a_block(name: str) -> bool:
+    """A parameter of a numbered transformer block (``layers.3.…``) under a
+    name no component hint knows: a pass over block linears would not see
+    it, so it counts as left unchanged."""
+    parts = name.split(".")
+    return component_of(name) == "other" and any(p.isdigit() for p in parts[:-2])
 
 
 def linears_to_change(pass_name: str, model: nn.Module, holds=None) -> list[tuple[str, nn.Linear]]:
@@ -119,8 +130,8 @@ def linears_to_change(pass_name: str, model: nn.Module, holds=None) -> list[tupl
 
         shown = ", ".join(left[:2]) + (f" and {len(left) - 2} more" if len(left) > 2 else "")
         raise UnsupportedModelError(
-            f"{pass_name}: {type(model).__name__} keeps weights of its blocks outside linear "
-            f"layers ({shown}; e.g. a mixture of experts' expert tensors), which the pass "
-            "cannot change; it changes linear layers only"
+            f"{pass_name}: {type(model).__name__} keeps weights of its blocks the pass cannot "
+            f"change ({shown}; e.g. a mixture of experts' expert tensors, or layers under "
+            "names it does not know); it changes the attention's and MLP's linear layers only"
         )
     return linears

@@ -6,6 +6,7 @@ code when unpickled."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -106,3 +107,25 @@ def test_an_embedding_padded_past_the_tokenizer_loads(tmp_path):
 
     folder = save_tiny_model("llama", tmp_path / "model", vocab_size=640)  # as SmolLM2, Qwen
     assert load_model(str(folder), device="cpu").description.vocab_size == 640
+
+
+def test_a_token_added_past_the_embedding_is_noted_and_a_prompt_holding_it_refused(tmp_path):
+    from core.runtime.generation import encode_prompt
+    from core.serve.api_errors import ApiError
+    from core.serve.limits import ServeLimits
+    from core.serve.prompts import completion_ids
+    from core.serve.served_model import serve_model
+    from tests.tiny_models import save_tiny_model, tiny_tokenizer
+
+    folder = save_tiny_model("llama", tmp_path / "model")  # 512 rows
+    tokenizer = copy.deepcopy(tiny_tokenizer())
+    tokenizer.add_tokens(["<pad-added>"])  # id 512: a pad token added after training
+    tokenizer.save_pretrained(folder)
+    loaded = load_model(str(folder), device="cpu")
+    assert any("1 added token(s)" in note for note in loaded.description.notes)
+    assert encode_prompt(loaded, "plain text").shape[1] > 0
+    with pytest.raises(ValueError, match=r"id 512.*512-row embedding"):
+        encode_prompt(loaded, "text <pad-added> here")
+    served = serve_model(loaded, "tiny", ServeLimits())
+    with pytest.raises(ApiError, match="no row in the model's 512-row embedding"):
+        completion_ids(served, "text <pad-added> here")

@@ -41,3 +41,18 @@ def check_tokenizer_fits(tokenizer, rows: int | None, where: str) -> list[str]:
             "a text holding them cannot be run"
         ]
     return []
+
+
+def ids_past_embedding(loaded, ids: list[int]) -> str | None:
+    """Why ``ids`` cannot be run by ``loaded``, or None: a token added to the
+    tokenizer after training (a pad token) may lie past the embedding's rows
+    (noted at load), and a prompt holding it would fail inside the lookup."""
+    rows = embedding_rows(loaded.model) or getattr(loaded.model.config, "vocab_size", None)
+    largest = max(ids, default=-1)
+    if not rows or largest < rows:
+        return None
+    token = loaded.tokenizer.convert_ids_to_tokens(largest)
+    return (
+        f"the prompt holds the token {token!r:.40} (id {largest}), which has no row in the "
+        f"model's {rows}-row embedding (a token added to the tokenizer after training)"
+    )

@@ -61,7 +61,16 @@ def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
         ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise ValueError("the prompt is empty")
+    _check_ids_fit(loaded, ids)
     return ids.to(loaded.device)
+
+
+def _check_ids_fit(loaded: LoadedModel, ids) -> None:
+    from core.models.tokenizer_fit import ids_past_embedding
+
+    problem = ids_past_embedding(loaded, ids.flatten().tolist())
+    if problem:
+        raise ValueError(problem)
 
 
 # Where families store their context (transformers maps most to the first;

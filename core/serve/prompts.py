@@ -39,8 +39,13 @@ def _role(role: str) -> str:
 
 
 def _checked(served, ids: list[int]) -> list[int]:
+    from core.models.tokenizer_fit import ids_past_embedding
+
     if not ids:
         raise ApiError(400, "the prompt is empty", "prompt")
+    problem = ids_past_embedding(served.loaded, ids)
+    if problem:
+        raise ApiError(400, problem, "prompt")
     limit = served.max_prompt_tokens
     if len(ids) > limit:
         raise ApiError(

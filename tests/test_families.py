@@ -252,10 +252,10 @@ def test_export_then_reload_keeps_the_function(loaded, passes, tmp_path):
 class UnknownMlp(nn.Module):
     def __init__(self, width):
         super().__init__()
-        self.fc_in, self.fc_out = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+        self.w_in, self.w_out = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
 
     def forward(self, x):
-        return self.fc_out(torch.relu(self.fc_in(x)))
+        return self.w_out(torch.relu(self.w_in(x)))
 
 
 class UnknownAttention(nn.Module):

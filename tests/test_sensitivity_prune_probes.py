@@ -151,10 +151,10 @@ def test_a_layout_the_probe_does_not_know_is_refused_in_one_line(tmp_path):
     class UnknownMlp(nn.Module):
         def __init__(self, width):
             super().__init__()
-            self.fc_in, self.fc_out = nn.Linear(width, 128), nn.Linear(128, width)
+            self.w_in, self.w_out = nn.Linear(width, 128), nn.Linear(128, width)
 
         def forward(self, x):
-            return self.fc_out(torch.relu(self.fc_in(x)))
+            return self.w_out(torch.relu(self.w_in(x)))
 
     for layer in decoder_layers(loaded.model):
         layer.mlp = UnknownMlp(64)

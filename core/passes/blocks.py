@@ -24,6 +24,21 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ValueError("cannot find the decoder layers of this model")
 
 
+# Two-matrix MLPs (an elementwise activation between them, so each hidden
+# neuron is one row of the first and one column of the second), by the
+# names families give them: (producing, consuming).
+TWO_MATRIX_MLPS = (
+    ("up_proj", "down_proj"),  # Nemotron (squared ReLU, no gate)
+    ("c_fc", "c_proj"),  # GPT-2, StarCoder2, GPT-BigCode
+    ("fc1", "fc2"),  # Phi-1/2 (under mlp); OPT, XGLM, BioGPT (on the layer itself)
+    ("fc_in", "fc_out"),  # GPT-J, CodeGen
+    ("dense_h_to_4h", "dense_4h_to_h"),  # GPT-NeoX, Falcon, BLOOM
+)
+# Where a config records the MLP width, by family: the first it has is set
+# (GPT-2's and GPT-J's n_inner defaults to None, meaning 4 x hidden).
+WIDTH_FIELDS = ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size")
+
+
 def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
     """(layers producing the hidden MLP width, layer consuming it)."""
     mlp = getattr(layer, "mlp", None)
@@ -31,8 +46,11 @@ def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
         return [mlp.gate_proj, mlp.up_proj], mlp.down_proj
     if mlp is not None and all(hasattr(mlp, n) for n in ("gate_up_proj", "down_proj")):
         return [mlp.gate_up_proj], mlp.down_proj  # Phi-3: rows are [gate | up]
-    if mlp is not None and isinstance(getattr(mlp, "c_fc", None), nn.Linear):
-        return [mlp.c_fc], mlp.c_proj
+    for holder in (mlp, layer):
+        for up, down in TWO_MATRIX_MLPS:
+            pair = getattr(holder, up, None), getattr(holder, down, None)
+            if holder is not None and all(isinstance(m, nn.Linear) for m in pair):
+                return [pair[0]], pair[1]
     intermediate, output = getattr(layer, "intermediate", None), getattr(layer, "output", None)
     if isinstance(getattr(intermediate, "dense", None), nn.Linear) and isinstance(
         getattr(output, "dense", None), nn.Linear
@@ -40,9 +58,30 @@ def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
         return [intermediate.dense], output.dense
     raise UnsupportedModelError(
         f"{type(layer).__name__}: structured pruning does not know this MLP layout "
-        "(gate/up/down_proj, Phi-3's gate_up_proj, GPT-2's c_fc/c_proj or BERT's "
-        "intermediate/output)"
+        "(gate/up/down_proj, Phi-3's gate_up_proj, up/down_proj, c_fc/c_proj, fc1/fc2, "
+        "fc_in/fc_out, dense_h_to_4h/dense_4h_to_h or BERT's intermediate/output)"
     )
+
+
+def mlp_width_field(config, pass_name: str) -> tuple[object, str]:
+    """(config part, field name) where the family records its MLP width; a
+    family whose config has none (BLOOM, MPT: 4 x hidden or a ratio) is
+    refused, since a narrowed MLP would be exported unloadable."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in WIDTH_FIELDS:
+        if hasattr(text, name):
+            return text, name
+    raise UnsupportedModelError(
+        f"{pass_name}: {type(config).__name__} has no field for the MLP width "
+        f"({', '.join(WIDTH_FIELDS)}); a narrowed MLP could not be reloaded"
+    )
+
+
+def set_mlp_width(config, width: int, pass_name: str) -> None:
+    """Record the new MLP width where the family's config keeps it, so the
+    export reloads."""
+    holder, name = mlp_width_field(config, pass_name)
+    setattr(holder, name, width)
 
 
 # The role of a block linear, from the end of its dotted name: what the
@@ -59,6 +98,12 @@ _ROLES = {
     "o_proj": "o",
     "attention.output.dense": "o",
     "attn.c_proj": "o",
+    "fc1": "up",
+    "fc_in": "up",
+    "dense_h_to_4h": "up",
+    "fc2": "down",
+    "fc_out": "down",
+    "dense_4h_to_h": "down",
     "gate_proj": "up",
     "up_proj": "up",
     "gate_up_proj": "up",

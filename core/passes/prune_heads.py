@@ -39,10 +39,19 @@ def _attention(layer):
         or getattr(layer, "attention", None)
     )
     known = ("q_proj", "qkv_proj", "c_attn", "self")
-    if attn is None or not any(hasattr(attn, name) for name in known):
+    # The output side too: OPT, Phi-1/2, GPT-J and CodeGen name theirs
+    # out_proj or dense, and CodeGen's qkv_proj interleaves its heads unlike
+    # Phi-3's [q | k | v]; their head layouts are not ones this pass knows.
+    outputs = ("o_proj", "c_proj", "output")
+    if (
+        attn is None
+        or not any(hasattr(attn, name) for name in known)
+        or not any(hasattr(attn, name) for name in outputs)
+    ):
         raise UnsupportedModelError(
             f"prune_heads: the attention of {type(layer).__name__} is not a layout it knows "
-            "(q/k/v_proj, Phi-3's qkv_proj, GPT-2's c_attn or BERT's self.query/key/value)"
+            "(q/k/v_proj or Phi-3's qkv_proj with o_proj, GPT-2's c_attn/c_proj or BERT's "
+            "self.query/key/value)"
         )
     return attn
 

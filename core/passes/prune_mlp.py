@@ -12,12 +12,13 @@ import torch
 from core.models.linear_layers import replace_module
 from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import (
-    config_set,
     decoder_layers,
     linear_role,
     mlp_parts,
+    mlp_width_field,
     module_path,
     prepare_for_structured_pruning,
+    set_mlp_width,
     slice_linear,
 )
 from core.passes.calibration import require_calibration, run_calibration
@@ -41,6 +42,7 @@ class PruneMlpConfig(PassConfig):
 
     def apply(self, model, context: PassContext):
         prepare_for_structured_pruning(model, self.name)
+        mlp_width_field(model.config, self.name)  # a family without the field: refused first
         calibration = require_calibration(self.name, context.calibration)
         layers = decoder_layers(model)
         scores = measure_neuron_importance(model, layers, calibration, context)
@@ -48,7 +50,7 @@ class PruneMlpConfig(PassConfig):
         keep = width - round(self.fraction * width)
         for index, layer in enumerate(layers):
             remove_neurons(model, layer, scores[index], keep)
-        config_set(model.config, keep, "intermediate_size", "n_inner")
+        set_mlp_width(model.config, keep, self.name)
         return model
 
     def estimate(self, entries, model_config):

@@ -14,9 +14,11 @@ import transformers
 from core.errors import UnsupportedModelError
 from core.jobs.write_export import ExportResult, run_export
 from core.models.loading import load_model
+from core.models.size import measure_size
 from core.passes import REGISTRY as R
 from core.passes.blocks import decoder_layers, mlp_parts
 from core.passes.recipe import Recipe, apply_recipe
+from core.passes.size_estimate import estimate_size
 from tests.test_passes import calibration_for
 from tests.tiny_models import save_tiny_model, tiny_tokenizer
 
@@ -64,6 +66,11 @@ def test_silent_neurons_go_first_and_the_export_reloads(kind, tmp_path):
     compressed = apply_recipe(loaded, recipe, calibration_for(loaded))
     pruned = compressed.loaded.model
     assert mlp_parts(decoder_layers(pruned)[0])[1].in_features == width * 3 // 4
+    estimate, measured = estimate_size(loaded.model, recipe), measure_size(pruned)
+    assert (estimate.total_bytes, estimate.by_component) == (
+        measured.total_bytes,
+        measured.by_component,
+    )
     ids = calibration_for(loaded)[1].view(1, -1)
     with torch.no_grad():
         difference = (pruned(input_ids=ids).logits - loaded.model(input_ids=ids).logits).abs().max()

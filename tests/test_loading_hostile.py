@@ -34,8 +34,8 @@ def edited(source, tmp_path, **fields):
         ({"hidden_size": -64}, "hidden_size is -64"),
         ({"num_hidden_layers": 0}, "num_hidden_layers is 0"),
         ({"vocab_size": 2.5}, "vocab_size.*2.5"),
-        ({"vocab_size": 10**11}, "the config does not belong to these weights"),
-        ({"num_hidden_layers": 10**6}, "the config does not belong to these weights"),
+        ({"vocab_size": 10**11}, "cut short, or the config belongs to other weights"),
+        ({"num_hidden_layers": 10**6}, "cut short, or the config belongs to other weights"),
         # transformers' own validator divides by it (ZeroDivisionError) before ours runs
         ({"num_attention_heads": 0}, "num_attention_heads is 0"),
         ({"head_dim": -4}, "head_dim is -4"),
@@ -129,3 +129,15 @@ def test_a_token_added_past_the_embedding_is_noted_and_a_prompt_holding_it_refus
     served = serve_model(loaded, "tiny", ServeLimits())
     with pytest.raises(ApiError, match="no row in the model's 512-row embedding"):
         completion_ids(served, "text <pad-added> here")
+
+
+def test_a_weight_file_cut_to_a_few_bytes_is_called_cut_short_in_readable_sizes(
+    tiny_llama_dir, tmp_path
+):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, folder)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(
+        CorruptModelError, match=r"KiB of weights .* hold 10 B: the weight files are cut short"
+    ):
+        load_model(str(folder), device="cpu")

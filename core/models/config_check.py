@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.errors import CorruptModelError
 from core.message_text import shown
+from core.models.description import human_bytes  # KiB for a tiny model, not 0.0 MiB
 
 # The sizes a block's shapes are read from, by their names across families
 # (transformers maps most to the first name; a few keep their own).
@@ -93,12 +94,9 @@ def check_config(config, source) -> None:
     needed = fewest_weight_bytes(sizes)
     if needed > SLACK * stored:
         raise CorruptModelError(
-            f"{folder}: config.json describes at least {_mib(needed)} of weights "
+            f"{folder}: config.json describes at least {human_bytes(needed)} of weights "
             f"(hidden_size {sizes.get('hidden_size')}, {sizes.get('num_hidden_layers')} "
             f"layers, vocab_size {sizes.get('vocab_size')}) but the weight files hold "
-            f"{_mib(stored)}: the config does not belong to these weights"
+            f"{human_bytes(stored)}: the weight files are cut short, or the config belongs "
+            "to other weights"
         )
-
-
-def _mib(count: float) -> str:
-    return f"{count / 2**20:,.1f} MiB"

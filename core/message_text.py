@@ -18,3 +18,11 @@ def shown(value: Any, limit: int = 40) -> str:
 def one_line(text: str) -> str:
     """``text`` with every non-printable character (newline, tab, ESC) escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's message as one short line: its first line (libraries'
+    later lines are advice or a stack), escaped, cut to ``limit``; the
+    exception's type where it has no message."""
+    text = str(err).strip() or type(err).__name__
+    return one_line(text.splitlines()[0][:limit])

@@ -46,9 +46,14 @@ def _size(config, names: tuple[str, ...]):
     return names[0], None
 
 
+def text_config(config):
+    """The language model's part of ``config`` (a multimodal config nests it)."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def _sizes(config, where: str) -> dict[str, int]:
     """The config's sizes that are set; refused unless positive whole numbers."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = text_config(config)
     found = {}
     for key, names in SIZES.items():
         name, value = _size(text, names)

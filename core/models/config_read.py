@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from core.errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
-from core.message_text import one_line
+from core.message_text import first_line
 from core.models.config_check import SIZES, refuse_bad_size
 
 
@@ -62,8 +62,3 @@ def _check_raw_sizes(folder: Path) -> None:
             for field in names:
                 if field in part and part[field] is not None:
                     refuse_bad_size(str(folder), field, part[field])
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return one_line(text.splitlines()[0][:300])

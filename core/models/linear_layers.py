@@ -97,16 +97,18 @@ def matrices_outside_linears(model: nn.Module, linears: list | None = None) -> l
         if parameter.dim() >= 2
         and parameter.is_floating_point()
         and id(parameter) not in inside
-        and (component_of(name) in ("attention", "mlp") or _in_a_block(name))
+        and _reached_by_block_passes(name)
     ]
 
 
-def _in_a_block(name: str) -> bool:
-    """A parameter of a numbered transformer block (``layers.3.…``) under a
-    name no component hint knows: a pass over block linears would not see
-    it, so it counts as left unchanged."""
-    parts = name.split(".")
-    return component_of(name) == "other" and any(p.isdigit() for p in parts[:-2])
+def _reached_by_block_passes(name: str) -> bool:
+    """In the attention or MLP, or in a numbered transformer block
+    (``layers.3.…``) under a name no component hint knows: either way a
+    weight there that is not a linear's counts as left unchanged."""
+    component = component_of(name)
+    if component in ("attention", "mlp"):
+        return True
+    return component == "other" and any(p.isdigit() for p in name.split(".")[:-2])
 
 
 def linears_to_change(pass_name: str, model: nn.Module, holds=None) -> list[tuple[str, nn.Linear]]:

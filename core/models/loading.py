@@ -22,6 +22,7 @@ from core.errors import (
     UnsupportedModelError,
     WorkbenchError,
 )
+from core.message_text import first_line
 from core.models import default_model, demo_classifier
 from core.models.config_check import check_config
 from core.models.config_read import read_config
@@ -184,16 +185,14 @@ def _load_transformers_model(name: str | Path, dtype):
             raise UnsupportedModelError(
                 f"{name}: architecture {config.model_type!r} is not a {kind} this version can run."
             ) from err
-        raise CorruptModelError(f"{name}: {_first_line(err)}") from err
+        raise CorruptModelError(f"{name}: {first_line(err)}") from err
     except OSError as err:
-        raise CorruptModelError(f"{name}: weights cannot be read ({_first_line(err)}).") from err
+        raise CorruptModelError(f"{name}: weights cannot be read ({first_line(err)}).") from err
     except Exception as err:  # safetensors and torch raise their own types on damaged files
         if "OutOfMemory" in type(err).__name__ or isinstance(err, MemoryError):
             raise
         if "Safetensor" in type(err).__name__ or "deserializ" in str(err).lower():
-            raise CorruptModelError(
-                f"{name}: weight file is damaged ({_first_line(err)})."
-            ) from err
+            raise CorruptModelError(f"{name}: weight file is damaged ({first_line(err)}).") from err
         if isinstance(err, pickle.UnpicklingError):  # torch.load(weights_only=True) refused it
             raise CorruptModelError(
                 f"{name}: a weight file is a pickle holding more than tensors; it is not "
@@ -205,7 +204,7 @@ def _load_transformers_model(name: str | Path, dtype):
             ) from err
         if isinstance(err, RuntimeError):  # torch refusing what the config asks to build
             raise CorruptModelError(
-                f"{name}: the model config.json describes cannot be built ({_first_line(err)})"
+                f"{name}: the model config.json describes cannot be built ({first_line(err)})"
             ) from err
         raise
     # transformers fills missing weights with random values and only warns;
@@ -219,7 +218,7 @@ def _load_transformers_model(name: str | Path, dtype):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
-        raise NotAModelError(f"{name}: no usable tokenizer ({_first_line(err)}).") from err
+        raise NotAModelError(f"{name}: no usable tokenizer ({first_line(err)}).") from err
     return model, tokenizer
 
 
@@ -252,10 +251,5 @@ def _load_exported(folder: Path, manifest: dict, dtype: str | None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as err:
-        raise NotAModelError(f"{folder}: no usable tokenizer ({_first_line(err)}).") from err
+        raise NotAModelError(f"{folder}: no usable tokenizer ({first_line(err)}).") from err
     return model, tokenizer
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]

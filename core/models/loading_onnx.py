@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from core.errors import CorruptModelError, NotAModelError
-from core.message_text import one_line
+from core.message_text import first_line
 from core.models.config_check import check_config
 from core.models.config_read import read_config
 from core.models.description import ModelDescription, bytes_on_disk
@@ -55,7 +55,7 @@ def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as err:
-        raise NotAModelError(f"{folder}: no usable tokenizer ({_first_line(err)}).") from err
+        raise NotAModelError(f"{folder}: no usable tokenizer ({first_line(err)}).") from err
     try:
         generation = GenerationConfig.from_pretrained(folder)
     except (OSError, ValueError):  # none stored, or unreadable: the config's defaults
@@ -98,8 +98,3 @@ def _read_config(folder: Path):
     config = read_config(folder)
     check_config(config, str(folder))  # sizes only: the weights are the graph's
     return config
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return one_line(text.splitlines()[0][:300])

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from core.errors import UnsupportedModelError
+from core.models.config_check import text_config
 from core.models.linear_layers import convert_conv1d_to_linear
 
 
@@ -67,7 +68,7 @@ def mlp_width_field(config, pass_name: str) -> tuple[object, str]:
     """(config part, field name) where the family records its MLP width; a
     family whose config has none (BLOOM, MPT: 4 x hidden or a ratio) is
     refused, since a narrowed MLP would be exported unloadable."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = text_config(config)
     for name in WIDTH_FIELDS:
         if hasattr(text, name):
             return text, name

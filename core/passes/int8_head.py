@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from core.message_text import shown
+from core.models.config_check import text_config
 from core.models.quantized_embedding import Int4Embedding, Int8Embedding
 from core.models.quantized_linear import Int4WeightOnlyLinear, Int8WeightOnlyLinear
 from core.passes.base import OptionError, PassConfig, PassContext, option, register
@@ -190,12 +191,12 @@ def _int4_on_cpu(weight, bias, group_size: int) -> Int4WeightOnlyLinear:
 
 
 def _vocab_size(config) -> int:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = text_config(config)
     return text.vocab_size
 
 
 def _hidden_size(config) -> int:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = text_config(config)
     return text.hidden_size
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from core.errors import UnsupportedModelError
+from core.models.config_check import text_config
 from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import config_set, decoder_layers
 from core.passes.calibration import require_calibration, run_calibration
@@ -95,7 +96,8 @@ def _cut_per_layer_fields(config, count: int, dropped: set[int]) -> None:
     for old in range(count):
         if old not in dropped:
             renumber[old] = len(renumber)
-    for part in {id(config): config, id(_text(config)): _text(config)}.values():
+    text = text_config(config)
+    for part in (config,) if text is config else (config, text):
         for name in PER_LAYER_FIELDS:
             value = getattr(part, name, None)
             if isinstance(value, (list, tuple)) and len(value) == count:
@@ -104,10 +106,6 @@ def _cut_per_layer_fields(config, count: int, dropped: set[int]) -> None:
             value = getattr(part, name, None)
             if isinstance(value, (list, tuple)):
                 setattr(part, name, [renumber[i] for i in value if i in renumber])
-
-
-def _text(config):
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 @torch.no_grad()

@@ -247,6 +247,7 @@ def check_runs(model, name: str) -> None:
     import torch
 
     from core.errors import UnsupportedModelError
+    from core.message_text import first_line
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     ids = torch.tensor([[1, 2]], device=device)
@@ -256,8 +257,7 @@ def check_runs(model, name: str) -> None:
     except torch.OutOfMemoryError:
         raise
     except (AttributeError, RuntimeError, TypeError, ValueError, IndexError) as err:
-        text = (str(err).strip().splitlines() or [""])[0][:200]
         raise UnsupportedModelError(
             f"{name}: the compressed {type(model).__name__} does not run "
-            f"({type(err).__name__}: {text}); this family does not take the recipe"
+            f"({type(err).__name__}: {first_line(err, 200)}); this family does not take the recipe"
         ) from err

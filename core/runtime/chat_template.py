@@ -11,7 +11,7 @@ the server each show it their own way.
 from __future__ import annotations
 
 from core.errors import UnsupportedModelError
-from core.message_text import one_line
+from core.message_text import first_line
 
 
 class ChatTemplateError(UnsupportedModelError):
@@ -24,9 +24,8 @@ def chat_template_ids(tokenizer, turns: list[dict]) -> list[int]:
             turns, add_generation_prompt=True, tokenize=True, return_dict=True
         )["input_ids"]
     except Exception as err:  # noqa: BLE001 - jinja2 raises its own types, and any is the template's
-        text = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ChatTemplateError(
             f"the model's chat template refused these messages ({type(err).__name__}: "
-            f"{one_line(text)[:200]})"
+            f"{first_line(err, 200)})"
         ) from None
     return list(ids)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from core.errors import CorruptModelError
+from core.message_text import first_line
 from core.models.config_read import read_config
 from core.models.exported.module_kinds import FLOAT_DTYPES, KINDS, dtype_name
 from core.models.exported.skeleton import build_config, build_skeleton, scalar_attributes
@@ -37,11 +38,6 @@ def _split(key: str) -> tuple[str, str]:
     return module, name
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]
-
-
 def load_workbench_folder(folder: Path, manifest: dict) -> nn.Module:
     """The exported model on the CPU, in the dtypes it was stored in.
     ``manifest`` comes from ``manifest_check.read_checked_manifest``."""
@@ -52,7 +48,7 @@ def load_workbench_folder(folder: Path, manifest: dict) -> nn.Module:
         model = build_skeleton(config, overrides, device="cpu")
     except (ValueError, TypeError, RuntimeError) as err:
         raise CorruptModelError(
-            f"{folder}: config.json and build_overrides build no model ({_first_line(err)})."
+            f"{folder}: config.json and build_overrides build no model ({first_line(err)})."
         ) from None
     frame = dict(model.named_modules())
     entries = _checked_entries(folder, manifest["modules"], frame)
@@ -93,7 +89,7 @@ def _read_tensors(folder: Path, weights: str) -> dict[str, torch.Tensor]:
     try:
         loaded = load_file(str(folder / weights))
     except (OSError, RuntimeError, SafetensorError) as err:
-        raise CorruptModelError(f"{folder}: weights cannot be read ({_first_line(err)}).") from None
+        raise CorruptModelError(f"{folder}: weights cannot be read ({first_line(err)}).") from None
     # Fresh, aligned copies: the tensors load_file returns may sit at any
     # byte offset of one buffer, and torch's int8 packed-matmul kernel
     # crashed (segfault) on such an int8 weight.
@@ -315,6 +311,6 @@ def _check_runs(folder: Path, model: nn.Module) -> None:
             model(input_ids=ids)
     except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as err:
         raise CorruptModelError(
-            f"{folder}: the rebuilt model does not run ({_first_line(err)}); its manifest and "
+            f"{folder}: the rebuilt model does not run ({first_line(err)}); its manifest and "
             "weights do not fit together."
         ) from None

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from core.errors import CorruptModelError, UnsupportedModelError
+from core.message_text import first_line
 from core.models.exported.layout import MANIFEST, MANIFEST_FORMAT, OWN_WEIGHTS, PLAIN_WEIGHTS
 from core.models.exported.module_kinds import KINDS
 from core.models.exported.skeleton import HEAD_KEYS
@@ -62,7 +63,7 @@ def read_checked_manifest(folder: Path) -> dict | None:
     except _Bad as err:
         raise CorruptModelError(f"{path} is damaged: {err}") from None
     except (ValueError, RecursionError, OSError) as err:
-        raise CorruptModelError(f"{path} is damaged: {_first_line(err)}") from None
+        raise CorruptModelError(f"{path} is damaged: {first_line(err)}") from None
     if not isinstance(manifest, dict):
         raise CorruptModelError(f"{path} is damaged: a JSON object was expected")
     if type(manifest.get("format")) is not int or manifest["format"] != MANIFEST_FORMAT:
@@ -154,8 +155,3 @@ def _check_weights(folder: Path, weights: str) -> None:
         raise _Bad(f"weights {weights!r} resolves to a file outside the folder")
     if not path.is_file():
         raise _Bad(f"weights file {weights} is missing")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]

@@ -130,8 +130,31 @@ EXPORT_CONFIGS = {
     "opt": ("OPTConfig", {"ffn_dim": 128, "word_embed_proj_dim": 64, "num_key_value_heads": UNSET}),
     "bloom": ("BloomConfig", {"num_key_value_heads": UNSET}),
     "gptj": ("GPTJConfig", {"rotary_dim": 8, "n_positions": 256, "num_key_value_heads": UNSET}),
+    # GPT-BigCode: one KV head shared by all (multi-query), learned positions.
+    "gpt_bigcode": ("GPTBigCodeConfig", {"num_key_value_heads": UNSET}),
+    # CodeGen: rotary on the first 8 dimensions, parallel block, fused qkv_proj.
+    "codegen": ("CodeGenConfig", {"rotary_dim": 8, "n_ctx": 256, "num_key_value_heads": UNSET}),
+    "olmo": ("OlmoConfig", {}),  # LayerNorm without weights
+    "nemotron": ("NemotronConfig", {"head_dim": 16}),  # (1 + w) LayerNorm, gateless relu^2 MLP
+    "glm": ("GlmConfig", {"head_dim": 16}),  # interleaved partial rotary, fused gate_up_proj
+    "helium": ("HeliumConfig", {"head_dim": 16}),
+    "persimmon": ("PersimmonConfig", {"num_key_value_heads": UNSET}),  # q/k LayerNorms
+    "xglm": ("XGLMConfig", {"ffn_dim": 128, "num_key_value_heads": UNSET}),  # sinusoidal positions
+    "biogpt": ("BioGptConfig", {"num_key_value_heads": UNSET}),  # scaled embedding
+    "ernie4_5": ("Ernie4_5Config", {"head_dim": 16}),
+    "exaone4": ("Exaone4Config", {"head_dim": 16}),  # norms after attention and MLP
+    # GPT-NeoX (Pythia): rotary on a quarter of each head, parallel residual.
+    # Its config keeps the shared num_key_value_heads=2, a field GPT-NeoX
+    # never reads: the export must follow the model (4 KV heads), not the field.
+    "gpt_neox": ("GPTNeoXConfig", {}),
+    # Falcon: one KV head (multi-query), fused qkv; the new decoder
+    # architecture (Falcon 40B/180B) caches keys repeated to every query head.
+    "falcon": ("FalconConfig", {"ffn_hidden_size": 128}),
+    "falcon_new_decoder": (
+        "FalconConfig",
+        {"ffn_hidden_size": 128, "new_decoder_architecture": True, "num_kv_heads": 2},
+    ),
 }
-EXPORT_KINDS = (*CAUSAL_KINDS, *EXPORT_CONFIGS)
 
 # Mixtures of experts (experts stored as 3-D tensors): what the passes over
 # linear layers refuse (tests/test_moe_refusal.py).
@@ -148,7 +171,13 @@ MOE_CONFIGS = {
             "shared_expert_intermediate_size": 64,
         },
     ),
+    "qwen3_moe": (
+        "Qwen3MoeConfig",
+        {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "head_dim": 16},
+    ),
 }
+# The ONNX export takes the mixtures of experts too (core.onnx.dense_experts).
+EXPORT_KINDS = (*CAUSAL_KINDS, *EXPORT_CONFIGS, *MOE_CONFIGS)
 # Every kind _family_config builds: the name -> (config class, its fields).
 _BUILT = {**FAMILY_CONFIGS, **EXPORT_CONFIGS, **MOE_CONFIGS}
 

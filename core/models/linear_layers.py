@@ -135,5 +135,10 @@ def linears_to_change(pass_name: str, model: nn.Module, holds=None) -> list[tupl
             f"{pass_name}: {type(model).__name__} keeps weights of its blocks the pass cannot "
             f"change ({shown}; e.g. a mixture of experts' expert tensors, or layers under "
             "names it does not know); it changes the attention's and MLP's linear layers only"
+            + (
+                "; ONNX Runtime quantises a mixture's experts (--backend ort-w8, ort-w4, ort-int8)"
+                if any(".experts." in name for name in left)
+                else ""
+            )
         )
     return linears

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core.progress import CancelToken, ProgressSink, ignore_progress
 
-EXPORT_VERSION = 1  # bump when the graph's form changes
+EXPORT_VERSION = 2  # bump when the graph's form changes (2: Gemm as MatMul, experts sliced)
 
 
 def graph_kind(

@@ -26,6 +26,7 @@ from core.onnx.fidelity import DECODE_STEPS, OnnxFidelity, check_windows, compar
 from core.onnx.graph import export_graph
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 from core.runtime.onnx.families import export_refusal
+from core.runtime.onnx.ort_errors import is_ort_error, ort_reason
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "onnx_export.json"
@@ -151,16 +152,18 @@ def _export(
     loaded.tokenizer.save_pretrained(out_dir)
 
     progress(Progress("Checking the export against PyTorch on real text", 0.7))
-    ort_model = OrtCausalLM(target, model.config, model.generation_config, device="cpu")
     windows = check_windows(loaded.tokenizer, model.config)
     try:
+        # Opening the session is part of the check: ONNX Runtime may lack a
+        # kernel for an op the trace wrote (Falcon's ALiBi wrote an int Mul).
+        ort_model = OrtCausalLM(target, model.config, model.generation_config, device="cpu")
         fidelity = compare_logits(exportable, ort_model, windows, quantized, cancel, DECODE_STEPS)
-    except Exception as err:  # onnxruntime raises plain RuntimeErrors for a graph that fails
+    except Exception as err:  # onnxruntime raises its own types for a graph that fails
         if isinstance(err, WorkbenchError):
             raise
+        reason = ort_reason(err) if is_ort_error(err) else _first_line(err)
         raise ExportFailedError(
-            f"ONNX export failed its check: the graph did not run in ONNX Runtime: "
-            f"{_first_line(err)}"
+            f"ONNX export failed its check: the graph did not run in ONNX Runtime: {reason}"
         ) from err
     del ort_model  # the session maps the weights file; release it before any cleanup
     if not fidelity.passed:

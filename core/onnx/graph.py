@@ -29,13 +29,15 @@ from pathlib import Path
 
 import torch
 
+from core.onnx.dense_experts import traceable_experts
+from core.onnx.expert_slices import drop_unread, fold_expert_slices
+from core.onnx.gemm_as_matmul import gemm_as_matmul
 from core.runtime.onnx.interface import (  # noqa: F401 (the graph's names, re-exported)
     ATTENTION_MASK,
     INPUT_IDS,
     LOGITS,
     LOGITS_POSITIONS,
     SUPPORTED_MODEL_TYPES,
-    cache_shape,
     layer_count,
     past_names,
     present_names,
@@ -73,13 +75,31 @@ class FlatCacheLM(torch.nn.Module):
         return (out.logits, *present)
 
 
-def sample_inputs(config, past: int = 3, seq: int = 2) -> tuple[torch.Tensor, ...]:
+def cache_shapes(model) -> list[tuple[int, int]]:
+    """(kv_heads, head_dim) of each past tensor, keys and values in turn, as
+    the model itself fills its cache on one token. Families name and derive
+    their KV heads in their own ways (Falcon's multi-query, GPT-BigCode's
+    ``multi_query``, a config carrying a field its family never reads), so
+    the traced inputs take the shapes from the model, not the config."""
+    from transformers import DynamicCache
+
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.zeros(1, 1, dtype=torch.long), cache=DynamicCache(), use_cache=True
+        )
+    shapes = []
+    for layer in out.past_key_values.layers:
+        shapes += [(layer.keys.shape[1], layer.keys.shape[3])]
+        shapes += [(layer.values.shape[1], layer.values.shape[3])]
+    return shapes
+
+
+def sample_inputs(model, past: int = 3, seq: int = 2) -> tuple[torch.Tensor, ...]:
     """Example inputs for tracing: past and seq both > 1 so neither is specialised."""
-    kv_heads, head_dim = cache_shape(config)
     ids = torch.zeros(1, seq, dtype=torch.long)
     mask = torch.ones(1, past + seq, dtype=torch.long)
     positions = torch.arange(seq, dtype=torch.long)
-    cache = [torch.zeros(1, kv_heads, past, head_dim) for _ in range(2 * layer_count(config))]
+    cache = [torch.zeros(1, heads, past, size) for heads, size in cache_shapes(model)]
     return (ids, mask, positions, *cache)
 
 
@@ -117,7 +137,10 @@ def untie_transposed_weights(graph) -> int:
         graph.register_initializer(weight)
         ir.convenience.replace_all_uses_with(node.outputs[0], weight)
         graph.remove(node, safe=True)
-        untied += 1
+        if source.uses():  # still read as it was (the embedding): stored twice
+            untied += 1
+        else:  # read only transposed (an expert's slice): stored once
+            drop_unread(graph, [source])
     return untied
 
 
@@ -136,15 +159,18 @@ def export_graph(model, path: Path) -> int:
         {0: kept},
         tuple({2: past} for _ in range(2 * layers)),  # the *past arguments, as one entry
     )
-    program = torch.onnx.export(
-        FlatCacheLM(model).eval(),
-        sample_inputs(model.config),
-        dynamo=True,
-        dynamic_shapes=dynamic,
-        input_names=[INPUT_IDS, ATTENTION_MASK, LOGITS_POSITIONS, *past_names(layers)],
-        output_names=[LOGITS, *present_names(layers)],
-        verbose=False,
-    )
+    with traceable_experts(model):  # mixtures of experts: a form torch.export takes
+        program = torch.onnx.export(
+            FlatCacheLM(model).eval(),
+            sample_inputs(model),
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            input_names=[INPUT_IDS, ATTENTION_MASK, LOGITS_POSITIONS, *past_names(layers)],
+            output_names=[LOGITS, *present_names(layers)],
+            verbose=False,
+        )
+    fold_expert_slices(program.model.graph)
+    gemm_as_matmul(program.model.graph)
     untied = untie_transposed_weights(program.model.graph)
     ir.save(program.model, path, external_data=f"{path.name}.data")
     return untied

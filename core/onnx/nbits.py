@@ -54,6 +54,7 @@ def quantize_graph_nbits(
     """Write ``source``'s graph with MatMulNBits weights to ``target`` (its
     weights in ``target.name + '.data'``); other block sizes and accuracy
     levels only for choosing the defaults (benchmarks/engine_choices.py)."""
+    import numpy as np
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -69,7 +70,10 @@ def quantize_graph_nbits(
         op_types_to_quantize=ops,
         quant_axes=(("MatMul", 0), ("Gather", 1)),
     )
-    quantizer.process()
+    # A block of zeros (a pruned row, an expert's padding) has scale 0; the
+    # quantiser writes 0 for it and numpy warns on the division it skips.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quantizer.process()
     onnx.save_model(
         quantizer.model.model,
         str(target),

@@ -39,14 +39,33 @@ EXPORTABLE = {
     "opt": "OPT",
     "bloom": "BLOOM",
     "gptj": "GPT-J",
+    "gpt_bigcode": "GPT-BigCode (StarCoder 1)",
+    "codegen": "CodeGen",
+    "olmo": "OLMo",
+    "nemotron": "Nemotron",
+    "glm": "GLM",
+    "helium": "Helium",
+    "persimmon": "Persimmon",
+    "xglm": "XGLM",
+    "biogpt": "BioGPT",
+    "ernie4_5": "ERNIE 4.5",
+    "exaone4": "EXAONE 4",
+    "falcon": "Falcon",
+    "gpt_neox": "GPT-NeoX (Pythia)",
+    # Mixtures of experts: every expert runs on every token in the graph
+    # (core.onnx.dense_experts).
+    "mixtral": "Mixtral",
+    "qwen2_moe": "Qwen2-MoE",
+    "qwen3_moe": "Qwen3-MoE",
+    "granitemoe": "GraniteMoE",
 }
 
 # Families refused for a known reason (rather than "not tested"): the whole line.
 KNOWN_REFUSALS = {
     "gemma3": "ONNX export takes Gemma 3's text-only model ('gemma3_text'), not a 'gemma3' "
     "checkpoint with its vision tower.",
-    "gpt_neox": "ONNX export cannot take GPT-NeoX (Pythia): torch.export fails while tracing "
-    "it (torch 2.13, transformers 5), so no graph can be checked.",
+    "mpt": "ONNX export cannot take MPT: torch.export fails on its ALiBi attention mask with "
+    "a dynamic sequence length (torch 2.13, transformers 5), so no graph can be checked.",
     "bert": "ONNX export takes decoder LMs with a KV cache; 'bert' is an encoder (a classifier "
     "here), which runs on PyTorch eager.",
 }
@@ -60,8 +79,13 @@ def export_refusal(config) -> str | None:
         return KNOWN_REFUSALS[model_type]
     if model_type not in EXPORTABLE:
         return (
-            f"ONNX export supports {', '.join(EXPORTABLE.values())} "
-            f"({', '.join(EXPORTABLE)}), not {model_type!r}."
+            f"ONNX export does not take {model_type!r}; it takes the model types "
+            f"{', '.join(EXPORTABLE)}."
+        )
+    if model_type == "falcon" and getattr(config, "alibi", False):
+        return (
+            "ONNX export cannot take Falcon with ALiBi (Falcon-RW): transformers computes its "
+            "ALiBi bias in bfloat16, which ONNX Runtime's CPU kernels do not multiply."
         )
     types = rope_types(config)
     if any("dynamic" in kind for kind in types):

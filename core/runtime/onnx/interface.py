@@ -25,9 +25,40 @@ def cache_shape(config) -> tuple[int, int]:
     """(kv_heads, head_dim) of one layer's cache."""
     heads = getattr(config, "num_attention_heads", None) or config.n_head
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    if getattr(config, "model_type", None) == "falcon":
+        kv_heads = _falcon_cache_heads(config)
     hidden = getattr(config, "hidden_size", None) or config.n_embd
     head_dim = getattr(config, "head_dim", None) or hidden // heads
     return kv_heads, head_dim
+
+
+def declared_cache_shape(config) -> tuple[int | None, int | None]:
+    """(kv_heads, head_dim) where ``config``'s class declares the field (a
+    field transformers' config class names, maps or computes), else None: a
+    config may carry a field its family never reads (``num_key_value_heads``
+    in a GPT-NeoX config), and that says nothing about the model."""
+    return tuple(
+        getattr(config, field, None) if _declares(type(config), field) else None
+        for field in ("num_key_value_heads", "head_dim")
+    )
+
+
+def _declares(cls, field: str) -> bool:
+    return (
+        any(field in getattr(k, "__annotations__", {}) for k in cls.__mro__)
+        or field in getattr(cls, "attribute_map", {})
+        or isinstance(getattr(cls, field, None), property)
+    )
+
+
+def _falcon_cache_heads(config) -> int:
+    """Falcon names its KV heads ``num_kv_heads`` and caches them three ways
+    (transformers' FalconAttention): its new decoder architecture caches keys
+    repeated to every query head, the old one with multi-query a single head,
+    and without it ``num_kv_heads``."""
+    if config.new_decoder_architecture:
+        return config.num_attention_heads
+    return 1 if config.multi_query else config.num_kv_heads
 
 
 def layer_count(config) -> int:

@@ -27,6 +27,7 @@ from core.runtime.onnx.interface import (
     LOGITS,
     LOGITS_POSITIONS,
     cache_shape,
+    declared_cache_shape,
     layer_count,
     past_names,
     present_names,
@@ -115,7 +116,6 @@ class OrtCausalLM:
         self.layers = layer_count(config)
         self._past_names = past_names(self.layers)
         self._present_names = present_names(self.layers)
-        self._kv_heads, self._head_dim = cache_shape(config)
         inputs = {i.name for i in self.session.get_inputs()}
         # A fused graph (core.onnx.fused) returns every new position's logits
         # and takes no logits_positions; the positions are picked here.
@@ -128,7 +128,10 @@ class OrtCausalLM:
             raise NotAModelError(
                 f"{path} is not a graph exported by the workbench (its inputs differ)."
             )
-        mismatch = _config_mismatch(self.session, (self._kv_heads, self._head_dim), config)
+        # The graph's own dimensions size the cache: families derive their KV
+        # heads in their own ways, and a traced graph holds what the model did.
+        self._kv_heads, self._head_dim = _graph_cache_shape(self.session) or cache_shape(config)
+        mismatch = _config_mismatch(self.session, config)
         if mismatch:
             from core.errors import CorruptModelError
 
@@ -295,11 +298,27 @@ def _op_types(path: Path) -> set[str]:
     return {node.op_type for node in model.graph.node}
 
 
-def _config_mismatch(session, cache: tuple[int, int], config) -> str | None:
-    """Where the graph's fixed dimensions disagree with ``config``: the cache's
-    kv heads and head size, and the vocabulary of the logits. The step code
-    sizes its buffers from the config, so a config edited or copied from
-    another model would fail mid-run, or read the wrong memory."""
+def _graph_cache_shape(session) -> tuple[int, int] | None:
+    """(kv_heads, head_dim) of the graph's past inputs where they are fixed
+    and the same for every layer (as in every graph we write)."""
+    shapes = {
+        (value.shape[1], value.shape[3])
+        for value in session.get_inputs()
+        if value.name.startswith("past_key_values.") and len(value.shape) == 4
+    }
+    if len(shapes) == 1 and all(isinstance(dim, int) for dim in next(iter(shapes))):
+        return next(iter(shapes))
+    return None
+
+
+def _config_mismatch(session, config) -> str | None:
+    """Where the graph's fixed dimensions disagree with what ``config``
+    declares: the cache's kv heads and head size (where the config's family
+    has those fields, ``declared_cache_shape``), and the vocabulary of the
+    logits, which sizes the step's logits buffer. A config edited or copied
+    from another model would otherwise run a graph under the wrong name, or
+    read the wrong memory."""
+    cache = declared_cache_shape(config)
     for value in session.get_inputs():
         if value.name.startswith("past_key_values."):
             heads, size = value.shape[1], value.shape[3]
@@ -307,7 +326,7 @@ def _config_mismatch(session, cache: tuple[int, int], config) -> str | None:
                 ("kv heads", heads, cache[0]),
                 ("head size", size, cache[1]),
             ):
-                if isinstance(graph, int) and graph != configured:
+                if isinstance(graph, int) and configured is not None and graph != configured:
                     return f"{name}: graph {graph}, config {configured}"
     for value in session.get_outputs():
         vocab = value.shape[-1] if value.name == LOGITS and value.shape else None

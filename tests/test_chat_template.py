@@ -42,6 +42,26 @@ def test_a_failing_template_is_refused_in_one_line(loaded, kind):
     assert "\n" not in str(refused.value)
 
 
+def test_a_template_that_loops_too_long_is_stopped(loaded, monkeypatch):
+    """10**10 steps of nested loops (jinja2's sandbox bounds each range only):
+    stopped once its time is up, in one line; the next render is untraced."""
+    import sys
+    import time
+
+    from core.runtime import chat_template
+
+    monkeypatch.setattr(chat_template, "RENDER_SECONDS", 0.3)
+    looping = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    before, start = sys.gettrace(), time.monotonic()
+    with pytest.raises(ChatTemplateError, match="did not finish rendering") as refused:
+        encode_prompt(_with_template(loaded, looping), "hi", chat=True)
+    assert time.monotonic() - start < 5
+    assert "\n" not in str(refused.value)
+    assert sys.gettrace() is before  # the trace function is gone after the render
+    template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+    assert loaded.tokenizer.decode(encode_prompt(_with_template(loaded, template), "hi", True)[0])
+
+
 def test_a_working_template_is_applied(loaded):
     template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
     ids = encode_prompt(_with_template(loaded, template), "hi", chat=True)

@@ -61,7 +61,10 @@ def test_the_fp32_graph_stores_each_expert_once(family, tmp_path):
     """Slicing the experts' 3-D tensors, or rewriting a Gemm, stores the same
     bytes, not twice: the tensors nobody reads any more are dropped."""
     name, loaded = family
+    implementation = loaded.model.config._experts_implementation
     result = export_onnx(loaded, tmp_path / "export")
+    # The traced form of the experts was the export's alone.
+    assert loaded.model.config._experts_implementation == implementation
     graph = onnx.load(str(result.model_file), load_external_data=False).graph
     stored = sum(4 * _count(tensor.dims) for tensor in graph.initializer)
     weights = sum(p.numel() for p in loaded.model.parameters()) * 4

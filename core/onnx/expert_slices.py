@@ -12,6 +12,8 @@ same bytes: the 3-D tensor is dropped once nothing reads it), and
 
 from __future__ import annotations
 
+from core.onnx.stored import drop_unread, store
+
 
 def fold_expert_slices(graph) -> int:
     """Replace ``Gather(stored tensor, constant index)`` on axis 0 by the
@@ -34,27 +36,13 @@ def fold_expert_slices(graph) -> int:
         if position is None or position.ndim != 0:
             continue
         array = np.ascontiguousarray(data.const_value.numpy()[int(position)])
-        name = f"{data.name}.{int(position)}"
-        weight = ir.Value(
-            name=name,
-            shape=ir.Shape(array.shape),
-            type=ir.TensorType(data.dtype),
-            const_value=ir.tensor(array, name=name),
-        )
-        graph.register_initializer(weight)
+        weight = store(graph, f"{data.name}.{int(position)}", array, data.dtype)
         ir.convenience.replace_all_uses_with(node.outputs[0], weight)
         graph.remove(node, safe=True)
         sources.add(data)
         folded += 1
     drop_unread(graph, sources)
     return folded
-
-
-def drop_unread(graph, values) -> None:
-    """Remove the stored tensors among ``values`` that nothing reads."""
-    for value in values:
-        if not value.uses() and not value.is_graph_output() and value.name in graph.initializers:
-            del graph.initializers[value.name]
 
 
 def _constant(value):

@@ -11,14 +11,14 @@ result is the same up to float rounding.
 
 from __future__ import annotations
 
+from core.onnx.stored import drop_unread, store
+
 
 def gemm_as_matmul(graph) -> int:
     """Rewrite each plain ``Gemm`` (alpha = beta = 1, A not transposed) whose
     B is a stored 2-D tensor; returns how many were rewritten."""
     import numpy as np
     import onnx_ir as ir
-
-    from core.onnx.expert_slices import drop_unread
 
     rewritten = 0
     for node in list(graph):
@@ -38,14 +38,7 @@ def gemm_as_matmul(graph) -> int:
             continue
         if attributes.get_int("transB", 0):
             array = np.ascontiguousarray(array.T)
-        name = f"{b.name}.matmul"
-        weight = ir.Value(
-            name=name,
-            shape=ir.Shape(array.shape),
-            type=ir.TensorType(b.dtype),
-            const_value=ir.tensor(array, name=name),
-        )
-        graph.register_initializer(weight)
+        weight = store(graph, f"{b.name}.matmul", array, b.dtype)
         product = ir.node("MatMul", [a, weight], name=f"{node.name}_matmul")
         replacement = [product]
         if bias is not None:

@@ -30,8 +30,9 @@ from pathlib import Path
 import torch
 
 from core.onnx.dense_experts import traceable_experts
-from core.onnx.expert_slices import drop_unread, fold_expert_slices
+from core.onnx.expert_slices import fold_expert_slices
 from core.onnx.gemm_as_matmul import gemm_as_matmul
+from core.onnx.stored import drop_unread, store
 from core.runtime.onnx.interface import (  # noqa: F401 (the graph's names, re-exported)
     ATTENTION_MASK,
     INPUT_IDS,
@@ -128,13 +129,7 @@ def untie_transposed_weights(graph) -> int:
         perm = node.attributes.get_ints("perm", None)
         array = source.const_value.numpy()
         transposed = np.ascontiguousarray(np.transpose(array, perm))
-        weight = ir.Value(
-            name=f"{source.name}.transposed",
-            shape=ir.Shape(transposed.shape),
-            type=ir.TensorType(source.dtype),
-            const_value=ir.tensor(transposed, name=f"{source.name}.transposed"),
-        )
-        graph.register_initializer(weight)
+        weight = store(graph, f"{source.name}.transposed", transposed, source.dtype)
         ir.convenience.replace_all_uses_with(node.outputs[0], weight)
         graph.remove(node, safe=True)
         if source.uses():  # still read as it was (the embedding): stored twice

@@ -53,3 +53,16 @@ def test_graph_bytes_exclude_the_gathered_table(loaded, tmp_path, monkeypatch):
 
 def test_bandwidth_is_measured():
     assert 1e8 < memory_bandwidth_bytes_per_s(size_bytes=32 * 2**20, repeats=2) < 1e13
+
+
+def test_a_mixture_reads_only_its_chosen_experts(tmp_path):
+    """A decode step of a mixture reads top_k of its experts per layer."""
+    from tests.tiny_models import save_tiny_model
+
+    model = load_model(str(save_tiny_model("mixtral", tmp_path / "m")), device="cpu").model
+    experts = [m for m in model.modules() if hasattr(m, "_apply_gate")]
+    expert_bytes = _bytes([p for m in experts for p in m.parameters(recurse=False)])
+    stored = _bytes([*model.parameters(), *model.buffers()])  # tied: the head reads it all
+    k, n = model.config.num_experts_per_tok, model.config.num_local_experts
+    assert 0 < k < n
+    assert bytes_read_per_token(model) == round(stored - expert_bytes * (1 - k / n))

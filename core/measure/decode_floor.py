@@ -38,7 +38,8 @@ def memory_bandwidth_bytes_per_s(size_bytes: int = 512 * 2**20, repeats: int = 5
 def bytes_read_per_token(model) -> int:
     """Weight bytes one decode step reads: a PyTorch model's stored tensors,
     or an ONNX Runtime model's graph initializers, less a token embedding that
-    only gathers rows (a tied head that reads it whole keeps it counted)."""
+    only gathers rows (a tied head that reads it whole keeps it counted), and
+    of a mixture's experts only the ones its router picks for the token."""
     from core.runtime.runners import is_onnx_runtime
 
     if is_onnx_runtime(model):
@@ -64,11 +65,34 @@ def _torch_bytes_read(model) -> int:
         is_embedding = isinstance(module, token_tables)
         (embedding_only if is_embedding else everything_else).update(key(t) for t in own)
     tensors = unique_tensors_of([*model.parameters(), *model.buffers()])
-    return sum(
-        t.numel() * t.element_size()
-        for t in tensors
-        if key(t) not in embedding_only or key(t) in everything_else
+    share = _expert_shares(model, key)
+    return round(
+        sum(
+            t.numel() * t.element_size() * share.get(key(t), 1.0)
+            for t in tensors
+            if key(t) not in embedding_only or key(t) in everything_else
+        )
     )
+
+
+def _expert_shares(model, key) -> dict:
+    """A mixture of experts' expert tensors -> the share of them one token
+    reads: its router's top k of all experts (transformers' experts layers:
+    one 3-D tensor per projection, experts along the first axis). In an
+    exported graph every expert runs (core.onnx.dense_experts), so graphs
+    count them whole."""
+    config = getattr(model, "config", None)
+    text = getattr(config, "get_text_config", lambda: config)() if config else None
+    top_k = getattr(text, "num_experts_per_tok", None) or getattr(text, "top_k", None)
+    shares = {}
+    for module in model.modules():
+        experts = getattr(module, "num_experts", None)
+        if not (hasattr(module, "_apply_gate") and experts and top_k):
+            continue
+        for tensor in module.parameters(recurse=False):
+            if tensor.dim() >= 2 and tensor.shape[0] == experts:
+                shares[key(tensor)] = min(1.0, top_k / experts)
+    return shares
 
 
 def _graph_bytes_read(path: Path) -> int:

@@ -53,6 +53,16 @@ def _attention(layer):
             "(q/k/v_proj or Phi-3's qkv_proj with o_proj, GPT-2's c_attn/c_proj or BERT's "
             "self.query/key/value)"
         )
+    if (
+        hasattr(attn, "c_attn")
+        and attn.c_attn.out_features != 3 * _output_projection(attn).in_features
+    ):
+        # GPT-BigCode's multi-query c_attn is [q | one k | one v], split by
+        # its embed_dim: not GPT-2's three equal parts.
+        raise UnsupportedModelError(
+            f"prune_heads: the attention of {type(layer).__name__} shares one key/value head "
+            "(multi-query c_attn), a layout it does not know"
+        )
     return attn
 
 

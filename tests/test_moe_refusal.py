@@ -53,3 +53,23 @@ def test_an_attention_scope_still_quantizes_the_attention_alone(moe):
     assert experts and all(torch.equal(before[n], after[n]) for n in experts)
     changed = [name for name in before if name not in after]
     assert changed and all(".self_attn." in name for name in changed)
+
+
+def test_prune_heads_runs_on_a_mixture(moe):
+    """Head pruning changes the attention alone (Llama's layout here), so the
+    experts do not stop it: heads go, the experts stay as they were."""
+    config = moe.model.config
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    built = apply_recipe(moe, Recipe((R["prune_heads"](0.5),)), calibration_for(moe))
+    pruned = built.loaded.model
+    assert pruned.config.num_attention_heads < heads
+    assert pruned.config.num_key_value_heads == kv_heads  # a group keeps its key/value head
+    q_proj = pruned.model.layers[0].self_attn.q_proj
+    assert q_proj.out_features == pruned.config.num_attention_heads * pruned.config.head_dim
+    before = dict(moe.model.named_parameters())
+    after = dict(pruned.named_parameters())
+    experts = [name for name in before if ".experts." in name]
+    assert experts and all(torch.equal(before[n], after[n]) for n in experts)
+    ids = torch.arange(12).view(1, -1)
+    with torch.no_grad():
+        assert torch.isfinite(pruned(input_ids=ids).logits).all()

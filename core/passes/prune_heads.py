@@ -19,14 +19,13 @@ from dataclasses import dataclass
 import torch
 
 from core.errors import UnsupportedModelError
-from core.models.linear_layers import replace_module
+from core.models.linear_layers import convert_conv1d_to_linear, replace_module
 from core.passes.base import PassConfig, PassContext, option, register
 from core.passes.blocks import (
     config_set,
     decoder_layers,
     linear_role,
     module_path,
-    prepare_for_structured_pruning,
     slice_linear,
 )
 from core.passes.calibration import require_calibration, run_calibration
@@ -91,8 +90,10 @@ class PruneHeadsConfig(PassConfig):
     )
 
     def apply(self, model, context: PassContext):
-        prepare_for_structured_pruning(model, self.name)
-        _attention(decoder_layers(model)[0])  # refuses an unknown layout before any work
+        # The attention alone changes: any MLP (a mixture of experts too) may stay.
+        convert_conv1d_to_linear(model)
+        for layer in decoder_layers(model):  # an unknown layout is refused before any work
+            _attention(layer)
         calibration = require_calibration(self.name, context.calibration)
         config = model.config
         heads, kv_heads, head_dim, kept_heads, kept_kv = head_counts(self.fraction, config)

@@ -84,15 +84,16 @@ def _expert_shares(model, key) -> dict:
     config = getattr(model, "config", None)
     text = getattr(config, "get_text_config", lambda: config)() if config else None
     top_k = getattr(text, "num_experts_per_tok", None) or getattr(text, "top_k", None)
-    shares = {}
-    for module in model.modules():
-        experts = getattr(module, "num_experts", None)
-        if not (hasattr(module, "_apply_gate") and experts and top_k):
-            continue
-        for tensor in module.parameters(recurse=False):
-            if tensor.dim() >= 2 and tensor.shape[0] == experts:
-                shares[key(tensor)] = min(1.0, top_k / experts)
-    return shares
+    from core.models.experts import experts_layers
+
+    if not top_k:
+        return {}
+    return {
+        key(tensor): min(1.0, top_k / layer.num_experts)
+        for layer in experts_layers(model)
+        for tensor in layer.parameters(recurse=False)
+        if tensor.dim() >= 2 and tensor.shape[0] == layer.num_experts
+    }
 
 
 def _graph_bytes_read(path: Path) -> int:

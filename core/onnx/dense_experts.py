@@ -52,13 +52,10 @@ def _linear(experts, inputs, weight, bias):
 
 
 def experts_configs(model) -> list:
-    """The configs the model's experts layers read their implementation
-    from (layers wrapped by transformers' ``use_experts_implementation``)."""
-    configs = {}
-    for module in model.modules():
-        if hasattr(module, "_apply_gate") and hasattr(module, "num_experts"):
-            configs[id(module.config)] = module.config
-    return list(configs.values())
+    """The configs the model's expert layers read their implementation from."""
+    from core.models.experts import experts_layers
+
+    return list({id(layer.config): layer.config for layer in experts_layers(model)}.values())
 
 
 @contextmanager

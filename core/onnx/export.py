@@ -155,7 +155,7 @@ def _export(
     windows = check_windows(loaded.tokenizer, model.config)
     try:
         # Opening the session is part of the check: ONNX Runtime may lack a
-        # kernel for an op the trace wrote (Falcon's ALiBi wrote an int Mul).
+        # kernel for an op the trace wrote (Falcon's ALiBi: a bfloat16 Mul).
         ort_model = OrtCausalLM(target, model.config, model.generation_config, device="cpu")
         fidelity = compare_logits(exportable, ort_model, windows, quantized, cancel, DECODE_STEPS)
     except Exception as err:  # onnxruntime raises its own types for a graph that fails

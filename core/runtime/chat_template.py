@@ -33,7 +33,7 @@ class _TooLong(Exception):
 
 def chat_template_ids(tokenizer, turns: list[dict]) -> list[int]:
     try:
-        with _deadline(RENDER_SECONDS):
+        with _Deadline(RENDER_SECONDS):
             ids = tokenizer.apply_chat_template(
                 turns, add_generation_prompt=True, tokenize=True, return_dict=True
             )["input_ids"]
@@ -50,7 +50,7 @@ def chat_template_ids(tokenizer, turns: list[dict]) -> list[int]:
     return list(ids)
 
 
-class _deadline:
+class _Deadline:
     """Stops the template's own code once ``seconds`` have passed.
 
     jinja2 compiles a template to Python code under ``TEMPLATE_FILE``; a

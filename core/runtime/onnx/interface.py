@@ -22,11 +22,11 @@ def present_names(layers: int) -> list[str]:
 
 
 def cache_shape(config) -> tuple[int, int]:
-    """(kv_heads, head_dim) of one layer's cache."""
+    """(kv_heads, head_dim) of one layer's cache as the config gives them: the
+    runtime's fallback for a graph whose cache dimensions are not fixed (ours
+    are, and are read from the graph; families derive KV heads their own way)."""
     heads = getattr(config, "num_attention_heads", None) or config.n_head
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    if getattr(config, "model_type", None) == "falcon":
-        kv_heads = _falcon_cache_heads(config)
     hidden = getattr(config, "hidden_size", None) or config.n_embd
     head_dim = getattr(config, "head_dim", None) or hidden // heads
     return kv_heads, head_dim
@@ -49,16 +49,6 @@ def _declares(cls, field: str) -> bool:
         or field in getattr(cls, "attribute_map", {})
         or isinstance(getattr(cls, field, None), property)
     )
-
-
-def _falcon_cache_heads(config) -> int:
-    """Falcon names its KV heads ``num_kv_heads`` and caches them three ways
-    (transformers' FalconAttention): its new decoder architecture caches keys
-    repeated to every query head, the old one with multi-query a single head,
-    and without it ``num_kv_heads``."""
-    if config.new_decoder_architecture:
-        return config.num_attention_heads
-    return 1 if config.multi_query else config.num_kv_heads
 
 
 def layer_count(config) -> int:

@@ -126,16 +126,42 @@ def test_a_cancelled_gptq_build_writes_nothing(loaded, tmp_path):
     assert not target.parent.exists()
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral"])
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral", "phi3"])
 def test_other_fused_families_get_gptq_blocks_in_every_layer(family, tmp_path):
+    """Phi-3 keeps q/k/v and gate/up fused in its linears; the builder splits
+    gate/up, so its blocks come from halves of gate_up_proj's rows: the wrong
+    rows would fit worse than round to nearest."""
     window = {"sliding_window": None} if family == "mistral" else {}  # full attention
     model = load_model(str(save_tiny_model(family, tmp_path / family, **window)), device="cpu")
-    path = tmp_path / "fused" / MODEL_FILE
-    build_fused_graph(model.model, model.tokenizer, path, 4, "gptq")
-    layers = [n for n in _matmulnbits(path) if not n.input[1].startswith("lm_head")]
-    assert layers and all(map(_has_zero_points, layers))
     ids = torch.tensor([[3, 9, 27, 5, 11, 40, 2, 8]])
-    assert np.isfinite(_logit_error(path, model, ids))
+    errors = {}
+    for method in ("default", "gptq"):
+        path = tmp_path / method / MODEL_FILE
+        build_fused_graph(model.model, model.tokenizer, path, 4, method)
+        layers = [n for n in _matmulnbits(path) if not n.input[1].startswith("lm_head")]
+        assert layers and all(map(_has_zero_points, layers)) == (method == "gptq")
+        errors[method] = _logit_error(path, model, ids)
+    assert errors["gptq"] < errors["default"]
+
+
+def test_a_split_graph_matrix_takes_its_part_of_a_fused_linear(tmp_path):
+    from core.onnx.fused_gptq import layer_matrices
+
+    model = load_model(str(save_tiny_model("phi3", tmp_path / "phi3")), device="cpu").model
+    path = tmp_path / "fused" / MODEL_FILE
+    build_fused_graph(model, tiny_tokenizer(), path, 4, "default")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {n.name: n.input[1] for n in graph.node if n.op_type == "MatMulNBits"}
+    found = layer_matrices(graph, model)
+    layer0 = {weights[name]: rows for name, rows in found.items() if ".layers.0." in weights[name]}
+    by_part = {weight.split(".")[4]: rows for weight, rows in layer0.items()}
+    gate_up = model.model.layers[0].mlp.gate_up_proj.weight
+    half = gate_up.shape[0] // 2
+    assert torch.equal(by_part["gate_proj"][0].weight, gate_up[:half])
+    assert torch.equal(by_part["up_proj"][0].weight, gate_up[half:])
+    qkv = model.model.layers[0].self_attn.qkv_proj.weight
+    assert torch.equal(by_part["qkv_proj"][0].weight, qkv)
+    assert len(found) == 5 * model.config.num_hidden_layers  # qkv, o, gate, up, down
 
 
 def test_statistics_collected_in_chunks_give_the_same_blocks(loaded, tmp_path, monkeypatch):

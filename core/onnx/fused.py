@@ -36,12 +36,15 @@ from core.progress import CancelToken, ProgressSink, ignore_progress
 
 # Families whose fused graph passes the strict fidelity gate on tiny random
 # models (tests/test_onnx_fused.py), model_type -> the family name people read.
-FUSED_FAMILIES = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}
+FUSED_FAMILIES = {
+    "llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3", "phi3": "Phi-3",
+}  # fmt: skip
 # Families the builder writes but not exactly here, and why (the whole line).
+# Their GroupQueryAttention needs a cache preallocated to the whole window
+# (ONNX Runtime: "KV cache capacity (0) must be at least local_window_size").
 NOT_EXACT = {
     "gemma2": "Gemma 2's sliding-window layers",
     "gemma3_text": "Gemma 3's sliding-window layers",
-    "phi3": "Phi-3 (the builder failed on a tiny Phi-3 config: KeyError 'multi_cache')",
 }
 PRECISIONS = {0: "fp32", 8: "int8", 4: "int4"}
 # How the builder rounds the weights (its ``algo_config``): "default" is
@@ -165,6 +168,7 @@ def build_fused_graph(
         out = Path(scratch) / "out"
         # The builder reads a Hugging Face folder (config, safetensors, tokenizer).
         model.save_pretrained(weights, safe_serialization=True)
+        _as_the_builder_reads(weights / "config.json")
         tokenizer.save_pretrained(weights)  # it reads the special tokens' ids
         # It prints every step and its quantiser logs every MatMul at INFO.
         to_out, to_err = contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed)
@@ -188,3 +192,26 @@ def build_fused_graph(
         for name in (target.name, f"{target.name}.data"):
             (out / name).replace(target.parent / name)
     return printed.getvalue()
+
+
+def _as_the_builder_reads(config_file: Path) -> None:
+    """Rewrite the saved copy's config where the builder reads a field other
+    than transformers does. Phi-3: the builder picks its long-context RoPE
+    model whenever ``max_position_embeddings`` differs from
+    ``original_max_position_embeddings``, yet transformers reads the latter
+    only for longrope; without longrope they are made equal (a Phi-3-mini-4k
+    has them equal already; a config that differs failed with KeyError
+    'multi_cache'). The builder reads longrope's type from ``type``, which a
+    config written by transformers 5 may hold only as ``rope_type``."""
+    import json
+
+    config = json.loads(config_file.read_text())
+    if config.get("model_type") != "phi3":
+        return
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    kind = rope.get("rope_type") or rope.get("type")
+    if kind == "longrope":
+        rope["type"] = kind
+    elif "max_position_embeddings" in config:
+        config["original_max_position_embeddings"] = config["max_position_embeddings"]
+    config_file.write_text(json.dumps(config, indent=2))

@@ -19,6 +19,7 @@ blocks), which GPTQ's input statistics say nothing about.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,18 +27,24 @@ import torch
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 # The builder's matrix (``model.layers.<i>.<attn|mlp>.<part>.MatMul.weight_Q4``)
-# -> the model's modules under ``layers.<i>``, rows concatenated in this order.
+# -> the model's modules under ``layers.<i>`` whose rows it holds, in this
+# order; the first layout the model has is taken. Phi-3 keeps q/k/v in one
+# ``qkv_proj`` and gate/up in one ``gate_up_proj``, which the builder splits
+# into gate_proj and up_proj: ``[0/2]`` is the first half of the rows.
 PARTS = {
-    "attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    "attn.q_proj": ("self_attn.q_proj",),
-    "attn.k_proj": ("self_attn.k_proj",),
-    "attn.v_proj": ("self_attn.v_proj",),
-    "attn.o_proj": ("self_attn.o_proj",),
-    "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj"),
-    "mlp.gate_proj": ("mlp.gate_proj",),
-    "mlp.up_proj": ("mlp.up_proj",),
-    "mlp.down_proj": ("mlp.down_proj",),
-}
+    "attn.qkv_proj": (
+        ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.qkv_proj",),
+    ),
+    "attn.q_proj": (("self_attn.q_proj",),),
+    "attn.k_proj": (("self_attn.k_proj",),),
+    "attn.v_proj": (("self_attn.v_proj",),),
+    "attn.o_proj": (("self_attn.o_proj",),),
+    "mlp.gate_up_proj": (("mlp.gate_proj", "mlp.up_proj"), ("mlp.gate_up_proj",)),
+    "mlp.gate_proj": (("mlp.gate_proj",), ("mlp.gate_up_proj[0/2]",)),
+    "mlp.up_proj": (("mlp.up_proj",), ("mlp.gate_up_proj[1/2]",)),
+    "mlp.down_proj": (("mlp.down_proj",),),
+}  # fmt: skip
+_PART_OF_ROWS = re.compile(r"^(.*)\[(\d+)/(\d+)\]$")
 _WEIGHT = re.compile(r"model\.layers\.(\d+)\.(\w+\.\w+)\.MatMul\.weight_Q4$")
 DAMP = 0.01  # GPTQ's usual dampening, as the torch pass uses
 # The fp32 Hessians held at once: a 7B model's would take ~20 GB together,
@@ -47,8 +54,21 @@ HESSIAN_BUDGET_BYTES = 2 << 30
 PROGRESS_STEPS = 30  # progress lines at most (the CLI prints each)
 
 
-def layer_matrices(graph, model) -> dict[str, list[tuple[str, torch.nn.Linear]]]:
-    """Each decoder layer's MatMulNBits node name -> the model's linears it holds."""
+@dataclass(frozen=True)
+class Rows:
+    """Rows of a model linear that one graph matrix holds (all, or a part)."""
+
+    name: str
+    linear: torch.nn.Linear
+    rows: slice
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight[self.rows]
+
+
+def layer_matrices(graph, model) -> dict[str, list[Rows]]:
+    """Each decoder layer's MatMulNBits node name -> the model's rows it holds."""
     modules = dict(model.named_modules())
     prefix = next((name[: -len("layers.0")] for name in modules if name.endswith("layers.0")), None)
     found = {}
@@ -59,12 +79,26 @@ def layer_matrices(graph, model) -> dict[str, list[tuple[str, torch.nn.Linear]]]
         if match is None:
             continue  # the head: the builder's rounding stays
         index, part = match.groups()
-        names = PARTS.get(part)
-        linears = [modules.get(f"{prefix}layers.{index}.{n}") for n in names or ()]
-        if prefix is None or not names or not all(isinstance(x, torch.nn.Linear) for x in linears):
+        for names in PARTS.get(part, ()) if prefix is not None else ():
+            rows = [_rows(modules, f"{prefix}layers.{index}.", name) for name in names]
+            if all(rows):
+                found[node.name] = rows
+                break
+        else:
             raise ValueError(f"GPTQ found no matrices of the model for the graph's {node.input[1]}")
-        found[node.name] = list(zip(names, linears, strict=True))
     return found
+
+
+def _rows(modules: dict, layer: str, name: str) -> Rows | None:
+    """``name`` (``path`` or ``path[i/n]``, the i-th of n equal parts of its
+    rows) under ``layer``, or None when the model has no such linear."""
+    part = _PART_OF_ROWS.match(name)
+    path, index, parts = (part[1], int(part[2]), int(part[3])) if part else (name, 0, 1)
+    linear = modules.get(layer + path)
+    if not isinstance(linear, torch.nn.Linear) or linear.out_features % parts:
+        return None
+    size = linear.out_features // parts
+    return Rows(name, linear, slice(index * size, (index + 1) * size))
 
 
 def pack_blocks(q: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor, block: int):
@@ -93,7 +127,7 @@ def hessian_chunk(matrices: dict, inputs: dict, start: int, budget: int) -> list
     for name, parts in list(matrices.items())[start:]:
         if inputs[name] in seen:
             continue
-        linear = parts[0][1]
+        linear = parts[0].linear
         size = linear.in_features**2 * 4
         if chunk and used + size > budget:
             break
@@ -135,9 +169,11 @@ def round_by_gptq(
             progress(Progress("GPTQ: collecting calibration statistics", 0.2))
             hessians = collect_input_hessians(model, chunk, calibration, cancel)
         hessian = hessians[inputs[name]]
+        # GPTQ rounds each row on its own (one Hessian for all), so a part of
+        # a linear's rows rounds as it would within the whole.
         rounded = [
-            gptq_quantize(linear.weight, hessian, block, DAMP, act_order=True, integer_zero=True)
-            for _, linear in parts
+            gptq_quantize(part.weight, hessian, block, DAMP, act_order=True, integer_zero=True)
+            for part in parts
         ]
         q, scale, minimum = (torch.cat(x) for x in zip(*rounded, strict=True))
         packed, scales, zero_points = pack_blocks(q, scale, minimum, block)

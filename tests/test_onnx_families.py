@@ -103,13 +103,6 @@ def test_cache_grows_by_one_position_per_step(exported):
         ),
         (
             SimpleNamespace(
-                model_type="phi3",
-                rope_parameters={"rope_type": "longrope", "original_max_position_embeddings": 64},
-            ),
-            "longrope",
-        ),
-        (
-            SimpleNamespace(
                 model_type="gemma3_text",
                 rope_parameters={
                     "full_attention": {"rope_type": "dynamic"},

@@ -43,9 +43,13 @@ def _copy_measured(measured: dict, folder: Path, sub: str) -> tuple[dict, str]:
         "fidelity": fidelity,
         "bytes_on_disk": checked.get("bytes_on_disk"),
     }
+    limit = ""
+    if checked.get("exact_positions"):
+        details["exact_positions"] = checked["exact_positions"]
+        limit = f"; it runs up to {checked['exact_positions']} positions"
     summary = (
         f"{sub}/ (the graph the run was timed on, sha256 {found[:12]}; top-1 "
-        f"{fidelity.get('top1_agreement', float('nan')):.2%} against PyTorch)"
+        f"{fidelity.get('top1_agreement', float('nan')):.2%} against PyTorch{limit})"
     )
     return details, summary
 

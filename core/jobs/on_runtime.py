@@ -80,7 +80,15 @@ def prepare(
             f"sha256 {artifact['onnx_sha256'][:12]}; an export holds this graph beside the "
             "PyTorch folder it was made from"
         )
-        return Prepared(loaded, (note,), artifact)
+        notes = (note,)
+        if limit := loaded.model.exact_positions:
+            artifact["onnx_exact_positions"] = limit
+            notes += (
+                f"the graph matches the model up to {limit} positions, the original context "
+                "of its long-context RoPE (past it the model switches to its long factors, "
+                "which the graph does not follow); longer sequences are refused",
+            )
+        return Prepared(loaded, notes, artifact)
     return Prepared(candidate, (), artifact)
 
 

@@ -25,7 +25,7 @@ from core.errors import ExportFailedError, UnsupportedModelError, WorkbenchError
 from core.onnx.fidelity import DECODE_STEPS, OnnxFidelity, check_windows, compare_logits
 from core.onnx.graph import export_graph
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
-from core.runtime.onnx.families import export_refusal
+from core.runtime.onnx.families import exact_positions, export_refusal
 from core.runtime.onnx.ort_errors import is_ort_error, ort_reason
 
 MODEL_FILE = "model.onnx"
@@ -44,6 +44,9 @@ class OnnxExportResult:
     calibration: str = ""  # static int8: the calibration method
     weight_bits: int = 0  # weight-only int8 / int4 (MatMulNBits, core.onnx.nbits)
     fused: bool = False  # written by onnxruntime-genai's builder (core.onnx.fused)
+    # The graph matches the model up to this many positions and refuses more
+    # (long-context RoPE's original context: families.exact_positions), else None.
+    exact_positions: int | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -179,6 +182,7 @@ def _export(
         calibration=calibration or "",
         weight_bits=weight_bits,
         fused=fused,
+        exact_positions=exact_positions(model.config),
     )
     (out_dir / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
     progress(Progress("ONNX export done", 1.0))

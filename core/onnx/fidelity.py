@@ -67,8 +67,9 @@ def check_windows(tokenizer, config) -> list[torch.Tensor]:
     """Windows of the report split that fit the model's context."""
     from core.evaluate.perplexity import PerplexityProtocol, perplexity_windows
     from core.runtime.generation import context_length
+    from core.runtime.onnx.families import exact_positions
 
-    context = min(CHECK_CONTEXT, context_length(config))
+    context = min(CHECK_CONTEXT, context_length(config), exact_positions(config) or CHECK_CONTEXT)
     protocol = PerplexityProtocol(
         context_tokens=context, stride=context // 2, quick_windows=CHECK_WINDOWS
     )

@@ -93,13 +93,24 @@ def export_refusal(config) -> str | None:
             "ONNX export cannot take dynamic RoPE scaling: it recomputes its frequencies "
             "from the sequence length in Python, which torch.export cannot trace."
         )
-    if "longrope" in types:
-        return (
-            "ONNX export cannot take long-context RoPE (longrope): it switches to its long "
-            "factors past the original context, and the traced graph does not follow the "
-            "switch (a tiny Phi-3's logits differed by 8e-3 past it)."
-        )
     return None
+
+
+def exact_positions(config) -> int | None:
+    """Positions up to which our graphs match the PyTorch model, where fewer
+    than its context, else None. Long-context RoPE (longrope: Phi-3-128k,
+    Phi-3.5, Phi-4-mini) switches to its long factors once a sequence passes
+    its original context; neither the traced graph (the branch is fixed when
+    traced) nor the builder's fused graph (its own switch) then matches
+    PyTorch's cache (a tiny Phi-3's logits differed by 4e-3 to 8e-3 past it),
+    so the graphs run up to that original context and refuse beyond it."""
+    if "longrope" not in rope_types(config):
+        return None
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    original = rope.get("original_max_position_embeddings") or getattr(
+        config, "original_max_position_embeddings", None
+    )
+    return int(original) if original else None
 
 
 def rope_types(config) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.runtime.onnx.families import exact_positions
 from core.runtime.onnx.interface import (
     ATTENTION_MASK,
     INPUT_IDS,
@@ -110,7 +111,8 @@ class OrtCausalLM:
 
     def __init__(self, path: Path, config, generation_config, device="auto", threads=None):
         self.path = Path(path)
-        self.config = config
+        self.exact_positions = exact_positions(config)
+        self.config = _within(config, self.exact_positions)
         self.generation_config = generation_config
         self.session = open_session(self.path, device, threads)
         self.layers = layer_count(config)
@@ -212,6 +214,12 @@ class OrtCausalLM:
         (from ``empty_cache`` or a previous step); logits at ``positions``."""
         shared = isinstance(past, SharedCache)
         past_len = past.length if shared else past[0].shape()[2]
+        if self.exact_positions and past_len + input_ids.shape[1] > self.exact_positions:
+            raise ValueError(
+                f"this graph matches the model up to {self.exact_positions} positions (the "
+                f"original context of its long-context RoPE); {past_len + input_ids.shape[1]} "
+                "were asked for"
+            )
         if shared and past_len + input_ids.shape[1] > past.capacity:
             raise ValueError(
                 f"the KV cache holds {past.capacity} positions; "
@@ -288,6 +296,25 @@ class OrtCausalLM:
         return SimpleNamespace(logits=self.step(ids, self.empty_cache(), positions).logits)
 
     __call__ = forward
+
+
+def _within(config, positions: int | None):
+    """``config``, or a copy whose context is ``positions`` where the graph
+    matches the model only that far: every protocol, the generation room and
+    the server read the context from the runtime's config. Only this runtime
+    reads the copy (transformers would rescale longrope by the context); the
+    config stored beside the graph is the model's own."""
+    import copy
+
+    from core.runtime.generation import CONTEXT_FIELDS, context_length
+
+    if not positions or positions >= context_length(config):
+        return config
+    config = copy.deepcopy(config)
+    for name in CONTEXT_FIELDS:
+        if getattr(config, name, None):
+            setattr(config, name, positions)
+    return config
 
 
 def _op_types(path: Path) -> set[str]:

@@ -167,6 +167,11 @@ def test_sizes_fall_with_the_bits(cache):
 
 # The tiny Phi-3's context (256) differs from its original context (4096 by
 # default): the builder then took it for long-context RoPE and failed.
+# Llama 3.1/3.2's RoPE (wavelength-dependent scaling).
+LLAMA3_ROPE = {
+    "rope_type": "llama3", "rope_theta": 1e4, "factor": 8.0, "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
+}  # fmt: skip
 # Partial rotary as in Phi-4-mini; the builder's rotary needs the rotated
 # half-width in multiples of 8, so heads of 64 here (16 x 0.5 is refused by
 # ONNX Runtime; Phi-4-mini's 128 x 0.75 takes it).
@@ -178,14 +183,27 @@ PHI3_PARTIAL_ROTARY = {
 }
 
 
+WINDOW = {"sliding_window": 8}  # the gate's 256-token windows pass it many times over
+QWEN_WINDOW = {"sliding_window": 8, "use_sliding_window": True, "max_window_layers": 1}
+
+
 @pytest.mark.parametrize(
     ("family", "settings"),
     [
         ("qwen2", {}),
+        ("qwen2", QWEN_WINDOW),
         ("qwen3", {}),
         ("mistral", {"sliding_window": None}),  # full attention
+        ("mistral", WINDOW),  # every layer slides (Mistral v0.1)
         ("phi3", {}),
+        ("phi3", WINDOW),  # Phi-3-mini-4k slides over 2,047 positions
         ("phi3", PHI3_PARTIAL_ROTARY),
+        ("gemma", {}),
+        ("gemma2", {}),  # sliding and full layers, soft-capping
+        ("gemma3", {}),  # sliding and full layers, two RoPE thetas, q/k norms
+        ("granite", {}),
+        ("ernie4_5", {}),
+        ("llama", {"rope_parameters": LLAMA3_ROPE}),
     ],
 )
 def test_other_families_build_a_fused_graph_that_passes_the_gate(family, settings, tmp_path):
@@ -197,18 +215,61 @@ def test_other_families_build_a_fused_graph_that_passes_the_gate(family, setting
     assert "GroupQueryAttention" in {n.op_type for n in _nodes(tmp_path / "fused")}
 
 
+def test_sliding_windows_decode_past_the_window_on_both_caches(tmp_path):
+    """Gemma 2 (a window of 8) decoded 24 tokens after a 40-token prompt, on
+    the copied cache and on the cache written in place: PyTorch's logits."""
+    from core.runtime.onnx.ort_model import OrtCausalLM
+
+    loaded = load_model(str(save_tiny_model("gemma2", tmp_path / "gemma2")), device="cpu")
+    export_onnx(loaded, tmp_path / "fused", fused=True)
+    config, generation = loaded.model.config, loaded.model.generation_config
+    model = OrtCausalLM(tmp_path / "fused" / MODEL_FILE, config, generation, "cpu")
+    ids = torch.randint(5, 200, (1, 40), generator=torch.Generator().manual_seed(0))
+    out = loaded.model.generate(
+        ids, max_new_tokens=24, min_new_tokens=24, do_sample=False,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    want = [logits[0] for logits in out.logits]
+    tokens = torch.cat([ids, out.sequences[:, 40:-1]], dim=1)
+    for past in (model.empty_cache(), model.empty_cache(capacity=64)):
+        got = _decode_tokens(model, tokens, 40, past)
+        for a, b in zip(want, got, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+
+
+def _decode_tokens(model, tokens, prompt: int, past) -> list[torch.Tensor]:
+    """Logits after the prompt, then after each following token, one at a time."""
+    import numpy as np
+
+    ids = tokens.numpy()
+    out = model.step(ids[:, :prompt], past, np.array([prompt - 1]))
+    logits = [out.logits[0, -1]]
+    for index in range(prompt, ids.shape[1]):
+        out = model.step(ids[:, index : index + 1], out.present, np.array([0]))
+        logits.append(out.logits[0, -1])
+    return logits
+
+
+GEMMA3_SCALED = {
+    "rope_parameters": {
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+    }
+}
+
+
 @pytest.mark.parametrize(
-    ("family", "says"),
+    ("family", "settings", "says"),
     [
-        ("gpt2", "not 'gpt2'"),
-        ("mistral", "Mistral with a sliding window"),  # the tiny config's window of 8
-        ("gemma2", "sliding-window"),
+        ("gpt2", {}, "not 'gpt2'"),
+        ("olmo", {}, "not 'olmo'"),
+        ("gemma3", GEMMA3_SCALED, "Gemma 3 with scaled RoPE"),
     ],
 )
-def test_families_it_cannot_build_exactly_are_refused_in_one_line(family, says, tmp_path):
+def test_families_it_cannot_build_exactly_are_refused_in_one_line(family, settings, says, tmp_path):
     from core.jobs.on_runtime import check_exportable
 
-    loaded = load_model(str(save_tiny_model(family, tmp_path / family)), device="cpu")
+    loaded = load_model(str(save_tiny_model(family, tmp_path / family, **settings)), device="cpu")
     with pytest.raises(UnsupportedModelError) as err:
         check_exportable("ort-fused-w4", loaded)
     assert says in str(err.value) and "\n" not in str(err.value)

@@ -35,17 +35,16 @@ from core.onnx.quiet import info_logs_off
 from core.progress import CancelToken, ProgressSink, ignore_progress
 
 # Families whose fused graph passes the strict fidelity gate on tiny random
-# models (tests/test_onnx_fused.py), model_type -> the family name people read.
+# models, sliding windows included (tests/test_onnx_fused.py), model_type ->
+# the family name people read. The builder also writes OLMo, Phi-1/2,
+# Nemotron and SmolLM3, but not exactly here: OLMo's logits differed by 0.17,
+# Phi-2's and Nemotron's partial rotary by 0.009 and 0.04 (top-1 99.4% and
+# 98.4%), and SmolLM3's layers without RoPE failed to build.
 FUSED_FAMILIES = {
     "llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3", "phi3": "Phi-3",
+    "gemma": "Gemma", "gemma2": "Gemma 2", "gemma3_text": "Gemma 3 (text)",
+    "granite": "Granite", "ernie4_5": "ERNIE 4.5",
 }  # fmt: skip
-# Families the builder writes but not exactly here, and why (the whole line).
-# Their GroupQueryAttention needs a cache preallocated to the whole window
-# (ONNX Runtime: "KV cache capacity (0) must be at least local_window_size").
-NOT_EXACT = {
-    "gemma2": "Gemma 2's sliding-window layers",
-    "gemma3_text": "Gemma 3's sliding-window layers",
-}
 PRECISIONS = {0: "fp32", 8: "int8", 4: "int4"}
 # How the builder rounds the weights (its ``algo_config``): "default" is
 # ONNX Runtime's symmetric round to nearest; "k_quant" is llama.cpp's k-quant
@@ -84,27 +83,21 @@ def fused_refusal(config) -> str | None:
             "The fused ONNX graph needs onnxruntime-genai's builder: "
             "pip install --no-deps 'onnxruntime-genai==0.18.0' (scripts/setup.sh does)."
         )
-    if model_type in NOT_EXACT or (model_type in FUSED_FAMILIES and _windowed(config)):
-        what = NOT_EXACT.get(model_type, f"{FUSED_FAMILIES.get(model_type)} with a sliding window")
-        return (
-            f"The fused ONNX graph is not exact for {what}: its GroupQueryAttention "
-            f"did not match PyTorch there; {traced}."
-        )
     if model_type not in FUSED_FAMILIES:
         return (
             f"The fused ONNX graph (onnxruntime-genai's builder) takes "
             f"{', '.join(FUSED_FAMILIES)}, not {model_type!r}; {traced}."
         )
+    rope = getattr(config, "rope_parameters", None) or {}
+    scaling = rope.get("full_attention", rope).get("rope_type", "default")
+    if model_type == "gemma3_text" and scaling != "default":
+        # The builder scales every layer's rotary cache by the global layers'
+        # factor, the sliding layers' too (top-1 44% on a tiny Gemma 3).
+        return (
+            "The fused ONNX graph is not exact for Gemma 3 with scaled RoPE on its global "
+            f"layers (4B and up): the builder scales its sliding layers' RoPE too; {traced}."
+        )
     return None
-
-
-def _windowed(config) -> bool:
-    """Sliding-window attention in use (Mistral v0.1's window; Qwen's flag off
-    means none, whatever its window field says)."""
-    if getattr(config, "use_sliding_window", None) is False:
-        return False
-    types = getattr(config, "layer_types", None) or ()
-    return bool(getattr(config, "sliding_window", None)) or "sliding_attention" in types
 
 
 def fused_settings(bits: int, method: str | None = None, block: int | None = None) -> dict:
@@ -158,6 +151,11 @@ def build_fused_graph(
     method = settings.get("method", "default")
     target = Path(target)
     options = [f"filename={target.name}", "hf_token=false", "hf_remote=false"]
+    # Sliding-window layers keep a full cache, as every other layer, and mask
+    # by GroupQueryAttention's local_window_size: the builder's default bounded
+    # cache wants one preallocated to the window and evicting in place, which
+    # our runner's cache (grown or preallocated to the sequence) is not.
+    options += ["windowed_kv_cache=false"]
     if bits:
         options += [f"block_size={settings['block_size']}", f"accuracy_level={ACCURACY_LEVEL}"]
         # GPTQ replaces the builder's round-to-nearest blocks afterwards.
@@ -168,11 +166,10 @@ def build_fused_graph(
         out = Path(scratch) / "out"
         # The builder reads a Hugging Face folder (config, safetensors, tokenizer).
         model.save_pretrained(weights, safe_serialization=True)
-        _as_the_builder_reads(weights / "config.json")
         tokenizer.save_pretrained(weights)  # it reads the special tokens' ids
         # It prints every step and its quantiser logs every MatMul at INFO.
         to_out, to_err = contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed)
-        with info_logs_off(), to_out, to_err:
+        with info_logs_off(), to_out, to_err, _configs_as_the_builder_reads():
             prepared = parse_extra_options(
                 str(weights), str(weights), str(out), settings["precision"], "cpu",
                 str(cache), options,
@@ -194,24 +191,61 @@ def build_fused_graph(
     return printed.getvalue()
 
 
-def _as_the_builder_reads(config_file: Path) -> None:
-    """Rewrite the saved copy's config where the builder reads a field other
-    than transformers does. Phi-3: the builder picks its long-context RoPE
-    model whenever ``max_position_embeddings`` differs from
-    ``original_max_position_embeddings``, yet transformers reads the latter
-    only for longrope; without longrope they are made equal (a Phi-3-mini-4k
-    has them equal already; a config that differs failed with KeyError
-    'multi_cache'). The builder reads longrope's type from ``type``, which a
-    config written by transformers 5 may hold only as ``rope_type``."""
-    import json
+@contextlib.contextmanager
+def _configs_as_the_builder_reads():
+    """While the builder runs, the config it reads (its own ``AutoConfig``
+    call; the weights are loaded with the model's own config) is adjusted by
+    ``as_the_builder_reads``. Adjusting the saved file would not do: loading
+    it, transformers 5 moves Gemma 3's legacy field back where it was."""
+    from onnxruntime_genai.models import builder
 
-    config = json.loads(config_file.read_text())
-    if config.get("model_type") != "phi3":
-        return
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    kind = rope.get("rope_type") or rope.get("type")
-    if kind == "longrope":
-        rope["type"] = kind
-    elif "max_position_embeddings" in config:
-        config["original_max_position_embeddings"] = config["max_position_embeddings"]
-    config_file.write_text(json.dumps(config, indent=2))
+    real = builder.AutoConfig
+
+    class _Adjusted:
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            return as_the_builder_reads(real.from_pretrained(*args, **kwargs))
+
+    builder.AutoConfig = _Adjusted
+    try:
+        yield
+    finally:
+        builder.AutoConfig = real
+
+
+def as_the_builder_reads(config):
+    """``config`` with the fields onnxruntime-genai's builder reads where
+    transformers 5 keeps them elsewhere or not at all (changed in place: it
+    is the builder's own copy).
+
+    - Phi-3: the builder picks its long-context RoPE model whenever
+      ``max_position_embeddings`` differs from ``original_max_position_
+      embeddings``, yet transformers reads the latter only for longrope;
+      without longrope they are made equal (a Phi-3-mini-4k has them equal
+      already; a config that differs failed with KeyError 'multi_cache'). The
+      builder reads longrope's type from ``type``; transformers 5 may write
+      only ``rope_type``.
+    - Mistral and Phi-3 (Phi-3-mini-4k slides over 2,047 positions): the
+      builder reads which layers slide from ``layer_types``, which their
+      configs do not have; without it every layer was taken for full
+      attention (top-1 99.6-99.8% on tiny models with a window of 8).
+    - Gemma 3: transformers 5 keeps one RoPE setting per layer type; the
+      builder reads the full-attention layers' from ``rope_parameters`` and the
+      sliding layers' theta from ``rope_local_base_freq`` (KeyError
+      'rope_type' without).
+    """
+    kind = getattr(config, "model_type", None)
+    rope = getattr(config, "rope_parameters", None) or {}
+    if kind == "phi3":
+        rope_type = rope.get("rope_type") or rope.get("type")
+        if rope_type == "longrope":
+            rope["type"] = rope_type
+        else:
+            config.original_max_position_embeddings = config.max_position_embeddings
+    windowed = getattr(config, "sliding_window", None)
+    if kind in ("mistral", "phi3") and windowed and not getattr(config, "layer_types", None):
+        config.layer_types = ["sliding_attention"] * config.num_hidden_layers
+    if kind == "gemma3_text" and "full_attention" in rope:
+        config.rope_local_base_freq = rope["sliding_attention"]["rope_theta"]
+        config.rope_parameters = dict(rope["full_attention"])
+    return config

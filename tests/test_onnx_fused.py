@@ -183,6 +183,12 @@ PHI3_PARTIAL_ROTARY = {
 }
 
 
+GEMMA3_SCALED = {
+    "rope_parameters": {
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+    }
+}
 WINDOW = {"sliding_window": 8}  # the gate's 256-token windows pass it many times over
 QWEN_WINDOW = {"sliding_window": 8, "use_sliding_window": True, "max_window_layers": 1}
 
@@ -201,6 +207,7 @@ QWEN_WINDOW = {"sliding_window": 8, "use_sliding_window": True, "max_window_laye
         ("gemma", {}),
         ("gemma2", {}),  # sliding and full layers, soft-capping
         ("gemma3", {}),  # sliding and full layers, two RoPE thetas, q/k norms
+        ("gemma3", GEMMA3_SCALED),  # linear RoPE on the global layers only (4B and up)
         ("granite", {}),
         ("ernie4_5", {}),
         ("llama", {"rope_parameters": LLAMA3_ROPE}),
@@ -213,6 +220,26 @@ def test_other_families_build_a_fused_graph_that_passes_the_gate(family, setting
     result = export_onnx(loaded, tmp_path / "fused", fused=True)
     assert result.fidelity.passed and result.fused
     assert "GroupQueryAttention" in {n.op_type for n in _nodes(tmp_path / "fused")}
+
+
+def test_our_sliding_rope_tables_are_the_builders_where_nothing_is_scaled(tmp_path):
+    """core.onnx.fused_rope rewrites Gemma 3's sliding-layer tables when its
+    global layers are scaled; unscaled, the builder's tables must be ours."""
+    from onnx import numpy_helper
+
+    from core.onnx.fused import build_fused_graph
+    from core.onnx.fused_rope import LOCAL_TABLES, sliding_rope_tables
+
+    loaded = load_model(str(save_tiny_model("gemma3", tmp_path / "gemma3")), device="cpu")
+    config = loaded.model.config
+    build_fused_graph(loaded.model, loaded.tokenizer, tmp_path / "fused" / MODEL_FILE, 0)
+    graph = onnx.load(str(tmp_path / "fused" / MODEL_FILE)).graph
+    theirs = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name in LOCAL_TABLES}
+    theta = config.rope_parameters["sliding_attention"]["rope_theta"]
+    ours = sliding_rope_tables(theta, config.head_dim, config.max_position_embeddings)
+    assert set(theirs) == set(LOCAL_TABLES)
+    for name in LOCAL_TABLES:
+        torch.testing.assert_close(torch.from_numpy(theirs[name]), ours[name], atol=1e-6, rtol=0)
 
 
 def test_sliding_windows_decode_past_the_window_on_both_caches(tmp_path):
@@ -250,20 +277,11 @@ def _decode_tokens(model, tokens, prompt: int, past) -> list[torch.Tensor]:
     return logits
 
 
-GEMMA3_SCALED = {
-    "rope_parameters": {
-        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
-        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
-    }
-}
-
-
 @pytest.mark.parametrize(
     ("family", "settings", "says"),
     [
         ("gpt2", {}, "not 'gpt2'"),
         ("olmo", {}, "not 'olmo'"),
-        ("gemma3", GEMMA3_SCALED, "Gemma 3 with scaled RoPE"),
     ],
 )
 def test_families_it_cannot_build_exactly_are_refused_in_one_line(family, settings, says, tmp_path):

@@ -30,6 +30,7 @@ import io
 import tempfile
 from pathlib import Path
 
+from core.onnx.fused_rope import needs_unscaled_sliding_rope, write_unscaled_sliding_rope
 from core.onnx.nbits import ACCURACY_LEVEL, BLOCK_SIZE
 from core.onnx.quiet import info_logs_off
 from core.progress import CancelToken, ProgressSink, ignore_progress
@@ -87,15 +88,6 @@ def fused_refusal(config) -> str | None:
         return (
             f"The fused ONNX graph (onnxruntime-genai's builder) takes "
             f"{', '.join(FUSED_FAMILIES)}, not {model_type!r}; {traced}."
-        )
-    rope = getattr(config, "rope_parameters", None) or {}
-    scaling = rope.get("full_attention", rope).get("rope_type", "default")
-    if model_type == "gemma3_text" and scaling != "default":
-        # The builder scales every layer's rotary cache by the global layers'
-        # factor, the sliding layers' too (top-1 44% on a tiny Gemma 3).
-        return (
-            "The fused ONNX graph is not exact for Gemma 3 with scaled RoPE on its global "
-            f"layers (4B and up): the builder scales its sliding layers' RoPE too; {traced}."
         )
     return None
 
@@ -178,6 +170,8 @@ def build_fused_graph(
                 str(weights), str(weights), str(out), settings["precision"], "cpu",
                 str(cache), **prepared,
             )  # fmt: skip
+        if needs_unscaled_sliding_rope(model.config):
+            write_unscaled_sliding_rope(out / target.name, model.config)
         if method == "gptq":
             from core.onnx.fused_gptq import round_by_gptq
             from core.passes.calibration import calibration_windows

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ WEIGHTS = "student.safetensors"
 OPTIMIZER = "optimizer.pt"
 LATEST = "LATEST"
 FORMAT = 1
+# What a checkpoint directory may hold: step folders, LATEST, and the
+# temporary names they are written under. Anything else is the user's.
+_OURS = re.compile(r"^(step-\d{8}|LATEST|\.LATEST\.tmp|\.step-\d{8}\..+)$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,46 @@ class SavedState:
     settings: dict
     recipe: dict
     teacher: str
+
+
+def check_checkpoint_dir(directory: Path, protected: Path | None = None) -> None:
+    """Refuse, before any training, a checkpoint directory this would write
+    the user's files into or delete them from: one inside (or holding) the
+    source model, a file, a link, or a folder holding anything a checkpoint
+    run does not write (old step folders are deleted after each save).
+    A new folder, an empty one, or one an earlier run wrote is accepted."""
+    from core.atomic_folder import ExportTargetError
+
+    directory = Path(directory).expanduser()
+    if protected is not None:
+        inner, outer = directory.resolve(), Path(protected).resolve()
+        if inner == outer or outer in inner.parents or inner in outer.parents:
+            raise ExportTargetError(
+                f"{directory} is inside (or contains) the source model folder {protected}; "
+                "the source files are never written: choose another checkpoint folder."
+            )
+    if directory.is_symlink():
+        raise ExportTargetError(f"{directory} is a symbolic link; give the folder itself.")
+    if not os.path.lexists(directory):
+        return
+    if not directory.is_dir():
+        raise ExportTargetError(f"{directory} exists and is not a folder; choose another one.")
+    foreign = sorted(entry.name for entry in directory.iterdir() if not _ours(entry))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ExportTargetError(
+            f"{directory} holds files a distillation checkpoint does not write ({shown}); "
+            "give a new or empty folder, or one an earlier distillation wrote."
+        )
+
+
+def _ours(entry: Path) -> bool:
+    if entry.is_symlink() or not _OURS.match(entry.name):
+        return False
+    if entry.name.startswith("step-"):
+        files = (STATE, WEIGHTS, OPTIMIZER)
+        return entry.is_dir() and all(child.name in files for child in entry.iterdir())
+    return entry.is_file() if entry.name in (LATEST, f".{LATEST}.tmp") else entry.is_dir()
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -84,7 +128,7 @@ def save_checkpoint(directory: Path, model, optimizer, state: SavedState) -> Pat
         shutil.rmtree(temp, ignore_errors=True)
         raise
     for old in directory.glob("step-*"):
-        if old != target:
+        if old != target and _ours(old):  # never a folder of the user's
             shutil.rmtree(old, ignore_errors=True)
     return target
 

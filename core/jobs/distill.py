@@ -63,6 +63,7 @@ def distill_student(
 ) -> Iterator[object]:
     """Yield the student's notes, distillation events, then (with ``measure``)
     the measurement events and the student's RunRecord."""
+    from core.distill.checkpoint import check_checkpoint_dir
     from core.distill.events import DistillResult
     from core.distill.student import build_student
     from core.distill.train import distill, eval_protocol
@@ -77,6 +78,8 @@ def distill_student(
     teacher, settings = request.teacher, request.settings
     require_causal_lm(teacher, "Distillation")
     recipe = request.shape.recipe()  # refuses an empty shape before any work
+    folder = checkpoint_folder(request)
+    check_checkpoint_dir(folder, teacher.folder)  # the user's files: before any work
     if request.fit_eval_context:
         settings = _eval_context_fitted(teacher, settings, progress)
     check_fits(teacher, request.shape, settings)
@@ -94,7 +97,6 @@ def distill_student(
         ]
         yield DistillBaseline(scores[0], scores[1], protocol.describe())
         baseline = (protocol, windows)
-    folder = checkpoint_folder(request)
     result = None
     for event in distill(teacher, student, settings, progress, cancel, folder, request.resume):
         result = event if isinstance(event, DistillResult) else result

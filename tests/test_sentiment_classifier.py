@@ -50,6 +50,24 @@ def test_fast_variant_learns_and_reports_honestly(tmp_path):
     assert correct == result.correct
 
 
+@pytest.mark.parametrize("kind", ["folder with a file", "file"])
+def test_an_output_holding_the_users_files_is_refused_before_training(tmp_path, kind):
+    from core.atomic_folder import ExportTargetError
+
+    target = tmp_path / "out"
+    if kind == "file":
+        target.write_text("mine")
+    else:
+        target.mkdir()
+        (target / "config.json").write_text("mine")
+    events = finetune_sentiment_classifier(FAST, output_dir=target)
+    with pytest.raises(ExportTargetError) as err:
+        next(events)  # the first event would be a training step
+    assert "\n" not in str(err.value)
+    mine = target if kind == "file" else target / "config.json"
+    assert mine.read_text() == "mine"
+
+
 def test_cancel_stops_training():
     cancel = CancelToken()
     seen = []

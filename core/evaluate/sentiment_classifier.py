@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from core.atomic_folder import ExportTargetError, atomic_folder, check_target
 from core.data.bundled import package_file
 from core.data.sentiment import LABELS, sentiment_split
 from core.evaluate.zero_shot import AccuracyPartial, AccuracySummary, summarise
@@ -62,6 +63,14 @@ def _tenth_mean(losses: list[float], last: bool) -> float:
     return sum(part) / len(part)
 
 
+def _empty_only(target: Path) -> None:
+    """The output folder may exist only empty: its files would be replaced."""
+    if any(target.iterdir()):
+        raise ExportTargetError(
+            f"{target} already holds files; save the classifier to a new or empty folder."
+        )
+
+
 def finetune_sentiment_classifier(
     settings: ClassifierSettings | None = None,
     cancel: CancelToken | None = None,
@@ -76,6 +85,8 @@ def finetune_sentiment_classifier(
     )
 
     cancel = cancel or CancelToken()
+    if output_dir is not None:  # before any training: never the user's files
+        check_target(output_dir, overwrite=True, replaceable=_empty_only)
     start = time.perf_counter()
     torch.manual_seed(settings.seed)
     folder = encoder_dir()
@@ -133,9 +144,10 @@ def finetune_sentiment_classifier(
             truths = [label for _, label in test[: len(predictions)]]
             correct = sum(p == t for p, t in zip(predictions, truths, strict=True))
             yield AccuracyPartial(len(predictions), len(test), correct, correct / len(predictions))
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
+    if output_dir is not None:  # all at once, or nothing
+        with atomic_folder(output_dir, overwrite=True, replaceable=_empty_only) as temp:
+            model.save_pretrained(temp)
+            tokenizer.save_pretrained(temp)
     yield ClassifierResult(
         **summarise(predictions, [label for _, label in test], list(LABELS)),
         steps=len(losses),

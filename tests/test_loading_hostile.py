@@ -141,3 +141,39 @@ def test_a_weight_file_cut_to_a_few_bytes_is_called_cut_short_in_readable_sizes(
         CorruptModelError, match=r"KiB of weights .* hold 10 B: the weight files are cut short"
     ):
         load_model(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "fields, error, said",
+    [
+        ({"hidden_act": "bogus"}, "CorruptModelError", "cannot be built.*KeyError"),
+        ({"pad_token_id": 10**6}, "CorruptModelError", "cannot be built.*AssertionError"),
+        (
+            {"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}},
+            "UnsupportedModelError",
+            "needs a package this install does not have",
+        ),
+        ({"num_hidden_layers": 1}, "CorruptModelError", "hold layer 1 but config.json describes 1"),
+    ],
+    ids=["unknown-activation", "padding-past-vocab", "prequantized", "fewer-layers"],
+)
+def test_configs_transformers_cannot_build_are_refused_in_one_line(
+    tiny_llama_dir, tmp_path, fields, error, said
+):
+    folder = edited(tiny_llama_dir, tmp_path, **fields)
+    with pytest.raises(Exception, match=said) as err:
+        load_model(str(folder), device="cpu")
+    assert type(err.value).__name__ == error and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name, text", [("tokenizer_config.json", "[]"), ("tokenizer.json", '{"garbage": true}')]
+)
+def test_damaged_tokenizer_files_are_refused_in_one_line(tiny_llama_dir, tmp_path, name, text):
+    from core.errors import NotAModelError
+
+    folder = edited(tiny_llama_dir, tmp_path)
+    (folder / name).write_text(text)
+    with pytest.raises(NotAModelError, match="no usable tokenizer") as err:
+        load_model(str(folder), device="cpu")
+    assert "\n" not in str(err.value)

@@ -168,7 +168,6 @@ def _load_transformers_model(name: str | Path, dtype):
     from transformers import (
         AutoModelForCausalLM,
         AutoModelForSequenceClassification,
-        AutoTokenizer,
     )
 
     config = read_config(name)
@@ -202,11 +201,17 @@ def _load_transformers_model(name: str | Path, dtype):
             raise CorruptModelError(
                 f"{name}: the weights' shapes do not match config.json (an edited size?)"
             ) from err
-        if isinstance(err, RuntimeError):  # torch refusing what the config asks to build
-            raise CorruptModelError(
-                f"{name}: the model config.json describes cannot be built ({first_line(err)})"
+        if isinstance(err, ImportError):  # a quantized checkpoint, flash attention, ...
+            raise UnsupportedModelError(
+                f"{name}: loading it needs a package this install does not have ({first_line(err)})"
             ) from err
-        raise
+        # torch or transformers refusing what the config asks to build: an
+        # unknown activation (KeyError), a padding id past the vocabulary
+        # (AssertionError), a size torch cannot allocate (RuntimeError), ...
+        raise CorruptModelError(
+            f"{name}: the model config.json describes cannot be built "
+            f"({type(err).__name__}: {first_line(err)})"
+        ) from err
     # transformers fills missing weights with random values and only warns;
     # a model that is partly random would give meaningless numbers.
     missing = [k for k in info.get("missing_keys", []) if "rotary" not in k]
@@ -215,11 +220,45 @@ def _load_transformers_model(name: str | Path, dtype):
             f"{name}: {len(missing)} weights are missing from the files "
             f"(first: {missing[0]}); the download or copy is incomplete."
         )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise NotAModelError(f"{name}: no usable tokenizer ({first_line(err)}).") from err
+    if extra := layers_past_the_config(info.get("unexpected_keys", []), config):
+        raise CorruptModelError(
+            f"{name}: the weight files hold layer {extra} but config.json describes "
+            f"{config.num_hidden_layers} layers (an edited num_hidden_layers?); loading would "
+            "silently drop weights."
+        )
+    tokenizer = read_tokenizer(name)
     return model, tokenizer
+
+
+_LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def layers_past_the_config(unexpected: list[str], config) -> int | None:
+    """The first layer index among weights transformers did not use that is
+    past the config's layer count, or None. Other unused tensors (old rotary
+    buffers, heads a family ignores) are left to transformers' warning."""
+    count = getattr(config, "num_hidden_layers", None)
+    if not isinstance(count, int):
+        return None
+    found = [int(m[1]) for key in unexpected if (m := _LAYER_INDEX.search(f".{key}"))]
+    past = sorted(index for index in found if index >= count)
+    return past[0] if past else None
+
+
+def read_tokenizer(name: str | Path):
+    """The tokenizer of ``name``, or NotAModelError in one line: damaged
+    tokenizer files fail inside transformers and tokenizers with any type
+    (a tokenizer_config.json holding a list: AttributeError; a tokenizer.json
+    without its fields: KeyError)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as err:
+        if isinstance(err, MemoryError):
+            raise
+        reason = f"{type(err).__name__}: {first_line(err)}"
+        raise NotAModelError(f"{name}: no usable tokenizer ({reason}).") from err
 
 
 def _cpu_for_export(device: str, folder: Path):
@@ -243,13 +282,9 @@ def _load_exported(folder: Path, manifest: dict, dtype: str | None):
         )
     if manifest["loader"] == "transformers":
         return _load_transformers_model(folder, "auto")
-    from transformers import AutoTokenizer
 
     from core.models.exported.load import load_workbench_folder
 
     model = load_workbench_folder(folder, manifest)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as err:
-        raise NotAModelError(f"{folder}: no usable tokenizer ({first_line(err)}).") from err
+    tokenizer = read_tokenizer(folder)
     return model, tokenizer

@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 from core.errors import CorruptModelError, NotAModelError
-from core.message_text import first_line
 from core.models.config_check import check_config
 from core.models.config_read import read_config
 from core.models.description import ModelDescription, bytes_on_disk
@@ -44,18 +43,15 @@ def _stored_weights(path: Path) -> tuple[int, dict[str, int]]:
 
 
 def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None):
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import GenerationConfig
 
-    from core.models.loading import LoadedModel
+    from core.models.loading import LoadedModel, read_tokenizer
     from core.runtime.onnx.ort_model import OrtCausalLM
 
     if not is_onnx_folder(folder):
         raise NotAModelError(f"{folder} holds no exported model ({MODEL_FILE} and config.json).")
     config = _read_config(folder)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as err:
-        raise NotAModelError(f"{folder}: no usable tokenizer ({first_line(err)}).") from err
+    tokenizer = read_tokenizer(folder)
     try:
         generation = GenerationConfig.from_pretrained(folder)
     except (OSError, ValueError):  # none stored, or unreadable: the config's defaults

@@ -265,6 +265,25 @@ def test_limits_and_bad_bodies_get_json_4xx_and_never_generate(client):
     assert engine.generated_tokens == 0
 
 
+def test_text_numbers_and_temperatures_that_broke_generation_get_json_4xx(served):
+    """Found by an adversarial sweep: each was a plain-text or JSON 500."""
+    limits = ServeLimits(max_prompt_tokens=64, max_tokens=16, max_body_bytes=8192)
+    with TestClient(create_app(served, TOKEN, limits)) as client:
+        post, url = client.post, "/v1/completions"
+        lone = b'{"prompt": "a\\ud800"}'  # a lone surrogate: not text
+        assert refused(post(url, content=lone, headers=AUTH), 400)["param"] == "prompt"
+        chat = b'{"messages": [{"role": "user", "content": "\\ud800"}]}'
+        refused(post("/v1/chat/completions", content=chat, headers=AUTH), 400)
+        digits = b'{"prompt": "x", "max_tokens": ' + b"9" * 5000 + b"}"
+        assert refused(post(url, content=digits, headers=AUTH), 400)["code"] == "invalid_json"
+        nan = b'{"prompt": "x", "temperature": NaN}'
+        assert refused(post(url, content=nan, headers=AUTH), 422)["param"] == "temperature"
+        tiny = {"prompt": "x", "max_tokens": 3, "temperature": 1e-300}
+        answer = post(url, json=tiny, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        assert client.app.state.engine.generated_tokens == 3  # only the valid one generated
+
+
 def test_the_prompt_limit_stays_inside_the_context(loaded):
     served = serve_model(loaded, "tiny", ServeLimits(max_prompt_tokens=100_000))
     assert served.max_prompt_tokens == served.context - 1 == 255

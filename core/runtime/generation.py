@@ -49,6 +49,10 @@ class GenerationSummary:
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
+    from core.runtime.prompt_text import text_problem
+
+    if problem := text_problem(prompt):
+        raise ValueError(problem)
     tokenizer = loaded.tokenizer
     if chat and getattr(tokenizer, "chat_template", None):
         import torch

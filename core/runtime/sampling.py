@@ -17,8 +17,8 @@ class Sampling:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        if not (0 <= self.temperature < float("inf")):  # NaN too
+            raise ValueError("temperature must be a number >= 0")
         if not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
         if self.top_k < 0:
@@ -49,7 +49,13 @@ def pick_next(
     """Next token ids, shape (batch, 1), from last-position logits (batch, vocab)."""
     if sampling.greedy:
         return logits.argmax(dim=-1, keepdim=True)
-    scores = logits.float() / sampling.temperature
+    # Shifted so the best is 0 before dividing, and the temperature kept above
+    # float32's smallest normal (1e-300 was 0 in float32: 0/0 = NaN): a tiny
+    # temperature sends the rest to -inf, greedy in the limit. Softmax, top-k
+    # and top-p ignore the shift.
+    scores = logits.float()
+    temperature = max(sampling.temperature, torch.finfo(torch.float32).tiny)
+    scores = (scores - scores.max(dim=-1, keepdim=True).values) / temperature
     if sampling.top_k:
         kth = torch.topk(scores, min(sampling.top_k, scores.shape[-1])).values[..., -1:]
         scores = scores.masked_fill(scores < kth, float("-inf"))

@@ -10,6 +10,7 @@ from core.serve.api_errors import ApiError
 
 
 def completion_ids(served, prompt: str) -> list[int]:
+    _check_text(prompt, "prompt")
     with served.tokenizer_lock:
         ids = served.tokenizer(prompt).input_ids
     return _checked(served, list(ids))
@@ -17,6 +18,8 @@ def completion_ids(served, prompt: str) -> list[int]:
 
 def chat_ids(served, messages) -> list[int]:
     turns = [{"role": _role(m.role), "content": m.text} for m in messages]
+    for turn in turns:
+        _check_text(turn["content"], "messages")
     tokenizer = served.tokenizer
     with served.tokenizer_lock:
         if served.has_chat_template:
@@ -27,6 +30,13 @@ def chat_ids(served, messages) -> list[int]:
         else:
             ids = tokenizer(plain_transcript(turns)).input_ids
     return _checked(served, list(ids))
+
+
+def _check_text(text: str, param: str) -> None:
+    from core.runtime.prompt_text import text_problem
+
+    if problem := text_problem(text):
+        raise ApiError(400, problem, param)
 
 
 def plain_transcript(turns: list[dict]) -> str:

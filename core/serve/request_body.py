@@ -28,7 +28,8 @@ async def read_json(request, schema, max_bytes: int):
         chunks.append(chunk)
     try:
         data = json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    # ValueError: an integer past Python's 4,300-digit conversion limit
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ApiError(
             400, f"the body is not valid JSON ({type(err).__name__})", code="invalid_json"
         ) from None

@@ -40,8 +40,9 @@ class _Generation(BaseModel):
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # the chat API's newer name
-    temperature: float = Field(1.0, ge=0, le=2)  # OpenAI's default; 0 is greedy
-    top_p: float = Field(1.0, gt=0, le=1)
+    # OpenAI's default; 0 is greedy. NaN would be refused as "not <= 2".
+    temperature: float = Field(1.0, ge=0, le=2, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
     top_k: int = Field(0, ge=0)  # not OpenAI's, but vLLM's and llama.cpp's
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stop: Stop | list[Stop] | None = None

@@ -7,12 +7,13 @@ import sys
 import pytest
 
 
-def run_cli(*args, timeout=300):
+def run_cli(*args, timeout=300, env=None):
     return subprocess.run(
         [sys.executable, "-m", "app.launcher", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 

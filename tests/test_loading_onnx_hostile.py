@@ -78,6 +78,7 @@ DAMAGE = {
     "vocab": (lambda f: _config(f, vocab_size=100), r"vocabulary: graph \d+, config 100"),
     "head-size": (lambda f: _config(f, head_dim=10**9), "head size: graph 16"),
     "zero-heads": (lambda f: _config(f, num_attention_heads=0), "num_attention_heads is 0"),
+    "fewer-layers": (lambda f: _config(f, num_hidden_layers=1), "layers: graph 2, config 1"),
 }
 
 

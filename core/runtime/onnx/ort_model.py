@@ -346,6 +346,10 @@ def _config_mismatch(session, config) -> str | None:
     from another model would otherwise run a graph under the wrong name, or
     read the wrong memory."""
     cache = declared_cache_shape(config)
+    pasts = [value for value in session.get_inputs() if value.name.startswith("past_key_values.")]
+    layers = layer_count(config)
+    if len(pasts) != 2 * layers:  # a key and a value per layer
+        return f"layers: graph {len(pasts) // 2}, config {layers}"
     for value in session.get_inputs():
         if value.name.startswith("past_key_values."):
             heads, size = value.shape[1], value.shape[3]

@@ -11,6 +11,7 @@ import shutil
 
 import onnx
 import pytest
+import torch
 
 from core.errors import CorruptModelError, WorkbenchError
 from core.models.loading import load_model
@@ -138,3 +139,23 @@ def test_another_models_tokenizer_beside_the_graph_is_refused(export_folder, tmp
     _bigger_tokenizer(folder)
     with pytest.raises(CorruptModelError, match="600 tokens but the model's embedding has 512"):
         load_model(str(folder), device="cpu")
+
+
+def test_a_damaged_cache_entry_is_exported_again(tiny_llama_dir, tmp_path, monkeypatch):
+    """A cache entry cut short since it was written is the workbench's own
+    file: it is replaced once, not failed on at every run."""
+    from core.onnx.cache import load_ort_version
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    first = load_ort_version(loaded, device="cpu")
+    data = first.model.path.with_name("model.onnx.data")
+    del first
+    _truncate(data, 0.3)
+    stages = []
+    again = load_ort_version(loaded, device="cpu", progress=lambda p: stages.append(p.stage))
+    assert any("damaged" in stage for stage in stages)
+    ids = torch.tensor([[5, 17, 42, 7]])
+    with torch.no_grad():
+        want = loaded.model(ids).logits
+    torch.testing.assert_close(again.model(ids).logits, want, atol=1e-4, rtol=0)

@@ -48,22 +48,15 @@ def prepare(
         artifact |= {"compile_s": round(seconds, 1), "weights": "eager (same as measured)"}
         return Prepared(dataclasses.replace(candidate, runner=COMPILED_RUNNER), (note,), artifact)
     if chosen.onnx:
-        from core.models.loading_onnx import load_onnx_folder
-        from core.onnx.cache import cached_onnx_export, graph_digest, graph_kind
+        from core.onnx.cache import graph_digest, graph_kind, open_cached_export
 
         progress(Progress("Exporting to ONNX (or reading the export cache)", None))
-        folder = cached_onnx_export(
-            candidate,
-            chosen.int8,
-            progress,
-            cancel,
-            chosen.calibration,
-            chosen.weight_bits,
-            chosen.fused,
-        )
+        export = (
+            chosen.int8, progress, cancel, chosen.calibration, chosen.weight_bits, chosen.fused,
+        )  # fmt: skip
         kind = graph_kind(chosen.int8, chosen.calibration, chosen.weight_bits, chosen.fused)
         source = f"{candidate.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
-        loaded = load_onnx_folder(folder, source, "auto")
+        folder, loaded = open_cached_export(candidate, export, source, "auto", progress)
         artifact |= {"onnx_cache_entry": folder.name, "onnx_sha256": graph_digest(folder)}
         if chosen.calibration:
             artifact["onnx_calibration"] = chosen.calibration

@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from core.progress import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 EXPORT_VERSION = 2  # bump when the graph's form changes (2: Gemm as MatMul, experts sliced)
 
@@ -120,12 +120,34 @@ def load_ort_version(
     fused: bool = False,
 ):
     """``loaded`` exported (or found in the cache) and opened in ONNX Runtime."""
-    from core.models.loading_onnx import load_onnx_folder
-
-    folder = cached_onnx_export(loaded, int8, progress, cancel, calibration, weight_bits, fused)
     kind = graph_kind(int8, calibration, weight_bits, fused)
     source = f"{loaded.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
-    return load_onnx_folder(folder, source, device)
+    export = (int8, progress, cancel, calibration, weight_bits, fused)
+    return open_cached_export(loaded, export, source, device, progress)[1]
+
+
+def open_cached_export(loaded, export: tuple, source: str, device: str, progress) -> tuple:
+    """(folder, the LoadedModel opened from it) for ``cached_onnx_export(loaded,
+    *export)``. A cache entry that no longer opens (a file damaged or cut
+    short since it was written) is ours to replace: it is exported again once,
+    instead of failing every run until someone finds and deletes it."""
+    import shutil
+
+    from core.errors import CorruptModelError
+    from core.models.loading_onnx import load_onnx_folder
+
+    folder = cached_onnx_export(loaded, *export)
+    try:
+        return folder, load_onnx_folder(folder, source, device)
+    except CorruptModelError:
+        progress(Progress("The cached ONNX export is damaged; exporting it again", None))
+        from core.models.default_model import cache_root
+
+        if folder.parent != cache_root() / "onnx":  # never anything outside the cache
+            raise
+        shutil.rmtree(folder)
+    folder = cached_onnx_export(loaded, *export)
+    return folder, load_onnx_folder(folder, source, device)
 
 
 def graph_digest(folder: Path) -> str:

@@ -91,6 +91,26 @@ def test_a_layer_the_model_lacks_is_refused_in_one_line(tiny_llama_dir):
     assert "\n" not in str(e.value)
 
 
+def test_a_later_pass_on_a_missing_layer_is_refused_before_any_pass_runs(
+    tiny_llama_dir, monkeypatch
+):
+    """Passes on layers 0 and 1 of a 2-layer model, then one on layer 2: the
+    refusal names layer 2 and comes before the first pass is applied."""
+    from core.passes.base import PassConfig
+
+    original = load_model(str(tiny_llama_dir), device="cpu")
+    layers = original.model.config.num_hidden_layers
+    applied = []
+    real = type(R["int8_weight_only"]()).apply
+    monkeypatch.setattr(
+        type(R["int8_weight_only"]()), "apply", lambda *a: applied.append(1) or real(*a)
+    )
+    passes = tuple(R["int8_weight_only"](layers=str(i)) for i in range(layers + 1))
+    with pytest.raises(ValueError, match=f"layer {layers} is not in this {layers}-layer model"):
+        apply_recipe(original, Recipe(passes))
+    assert not applied and issubclass(type(passes[0]), PassConfig)
+
+
 def test_the_cli_reads_a_scope_with_commas():
     from core.cli.compress import parse_pass
 

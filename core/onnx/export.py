@@ -184,7 +184,10 @@ def _export(
         fused=fused,
         exact_positions=exact_positions(model.config),
     )
-    (out_dir / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
+    # Paths in the report are the folder's own: out_dir may be a staging
+    # folder renamed into place afterwards (the cache, an export).
+    report = result.to_dict() | {"folder": ".", "model_file": target.name}
+    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2))
     progress(Progress("ONNX export done", 1.0))
     return result
 

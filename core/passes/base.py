@@ -227,6 +227,8 @@ class ScopedConfig(PassConfig):
         from core.models.linear_layers import linears_to_change
 
         layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+        if isinstance(layers, int):  # before the search for linears says "none found"
+            self.scope.check_layers(self.name, layers)
         linears = linears_to_change(self.name, model, self.scope.holds)
         return self.scope.select(self.name, linears, layers)
 

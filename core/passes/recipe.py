@@ -215,6 +215,7 @@ def apply_recipe(
     from core.models.description import describe
 
     validate(recipe)
+    check_layers_exist(recipe, loaded.model)  # before any pass runs
     if recipe.needs_calibration() and not calibration:
         raise RecipeError("this recipe needs calibration text")
     context = PassContext(calibration, progress, cancel or CancelToken(), heal=heal)
@@ -236,6 +237,17 @@ def apply_recipe(
     description = describe(model, source, None, loaded.description.notes + context.notes)
     new = LoadedModel(model, loaded.tokenizer, source, None, description)
     return CompressedModel(new, recipe, context.notes, context.artifact)
+
+
+def check_layers_exist(recipe: Recipe, model) -> None:
+    """Refuse, before any pass runs, a pass scoped to layers the model does
+    not have (a pass after prune_layers is checked again when it runs: the
+    count it sees may be smaller then)."""
+    count = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    for config in recipe.passes:
+        scope = getattr(config, "scope", None)
+        if scope is not None and isinstance(count, int):
+            scope.check_layers(config.name, count)
 
 
 def check_runs(model, name: str) -> None:

@@ -107,16 +107,20 @@ class Scope:
         parts = self.parts is None or other.parts is None or self.parts & other.parts
         return bool(layers and parts)
 
+    def check_layers(self, pass_name: str, layer_count: int) -> None:
+        """Refuse, in one line, layers a ``layer_count``-layer model lacks."""
+        missing = sorted(i for i in self.layers or () if i >= layer_count)
+        if missing:
+            raise ValueError(
+                f"{pass_name}: layer {missing[0]} is not in this {layer_count}-layer model "
+                f"(0-{layer_count - 1})"
+            )
+
     def select(self, pass_name: str, linears: list, layer_count: int | None) -> list:
         """The (name, module) pairs in scope; refuses layers the model lacks
         and a scope that selects nothing, in one line."""
-        if self.layers is not None and layer_count is not None:
-            missing = sorted(i for i in self.layers if i >= layer_count)
-            if missing:
-                raise ValueError(
-                    f"{pass_name}: layer {missing[0]} is not in this {layer_count}-layer model "
-                    f"(0-{layer_count - 1})"
-                )
+        if layer_count is not None:
+            self.check_layers(pass_name, layer_count)
         chosen = [(name, module) for name, module in linears if self.holds(name)]
         if linears and not chosen:
             raise ValueError(f"{pass_name}: its layers and parts select no linear of this model")

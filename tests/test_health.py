@@ -37,6 +37,14 @@ def test_healthy_or_unmeasured_is_not_broken():
     assert broken_cause(None, None) == ""
 
 
+def test_not_a_number_is_broken_not_healthy():
+    """NaN compares false with both bounds: NaN weights passed as healthy."""
+    nan = float("nan")
+    assert "perplexity is not a number" in broken_cause(0.9, nan)
+    assert "top-1 agreement is not a number" in broken_cause(nan, 1.0)
+    assert broken_cause(0.9, float("inf")).startswith("collapsed: perplexity inf")
+
+
 def test_collapse_names_both_numbers_and_the_strongest_setting():
     recipe = _recipe(
         {"pass": "int8_weight_only", "version": 1},

@@ -11,6 +11,8 @@ numbers before it are measured).
 
 from __future__ import annotations
 
+import math
+
 AGREEMENT_FLOOR = 0.5
 PPL_RATIO_CEILING = 3.0
 
@@ -29,9 +31,15 @@ def broken_cause(
 ) -> str:
     """Empty when healthy (or nothing was measured), else "collapsed: ...; likely cause: ..."."""
     failures = []
-    if agreement is not None and agreement < AGREEMENT_FLOOR:
+    # Not a number (NaN weights or activations) compares false with every
+    # bound, so it is named first: it would otherwise pass as healthy.
+    if agreement is not None and not math.isfinite(agreement):
+        failures.append(f"{agreement_name} is not a number")
+    elif agreement is not None and agreement < AGREEMENT_FLOOR:
         failures.append(f"{agreement_name} {agreement:.2f} < {AGREEMENT_FLOOR:g}")
-    if ppl_ratio is not None and ppl_ratio > PPL_RATIO_CEILING:
+    if ppl_ratio is not None and math.isnan(ppl_ratio):
+        failures.append("perplexity is not a number (NaN in the weights or activations)")
+    elif ppl_ratio is not None and ppl_ratio > PPL_RATIO_CEILING:
         failures.append(f"perplexity {ppl_ratio:.1f}x the original's > {PPL_RATIO_CEILING:g}x")
     if not failures:
         return ""

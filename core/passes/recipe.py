@@ -159,10 +159,13 @@ def validate(recipe: Recipe) -> None:
             raise RecipeError(f"{name} appears twice; use it once")
     # Several quantizations only on disjoint layers or parts (int8 where the
     # model is sensitive, int4 elsewhere); an unscoped one covers everything.
+    # Each scope parsed once: re-parsing it per pair made a recipe of 2,000
+    # scoped passes take minutes.
+    scopes = [getattr(p, "scope", None) for p in quantizers]
     for i, first in enumerate(quantizers):
-        for second in quantizers[i + 1 :]:
-            scopes = getattr(first, "scope", None), getattr(second, "scope", None)
-            if None in scopes or scopes[0].overlaps(scopes[1]):
+        for j in range(i + 1, len(quantizers)):
+            second, pair = quantizers[j], (scopes[i], scopes[j])
+            if None in pair or pair[0].overlaps(pair[1]):
                 raise RecipeError(
                     f"two quantizations of the same layers ({first.summary()}, "
                     f"{second.summary()}): give each its own layers or parts"

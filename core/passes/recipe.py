@@ -246,11 +246,12 @@ def check_layers_exist(recipe: Recipe, model) -> None:
     """Refuse, before any pass runs, a pass scoped to layers the model does
     not have (a pass after prune_layers is checked again when it runs: the
     count it sees may be smaller then)."""
+    from core.passes.base import ScopedConfig
+
     count = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-    for config in recipe.passes:
-        scope = getattr(config, "scope", None)
-        if scope is not None and isinstance(count, int):
-            scope.check_layers(config.name, count)
+    for config in recipe.passes:  # other passes' "scope" is an option of their own
+        if isinstance(config, ScopedConfig) and isinstance(count, int):
+            config.scope.check_layers(config.name, count)
 
 
 def check_runs(model, name: str) -> None:

@@ -48,15 +48,13 @@ def prepare(
         artifact |= {"compile_s": round(seconds, 1), "weights": "eager (same as measured)"}
         return Prepared(dataclasses.replace(candidate, runner=COMPILED_RUNNER), (note,), artifact)
     if chosen.onnx:
-        from core.onnx.cache import graph_digest, graph_kind, open_cached_export
+        from core.onnx.cache import graph_digest, open_cached_export
 
         progress(Progress("Exporting to ONNX (or reading the export cache)", None))
-        export = (
-            chosen.int8, progress, cancel, chosen.calibration, chosen.weight_bits, chosen.fused,
+        folder, loaded = open_cached_export(
+            candidate, "auto", progress, cancel,
+            chosen.int8, chosen.calibration, chosen.weight_bits, chosen.fused,
         )  # fmt: skip
-        kind = graph_kind(chosen.int8, chosen.calibration, chosen.weight_bits, chosen.fused)
-        source = f"{candidate.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
-        folder, loaded = open_cached_export(candidate, export, source, "auto", progress)
         artifact |= {"onnx_cache_entry": folder.name, "onnx_sha256": graph_digest(folder)}
         if chosen.calibration:
             artifact["onnx_calibration"] = chosen.calibration

@@ -120,31 +120,42 @@ def load_ort_version(
     fused: bool = False,
 ):
     """``loaded`` exported (or found in the cache) and opened in ONNX Runtime."""
-    kind = graph_kind(int8, calibration, weight_bits, fused)
-    source = f"{loaded.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
-    export = (int8, progress, cancel, calibration, weight_bits, fused)
-    return open_cached_export(loaded, export, source, device, progress)[1]
+    return open_cached_export(
+        loaded, device, progress, cancel, int8, calibration, weight_bits, fused
+    )[1]
 
 
-def open_cached_export(loaded, export: tuple, source: str, device: str, progress) -> tuple:
-    """(folder, the LoadedModel opened from it) for ``cached_onnx_export(loaded,
-    *export)``. A cache entry that no longer opens (a file damaged or cut
-    short since it was written) is ours to replace: it is exported again once,
-    instead of failing every run until someone finds and deletes it."""
+def open_cached_export(
+    loaded,
+    device: str = "auto",
+    progress: ProgressSink = ignore_progress,
+    cancel: CancelToken | None = None,
+    int8: bool = False,
+    calibration: str = "",
+    weight_bits: int = 0,
+    fused: bool = False,
+) -> tuple:
+    """(folder, the LoadedModel opened from it) for ``loaded``'s export
+    (``cached_onnx_export``). A cache entry that no longer opens (a file
+    damaged or cut short since it was written) is ours to replace: it is
+    exported again once, instead of failing every run until someone finds and
+    deletes it."""
     import shutil
 
     from core.errors import CorruptModelError
+    from core.models.default_model import cache_root
     from core.models.loading_onnx import load_onnx_folder
 
+    kind = graph_kind(int8, calibration, weight_bits, fused)
+    source = f"{loaded.source} (ONNX{'' if kind == 'fp32' else ' ' + kind})"
+    export = (int8, progress, cancel, calibration, weight_bits, fused)
     folder = cached_onnx_export(loaded, *export)
     try:
         return folder, load_onnx_folder(folder, source, device)
     except CorruptModelError:
-        progress(Progress("The cached ONNX export is damaged; exporting it again", None))
-        from core.models.default_model import cache_root
-
         if folder.parent != cache_root() / "onnx":  # never anything outside the cache
             raise
+        progress(Progress("The cached ONNX export is damaged; exporting it again", None))
         shutil.rmtree(folder)
     folder = cached_onnx_export(loaded, *export)
     return folder, load_onnx_folder(folder, source, device)

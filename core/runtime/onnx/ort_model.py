@@ -214,18 +214,17 @@ class OrtCausalLM:
         (from ``empty_cache`` or a previous step); logits at ``positions``."""
         shared = isinstance(past, SharedCache)
         past_len = past.length if shared else past[0].shape()[2]
-        if self.exact_positions and past_len + input_ids.shape[1] > self.exact_positions:
+        new = input_ids.shape[1]
+        total = past_len + new
+        if self.exact_positions and total > self.exact_positions:
             raise ValueError(
                 f"this graph matches the model up to {self.exact_positions} positions (the "
-                f"original context of its long-context RoPE); {past_len + input_ids.shape[1]} "
-                "were asked for"
+                f"original context of its long-context RoPE); {total} were asked for"
             )
-        if shared and past_len + input_ids.shape[1] > past.capacity:
+        if shared and total > past.capacity:
             raise ValueError(
-                f"the KV cache holds {past.capacity} positions; "
-                f"{past_len + input_ids.shape[1]} were asked for"
+                f"the KV cache holds {past.capacity} positions; {total} were asked for"
             )
-        new = input_ids.shape[1]
         # A one-token step on the shared cache (a fused graph: every new
         # position's logits) writes them into the bound buffer; anything else
         # gets a new output of its own shape.
@@ -246,12 +245,12 @@ class OrtCausalLM:
         binding.bind_cpu_input(INPUT_IDS, np.ascontiguousarray(input_ids, dtype=np.int64))
         if ATTENTION_MASK in self._input_names:
             if shared:
-                mask = past.steps.mask[:, : past_len + new]
+                mask = past.steps.mask[:, :total]
             else:
-                mask = np.ones((1, past_len + new), dtype=np.int64)
+                mask = np.ones((1, total), dtype=np.int64)
             binding.bind_cpu_input(ATTENTION_MASK, mask)
         if POSITION_IDS in self._input_names:  # some fused graphs take them
-            ids = np.arange(past_len, past_len + new, dtype=np.int64)[None]
+            ids = np.arange(past_len, total, dtype=np.int64)[None]
             binding.bind_cpu_input(POSITION_IDS, ids)
         if self.picks_positions:
             binding.bind_cpu_input(
@@ -266,9 +265,7 @@ class OrtCausalLM:
         if not self.picks_positions:  # every new position came back (a copy here)
             logits = logits[:, np.asarray(positions, dtype=np.int64)]
         if shared:
-            present = SharedCache(
-                past.values, past.capacity, past_len + new, past.arrays, past.steps
-            )
+            present = SharedCache(past.values, past.capacity, total, past.arrays, past.steps)
         else:
             present = list(outputs[1:])
         return StepOutput(torch.from_numpy(logits), present)

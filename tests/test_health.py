@@ -6,6 +6,7 @@ import dataclasses
 import html
 import json
 
+import pytest
 import torch
 
 from core.evaluate.health import broken_cause, likely_cause
@@ -157,3 +158,28 @@ def test_export_summary_names_the_flags(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["exported_run"]["broken"]
     healthy = ExportInputs(SimpleNamespace(source="m"), None, Recipe(), (_record(),), "orig")
     assert "BROKEN" not in write_report_files(healthy, tmp_path).summary
+
+
+def test_eval_of_a_nan_model_says_broken_and_prints_strict_json(tiny_llama_dir, tmp_path):
+    """A NaN perplexity is named in words, and ``--json`` stays parseable
+    (Python writes NaN as a bare word that strict JSON parsers refuse)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from tests.test_cli import run_cli
+
+    folder = tmp_path / "nan-model"
+    shutil.copytree(tiny_llama_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    weights = {name: torch.full_like(t, float("nan")) for name, t in weights.items()}
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    args = ("eval", "-m", str(folder), "--windows", "1", "--context-tokens", "32")
+    plain = run_cli(*args)
+    assert plain.returncode == 0, plain.stderr
+    assert "BROKEN: perplexity is not a number" in plain.stdout
+    dumped = run_cli(*args, "--json")
+    assert dumped.returncode == 0, dumped.stderr
+    report = json.loads(dumped.stdout, parse_constant=lambda word: pytest.fail(word))
+    assert report["perplexity"]["ppl"] is None
+    assert "not a number" in report["problem"]

@@ -65,10 +65,25 @@ def test_a_config_that_cannot_fit_its_weights_is_refused_at_once(
     assert "\n" not in str(refused.value)
 
 
-def test_weights_of_another_shape_are_refused_in_one_line(tiny_llama_dir, tmp_path):
+def test_weights_of_another_shape_are_refused_in_one_line(tiny_llama_dir, tmp_path, caplog):
     folder = edited(tiny_llama_dir, tmp_path, vocab_size=600)  # the files hold 512 rows
     with pytest.raises(CorruptModelError, match="shapes do not match config.json"):
         load_model(str(folder), device="cpu")
+    # transformers' multi-line LOAD REPORT is held back: the refusal is the one line
+    assert "LOAD REPORT" not in caplog.text
+
+
+def test_a_stray_tensor_loads_with_transformers_report(tiny_llama_dir, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["model.stray_extra"] = torch.zeros(3)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    load_model(str(folder), device="cpu")
+    # the report held while loading is shown once the model is accepted
+    assert "LOAD REPORT" in caplog.text and "model.stray_extra" in caplog.text
 
 
 def test_a_pickle_that_would_run_code_is_not_unpickled(tiny_llama_dir, tmp_path):
@@ -177,3 +192,16 @@ def test_damaged_tokenizer_files_are_refused_in_one_line(tiny_llama_dir, tmp_pat
     with pytest.raises(NotAModelError, match="no usable tokenizer") as err:
         load_model(str(folder), device="cpu")
     assert "\n" not in str(err.value)
+
+
+def test_a_path_that_is_not_utf8_is_named_as_the_problem(tiny_llama_dir, tmp_path):
+    """Linux allows any bytes in a name; the readers take UTF-8 paths. The
+    files are intact, so the path, not a "damaged weight file", is named."""
+    from core.errors import UnsupportedModelError
+
+    folder = os.fsdecode(os.fsencode(tmp_path) + b"/model\xff")
+    shutil.copytree(tiny_llama_dir, folder)
+    with pytest.raises(UnsupportedModelError, match="path is not valid UTF-8") as refused:
+        load_model(folder, device="cpu")
+    assert "damaged" not in str(refused.value)
+    str(refused.value).encode("utf-8")  # the message itself prints anywhere

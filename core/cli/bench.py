@@ -3,13 +3,13 @@ batch-1 latency of a classifier) through the Bench job."""
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 
 from core.cli import args as cli_args
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load
+from core.cli.json_out import json_text
 
 
 def add_parser(sub) -> None:
@@ -75,7 +75,7 @@ def _print_bench(args, loaded, result, lines: str) -> None:
     """A benchmark result as JSON, or as the environment, ``lines``, memory, protocol."""
     data = result.to_dict()
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json_text(data))
         return
     env = result.environment
     print(

@@ -4,11 +4,11 @@ the RunRecord (the same record the window shows and stores)."""
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 from core.cli.common import add_model_args, load, progress
+from core.cli.json_out import json_text
 from core.message_text import shown
 from core.runtime.registry import RUNTIMES
 
@@ -131,7 +131,7 @@ def run(args) -> None:
     if not args.no_save:  # the same record the window stores
         record = ResultsStore().append(record)
     if args.json:
-        print(json.dumps(record.to_dict(), indent=2))
+        print(json_text(record.to_dict()))
         return
     from core.cli.record_text import print_record
 

@@ -4,12 +4,12 @@ teacher's and the pruned student's perplexity."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from core.cli import args as cli_args
 from core.cli.args import number, whole
 from core.cli.common import add_model_args, load, note
+from core.cli.json_out import json_text
 
 
 def add_parser(sub) -> None:
@@ -189,7 +189,7 @@ def run(args) -> None:
     if record is not None:
         report["run_id"] = record.run_id
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
         return
     print(f"student {recipe.name} of {teacher.source}")
     print(

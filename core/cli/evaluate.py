@@ -4,12 +4,12 @@ for a classifier. Through the Evaluate job."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from core.cli import args as cli_args
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note
+from core.cli.json_out import json_text
 from core.model_kinds import SEQUENCE_CLASSIFICATION
 
 
@@ -132,7 +132,7 @@ def run(args) -> None:
         elif isinstance(event, EvaluationReport):
             report = event.data
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
     elif report["task"] == SEQUENCE_CLASSIFICATION:  # each kind's report has its own shape
         _print_classifier(args, loaded, report)
     else:
@@ -168,6 +168,8 @@ def _print_eval(loaded, report: dict) -> None:
             f"{p['tokens_scored']} tokens in {p['windows']} windows, {p['seconds']:.1f} s"
         )
     print(f"  protocol {p['protocol']}")
+    if "problem" in report:
+        print(f"  BROKEN: {report['problem']}")
     if "fidelity" in report:
         f = report["fidelity"]
         kl_ci = f" +- {f['kl_ci95_halfwidth']:.4f}" if f["kl_ci95_halfwidth"] is not None else ""

@@ -4,10 +4,10 @@ results store (``--run ID`` or ``--last``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from core.cli.common import add_model_args, load, progress
+from core.cli.json_out import json_text
 
 
 def add_parser(sub) -> None:
@@ -108,6 +108,6 @@ def run(args) -> None:
         elif isinstance(event, ExportResult):
             result = event
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_text(result.to_dict()))
         return
     print(f"exported {recipe.name} to {result.folder} ({result.bytes_written / 1e6:.1f} MB)")

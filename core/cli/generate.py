@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from core.cli import args as cli_args
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note, runtime_key
+from core.cli.json_out import json_text
 from core.message_text import shown
 
 
@@ -103,7 +103,7 @@ def run(args) -> None:
         elif isinstance(event, GenerationSummary):
             summary = event
     if args.json:
-        print(json.dumps(summary.__dict__, indent=2))
+        print(json_text(summary.__dict__))
         return
     if beams is not None:
         print(summary.text, end="", flush=True)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from core.cli.common import add_model_args, load
+from core.cli.json_out import json_text
 
 
 def add_parser(sub) -> None:
@@ -18,7 +17,7 @@ def run(args) -> None:
 
     d = load(args, "torch").description
     if args.json:
-        print(json.dumps(d.to_dict(), indent=2))
+        print(json_text(d.to_dict()))
         return
     print(f"{d.architecture} ({d.model_type}) from {d.source}")
     print(

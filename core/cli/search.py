@@ -11,6 +11,7 @@ import json
 
 from core.cli.args import number, whole
 from core.cli.common import add_model_args, load, note
+from core.cli.json_out import json_text
 from core.message_text import shown
 from core.runtime.registry import RUNTIMES
 
@@ -191,7 +192,7 @@ def run(args) -> None:
         if line:
             note(line)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(json_text(summary.to_dict()))
         return
     print_summary(summary.to_dict())
 

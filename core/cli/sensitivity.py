@@ -10,10 +10,9 @@ same model, probe and protocol measures only the cells not stored yet;
 
 from __future__ import annotations
 
-import json
-
 from core.cli.args import whole
 from core.cli.common import add_model_args, load, note
+from core.cli.json_out import json_text
 
 
 def add_parser(sub) -> None:
@@ -82,7 +81,7 @@ def run(args) -> None:
             note(f"{where}: KL {event.mean_kl:.5f}, perplexity x{event.ppl_ratio:.4f}")
         result = event
     if args.json:
-        print(json.dumps(asdict(result), indent=2))
+        print(json_text(asdict(result)))
         return
     print(f"probe {probe.summary()}; {result.protocol}")
     for cell in sorted(result.cells, key=lambda c: c.mean_kl, reverse=True):

@@ -3,11 +3,10 @@ film-review sentiment (or prepare and cache the demo classifier)."""
 
 from __future__ import annotations
 
-import json
-
 from core.cli import args as cli_args
 from core.cli.args import whole
 from core.cli.common import note, progress
+from core.cli.json_out import json_text
 
 
 def add_parser(sub) -> None:
@@ -72,7 +71,7 @@ def run(args) -> None:
             continue
         result = event
     if args.json:
-        print(json.dumps(asdict(result), indent=2))
+        print(json_text(asdict(result)))
         return
     print(
         f"sentiment classifier {result.accuracy:.1%} ({result.correct}/{result.examples}, 95% CI "

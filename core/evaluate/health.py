@@ -15,6 +15,8 @@ import math
 
 AGREEMENT_FLOOR = 0.5
 PPL_RATIO_CEILING = 3.0
+# What a perplexity that is not a number says about the model.
+NOT_A_NUMBER = "perplexity is not a number (NaN in the weights or activations)"
 
 # Families whose block layout the SmoothQuant fold was written for
 # (core/passes/smooth_quant.py: Llama-style RMSNorm producers, GPT-2 LayerNorms),
@@ -38,7 +40,7 @@ def broken_cause(
     elif agreement is not None and agreement < AGREEMENT_FLOOR:
         failures.append(f"{agreement_name} {agreement:.2f} < {AGREEMENT_FLOOR:g}")
     if ppl_ratio is not None and math.isnan(ppl_ratio):
-        failures.append("perplexity is not a number (NaN in the weights or activations)")
+        failures.append(NOT_A_NUMBER)
     elif ppl_ratio is not None and ppl_ratio > PPL_RATIO_CEILING:
         failures.append(f"perplexity {ppl_ratio:.1f}x the original's > {PPL_RATIO_CEILING:g}x")
     if not failures:

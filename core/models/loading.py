@@ -27,6 +27,7 @@ from core.models import default_model, demo_classifier
 from core.models.config_check import check_config
 from core.models.config_read import read_config
 from core.models.description import ModelDescription, describe
+from core.models.load_report import load_report_held, show_load_report
 from core.models.loading_onnx import is_onnx_folder
 from core.models.tokenizer_fit import check_tokenizer_fits, embedding_rows
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
@@ -135,10 +136,24 @@ def load_model(
     return LoadedModel(model, tokenizer, source, folder, description)
 
 
+def _check_utf8_path(path: Path) -> None:
+    """safetensors and the tokenizers read paths as UTF-8 text: a name made
+    of other bytes (Linux allows any) would be called a damaged weight file."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise UnsupportedModelError(
+            f"{shown}: the path is not valid UTF-8, which the weight and tokenizer readers "
+            "need; rename the folder (or link to it from a UTF-8 name)."
+        ) from None
+
+
 def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
     """A local folder if the path exists, else a hub id if it looks like one."""
     path = Path(source).expanduser()
     if path.exists():
+        _check_utf8_path(path)
         if path.is_file():
             if path.suffix == ".onnx":
                 if is_onnx_folder(path.parent):
@@ -175,6 +190,17 @@ def _load_transformers_model(name: str | Path, dtype):
     classifier = _is_sequence_classifier(config)
     auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
     kind = "sequence classifier" if classifier else "causal language model"
+    # transformers' report is shown only for a model that is accepted: a refusal is one line.
+    with load_report_held() as report:
+        model = _built_and_checked(auto, name, config, dtype, kind)
+    show_load_report(report)
+    tokenizer = read_tokenizer(name)
+    return model, tokenizer
+
+
+def _built_and_checked(auto, name: str | Path, config, dtype, kind: str):
+    """``auto.from_pretrained``, its failures as one-line errors, and a
+    refusal of weights that do not fill the model the config describes."""
     try:
         model, info = auto.from_pretrained(
             name, config=config, dtype=dtype, output_loading_info=True
@@ -226,8 +252,7 @@ def _load_transformers_model(name: str | Path, dtype):
             f"{config.num_hidden_layers} layers (an edited num_hidden_layers?); loading would "
             "silently drop weights."
         )
-    tokenizer = read_tokenizer(name)
-    return model, tokenizer
+    return model
 
 
 _LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")

@@ -6,6 +6,7 @@ agreement, KL, paired perplexity ratio)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict
 
@@ -168,6 +169,10 @@ class CausalLMTask:
             ppl = event if isinstance(event, PerplexityResult) else ppl
             yield event
         report = {"model": request.name, "task": self.name, "perplexity": asdict(ppl)}
+        if not math.isfinite(ppl.ppl):  # NaN compares false with everything: say it in words
+            from core.evaluate.health import NOT_A_NUMBER
+
+            report["problem"] = NOT_A_NUMBER
 
         if request.reference is not None:
             reference = reference_for(request, self, progress, cancel)

@@ -28,6 +28,26 @@ class GenerateRequest:
     # core.runtime.beam_search.BeamSearch: beam search instead of one token
     # at a time (deterministic, so ``sampling`` must be greedy); None: off.
     beam_search: object = None
+    # core.runtime.prompt_lookup.PromptLookup: greedy tokens drafted from the
+    # text so far and verified in one step (the same answer); None: off.
+    lookup: object = None
+
+
+def check_lookup(sampling, beam_search, lookup, runner: str) -> None:
+    """Refuse what prompt lookup cannot do, in one line, before a model loads."""
+    from core.runtime.runners import COMPILED_RUNNER, LOOKUP_REFUSAL
+
+    if lookup is None:
+        return
+    if not sampling.greedy:
+        raise ValueError(
+            "prompt lookup keeps the model's greedy answer (a draft is kept where it agrees "
+            "with the model's best token): set temperature 0, or sample without it"
+        )
+    if beam_search is not None:
+        raise ValueError("prompt lookup and beam search do not combine: choose one")
+    if runner == COMPILED_RUNNER:
+        raise ValueError(LOOKUP_REFUSAL)
 
 
 def check_beam_search(sampling, beam_search, onnx: bool) -> None:
@@ -59,6 +79,7 @@ def generate(
     if request.max_new_tokens < 1:
         raise ValueError("max new tokens must be at least 1")
     check_beam_search(request.sampling, request.beam_search, is_onnx_runtime(request.loaded.model))
+    check_lookup(request.sampling, request.beam_search, request.lookup, request.loaded.runner)
     set_threads(request.threads)
     progress(Progress("Generating", None))
     yield from stream_generation(
@@ -69,4 +90,5 @@ def generate(
         request.chat,
         cancel,
         request.beam_search,
+        request.lookup,
     )

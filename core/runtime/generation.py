@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from core.models.loading import LoadedModel, require_causal_lm
 from core.progress import CancelToken
-from core.runtime.runners import COMPILED_RUNNER, is_onnx_runtime, steps_function
+from core.runtime.prompt_lookup import LookupCounts
+from core.runtime.runners import (
+    COMPILED_RUNNER,
+    is_onnx_runtime,
+    lookup_steps_function,
+    steps_function,
+)
 from core.runtime.sampling import GREEDY, Sampling
 from core.runtime.torch_runner import stop_token_ids
 
@@ -46,6 +52,10 @@ class GenerationSummary:
     # and tokens_per_s is search steps per second after the first.
     num_beams: int = 1
     search_steps: int | None = None
+    # Prompt lookup (core/runtime/prompt_lookup.py): its draft length, the
+    # model steps after the prompt, draft tokens proposed and accepted. The
+    # timings above are per token (a step's time shared by its tokens).
+    lookup: dict | None = None
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
@@ -127,6 +137,7 @@ def stream_generation(
     chat: bool = False,
     cancel: CancelToken | None = None,
     beam_search=None,  # core.runtime.beam_search.BeamSearch, or None
+    lookup=None,  # core.runtime.prompt_lookup.PromptLookup, or None
 ) -> Iterator[TextToken | GenerationSummary]:
     """Yield a TextToken per generated token, then one GenerationSummary;
     with ``beam_search``, a BeamProgress per search step instead of tokens."""
@@ -152,8 +163,16 @@ def stream_generation(
         compile_s = compile_decode(loaded.model, int(input_ids.shape[1]) + max_new_tokens)
     decoder = IncrementalDecoder(loaded.tokenizer)
     steps = []
-    generate_steps = steps_function(loaded.model, loaded.runner)
-    for step in generate_steps(loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel):
+    if lookup is None:
+        generate_steps = steps_function(loaded.model, loaded.runner)
+        stream = generate_steps(loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel)
+    else:
+        counts = LookupCounts(lookup.draft_tokens)
+        lookup_steps = lookup_steps_function(loaded.model, loaded.runner)
+        stream = lookup_steps(
+            loaded.model, input_ids, max_new_tokens, lookup, counts, stop_ids, cancel
+        )
+    for step in stream:
         steps.append(step)
         yield TextToken(
             step.index, step.token_id, decoder.add(step.token_id), step.elapsed_s, step.step_s
@@ -177,4 +196,5 @@ def stream_generation(
         tokens_per_s=len(decode) / decode_s if decode_s > 0 else None,
         stop_reason=reason,
         compile_s=compile_s,
+        lookup=None if lookup is None else counts.as_dict(),
     )

@@ -28,5 +28,25 @@ def steps_function(model, runner: str = TORCH_RUNNER):
     return generate_steps
 
 
+LOOKUP_REFUSAL = (
+    "prompt lookup runs on the eager PyTorch and ONNX Runtime runners (the compiled "
+    "decode step takes one token at a time)"
+)
+
+
+def lookup_steps_function(model, runner: str = TORCH_RUNNER):
+    """The ``lookup_steps`` (prompt-lookup drafts, ``core.runtime.prompt_lookup``)
+    for ``model``; the compiled runner has none."""
+    if is_onnx_runtime(model):
+        from core.runtime.onnx.ort_runner import lookup_steps
+
+        return lookup_steps
+    if runner == COMPILED_RUNNER:
+        raise ValueError(LOOKUP_REFUSAL)
+    from core.runtime.torch_runner import lookup_steps
+
+    return lookup_steps
+
+
 def runner_name(model, runner: str = TORCH_RUNNER) -> str:
     return model.runner_name if is_onnx_runtime(model) else runner

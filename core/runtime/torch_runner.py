@@ -108,3 +108,38 @@ def beam_steps(
     yield from beam_search_loop(
         logits_for, cache.reorder_cache, input_ids, max_new_tokens, settings, stop_ids, cancel
     )
+
+
+@torch.inference_mode()
+def lookup_steps(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    lookup,
+    counts,
+    stop_ids: set[int] | frozenset[int] = frozenset(),
+    cancel: CancelToken | None = None,
+) -> Iterator[TokenStep]:
+    """Greedy generation with prompt-lookup drafts (``core.runtime.prompt_lookup``)
+    on a DynamicCache cropped back past a rejected draft, as transformers'
+    assisted generation does (sliding-window layers record what they drop)."""
+    from core.runtime.prompt_lookup import lookup_loop
+
+    cache = DynamicCache(config=model.config)
+    cache.activate_past_recording()
+
+    def verify(ids, keep):
+        logits = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
+        if not cache.is_croppable:  # a recurrent state (Mamba and kin) cannot be rolled back
+            raise ValueError(
+                "prompt lookup needs a cache it can roll back; this model keeps a recurrent "
+                "state: generate without --prompt-lookup"
+            )
+        return logits
+
+    def drop(positions):
+        if positions:
+            cache.crop(-positions)
+
+    loop = lookup_loop(verify, drop, input_ids, max_new_tokens, lookup, counts, stop_ids, cancel)
+    yield from loop

@@ -203,6 +203,24 @@ class OrtCausalLM:
         steps = StepBinding(binding, mask, logits, logits_value)
         return SharedCache(values, capacity, 0, arrays, steps)
 
+    def without_last(self, past: list | SharedCache, positions: int) -> list | SharedCache:
+        """``past`` less its last ``positions`` (a draft the model rejected). A
+        shared cache only forgets them: the next step writes over them."""
+        import dataclasses
+
+        import onnxruntime as ort
+
+        if not positions:
+            return past
+        if isinstance(past, SharedCache):
+            return dataclasses.replace(past, length=past.length - positions)
+        return [
+            ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(value.numpy()[:, :, :-positions]), self._ort_device, 0
+            )
+            for value in past
+        ]
+
     @property
     def _ort_device(self) -> str:
         return "cuda" if self.provider == CUDA else "cpu"

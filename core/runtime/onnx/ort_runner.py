@@ -45,3 +45,36 @@ def generate_steps(
 
     generator = make_generator(sampling, torch.device("cpu"))
     yield from token_loop(logits_for, max_new_tokens, sampling, generator, stop_ids, cancel)
+
+
+def lookup_steps(
+    model: OrtCausalLM,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    lookup,
+    counts,
+    stop_ids: set[int] | frozenset[int] = frozenset(),
+    cancel: CancelToken | None = None,
+) -> Iterator[TokenStep]:
+    """Greedy generation with prompt-lookup drafts (``core.runtime.prompt_lookup``):
+    a draft runs as one step of the graph, and the cache is cut back past a
+    rejected draft (``OrtCausalLM.without_last``)."""
+    from core.runtime.prompt_lookup import lookup_loop
+
+    # Drafts never pass max_new_tokens, so the sequence fits this capacity.
+    past = model.empty_cache(capacity=input_ids.shape[1] + max_new_tokens)
+
+    def verify(ids, keep):
+        nonlocal past
+        step_ids = ids.detach().cpu().numpy().astype(np.int64)
+        n = step_ids.shape[1]
+        out = model.step(step_ids, past, np.arange(n - keep, n, dtype=np.int64))
+        past = out.present
+        return out.logits
+
+    def drop(positions):
+        nonlocal past
+        past = model.without_last(past, positions)
+
+    loop = lookup_loop(verify, drop, input_ids, max_new_tokens, lookup, counts, stop_ids, cancel)
+    yield from loop

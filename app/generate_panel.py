@@ -19,8 +19,8 @@ LEADING = "[leading beam, may still change]\n"
 
 
 class GeneratePanel(QGroupBox):
-    # prompt, max tokens, Sampling, chat, BeamSearch or None
-    generate_requested = Signal(str, int, object, bool, object)
+    # prompt, max tokens, Sampling, chat, BeamSearch or None, PromptLookup or None
+    generate_requested = Signal(str, int, object, bool, object, object)
 
     def __init__(self, parent=None) -> None:
         super().__init__("Generate", parent)
@@ -37,7 +37,9 @@ class GeneratePanel(QGroupBox):
         layout.addWidget(self.chart, 1)
         self.generate_button.clicked.connect(
             lambda: self.generate_requested.emit(
-                *self.controls.request(), self.controls.beam_search()
+                *self.controls.request(),
+                self.controls.beam_search(),
+                self.controls.prompt_lookup(),
             )
         )
 

@@ -213,14 +213,16 @@ class MainWindow(QMainWindow):
             self.live_view.begin(classifier=True)
             self.tabs.setCurrentWidget(self.live_view)
 
-    def generate(self, prompt: str, max_tokens: int, sampling, chat: bool, beams=None) -> None:
+    def generate(
+        self, prompt: str, max_tokens: int, sampling, chat: bool, beams=None, lookup=None
+    ) -> None:
         if self.loaded is None:
             self.notifications.error("Load a model first.")
             return
         from core.jobs.generate import GenerateRequest, generate
 
         request = GenerateRequest(
-            self.loaded, prompt, max_tokens, sampling, chat, self.threads, beam_search=beams
+            self.loaded, prompt, max_tokens, sampling, chat, self.threads, beams, lookup
         )
         if self._start_job("Generating", generate, request):
             self.generate_panel.begin()

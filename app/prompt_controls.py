@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.runtime.beam_search import BeamSearch
+from core.runtime.prompt_lookup import MAX_DRAFT_TOKENS, PromptLookup
 from core.runtime.sampling import Sampling
 
 DEFAULT_PROMPT = "Explain in two sentences why smaller language models are faster."
@@ -43,12 +44,13 @@ class PromptControls(QWidget):
         self.chat.setToolTip("Wrap the prompt in the model's chat template (instruct models)")
         self.button = QPushButton(button_text)
         self.beams = self._beam_controls() if beams else None
+        self.lookup = self._lookup_control() if beams else None
 
         row = QHBoxLayout()
         for widget in (self.max_tokens, self.temperature, self.chat):
             row.addWidget(widget)
         if self.beams is not None:
-            for widget in (self.beams, self.length_penalty, self.early_stopping):
+            for widget in (self.beams, self.length_penalty, self.early_stopping, self.lookup):
                 row.addWidget(widget)
         row.addStretch(1)
         row.addWidget(self.button)
@@ -89,11 +91,38 @@ class PromptControls(QWidget):
         self._on_beams(beams.value())
         return beams
 
+    def _lookup_control(self) -> QSpinBox:
+        lookup = QSpinBox()
+        lookup.setRange(0, MAX_DRAFT_TOKENS)
+        lookup.setPrefix("prompt lookup ")
+        lookup.setSpecialValueText("prompt lookup off")
+        lookup.setToolTip(
+            "Greedy decoding with drafts of up to this many tokens copied from the text so "
+            "far, each checked in one model step: the same answer in fewer steps when it "
+            "repeats its prompt or itself (0 = off; greedy only, not with beams)"
+        )
+        lookup.valueChanged.connect(self._on_choice)
+        self.beams.valueChanged.connect(self._on_choice)
+        return lookup
+
     def _on_beams(self, count: int) -> None:
         searching = count > 1
         self.temperature.setEnabled(not searching)
         self.length_penalty.setEnabled(searching)
         self.early_stopping.setEnabled(searching)
+
+    def _on_choice(self, _value: int = 0) -> None:
+        """Beams and prompt lookup exclude each other, and both are greedy."""
+        drafting = bool(self.lookup.value())
+        searching = self.beams.value() > 1
+        self.beams.setEnabled(not drafting)
+        self.lookup.setEnabled(not searching)
+        self.temperature.setEnabled(not (drafting or searching))
+
+    def prompt_lookup(self) -> PromptLookup | None:
+        if self.lookup is None or not self.lookup.value() or self.beam_search() is not None:
+            return None
+        return PromptLookup(self.lookup.value())
 
     def beam_search(self) -> BeamSearch | None:
         if self.beams is None or self.beams.value() == 1:
@@ -103,8 +132,8 @@ class PromptControls(QWidget):
         )
 
     def sampling(self) -> Sampling:
-        if self.beam_search() is not None:  # deterministic: the temperature box is disabled
-            return Sampling()
+        if self.beam_search() is not None or self.prompt_lookup() is not None:
+            return Sampling()  # deterministic: the temperature box is disabled
         temperature = self.temperature.value()
         return Sampling(temperature=temperature, top_p=0.95 if temperature else 1.0)
 

@@ -39,10 +39,17 @@ class StreamView(QWidget):
             decode = (
                 f"{event.decode_ms_per_token:.1f} ms/token" if event.decode_ms_per_token else "n/a"
             )
+            drafts = ""
+            if event.lookup:  # prompt lookup: how much of the drafting the model kept
+                counts = event.lookup
+                drafts = (
+                    f"  ·  prompt lookup: {counts['accepted']} of {counts['drafted']} draft "
+                    f"tokens kept, {counts['steps']} steps after the first"
+                )
             self.speed.setText(
                 f"tokens/s: {tps}  ·  decode {decode}  ·  first token "
                 f"{event.prefill_ms:.0f} ms  ·  {event.new_tokens} tokens  ·  "
-                f"stopped: {event.stop_reason}"
+                f"stopped: {event.stop_reason}{drafts}"
             )
 
     def _on_token(self, token: TextToken) -> None:

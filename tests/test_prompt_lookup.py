@@ -204,3 +204,34 @@ def test_the_cli_reports_the_drafts_and_refuses_what_cannot_combine(tiny_llama_d
         lines = refused.stderr.strip().splitlines()
         assert lines[-1].startswith("error:") and said in lines[-1], refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_the_generate_tab_runs_prompt_lookup(qtbot, window):
+    from core.runtime.generation import GenerationSummary
+
+    panel = window.generate_panel
+    controls = panel.controls
+    controls.temperature.setValue(0.8)
+    controls.lookup.setValue(5)
+    # greedy and not with beams: the boxes that would contradict it are off
+    assert not controls.temperature.isEnabled() and not controls.beams.isEnabled()
+    controls.prompt.setPlainText("abc abc abc abc")
+    controls.chat.setChecked(False)
+    controls.max_tokens.setValue(16)
+    received = []
+    window.runner.event.connect(received.append)
+    window.tabs.setCurrentWidget(panel)
+    with qtbot.waitSignal(window.runner.finished, timeout=60_000):
+        panel.generate_button.click()
+
+    summary = received[-1]
+    assert isinstance(summary, GenerationSummary) and summary.lookup["draft_tokens"] == 5
+    ids = window.loaded.tokenizer("abc abc abc abc", return_tensors="pt").input_ids
+    from core.runtime.torch_runner import stop_token_ids
+
+    model, tokenizer = window.loaded.model, window.loaded.tokenizer
+    plain = _plain(model, ids, 16, stop_token_ids(model, tokenizer))
+    assert summary.text == window.loaded.tokenizer.decode(plain, skip_special_tokens=True)
+    assert "prompt lookup:" in panel.speed.text()
+    controls.lookup.setValue(0)
+    assert controls.temperature.isEnabled() and controls.beams.isEnabled()

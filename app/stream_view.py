@@ -46,6 +46,8 @@ class StreamView(QWidget):
                     f"  ·  prompt lookup: {counts['accepted']} of {counts['drafted']} draft "
                     f"tokens kept, {counts['steps']} steps after the first"
                 )
+                if counts.get("note"):
+                    drafts += f" ({counts['note']})"
             self.speed.setText(
                 f"tokens/s: {tps}  ·  decode {decode}  ·  first token "
                 f"{event.prefill_ms:.0f} ms  ·  {event.new_tokens} tokens  ·  "

@@ -152,6 +152,7 @@ def graphs(tmp_path_factory, tiny_llama_dir):
         folders = {
             "traced": cached_onnx_export(loaded),
             "fused": cached_onnx_export(loaded, fused=True),
+            "fused-w8": cached_onnx_export(loaded, weight_bits=8, fused=True),
         }
     return loaded, folders
 
@@ -182,6 +183,23 @@ def test_onnx_runtime_gives_the_graphs_own_greedy_tokens(graphs, graph):
     del model.step  # the class's own again, for the pass over the whole sequence
     full = model.forward(torch.tensor([PROMPT[0].tolist() + tokens])).logits[0]
     _check_every_step(calls[1:], PROMPT[0].tolist(), tokens, full)
+
+
+def test_a_quantized_graph_says_its_answer_can_differ(graphs):
+    """ONNX Runtime runs a several-token step of a MatMulNBits graph through
+    another kernel than a one-token step: the summary says so; an fp32 graph's
+    answer is the plain one and carries no such note."""
+    from core.models.loading_onnx import load_onnx_folder
+    from core.runtime.generation import GenerationSummary, stream_generation
+
+    notes = {}
+    for graph in ("fused", "fused-w8"):
+        opened = load_onnx_folder(graphs[1][graph], graph, "cpu")
+        events = list(stream_generation(opened, "abc abc abc", 12, lookup=PromptLookup(4)))
+        summary = events[-1]
+        assert isinstance(summary, GenerationSummary) and summary.new_tokens == 12
+        notes[graph] = summary.lookup.get("note", "")
+    assert notes["fused"] == "" and "another ONNX Runtime kernel" in notes["fused-w8"]
 
 
 def test_the_cli_reports_the_drafts_and_refuses_what_cannot_combine(tiny_llama_dir):

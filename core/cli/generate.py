@@ -130,11 +130,20 @@ def run(args) -> None:
         if summary.compile_s is not None
         else ""
     )
+    drafts = ""
+    if summary.lookup:
+        counts = summary.lookup
+        drafts = (
+            f"; prompt lookup kept {counts['accepted']} of {counts['drafted']} draft tokens, "
+            f"{counts['steps']} steps after the first"
+        )
     print(
         f"\n\n[{summary.new_tokens} tokens, first after {summary.prefill_ms:.0f} ms, "
-        f"then {tps}; stopped: {summary.stop_reason}{compiled}]",
+        f"then {tps}; stopped: {summary.stop_reason}{compiled}{drafts}]",
         file=sys.stderr,
     )
+    if summary.lookup and summary.lookup.get("note"):
+        note(f"Note: {summary.lookup['note']}")
 
 
 def _print_beam_summary(summary) -> None:

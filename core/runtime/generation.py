@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from core.models.loading import LoadedModel, require_causal_lm
 from core.progress import CancelToken
-from core.runtime.prompt_lookup import LookupCounts
+from core.runtime.prompt_lookup import OTHER_KERNEL_NOTE, LookupCounts, other_kernel_for_drafts
 from core.runtime.runners import (
     COMPILED_RUNNER,
     is_onnx_runtime,
@@ -168,6 +168,8 @@ def stream_generation(
         stream = generate_steps(loaded.model, input_ids, max_new_tokens, sampling, stop_ids, cancel)
     else:
         counts = LookupCounts(lookup.draft_tokens)
+        if other_kernel_for_drafts(loaded.model):
+            counts.note = OTHER_KERNEL_NOTE
         lookup_steps = lookup_steps_function(loaded.model, loaded.runner)
         stream = lookup_steps(
             loaded.model, input_ids, max_new_tokens, lookup, counts, stop_ids, cancel

@@ -14,3 +14,20 @@ __version__ = "0.1.0"
 # onnxruntime loads, which is always after this package. A user's own
 # setting is kept.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def _cache_folder(name: str) -> str:
+    """A folder in the workbench's cache (core.models.default_model.cache_root)."""
+    root = os.environ.get("WORKBENCH_CACHE_DIR")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("compression-workbench")
+    return os.path.join(root, name)
+
+
+# matplotlib (the report's charts) keeps a font cache in ~/.config and
+# ~/.cache, and torch.compile's inductor in $TMPDIR/torchinductor_<user>:
+# both are kept in the workbench's cache instead. A user's own settings stay.
+os.environ.setdefault("MPLCONFIGDIR", _cache_folder("matplotlib"))
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", _cache_folder("torchinductor"))

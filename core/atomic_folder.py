@@ -99,10 +99,44 @@ def atomic_folder(
         raise ExportTargetError(f"cannot write into {target.parent}: {err.strerror}") from err
     try:
         yield temp
+        _readable_as_the_umask_says(temp)
         _move_into_place(temp, target, overwrite, replaceable)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(temp, ignore_errors=True)
+        reason = _write_failure(err)
+        if reason:  # one line, not the writer's traceback (safetensors, tokenizers, gguf)
+            raise ExportTargetError(
+                f"writing {target} failed ({reason}); nothing was left there"
+            ) from err
         raise
+
+
+def _write_failure(err: BaseException) -> str:
+    """The reason when ``err`` is a failed write (a full disk, no permission),
+    whichever library raised it; "" for anything else. safetensors and
+    tokenizers raise their own types, quoting the system's words."""
+    if isinstance(err, ExportTargetError):
+        return ""
+    if isinstance(err, OSError) and not isinstance(err, FileExistsError):
+        return err.strerror or str(err) or type(err).__name__
+    text = str(err)
+    for words in ("No space left on device", "Disk quota exceeded", "Permission denied"):
+        if words in text:
+            return words
+    return ""
+
+
+def _readable_as_the_umask_says(folder: Path) -> None:
+    """mkdtemp makes 0700 and some writers 0600; what is delivered gets the
+    modes any file the user makes gets (0777 / 0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def _move_into_place(
@@ -129,4 +163,16 @@ def _move_into_place(
     except BaseException:
         os.rename(aside, target)
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    shutil.rmtree(aside, onerror=_writable_then_retry)
+
+
+def _writable_then_retry(function, path, _info) -> None:
+    """The replaced export (ours: checked above) may have been made read-only;
+    its folders are made writable so it is removed, not left hidden."""
+    try:
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+        function(path)
+    except OSError:
+        pass  # left as it is: the new export is in place either way

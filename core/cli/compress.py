@@ -121,6 +121,9 @@ def run(args) -> None:
 
     recipe = build_recipe(args)
     validate(recipe)  # refuse before loading anything
+    store = ResultsStore()
+    if not args.no_save:
+        store.check_writable()  # a run that could not be stored is refused before it is made
     loaded = load(args, "torch")  # the original in PyTorch; the recipe runs on --backend
     settings = ExperimentSettings(evaluate=not args.no_eval)
     request = RunRequest(loaded, recipe, args.run_on, settings, args.threads)
@@ -128,12 +131,26 @@ def run(args) -> None:
     for event in run_job(request, progress):
         if isinstance(event, RunRecord):
             record = event
+    unsaved = None
     if not args.no_save:  # the same record the window stores
-        record = ResultsStore().append(record)
+        try:
+            record = store.append(record)
+        except OSError as err:  # the disk filled meanwhile: print what was measured first
+            unsaved = err
     if args.json:
         print(json_text(record.to_dict()))
-        return
+    else:
+        _print(record)
+    if unsaved is not None:
+        raise ValueError(
+            f"the run above was measured but could not be stored in {store.path} "
+            f"({unsaved.strerror or unsaved})"
+        )
+
+
+def _print(record) -> None:
     from core.cli.record_text import print_record
+    from core.results.store import ResultsStore
 
     # The original's latest stored run on PyTorch: its speed is what this one is compared with.
     baseline = next(

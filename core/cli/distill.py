@@ -126,8 +126,10 @@ def run(args) -> None:
     recipe = shape.recipe()  # refuse before loading
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir")
-    teacher = load(args, "torch")
     store = ResultsStore()
+    if not args.no_save:  # the student's run is stored: refused now, not after training
+        store.check_writable()
+    teacher = load(args, "torch")
     # The student is measured like any run (the window's quick protocol, cut to
     # the evaluation windows asked for here) and stored, so it joins the table.
     measured = replace(

@@ -9,7 +9,10 @@ parser imports no torch, so ``--help`` answers at once.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from core.cli import args as cli_args
 from core.cli import (
@@ -62,17 +65,49 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        COMMANDS[args.command].run(args)
+        with stopped_by_terminate():
+            COMMANDS[args.command].run(args)
     except (WorkbenchError, ValueError) as err:
         if isinstance(err, Cancelled):
             print("cancelled", file=sys.stderr)
         else:  # escaped: a message quoting user input stays one line
             print(f"error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as err:  # a folder not writable, a full disk: the system's words, one line
+        print(f"error: {one_line(os_error_text(err))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def os_error_text(err: OSError) -> str:
+    """``[Errno 28] No space left on device: '/x'`` as "/x: No space left on device"."""
+    if err.strerror and err.filename:
+        return f"{err.filename}: {err.strerror}"
+    return err.strerror or str(err) or type(err).__name__
+
+
+@contextmanager
+def stopped_by_terminate():
+    """SIGTERM (kill, timeout, systemd, docker stop) and SIGHUP stop a command
+    as Ctrl-C does, so the same clean-up runs: half-written folders removed,
+    locks released. Only in the main thread, where Python runs handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    before = {sig: signal.signal(sig, interrupt) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ def _print_lm(record, m: LMMetrics) -> None:
         f"({m.tokens_per_s:.1f} tokens/s), {record.device}, {record.threads} threads"
     )
     ratio = f"{m.ppl_ratio:.4f}" if m.ppl_ratio is not None else "not measured"
+    agreement = f"{m.top1_agreement}" if m.top1_agreement is not None else "not measured"
     print(
-        f"  perplexity {_ppl_text(m)}; top-1 agreement {m.top1_agreement}; "
+        f"  perplexity {_ppl_text(m)}; top-1 agreement {agreement}; "
         f"perplexity ratio to the original on the same tokens {ratio}"
     )
 

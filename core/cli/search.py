@@ -165,8 +165,10 @@ def run(args) -> None:
     from core.search.summary import SearchSummary
 
     limits, space, settings = build_inputs(args)  # refused before the model loads
-    loaded = load(args, "torch")
     store = ResultsStore()
+    if not args.no_save:
+        store.check_writable()
+    loaded = load(args, "torch")
     request = SearchRequest(
         loaded,
         limits,

@@ -59,6 +59,7 @@ def run(args) -> None:
         store_key,
     )
     from core.jobs.sensitivity_probes import columns_of, probe_from_dict
+    from core.results.jsonl_append import check_appendable
     from core.results.sensitivity_store import SensitivityStore
 
     name, colon, options = args.probe.partition(":")
@@ -67,8 +68,9 @@ def run(args) -> None:
     check_probe(probe)
     parts = parse_cells(args.parts)
     columns_of(probe, parts)  # a layer probe's own columns: other parts refused here
-    loaded = load(args, runtime="torch")
     store = SensitivityStore()
+    check_appendable(store.path)  # each cell is stored as it is measured
+    loaded = load(args, runtime="torch")
     request = SensitivityRequest(loaded, probe, parts, args.windows, store=store)
     if args.fresh:
         store.reset(store_key(request))

@@ -30,6 +30,8 @@ def mean_interval(values: list[float], level: float = 0.95) -> Interval | None:
     """Student-t interval for the mean of ``values`` (None below 2 values)."""
     if len(values) < 2:
         return None
+    if not all(math.isfinite(v) for v in values):  # NaN weights: statistics.stdev raises
+        return Interval(math.nan, math.nan)  # no interval; the health check names the NaN
     mean = statistics.fmean(values)
     t = t_quantile((1 + level) / 2, len(values) - 1)
     half = t * statistics.stdev(values) / math.sqrt(len(values))

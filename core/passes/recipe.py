@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.message_text import shown
 from core.models.loading import LoadedModel
@@ -80,7 +81,12 @@ class Recipe:
     @classmethod
     def from_file(cls, path) -> Recipe:
         """Read a recipe file: at most MAX_RECIPE_BYTES, UTF-8 (a BOM is allowed)."""
+        import stat
+
         try:
+            # A FIFO or device would block open() or read forever: only a regular file.
+            if Path(path).exists() and not stat.S_ISREG(Path(path).stat().st_mode):
+                raise RecipeError(f"recipe {shown(str(path), 200)} is not a file")
             with open(path, "rb") as f:
                 data = f.read(MAX_RECIPE_BYTES + 1)
         except OSError as err:

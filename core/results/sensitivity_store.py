@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
+from core.results.jsonl_append import append_json_line
 from core.results.store import data_dir
 
 
@@ -73,11 +73,7 @@ class SensitivityStore:
         return found
 
     def _write(self, line: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_json_line(self.path, line)
 
     def _lines(self):
         if not self.path.exists():

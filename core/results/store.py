@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from core.results.jsonl_append import append_json_line, check_appendable
 from core.results.metrics import (
     CAUSAL_LM,
     FLAT_FIELDS,
@@ -112,12 +113,12 @@ class ResultsStore:
     def append(self, record: RunRecord) -> RunRecord:
         if not record.run_id:
             record = replace(record, run_id=f"{record.created:.6f}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record.to_dict()) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_json_line(self.path, record.to_dict())
         return record
+
+    def check_writable(self) -> None:
+        """OSError now, before a run is measured, if it could not be stored."""
+        check_appendable(self.path)
 
     def load(self) -> list[RunRecord]:
         """Every record that reads back; a line that does not (cut short by a

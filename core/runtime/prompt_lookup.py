@@ -10,9 +10,10 @@ draft is kept up to the first disagreement, and the model's pick there is
 the next token. The output is the model's own greedy output, only in fewer
 steps: in PyTorch and on fp32 graphs to the rounding of a step over several
 tokens against one at a time; quantized ONNX graphs compute a several-token
-step with other kernels (``OTHER_KERNEL_NOTE``), and the summary says so. transformers (``prompt_lookup_num_tokens``) and
-llama.cpp (``llama-lookup``) do the same; ours runs in our runners, on the
-same caches, so each token is streamed and timed and ONNX Runtime runs it.
+step with other kernels (``OTHER_KERNEL_NOTE``), and the summary says so.
+transformers (``prompt_lookup_num_tokens``) and llama.cpp (``llama-lookup``)
+do the same; ours runs in our runners, on the same caches, so each token is
+streamed and timed and ONNX Runtime runs it.
 """
 
 from __future__ import annotations

@@ -18,13 +18,15 @@ from tests.tiny_models import save_tiny_model
 
 # Random tokens, repeated: the prompt offers drafts that a random model
 # mostly rejects at first, then its own repetitions offer drafts it keeps.
+# The runs below look up single-token tails too (min_ngram=1), so that both
+# happen on every family.
 SEGMENT = [5, 17, 42, 7, 99, 3, 64, 12, 250, 31]
 PROMPT = torch.tensor([SEGMENT + SEGMENT[:6] + [77, 8] + SEGMENT[:4]])
 NEW = 40
 
 
 def test_a_draft_is_what_followed_the_tail_earlier():
-    lookup = PromptLookup(draft_tokens=3, max_ngram=2)
+    lookup = PromptLookup(draft_tokens=3, max_ngram=2, min_ngram=1)
     history = np.array([1, 2, 3, 4, 5, 9, 1, 2])
     assert lookup.draft(history, room=10) == [3, 4, 5]  # after the earlier [1, 2]
     assert lookup.draft(history, room=2) == [3, 4]  # never past the room left
@@ -36,14 +38,21 @@ def test_a_draft_is_what_followed_the_tail_earlier():
 def test_a_match_just_before_the_tail_still_drafts_a_whole_run():
     """In a loop (x x x x) the latest match is followed by the tail alone; the
     draft comes from the earliest one instead."""
-    lookup = PromptLookup(draft_tokens=4, max_ngram=1)
+    lookup = PromptLookup(draft_tokens=4, max_ngram=1, min_ngram=1)
     assert lookup.draft(np.array([6, 6, 6, 6, 6, 6]), room=10) == [6, 6, 6, 6]
 
 
-@pytest.mark.parametrize("draft_tokens, max_ngram", [(0, 3), (65, 3), (4, 0), (4, 9)])
-def test_settings_out_of_range_are_refused(draft_tokens, max_ngram):
+def test_a_single_token_tail_is_not_looked_up_by_default():
+    assert PromptLookup(4).draft(np.array([1, 2, 3, 9, 1]), room=10) == []
+    assert PromptLookup(4, min_ngram=1).draft(np.array([1, 2, 3, 9, 1]), room=10) == [2, 3, 9, 1]
+
+
+@pytest.mark.parametrize(
+    "draft_tokens, max_ngram, min_ngram", [(0, 3, 1), (65, 3, 1), (4, 0, 1), (4, 9, 1), (4, 2, 3)]
+)
+def test_settings_out_of_range_are_refused(draft_tokens, max_ngram, min_ngram):
     with pytest.raises(ValueError, match="prompt lookup"):
-        PromptLookup(draft_tokens, max_ngram)
+        PromptLookup(draft_tokens, max_ngram, min_ngram)
 
 
 def _plain(model, ids, new, stops=frozenset()):
@@ -57,7 +66,7 @@ def _looked_up(model, ids, new, stops=frozenset(), draft_tokens=6):
 
     counts = LookupCounts(draft_tokens)
     steps = lookup_steps_function(model)(
-        model, ids, new, PromptLookup(draft_tokens), counts, stop_ids=stops
+        model, ids, new, PromptLookup(draft_tokens, min_ngram=1), counts, stop_ids=stops
     )
     return [s.token_id for s in steps], counts
 
@@ -71,7 +80,7 @@ def _recorded(model, ids, new, record):
     tokens: list[int] = []
     calls: list[tuple] = []
     record(lambda fed, length, logits: calls.append((len(tokens), length, fed, logits)))
-    for step in lookup_steps_function(model)(model, ids, new, PromptLookup(6), counts):
+    for step in lookup_steps_function(model)(model, ids, new, PromptLookup(6, min_ngram=1), counts):
         tokens.append(step.token_id)
     return tokens, counts, calls
 
@@ -253,3 +262,50 @@ def test_the_generate_tab_runs_prompt_lookup(qtbot, window):
     assert "prompt lookup:" in panel.speed.text()
     controls.lookup.setValue(0)
     assert controls.temperature.isEnabled() and controls.beams.isEnabled()
+
+
+def test_draft_lengths_adapt_and_the_answer_is_the_models():
+    """A stand-in model whose greedy pick depends on the position alone: the
+    loop must give its sequence exactly, keep its cache length right, draft
+    at most one token more than it kept after a rejection, and up to twice
+    as many after a draft kept whole."""
+    from core.runtime.prompt_lookup import lookup_loop
+
+    prompt = [1, 2, 3, 4, 1, 2, 3, 4, 1, 2]
+    answer = [3, 4, 1, 2, 3, 4, 1, 2, 9, 9, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 5, 6]
+    sequence = prompt + answer
+    state = {"length": 0}
+    steps_seen = []  # (draft length, draft tokens the model agreed with)
+
+    def verify(ids, keep):
+        fed, start = ids[0].tolist(), state["length"]
+        state["length"] += len(fed)
+        if start:
+            draft = fed[1:]
+            agreed = 0
+            while agreed < len(draft) and draft[agreed] == sequence[start + 1 + agreed]:
+                agreed += 1
+            steps_seen.append((len(draft), agreed))
+        logits = torch.zeros(1, keep, 10)
+        for row in range(keep):
+            logits[0, row, sequence[start + len(fed) - keep + row + 1]] = 1.0
+        return logits
+
+    def drop(positions):
+        state["length"] -= positions
+
+    counts = LookupCounts(8)
+    steps = lookup_loop(
+        verify, drop, torch.tensor([prompt]), len(answer), PromptLookup(8), counts, set(), None
+    )
+    assert [s.token_id for s in steps] == answer
+    assert state["length"] == len(sequence) - 1  # every token fed but the last pick
+    assert counts.drafted == sum(d for d, _ in steps_seen)
+    assert counts.accepted == sum(a for _, a in steps_seen)
+    limit = 8
+    for drafted, agreed in steps_seen:
+        assert drafted <= limit
+        if drafted:
+            limit = min(8, 2 * limit) if agreed == drafted else agreed + 1
+    rejected = [i for i, (d, a) in enumerate(steps_seen) if 0 < a < d]
+    assert rejected and steps_seen[rejected[0] + 1][0] <= steps_seen[rejected[0]][1] + 1

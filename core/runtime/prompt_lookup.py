@@ -38,15 +38,17 @@ MAX_NGRAM = 8
 @dataclass(frozen=True)
 class PromptLookup:
     """``draft_tokens``: the most tokens proposed per step; ``max_ngram``: the
-    longest tail looked up (shorter ones are tried when it is not found)."""
+    longest tail looked up (shorter ones are tried when it is not found, down
+    to ``min_ngram``: one token recurs too often by chance to predict much)."""
 
     draft_tokens: int = 8
     max_ngram: int = 3
+    min_ngram: int = 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.draft_tokens <= MAX_DRAFT_TOKENS:
             raise ValueError(f"prompt lookup drafts 1 to {MAX_DRAFT_TOKENS} tokens a step")
-        if not 1 <= self.max_ngram <= MAX_NGRAM:
+        if not 1 <= self.min_ngram <= self.max_ngram <= MAX_NGRAM:
             raise ValueError(f"prompt lookup matches tails of 1 to {MAX_NGRAM} tokens")
 
     def draft(self, history: np.ndarray, room: int) -> list[int]:
@@ -54,7 +56,7 @@ class PromptLookup:
         occurrence of the sequence's last n tokens (n from ``max_ngram`` down
         to 1); none when no tail occurs earlier."""
         limit = min(self.draft_tokens, room)
-        for n in range(min(self.max_ngram, len(history) - 1), 0, -1):
+        for n in range(min(self.max_ngram, len(history) - 1), self.min_ngram - 1, -1):
             if limit < 1:
                 break
             # Windows that end before the last token, so each has a follower.
@@ -123,7 +125,12 @@ def lookup_loop(
     after the cache and returns the logits of its last ``keep`` positions;
     ``drop(k)`` removes the cache's last ``k`` positions (a rejected draft).
     A step that yields several tokens shares its time equally among them, so
-    the per-token times still add up to the wall clock."""
+    the per-token times still add up to the wall clock.
+
+    The draft's length adapts: after a rejection the next draft is one token
+    longer than what was kept, and after a draft kept whole it doubles (up to
+    ``draft_tokens``). A step over many tokens costs more than one over a
+    token on a CPU, so drafts the model keeps rejecting stay short."""
     import torch
 
     from core.runtime.torch_runner import TokenStep
@@ -134,6 +141,7 @@ def lookup_loop(
     fed = input_ids  # the prompt first; then the last token and a draft
     draft: list[int] = []
     produced = 0
+    limit = lookup.draft_tokens  # the next draft's most tokens (adapted as it goes)
     while produced < max_new_tokens:
         logits = verify(fed, len(draft) + 1)
         picks = logits[0].argmax(dim=-1).tolist()
@@ -145,6 +153,8 @@ def lookup_loop(
             counts.drafted += len(draft)
             counts.accepted += agreed
             drop(len(draft) - agreed)  # the cache keeps what the model agreed with
+            whole = agreed == len(draft)
+            limit = min(lookup.draft_tokens, 2 * limit if whole else agreed + 1)
         new = draft[:agreed] + [picks[agreed]]
         now = time.perf_counter()
         share = (now - step_start) / len(new)
@@ -159,5 +169,5 @@ def lookup_loop(
             return
         history = np.append(history, new)
         step_start = time.perf_counter()
-        draft = lookup.draft(history, max_new_tokens - produced - 1)
+        draft = lookup.draft(history, min(limit, max_new_tokens - produced - 1))
         fed = torch.tensor([[int(history[-1]), *draft]], dtype=torch.long, device=input_ids.device)

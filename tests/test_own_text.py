@@ -114,7 +114,7 @@ def no_model_loads(monkeypatch):
     ("content", "reason"),
     [
         (None, "no such text file"),
-        (b"\xff\xfe", "is not UTF-8"),
+        (b"\xff\xfe", "it is UTF-16 (its byte-order mark says so); save it as UTF-8"),
         (b"", "holds no text"),
         (b'{"title": "x"}\n', 'no string "text" field'),
         (b"tiny", "too small to fill one 64-token window"),

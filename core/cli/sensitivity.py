@@ -10,6 +10,8 @@ same model, probe and protocol measures only the cells not stored yet;
 
 from __future__ import annotations
 
+import math
+
 from core.cli.args import whole
 from core.cli.common import add_model_args, load, note
 from core.cli.json_out import json_text
@@ -80,12 +82,30 @@ def run(args) -> None:
             note(f"{len(event.cells)} of {event.total} cells read back from {store.path}")
         if isinstance(event, SensitivityCell):
             where = f"layer {event.layer}" + (f" {event.part}" if event.part else "")
-            note(f"{where}: KL {event.mean_kl:.5f}, perplexity x{event.ppl_ratio:.4f}")
+            note(f"{where}: {_measured(event)}")
         result = event
     if args.json:
         print(json_text(asdict(result)))
         return
     print(f"probe {probe.summary()}; {result.protocol}")
-    for cell in sorted(result.cells, key=lambda c: c.mean_kl, reverse=True):
+    broken = [c for c in result.cells if not _finite(c)]
+    for cell in sorted(
+        result.cells, key=lambda c: c.mean_kl if _finite(c) else math.inf, reverse=True
+    ):
         where = f"layer {cell.layer:3d}" + (f" {cell.part:9s}" if cell.part else "")
-        print(f"  {where}  KL {cell.mean_kl:.5f}  perplexity x{cell.ppl_ratio:.4f}")
+        print(f"  {where}  {_measured(cell)}")
+    if broken:
+        print(
+            f"  BROKEN: {len(broken)} of {len(result.cells)} cells are not numbers (NaN in the "
+            "weights or activations: try float32, or check the model)"
+        )
+
+
+def _finite(cell) -> bool:
+    return all(v is not None and math.isfinite(v) for v in (cell.mean_kl, cell.ppl_ratio))
+
+
+def _measured(cell) -> str:
+    if not _finite(cell):
+        return "not a number (NaN)"
+    return f"KL {cell.mean_kl:.5f}  perplexity x{cell.ppl_ratio:.4f}"

@@ -76,7 +76,11 @@ def _read(path: str, _mtime_ns: int, _size: int) -> OwnText:
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise TextFileError(f"{name} is not UTF-8 text (byte {err.start} is not valid)") from None
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # a UTF-16 byte-order mark
+        advice = ": it is UTF-16 (its byte-order mark says so); save it as UTF-8" if utf16 else ""
+        raise TextFileError(
+            f"{name} is not UTF-8 text (byte {err.start} is not valid){advice}"
+        ) from None
     if "\x00" in content:
         raise TextFileError(f"{name} holds NUL characters: it looks binary, not text")
     content = content.removeprefix("\ufeff")  # a byte-order mark is not text

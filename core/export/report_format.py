@@ -38,7 +38,7 @@ def write_report_files(inputs: ExportInputs, folder: Path) -> FormatWritten:
     return FormatWritten(
         "report",
         ("report.html", "report.json"),
-        f"report ({measured}; {len(report['runs'])} runs of this model charted{flags})",
+        f"report ({measured}; {_runs(len(report['runs']))} of this model charted{flags})",
         {"exported_run_id": (report["exported_run"] or {}).get("run_id")},
     )
 
@@ -50,3 +50,7 @@ def write_report(
     progress(Progress("Writing the report", None))
     cancel.raise_if_cancelled()
     return write_report_files(inputs, folder)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"

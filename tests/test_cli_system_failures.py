@@ -12,6 +12,7 @@ import sys
 import time
 
 from tests.test_cli import run_cli
+from tests.tiny_models import save_nan_copy
 
 
 def _one_line_refusal(out) -> str:
@@ -66,32 +67,14 @@ def test_sigterm_during_an_export_leaves_no_half_written_folder(tiny_llama_dir, 
 
 
 def test_eval_of_a_nan_model_over_several_windows_says_broken(tiny_llama_dir, tmp_path):
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path / "nan-model"
-    shutil.copytree(tiny_llama_dir, folder)
-    weights = load_file(folder / "model.safetensors")
-    weights = {name: torch.full_like(t, float("nan")) for name, t in weights.items()}
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    folder = save_nan_copy(tiny_llama_dir, tmp_path / "nan-model")
     out = run_cli("eval", "-m", str(folder), "--windows", "3", "--context-tokens", "32")
     assert out.returncode == 0, out.stderr
     assert "BROKEN: perplexity is not a number" in out.stdout
 
 
 def test_sensitivity_of_a_nan_model_says_broken_not_xnan(tiny_llama_dir, tmp_path):
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path / "nan-model"
-    shutil.copytree(tiny_llama_dir, folder)
-    weights = load_file(folder / "model.safetensors")
-    weights = {name: torch.full_like(t, float("nan")) for name, t in weights.items()}
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    folder = save_nan_copy(tiny_llama_dir, tmp_path / "nan-model")
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path / "data")}
     out = run_cli("sensitivity", "-m", str(folder), "--windows", "1", env=env)
     assert out.returncode == 0, out.stderr

@@ -163,17 +163,10 @@ def test_export_summary_names_the_flags(tmp_path):
 def test_eval_of_a_nan_model_says_broken_and_prints_strict_json(tiny_llama_dir, tmp_path):
     """A NaN perplexity is named in words, and ``--json`` stays parseable
     (Python writes NaN as a bare word that strict JSON parsers refuse)."""
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
     from tests.test_cli import run_cli
+    from tests.tiny_models import save_nan_copy
 
-    folder = tmp_path / "nan-model"
-    shutil.copytree(tiny_llama_dir, folder)
-    weights = load_file(folder / "model.safetensors")
-    weights = {name: torch.full_like(t, float("nan")) for name, t in weights.items()}
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    folder = save_nan_copy(tiny_llama_dir, tmp_path / "nan-model")
     args = ("eval", "-m", str(folder), "--windows", "1", "--context-tokens", "32")
     plain = run_cli(*args)
     assert plain.returncode == 0, plain.stderr

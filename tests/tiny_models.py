@@ -284,3 +284,18 @@ def save_tiny_classifier(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def save_nan_copy(source: Path, folder: Path) -> Path:
+    """A copy of the model folder ``source`` whose every weight is NaN (what
+    overflowing or damaged weights look like to everything downstream)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    weights = load_file(folder / "model.safetensors")
+    weights = {name: torch.full_like(t, float("nan")) for name, t in weights.items()}
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder

@@ -54,7 +54,7 @@ class PromptLookup:
     def draft(self, history: np.ndarray, room: int) -> list[int]:
         """Up to ``min(draft_tokens, room)`` tokens that followed an earlier
         occurrence of the sequence's last n tokens (n from ``max_ngram`` down
-        to 1); none when no tail occurs earlier."""
+        to ``min_ngram``); none when no tail occurs earlier."""
         limit = min(self.draft_tokens, room)
         for n in range(min(self.max_ngram, len(history) - 1), self.min_ngram - 1, -1):
             if limit < 1:

@@ -25,6 +25,9 @@ from pathlib import Path
 
 from core.errors import WorkbenchError
 
+# The staging folder's name: ".<target>.partial-<random>", beside the target.
+PARTIAL = ".partial-"
+
 
 class ExportTargetError(WorkbenchError):
     """The export target cannot be written as asked."""
@@ -94,7 +97,7 @@ def atomic_folder(
     """Yield an empty temporary folder; on a clean exit it becomes ``target``."""
     target = check_target(target, overwrite, protected, replaceable)
     try:
-        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL}", dir=target.parent))
     except OSError as err:  # permission, read-only or full file system
         raise ExportTargetError(f"cannot write into {target.parent}: {err.strerror}") from err
     try:

@@ -159,3 +159,48 @@ def test_a_damaged_cache_entry_is_exported_again(tiny_llama_dir, tmp_path, monke
     with torch.no_grad():
         want = loaded.model(ids).logits
     torch.testing.assert_close(again.model(ids).logits, want, atol=1e-4, rtol=0)
+
+
+def test_half_written_copies_a_killed_export_left_are_removed(
+    tiny_llama_dir, tmp_path, monkeypatch
+):
+    """SIGKILL runs no clean-up: its staging folder stays in the cache (each
+    can be hundreds of MB). The next export of that entry, holding its lock,
+    removes them; other entries' are left alone."""
+    from core.onnx.cache import cached_onnx_export, export_key, graph_kind
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    root = tmp_path / "cache" / "onnx"
+    name = f"{export_key(loaded.model, False, '', 0, False)}-{graph_kind(False, '', 0, False)}"
+    killed = root / f".{name}.partial-abc123"
+    other = root / ".someone-else.partial-xyz"
+    for stale in (killed, other):
+        stale.mkdir(parents=True)
+        (stale / "model.onnx.data").write_bytes(b"half")
+    folder = cached_onnx_export(loaded)
+    assert folder.name == name
+    assert not killed.exists() and other.exists()
+
+
+def test_a_hub_id_in_the_hugging_face_cache_loads_without_the_network(tiny_llama_dir, tmp_path):
+    """A snapshot already in the Hugging Face cache is loaded from there; with
+    no network transformers retried each file's check for minutes first."""
+    import os
+    import shutil
+    import time
+
+    from tests.test_cli import run_cli
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--someone--tiny-llama"
+    shutil.copytree(tiny_llama_dir, repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {"HF_HUB_CACHE": str(hub), "WORKBENCH_DATA_DIR": str(tmp_path / "data")}
+    started = time.perf_counter()
+    out = run_cli("info", "-m", "someone/tiny-llama", "--json", env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert time.perf_counter() - started < 60
+    assert "LlamaForCausalLM" in out.stdout

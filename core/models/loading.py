@@ -171,7 +171,25 @@ def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
     looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
     if looks_local or not _HUB_ID.match(source):
         raise ModelNotFoundError(f"No such folder: {path}")
+    snapshot = _cached_snapshot(source)
+    if snapshot is not None:
+        return snapshot, snapshot
     return None, source
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The hub id's snapshot already in the Hugging Face cache, holding a
+    config and weights: loaded from there without asking the network first
+    (offline, transformers retried each file's check for minutes before
+    using the cached copy). None when it is not there whole."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached, or a cache entry we cannot read: ask the hub
+        return None
+    weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+    return folder if (folder / "config.json").is_file() and weights else None
 
 
 def _is_sequence_classifier(config) -> bool:

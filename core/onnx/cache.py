@@ -101,12 +101,25 @@ def cached_onnx_export(
     with building(folder, cancel, progress):
         if (folder / REPORT_FILE).is_file():  # another process exported it meanwhile
             return folder
+        _remove_killed_builds(folder)
         with atomic_folder(folder, overwrite=True) as staging:  # replaces a broken entry
             export_onnx(
                 loaded, staging, progress, cancel, int8, calibration, weight_bits=weight_bits,
                 fused=fused,
             )  # fmt: skip
     return folder
+
+
+def _remove_killed_builds(folder: Path) -> None:
+    """Half-written copies of ``folder`` that a killed export left (SIGKILL
+    runs no clean-up; each can be hundreds of MB). Called under the entry's
+    lock, so no live export is writing them."""
+    import shutil
+
+    from core.atomic_folder import PARTIAL
+
+    for stale in folder.parent.glob(f".{folder.name}{PARTIAL}*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_ort_version(

@@ -86,7 +86,7 @@ class Recipe:
         try:
             # A FIFO or device would block open() or read forever: only a regular file.
             if Path(path).exists() and not stat.S_ISREG(Path(path).stat().st_mode):
-                raise RecipeError(f"recipe {shown(str(path), 200)} is not a file")
+                raise RecipeError(f"cannot read recipe {shown(str(path), 200)}: it is not a file")
             with open(path, "rb") as f:
                 data = f.read(MAX_RECIPE_BYTES + 1)
         except OSError as err:

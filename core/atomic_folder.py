@@ -132,8 +132,7 @@ def _write_failure(err: BaseException) -> str:
 def _readable_as_the_umask_says(folder: Path) -> None:
     """mkdtemp makes 0700 and some writers 0600; what is delivered gets the
     modes any file the user makes gets (0777 / 0666 less the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = _umask()
     os.chmod(folder, 0o777 & ~mask)
     for root, dirs, files in os.walk(folder):
         for name in dirs:
@@ -167,6 +166,21 @@ def _move_into_place(
         os.rename(aside, target)
         raise
     shutil.rmtree(aside, onerror=_writable_then_retry)
+
+
+def _umask() -> int:
+    """The process's umask, read where Linux shows it: setting it to learn it
+    (``os.umask``) would change it for a moment for every thread, and the
+    window writes files from worker threads."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable way to read it
+    os.umask(mask)
+    return mask
 
 
 def _writable_then_retry(function, path, _info) -> None:

@@ -186,6 +186,12 @@ TAMPERED = [
     ("module-missing", "int8", module_entry(0, name="model.layers.99.x"), "model.layers.99.x"),
     ("module-not-linear", "int8", module_entry(0, name="model.layers.0.mlp"), "not a linear"),
     ("module-kind", "int8", module_entry(0, kind="Pickle"), "kind 'Pickle'"),
+    (
+        "layernorm-on-linear",
+        "int8",
+        module_entry(0, kind="LayerNorm", attributes={"width": 64, "eps": 1e-5}),
+        "not a LayerNorm",
+    ),
     ("module-extra-key", "int8", module_entry(0, path="/etc/passwd"), "modules[0]"),
     ("module-attrs", "int8", module_entry(0, attributes={"forward": 1}), "modules[0]"),
     (
@@ -363,3 +369,34 @@ def test_the_cli_refuses_a_tampered_export_in_one_line(tampered, capsys):
     # Besides the CLI's progress lines ("[Loading ...]"): one line, the refusal.
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("[")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
+
+
+VECTOR = torch.ones(16)
+
+
+@pytest.mark.parametrize(
+    ("tensors", "attributes", "words"),
+    [
+        ({"weight": VECTOR}, {"width": 16, "eps": 1e-5}, None),
+        ({}, {"width": 16, "eps": 1e-5}, None),  # no affine weights
+        ({"weight": VECTOR}, {"width": 16, "eps": 1}, "eps"),  # an int
+        ({"weight": VECTOR}, {"width": 16, "eps": 0.0}, "eps"),
+        ({"weight": VECTOR}, {"width": 0, "eps": 1e-5}, "width"),
+        ({"weight": VECTOR}, {"width": 32, "eps": 1e-5}, "float vector of 32"),
+        ({"weight": VECTOR.to(torch.int32)}, {"width": 16, "eps": 1e-5}, "float vector"),
+        ({"bias": VECTOR}, {"width": 16, "eps": 1e-5}, "bias without a weight"),
+    ],
+)
+def test_a_layernorm_entry_is_checked_before_it_is_built(tensors, attributes, words):
+    """Persimmon's per-head q/k norms narrower than its config says (heads
+    removed) are written as LayerNorm entries; each is checked first."""
+    from core.models.exported.module_kinds import KINDS
+
+    kind = KINDS["LayerNorm"]
+    problem = kind.check(tensors, attributes)
+    if words is None:
+        assert problem is None
+        norm = kind.build(dict(tensors), attributes, [])
+        assert norm.normalized_shape == (16,) and norm(torch.randn(2, 16)).shape == (2, 16)
+    else:
+        assert words in problem

@@ -97,6 +97,10 @@ _ROLES = {
     "c_attn": "qkv",
     "qkv_proj": "qkv",
     "o_proj": "o",
+    "out_proj": "o",
+    "self_attn.dense": "o",  # Phi-1/2, Persimmon
+    "attention.dense": "o",  # GPT-NeoX
+    "query_key_value": "qkv",
     "attention.output.dense": "o",
     "attn.c_proj": "o",
     "fc1": "up",

@@ -4,19 +4,23 @@ Llama-style grouped-query attention shares each key/value head among a
 group of query heads, so the same number of query heads goes from every
 group (the fraction actually removed is the nearest achievable one, and
 is reported); when groups have one head (plain multi-head attention), the
-key/value head goes with it. GPT-2 (fused c_attn) removes q, k and v rows
-together; Phi-3's fused qkv_proj ([q | k | v], grouped) the same way;
-BERT encoders (plain multi-head) remove a head's query, key and value rows
-and its columns of the attention output. Importance is measured
-on calibration text: the norm of each head's output entering the output
-projection, times that projection's weights for the head.
+key/value head goes with it. Layouts known: separate q/k/v projections
+with o_proj, out_proj (OPT, GPT-J, BioGPT, XGLM) or dense (Phi-1/2);
+GPT-2's fused c_attn ([q | k | v]); Phi-3's fused qkv_proj ([q | k | v],
+grouped); GPT-NeoX's and Persimmon's query_key_value (each head's q, k and
+v side by side); BERT encoders (a head's query, key and value rows and its
+columns of the attention output). Importance is measured on calibration
+text: the norm of each head's output entering the output projection,
+times that projection's weights for the head.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from core.errors import UnsupportedModelError
 from core.models.linear_layers import convert_conv1d_to_linear, replace_module
@@ -30,6 +34,9 @@ from core.passes.blocks import (
 )
 from core.passes.calibration import require_calibration, run_calibration
 
+# The attention's output projection, by name (BERT's is attention.output.dense).
+_OUTPUTS = ("o_proj", "out_proj", "dense", "c_proj")
+
 
 def _attention(layer):
     attn = (
@@ -37,20 +44,35 @@ def _attention(layer):
         or getattr(layer, "attn", None)
         or getattr(layer, "attention", None)
     )
-    known = ("q_proj", "qkv_proj", "c_attn", "self")
-    # The output side too: OPT, Phi-1/2, GPT-J and CodeGen name theirs
-    # out_proj or dense, and CodeGen's qkv_proj interleaves its heads unlike
-    # Phi-3's [q | k | v]; their head layouts are not ones this pass knows.
-    outputs = ("o_proj", "c_proj", "output")
+    known = ("q_proj", "qkv_proj", "query_key_value", "c_attn", "self")
     if (
         attn is None
         or not any(hasattr(attn, name) for name in known)
-        or not any(hasattr(attn, name) for name in outputs)
+        or not (hasattr(attn, "self") or any(hasattr(attn, name) for name in _OUTPUTS))
     ):
+        # BLOOM and Falcon keep theirs in self_attention: BLOOM's ALiBi slopes
+        # follow the head count, Falcon's fused layout depends on its version.
         raise UnsupportedModelError(
             f"prune_heads: the attention of {type(layer).__name__} is not a layout it knows "
-            "(q/k/v_proj or Phi-3's qkv_proj with o_proj, GPT-2's c_attn/c_proj or BERT's "
-            "self.query/key/value)"
+            "(q/k/v_proj, Phi-3's qkv_proj, GPT-NeoX's query_key_value, GPT-2's c_attn or "
+            "BERT's self.query/key/value)"
+        )
+    if hasattr(attn, "qkv_proj") and not hasattr(attn, "o_proj"):
+        # CodeGen's qkv_proj interleaves its heads in model-parallel blocks.
+        raise UnsupportedModelError(
+            f"prune_heads: the fused qkv_proj of {type(layer).__name__} interleaves its heads "
+            "in a layout it does not know"
+        )
+    q_norm = getattr(getattr(attn, "q_norm", None), "weight", None)
+    if (
+        q_norm is not None
+        and hasattr(attn, "q_proj")
+        and q_norm.numel() == attn.q_proj.out_features
+    ):
+        # OLMo 2 normalises all heads' queries together: removing one changes the rest.
+        raise UnsupportedModelError(
+            f"prune_heads: the attention of {type(layer).__name__} normalises queries and keys "
+            "over all heads together, so removing a head would change the others"
         )
     if (
         hasattr(attn, "c_attn")
@@ -66,11 +88,9 @@ def _attention(layer):
 
 
 def _output_projection(attn):
-    if hasattr(attn, "o_proj"):
-        return attn.o_proj
-    if hasattr(attn, "c_proj"):
-        return attn.c_proj
-    return attn.output.dense  # BERT
+    if hasattr(attn, "self"):
+        return attn.output.dense  # BERT
+    return next(getattr(attn, name) for name in _OUTPUTS if hasattr(attn, name))
 
 
 @register
@@ -96,7 +116,10 @@ class PruneHeadsConfig(PassConfig):
             _attention(layer)
         calibration = require_calibration(self.name, context.calibration)
         config = model.config
-        heads, kv_heads, head_dim, kept_heads, kept_kv = head_counts(self.fraction, config)
+        model_kv = _model_kv_heads(_attention(decoder_layers(model)[0]), config)
+        heads, kv_heads, head_dim, kept_heads, kept_kv = head_counts(
+            self.fraction, config, model_kv
+        )
         group = heads // kv_heads
         per_group_removed = (heads - kept_heads) // kv_heads if group > 1 else 0
         kv_removed = kv_heads - kept_kv
@@ -132,7 +155,12 @@ class PruneHeadsConfig(PassConfig):
     def estimate(self, entries, model_config):
         from core.passes.size_estimate import resized
 
-        heads, kv_heads, head_dim, new_heads, new_kv = head_counts(self.fraction, model_config)
+        heads, _, head_dim, _, _ = head_counts(0.0, model_config)
+        attention = [e for e in entries if e.is_linear and e.component == "attention"]
+        key = next((e.out_features for e in attention if e.name.endswith("k_proj")), None)
+        fused = next((e.out_features for e in attention if e.name.endswith("qkv_proj")), None)
+        model_kv = kv_heads_of(key, fused, heads * head_dim, head_dim)
+        _, _, _, new_heads, new_kv = head_counts(self.fraction, model_config, model_kv)
         out = []
         for e in entries:
             role = linear_role(e.name) if e.is_linear and e.component == "attention" else None
@@ -144,8 +172,20 @@ class PruneHeadsConfig(PassConfig):
                 e = resized(e, out_features=(new_heads + 2 * new_kv) * head_dim)
             elif role == "o":
                 e = resized(e, in_features=new_heads * head_dim)
+            elif _removed_head_norm(e.name, new_heads, new_kv):
+                continue
             out.append(e)
         return out
+
+
+_HEAD_NORM = re.compile(r"\.([qk])_layernorm\.norms\.(\d+)\.")
+
+
+def _removed_head_norm(name: str, new_heads: int, new_kv: int) -> bool:
+    """StableLM's per-head norm of a removed head (all are the same size,
+    so which ones go does not change the estimate)."""
+    match = _HEAD_NORM.search(name)
+    return bool(match) and int(match.group(2)) >= (new_heads if match.group(1) == "q" else new_kv)
 
 
 def _rows(heads: torch.Tensor, head_dim: int, offset: int = 0) -> torch.Tensor:
@@ -155,39 +195,59 @@ def _rows(heads: torch.Tensor, head_dim: int, offset: int = 0) -> torch.Tensor:
 def _shrink_attention(model, attn, q_heads, kv_keep, head_dim) -> None:
     prefix = module_path(model, attn)
     q_rows = _rows(q_heads, head_dim)
+    output = _output_projection(attn)
+    if hasattr(attn, "self"):  # BERT: query/key/value in .self, output.dense after
+        for part in ("query", "key", "value"):
+            linear = getattr(attn.self, part)
+            replace_module(model, f"{prefix}.self.{part}", slice_linear(linear, rows=q_rows))
+        replace_module(model, f"{prefix}.output.dense", slice_linear(output, columns=q_rows))
+        # BERT reshapes by head size, so only the bookkeeping needs the new count.
+        attn.self.num_attention_heads = len(q_heads)
+        attn.self.all_head_size = len(q_heads) * head_dim
+        return
     if hasattr(attn, "q_proj"):
         kv_rows = _rows(kv_keep, head_dim)
         replace_module(model, f"{prefix}.q_proj", slice_linear(attn.q_proj, rows=q_rows))
         replace_module(model, f"{prefix}.k_proj", slice_linear(attn.k_proj, rows=kv_rows))
         replace_module(model, f"{prefix}.v_proj", slice_linear(attn.v_proj, rows=kv_rows))
-        replace_module(model, f"{prefix}.o_proj", slice_linear(attn.o_proj, columns=q_rows))
-        attn.num_key_value_groups = len(q_heads) // len(kv_keep)
     elif hasattr(attn, "qkv_proj"):  # Phi-3: qkv_proj rows are [q | k | v]
-        q_width = attn.o_proj.in_features
+        q_width = output.in_features
         kv_width = (attn.qkv_proj.out_features - q_width) // 2
         kv_rows = _rows(kv_keep, head_dim)
         rows = torch.cat([q_rows, kv_rows + q_width, kv_rows + q_width + kv_width])
         replace_module(model, f"{prefix}.qkv_proj", slice_linear(attn.qkv_proj, rows=rows))
-        replace_module(model, f"{prefix}.o_proj", slice_linear(attn.o_proj, columns=q_rows))
-        # Its forward splits q from k and v by the (shared) config's head count.
-        attn.num_key_value_heads = len(kv_keep)
-        attn.num_key_value_groups = len(q_heads) // len(kv_keep)
-    elif hasattr(attn, "self"):  # BERT: query/key/value in .self, output.dense after
-        for part in ("query", "key", "value"):
-            linear = getattr(attn.self, part)
-            replace_module(model, f"{prefix}.self.{part}", slice_linear(linear, rows=q_rows))
-        dense = attn.output.dense
-        replace_module(model, f"{prefix}.output.dense", slice_linear(dense, columns=q_rows))
-        # BERT reshapes by head size, so only the bookkeeping needs the new count.
-        attn.self.num_attention_heads = len(q_heads)
-        attn.self.all_head_size = len(q_heads) * head_dim
+    elif hasattr(attn, "query_key_value"):  # GPT-NeoX, Persimmon: [q_h | k_h | v_h] per head
+        rows = _rows(q_heads, 3 * head_dim)
+        fused = slice_linear(attn.query_key_value, rows=rows)
+        replace_module(model, f"{prefix}.query_key_value", fused)
     else:  # GPT-2: c_attn rows are [q | k | v], each embed_dim wide
         embed = attn.c_attn.out_features // 3
         rows = torch.cat([q_rows + part * embed for part in range(3)])
         replace_module(model, f"{prefix}.c_attn", slice_linear(attn.c_attn, rows=rows))
-        replace_module(model, f"{prefix}.c_proj", slice_linear(attn.c_proj, columns=q_rows))
-        attn.num_heads = len(q_heads)
         attn.split_size = len(q_heads) * head_dim
+    name = next(name for name in _OUTPUTS if getattr(attn, name, None) is output)
+    replace_module(model, f"{prefix}.{name}", slice_linear(output, columns=q_rows))
+    _recount(attn, len(q_heads), len(kv_keep), head_dim)
+    for norm, kept in ((getattr(attn, "q_layernorm", None), q_heads),
+                       (getattr(attn, "k_layernorm", None), kv_keep)):  # fmt: skip
+        if hasattr(norm, "norms"):  # StableLM's per-head norms go with their heads
+            norm.norms = nn.ModuleList(norm.norms[i] for i in kept.tolist())
+            norm.num_heads = len(kept)
+
+
+def _recount(attn, heads: int, kv_heads: int, head_dim: int) -> None:
+    """The head counts each family's forward reads from its attention module
+    (OPT, Persimmon and StableLM view by num_heads, XGLM reshapes to
+    embed_dim, grouped families repeat keys by num_key_value_groups)."""
+    for name, value in (
+        ("num_heads", heads),
+        ("num_attention_heads", heads),
+        ("num_key_value_heads", kv_heads),
+        ("num_key_value_groups", heads // kv_heads),
+        ("embed_dim", heads * head_dim),
+    ):
+        if hasattr(attn, name):
+            setattr(attn, name, value)
 
 
 @torch.no_grad()
@@ -215,13 +275,37 @@ def measure_head_importance(model, layers, heads, head_dim, calibration, context
     ]
 
 
-def head_counts(fraction: float, config) -> tuple[int, int, int, int, int]:
-    """(heads, kv heads, head dim, heads kept, kv heads kept) for a fraction."""
+def head_counts(fraction: float, config, kv_heads: int | None = None):
+    """(heads, kv heads, head dim, heads kept, kv heads kept) for a fraction.
+    ``kv_heads`` as the model's shapes say, where known: GPT-NeoX's config
+    may carry a num_key_value_heads that its attention never reads."""
     heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    kv_heads = kv_heads or getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     group = heads // kv_heads
     if group > 1:
         return heads, kv_heads, head_dim, heads - round(fraction * group) * kv_heads, kv_heads
     kept = kv_heads - round(fraction * kv_heads)
     return heads, kv_heads, head_dim, kept, kept
+
+
+def kv_heads_of(key_width: int | None, fused_width: int | None, q_width: int, head_dim: int):
+    """Key/value heads from the key projection's width, or from a fused
+    [q | k | v] projection's; neither (GPT-2, GPT-NeoX, BERT): one per head."""
+    if key_width:
+        return key_width // head_dim
+    if fused_width:
+        return (fused_width - q_width) // (2 * head_dim)
+    return q_width // head_dim
+
+
+def _model_kv_heads(attn, config) -> int:
+    heads, _, head_dim, _, _ = head_counts(0.0, config)
+    key = getattr(attn, "k_proj", None)
+    fused = getattr(attn, "qkv_proj", None)
+    return kv_heads_of(
+        key.out_features if key is not None else None,
+        fused.out_features if fused is not None else None,
+        heads * head_dim,
+        head_dim,
+    )

@@ -97,8 +97,9 @@ def _read_tensors(folder: Path, weights: str) -> dict[str, torch.Tensor]:
 
 
 def _checked_entries(folder: Path, modules: list[dict], frame: dict) -> dict[str, dict]:
-    """The manifest's modules by name. Each replaces a linear layer of the
-    frame, or is child ``i`` of a low-rank pair that does."""
+    """The manifest's modules by name. Each replaces a module of its own kind
+    in the frame (a linear layer, an embedding, a LayerNorm), or is child
+    ``i`` of a low-rank pair that does."""
     from transformers.pytorch_utils import Conv1D
 
     entries: dict[str, dict] = {}
@@ -117,6 +118,11 @@ def _checked_entries(folder: Path, modules: list[dict], frame: dict) -> dict[str
             if type(frame.get(name)) is not nn.Embedding:
                 raise CorruptModelError(
                     f"{folder}: module {name} is not a token embedding of this architecture."
+                )
+        elif KINDS[entry["kind"]].replaces == "layernorm":
+            if type(frame.get(name)) is not nn.LayerNorm:
+                raise CorruptModelError(
+                    f"{folder}: module {name} is not a LayerNorm of this architecture."
                 )
         elif not isinstance(frame.get(name), (nn.Linear, Conv1D)):
             raise CorruptModelError(

@@ -42,7 +42,8 @@ class ModuleKind:
     attribute_names: tuple[str, ...] = ()
     check: Callable[[dict[str, torch.Tensor], dict], str | None] = lambda tensors, attrs: None
     cpu_only: bool = False
-    # What it stands in for in the architecture: a "linear" layer or an "embedding".
+    # What it stands in for in the architecture: a "linear" layer, an "embedding"
+    # or a "layernorm".
     replaces: str = "linear"
     # True when the tensors written are not the module's state_dict (e.g. a
     # packed object unpacked), so its children must not be walked on their own.
@@ -229,6 +230,35 @@ def _build_linear(tensors, attrs, _children):
     return module
 
 
+def _check_layernorm(tensors, attrs):
+    if problem := _positive_ints(attrs, ("width",)):
+        return problem
+    eps = attrs.get("eps")
+    if type(eps) is not float or not 0 < eps < 1:
+        return f"attribute eps must be a small positive number, not {eps!r}"
+    if "bias" in tensors and "weight" not in tensors:
+        return "a bias without a weight"
+    for name, tensor in tensors.items():
+        if tensor.dtype not in FLOAT_DTYPES or tuple(tensor.shape) != (attrs["width"],):
+            found = f"{dtype_name(tensor.dtype)} {list(tensor.shape)}"
+            return f"{name} must be a float vector of {attrs['width']}, not {found}"
+    return None
+
+
+def _build_layernorm(tensors, attrs, _children):
+    weight = tensors.get("weight")
+    module = nn.LayerNorm(
+        attrs["width"],
+        eps=attrs["eps"],
+        elementwise_affine=weight is not None,
+        bias="bias" in tensors,
+        device="meta",
+    )
+    for name, tensor in tensors.items():
+        setattr(module, name, nn.Parameter(tensor, requires_grad=False))
+    return module
+
+
 def _build_int8(tensors, attrs, _children):
     return Int8WeightOnlyLinear(tensors["weight_int8"], tensors["scales"], tensors.get("bias"))
 
@@ -337,6 +367,19 @@ KINDS: dict[str, ModuleKind] = {
             required=("weight",),
             optional=("bias",),
             check=_check_linear,
+        ),
+        ModuleKind(
+            # A per-head norm narrower than the config says: Persimmon's q/k
+            # norms after heads were removed (its head width is hidden / heads).
+            "LayerNorm",
+            lambda m: type(m) is nn.LayerNorm and len(m.normalized_shape) == 1,
+            _own_tensors,
+            lambda m: {"width": m.normalized_shape[0], "eps": float(m.eps)},
+            _build_layernorm,
+            optional=("weight", "bias"),
+            attribute_names=("width", "eps"),
+            check=_check_layernorm,
+            replaces="layernorm",
         ),
         ModuleKind(
             "Sequential",  # a low-rank factor pair; its children are entries of their own

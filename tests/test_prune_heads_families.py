@@ -1,12 +1,14 @@
 """Attention heads removed for real in the families beyond tests/test_families.py
 whose attention has its own layout: OPT, GPT-J, BioGPT and XGLM (out_proj),
 Phi-1/2 (dense), StableLM (per-head q/k LayerNorms), GPT-NeoX and Persimmon
-(query_key_value with each head's q, k and v side by side). Heads that
+(query_key_value with each head's q, k and v side by side), GPT-BigCode
+(multi-query c_attn, or each head's q, k, v side by side). Heads that
 contribute nothing go first and the function is kept (1e-4); the instant size
 estimate equals the measured size; the export loads back to the same
 function; the pruned model exports to ONNX through its fidelity gate. BLOOM
-(ALiBi slopes follow the head count), Falcon, CodeGen, GPT-BigCode and
-OLMo 2 (q/k norms over all heads) are refused in one line."""
+and Falcon with ALiBi (slopes follow the head count), Falcon (its config
+derives head_dim), CodeGen and OLMo 2 (q/k norms over all heads) are refused
+in one line."""
 
 from __future__ import annotations
 
@@ -42,14 +44,17 @@ FAMILIES = {
     "stablelm-qk-layernorm": ("stablelm", {"qk_layernorm": True}),
     "gpt_neox": ("gpt_neox", {}),
     "persimmon": ("persimmon", {}),
+    "gpt_bigcode-multi-query": ("gpt_bigcode", {}),
+    "gpt_bigcode-multi-head": ("gpt_bigcode", {"multi_query": False}),
 }
 REFUSED = {
-    "bloom": "attention of BloomBlock",
-    "falcon": "attention of FalconDecoderLayer",
+    "bloom": "ALiBi",
+    "falcon-alibi": "ALiBi",
+    "falcon": "derives head_dim",
     "codegen": "interleaves its heads",
-    "gpt_bigcode": "shares one key/value head",
     "olmo2": "over all heads together",
 }
+OTHERS = {"falcon-alibi": ("falcon", {"alibi": True})}
 HALF = R["prune_heads"](0.5)
 
 
@@ -60,7 +65,7 @@ def folders(tmp_path_factory):
 
     def folder(name):
         if name not in built:
-            kind, overrides = FAMILIES.get(name, (name, {}))
+            kind, overrides = {**FAMILIES, **OTHERS}.get(name, (name, {}))
             built[name] = save_tiny_model(kind, root / name, **overrides)
         return built[name]
 
@@ -122,16 +127,16 @@ def test_the_export_loads_back_to_the_same_function(loaded, tmp_path):
     assert ("LayerNorm" in kinds) == head_norms
 
 
-@pytest.mark.parametrize("name", ["opt", "gpt_neox", "phi"])
+@pytest.mark.parametrize("name", ["opt", "gpt_neox", "phi", "gpt_bigcode-multi-query"])
 def test_the_pruned_model_exports_to_onnx_through_its_gate(folders, name, tmp_path):
     loaded = load_model(str(folders(name)), device="cpu")
     result = export_onnx(pruned(loaded).loaded, tmp_path / "onnx")
     assert result.fidelity.passed
 
 
-@pytest.mark.parametrize(("kind", "words"), sorted(REFUSED.items()))
-def test_a_layout_it_does_not_know_is_refused_in_one_line(folders, kind, words):
-    loaded = load_model(str(folders(kind)), device="cpu")
+@pytest.mark.parametrize(("name", "words"), sorted(REFUSED.items()))
+def test_a_layout_it_does_not_know_is_refused_in_one_line(folders, name, words):
+    loaded = load_model(str(folders(name)), device="cpu")
     with pytest.raises(UnsupportedModelError, match=words) as error:
         pruned(loaded)
     assert "\n" not in str(error.value)

@@ -3,8 +3,9 @@ fc1/fc2 on the layer itself, Phi's fc1/fc2, GPT-J's and CodeGen's
 fc_in/fc_out, GPT-NeoX's and Falcon's dense_h_to_4h, Nemotron's gateless
 up/down_proj): neurons that contribute nothing go first and the function is
 kept; the new width lands in the family's own config field, so the export
-reloads. BLOOM's config has no width field: refused in one line; so is
-prune_heads on GPT-BigCode's multi-query attention."""
+reloads. BLOOM's config has no width field: refused in one line. (prune_heads
+on GPT-BigCode's multi-query attention, once refused here, is now
+tests/test_prune_heads_families.py's.)"""
 
 from __future__ import annotations
 
@@ -88,14 +89,3 @@ def test_a_config_without_a_width_field_is_refused_in_one_line(tmp_path):
     with pytest.raises(UnsupportedModelError, match="no field for the MLP width") as refused:
         apply_recipe(loaded, Recipe((R["prune_mlp"](0.25),)), calibration_for(loaded))
     assert str(refused.value).startswith("prune_mlp: ") and "\n" not in str(refused.value)
-
-
-def test_prune_heads_refuses_a_multi_query_c_attn_in_one_line(tmp_path):
-    """GPT-BigCode names its attention as GPT-2 does (c_attn, c_proj), but its
-    c_attn is [q | one k | one v]: taken for GPT-2's three equal parts it was
-    an IndexError traceback."""
-    loaded = load_model(str(save_tiny_model("gpt_bigcode", tmp_path / "m")), device="cpu")
-    assert loaded.model.config.multi_query
-    with pytest.raises(UnsupportedModelError, match="multi-query c_attn") as refused:
-        apply_recipe(loaded, Recipe((R["prune_heads"](0.25),)), calibration_for(loaded))
-    assert str(refused.value).startswith("prune_heads: ") and "\n" not in str(refused.value)

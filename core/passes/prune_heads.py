@@ -7,9 +7,13 @@ is reported); when groups have one head (plain multi-head attention), the
 key/value head goes with it. Layouts known: separate q/k/v projections
 with o_proj, out_proj (OPT, GPT-J, BioGPT, XGLM) or dense (Phi-1/2);
 GPT-2's fused c_attn ([q | k | v]); Phi-3's fused qkv_proj ([q | k | v],
-grouped); GPT-NeoX's and Persimmon's query_key_value (each head's q, k and
-v side by side); BERT encoders (a head's query, key and value rows and its
-columns of the attention output). Importance is measured on calibration
+grouped); GPT-BigCode's c_attn (multi-query [q | one k | one v]: query heads
+alone go; or each head's q, k and v side by side); GPT-NeoX's and Persimmon's
+query_key_value (each head's q, k and v side by side); BERT encoders (a
+head's query, key and value rows and its columns of the attention output).
+Refused in one line: ALiBi (BLOOM, Falcon with alibi: slopes follow the head
+count), Falcon (its config derives head_dim), CodeGen (model-parallel
+interleaving), OLMo 2 (q/k norms over all heads). Importance is measured on calibration
 text: the norm of each head's output entering the output projection,
 times that projection's weights for the head.
 """
@@ -50,12 +54,10 @@ def _attention(layer):
         or not any(hasattr(attn, name) for name in known)
         or not (hasattr(attn, "self") or any(hasattr(attn, name) for name in _OUTPUTS))
     ):
-        # BLOOM and Falcon keep theirs in self_attention: BLOOM's ALiBi slopes
-        # follow the head count, Falcon's fused layout depends on its version.
         raise UnsupportedModelError(
             f"prune_heads: the attention of {type(layer).__name__} is not a layout it knows "
-            "(q/k/v_proj, Phi-3's qkv_proj, GPT-NeoX's query_key_value, GPT-2's c_attn or "
-            "BERT's self.query/key/value)"
+            "(q/k/v_proj, Phi-3's qkv_proj, GPT-NeoX's query_key_value, GPT-2's "
+            "c_attn or BERT's self.query/key/value)"
         )
     if hasattr(attn, "qkv_proj") and not hasattr(attn, "o_proj"):
         # CodeGen's qkv_proj interleaves its heads in model-parallel blocks.
@@ -73,16 +75,6 @@ def _attention(layer):
         raise UnsupportedModelError(
             f"prune_heads: the attention of {type(layer).__name__} normalises queries and keys "
             "over all heads together, so removing a head would change the others"
-        )
-    if (
-        hasattr(attn, "c_attn")
-        and attn.c_attn.out_features != 3 * _output_projection(attn).in_features
-    ):
-        # GPT-BigCode's multi-query c_attn is [q | one k | one v], split by
-        # its embed_dim: not GPT-2's three equal parts.
-        raise UnsupportedModelError(
-            f"prune_heads: the attention of {type(layer).__name__} shares one key/value head "
-            "(multi-query c_attn), a layout it does not know"
         )
     return attn
 
@@ -112,6 +104,18 @@ class PruneHeadsConfig(PassConfig):
     def apply(self, model, context: PassContext):
         # The attention alone changes: any MLP (a mixture of experts too) may stay.
         convert_conv1d_to_linear(model)
+        if _alibi(model.config):
+            raise UnsupportedModelError(
+                f"prune_heads: {type(model).__name__} uses ALiBi, whose slopes follow the head "
+                "count: removing heads would change the positions every other head sees"
+            )
+        head_dim_field = getattr(type(model.config), "head_dim", None)
+        if isinstance(head_dim_field, property) and head_dim_field.fset is None:
+            # Falcon's rotary embedding reads it: a saved model would not load back.
+            raise UnsupportedModelError(
+                f"prune_heads: {type(model.config).__name__} derives head_dim from hidden_size / "
+                "heads, so a model with fewer heads could not be saved and loaded back"
+            )
         for layer in decoder_layers(model):  # an unknown layout is refused before any work
             _attention(layer)
         calibration = require_calibration(self.name, context.calibration)
@@ -158,7 +162,7 @@ class PruneHeadsConfig(PassConfig):
         heads, _, head_dim, _, _ = head_counts(0.0, model_config)
         attention = [e for e in entries if e.is_linear and e.component == "attention"]
         key = next((e.out_features for e in attention if e.name.endswith("k_proj")), None)
-        fused = next((e.out_features for e in attention if e.name.endswith("qkv_proj")), None)
+        fused = next((e.out_features for e in attention if linear_role(e.name) == "qkv"), None)
         model_kv = kv_heads_of(key, fused, heads * head_dim, head_dim)
         _, _, _, new_heads, new_kv = head_counts(self.fraction, model_config, model_kv)
         out = []
@@ -210,21 +214,13 @@ def _shrink_attention(model, attn, q_heads, kv_keep, head_dim) -> None:
         replace_module(model, f"{prefix}.q_proj", slice_linear(attn.q_proj, rows=q_rows))
         replace_module(model, f"{prefix}.k_proj", slice_linear(attn.k_proj, rows=kv_rows))
         replace_module(model, f"{prefix}.v_proj", slice_linear(attn.v_proj, rows=kv_rows))
-    elif hasattr(attn, "qkv_proj"):  # Phi-3: qkv_proj rows are [q | k | v]
-        q_width = output.in_features
-        kv_width = (attn.qkv_proj.out_features - q_width) // 2
-        kv_rows = _rows(kv_keep, head_dim)
-        rows = torch.cat([q_rows, kv_rows + q_width, kv_rows + q_width + kv_width])
-        replace_module(model, f"{prefix}.qkv_proj", slice_linear(attn.qkv_proj, rows=rows))
-    elif hasattr(attn, "query_key_value"):  # GPT-NeoX, Persimmon: [q_h | k_h | v_h] per head
-        rows = _rows(q_heads, 3 * head_dim)
-        fused = slice_linear(attn.query_key_value, rows=rows)
-        replace_module(model, f"{prefix}.query_key_value", fused)
-    else:  # GPT-2: c_attn rows are [q | k | v], each embed_dim wide
-        embed = attn.c_attn.out_features // 3
-        rows = torch.cat([q_rows + part * embed for part in range(3)])
-        replace_module(model, f"{prefix}.c_attn", slice_linear(attn.c_attn, rows=rows))
-        attn.split_size = len(q_heads) * head_dim
+    else:
+        fused_name = next(n for n in ("qkv_proj", "c_attn", "query_key_value") if hasattr(attn, n))
+        fused = getattr(attn, fused_name)
+        rows = _fused_rows(attn, fused.out_features, output.in_features, q_heads, kv_keep, head_dim)
+        replace_module(model, f"{prefix}.{fused_name}", slice_linear(fused, rows=rows))
+        if hasattr(attn, "split_size"):  # GPT-2 splits c_attn by it
+            attn.split_size = len(q_heads) * head_dim
     name = next(name for name in _OUTPUTS if getattr(attn, name, None) is output)
     replace_module(model, f"{prefix}.{name}", slice_linear(output, columns=q_rows))
     _recount(attn, len(q_heads), len(kv_keep), head_dim)
@@ -235,6 +231,23 @@ def _shrink_attention(model, attn, q_heads, kv_keep, head_dim) -> None:
             norm.num_heads = len(kept)
 
 
+def _fused_rows(attn, width, q_width, q_heads, kv_keep, head_dim) -> torch.Tensor:
+    """The rows of a fused q/k/v projection that the kept heads own."""
+    if hasattr(attn, "query_key_value") or getattr(attn, "multi_query", None) is False:
+        # GPT-NeoX, Persimmon, GPT-BigCode without multi-query: each head's
+        # q, k and v side by side (as their forwards view the output).
+        return _rows(q_heads, 3 * head_dim)
+    # [q | k | v]: GPT-2's c_attn, Phi-3's qkv_proj, multi-query GPT-BigCode.
+    kv_rows = _rows(kv_keep, head_dim)
+    k_offset = q_width
+    v_offset = q_width + (width - q_width) // 2
+    return torch.cat([_rows(q_heads, head_dim), kv_rows + k_offset, kv_rows + v_offset])
+
+
+def _alibi(config) -> bool:
+    return config.model_type == "bloom" or bool(getattr(config, "alibi", False))
+
+
 def _recount(attn, heads: int, kv_heads: int, head_dim: int) -> None:
     """The head counts each family's forward reads from its attention module
     (OPT, Persimmon and StableLM view by num_heads, XGLM reshapes to
@@ -243,6 +256,7 @@ def _recount(attn, heads: int, kv_heads: int, head_dim: int) -> None:
         ("num_heads", heads),
         ("num_attention_heads", heads),
         ("num_key_value_heads", kv_heads),
+        ("kv_heads", kv_heads),  # GPT-BigCode
         ("num_key_value_groups", heads // kv_heads),
         ("embed_dim", heads * head_dim),
     ):
@@ -302,7 +316,10 @@ def kv_heads_of(key_width: int | None, fused_width: int | None, q_width: int, he
 def _model_kv_heads(attn, config) -> int:
     heads, _, head_dim, _, _ = head_counts(0.0, config)
     key = getattr(attn, "k_proj", None)
-    fused = getattr(attn, "qkv_proj", None)
+    fused = next(
+        (getattr(attn, n) for n in ("qkv_proj", "c_attn", "query_key_value") if hasattr(attn, n)),
+        None,
+    )
     return kv_heads_of(
         key.out_features if key is not None else None,
         fused.out_features if fused is not None else None,

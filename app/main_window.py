@@ -314,9 +314,10 @@ class MainWindow(QMainWindow):
             self.distill_panel.begin()
             self.live_view.begin(self.loaded.device)
 
-    def serve(self, use_run: bool, host: str, port: int) -> None:
+    def serve(self, use_run: bool, host: str, port: int, lookup_tokens: int = 0) -> None:
         """Serve the loaded model, or the selected run as it was measured, over
-        HTTP until Stop; it holds the worker while it serves."""
+        HTTP until Stop (greedy requests with prompt lookup when
+        ``lookup_tokens`` > 0); it holds the worker while it serves."""
         if self.loaded is None:
             self.notifications.error("Load a model first.")
             return
@@ -328,10 +329,12 @@ class MainWindow(QMainWindow):
                 return
             record = chosen[0]
         from core.jobs.serve import ServeRequest, serve
+        from core.runtime.prompt_lookup import PromptLookup
 
         request = ServeRequest(
             self.loaded, record, host, port, settings=self._run_settings(),
             store_dir=self.store.path.parent, threads=self.threads,
+            lookup=PromptLookup(lookup_tokens) if lookup_tokens else None,
         )  # fmt: skip
         if self._start_job("Serving", serve, request):
             self.serve_panel.begin()

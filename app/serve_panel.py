@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.series_chart import SeriesChart
+from core.runtime.prompt_lookup import MAX_DRAFT_TOKENS
 from core.serve.events import ServerStarted, ServerStats, ServerStopped
 
 LOADED_MODEL, SELECTED_RUN = "The loaded model", "The run selected in the results table"
@@ -32,7 +33,8 @@ BUSY_NOTE = "Serving holds the window's worker: other work waits until you stop 
 
 
 class ServePanel(QGroupBox):
-    serve_requested = Signal(bool, str, int)  # serve the selected run (else the model), host, port
+    # serve the selected run (else the model), host, port, prompt lookup draft tokens (0: off)
+    serve_requested = Signal(bool, str, int, int)
     stop_requested = Signal()
 
     def __init__(self, parent=None) -> None:
@@ -45,6 +47,16 @@ class ServePanel(QGroupBox):
         self.port.setRange(0, 65535)
         self.port.setValue(8000)
         self.port.setSpecialValueText("any free port")
+        self.lookup = QSpinBox()
+        self.lookup.setRange(0, MAX_DRAFT_TOKENS)
+        self.lookup.setValue(0)
+        self.lookup.setSpecialValueText("off")
+        self.lookup.setSuffix(" draft tokens")
+        self.lookup.setToolTip(
+            "Greedy requests (temperature 0) draft up to this many tokens copied from their own "
+            "text, each draft checked in one model step: the same answer in fewer steps when "
+            "it repeats the prompt. Sampled requests decode as before."
+        )
         self.start_button = QPushButton("Start serving")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -73,6 +85,7 @@ class ServePanel(QGroupBox):
         address.addWidget(QLabel("port"))
         address.addWidget(self.port)
         form.addRow("Listen on", address)
+        form.addRow("Prompt lookup", self.lookup)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
@@ -106,7 +119,9 @@ class ServePanel(QGroupBox):
 
     def _request(self) -> None:
         use_run = self.what.currentText() == SELECTED_RUN
-        self.serve_requested.emit(use_run, self.host.text().strip(), self.port.value())
+        self.serve_requested.emit(
+            use_run, self.host.text().strip(), self.port.value(), self.lookup.value()
+        )
 
     def copy_token(self) -> None:
         QGuiApplication.clipboard().setText(self.token.text())
@@ -136,8 +151,17 @@ class ServePanel(QGroupBox):
             self.model_id.setText(event.model_id)
             self.token.setText(event.token)
             self.copy_button.setEnabled(True)
+            lookup = event.prompt_lookup
+            drafting = (
+                f" Greedy requests draft up to {lookup['draft_tokens']} tokens from their text"
+                + (f" ({lookup['note']})" if "note" in lookup else "")
+                + "."
+                if lookup
+                else ""
+            )
             self.status.setText(
-                f"Serving at {event.url}/v1 (token kept in {event.token_file}). {BUSY_NOTE}"
+                f"Serving at {event.url}/v1 (token kept in {event.token_file}).{drafting} "
+                f"{BUSY_NOTE}"
             )
         elif isinstance(event, ServerStats):
             self.requests_chart.add_point(event.elapsed_s, event.requests_per_s)

@@ -56,3 +56,23 @@ def test_serving_a_run_needs_one_selected(qtbot, window, config_dir):
     panel.start_button.click()
     assert not window.runner.busy
     assert window.notifications.messages()[0] == "Error: Select one run in the table to serve."
+
+
+def test_serving_with_prompt_lookup_from_the_panel(qtbot, window, config_dir):
+    panel = window.serve_panel
+    panel.port.setValue(0)
+    assert panel.lookup.value() == 0 and panel.lookup.text() == "off"
+    panel.lookup.setValue(5)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.url.text().startswith("http://127.0.0.1:"), timeout=60_000)
+    assert "Greedy requests draft up to 5 tokens" in panel.status.text()
+    url = panel.url.text()
+    token = (config_dir / "serve-token").read_text().strip()
+    body = {"prompt": "a b c a b c a b", "max_tokens": 6, "temperature": 0}
+    headers = {"Authorization": f"Bearer {token}"}
+    answer = httpx.post(f"{url}/v1/completions", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert "workbench_serve_prompt_lookup_drafted_tokens_total" in metrics
+    with qtbot.waitSignal(window.runner.finished, timeout=30_000):
+        qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)

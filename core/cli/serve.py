@@ -15,6 +15,7 @@ from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note, progress, runtime_key
 from core.jobs.serve import DEFAULT_PORT  # cheap: the job imports FastAPI and torch when it runs
 from core.message_text import shown
+from core.runtime.prompt_lookup import MAX_DRAFT_TOKENS
 
 
 def _host(text: str) -> str:
@@ -75,6 +76,15 @@ def add_parser(sub) -> None:
         help="requests that may wait for the model; more are answered 429",
     )
     parser.add_argument(
+        "--prompt-lookup",
+        type=whole(0, MAX_DRAFT_TOKENS),
+        default=0,
+        metavar="N",
+        help="greedy requests (temperature 0) draft up to N tokens copied from their own "
+        "text, each draft checked in one model step: the same answer in fewer steps when it "
+        "repeats the prompt (0: off, default); sampled requests decode as before",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no line per request (nor stats with --json)"
     )
     parser.add_argument("--json", action="store_true", help="print each event as a JSON line")
@@ -86,12 +96,18 @@ def run(args) -> None:
     from core.jobs.serve import ServeRequest, serve
     from core.progress import CancelToken
     from core.results.store import ResultsStore
+    from core.runtime.prompt_lookup import PromptLookup
+    from core.runtime.registry import runtime
+    from core.runtime.runners import LOOKUP_REFUSAL
     from core.serve.limits import ServeLimits
     from core.serve.server import bind_socket, is_loopback
     from core.serve.token_file import read_token_file
 
     # Everything refused before the model is loaded.
     limits = ServeLimits(args.max_prompt_tokens, args.max_tokens, args.max_body_bytes, args.queue)
+    lookup = PromptLookup(args.prompt_lookup) if args.prompt_lookup else None
+    if lookup is not None and runtime(runtime_key(args)).compiled:
+        raise ValueError(LOOKUP_REFUSAL)
     if args.token_file is not None:
         read_token_file(args.token_file)
     store = ResultsStore()
@@ -117,6 +133,7 @@ def run(args) -> None:
         limits,
         store_dir=store.path.parent,
         threads=args.threads,
+        lookup=lookup,
     )
     cancel = CancelToken()
     with _stop_on_signals(cancel):
@@ -157,6 +174,13 @@ def _print(event, args) -> None:
             print(f"Token (shown this once; kept in {event.token_file}, mode 0600): {event.token}")
         else:
             print(f"Token: in {event.token_file}")
+        if event.prompt_lookup:
+            print(
+                f"Prompt lookup: greedy requests draft up to {event.prompt_lookup['draft_tokens']} "
+                "tokens from their own text; sampled requests decode as before"
+            )
+            if "note" in event.prompt_lookup:
+                print(f"note: {event.prompt_lookup['note']}")
         print("Ctrl-C stops the server.", flush=True)
     elif isinstance(event, RequestServed) and not args.quiet:
         tokens = (

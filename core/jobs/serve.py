@@ -40,6 +40,9 @@ class ServeRequest:
     store_dir: Path | None = None  # where a student's trained weights are kept
     stats_every_s: float = 1.0
     threads: int | None = None
+    # core.runtime.prompt_lookup.PromptLookup: greedy requests (temperature 0)
+    # draft tokens from their own text, checked in one step; None: off.
+    lookup: object = None
 
 
 def serve(
@@ -56,6 +59,7 @@ def serve(
     cancel = cancel or CancelToken()
     if not request.stats_every_s > 0:
         raise ValueError("stats_every_s must be above 0")
+    check_serve_lookup(request)
     token = server_token(request.token_file)  # refused before any work
     sock = bind_socket(request.host, request.port)
     try:
@@ -65,6 +69,20 @@ def serve(
         yield from _run_server(request, served, token, sock, progress, cancel)
     finally:
         sock.close()
+
+
+def check_serve_lookup(request: ServeRequest) -> None:
+    """Prompt lookup needs a runner that can roll its cache back: refused in
+    one line before any work on the compiled runner."""
+    from core.runtime.runners import COMPILED_RUNNER, LOOKUP_REFUSAL, is_onnx_runtime
+
+    loaded = request.loaded
+    if (
+        request.lookup is not None
+        and loaded.runner == COMPILED_RUNNER
+        and not is_onnx_runtime(loaded.model)
+    ):
+        raise ValueError(LOOKUP_REFUSAL)
 
 
 def model_id(loaded, record=None) -> str:
@@ -95,7 +113,7 @@ def _served_model(request: ServeRequest, progress, cancel):
 
         progress(Progress("Compiling the decode step (torch.compile; takes a while)", None))
         compile_decode(loaded.model, longest)  # before the first request, not in its time
-    return serve_model(loaded, model_id(request.loaded, record), limits)
+    return serve_model(loaded, model_id(request.loaded, record), limits, request.lookup)
 
 
 def _run_server(request, served, token, sock, progress, cancel) -> Iterator[object]:
@@ -121,6 +139,7 @@ def _run_server(request, served, token, sock, progress, cancel) -> Iterator[obje
             str(token.path),
             token.new,
             request.limits.to_dict(),
+            _lookup_settings(served),
         )
         last_at, last_requests, last_tokens = started, 0, 0
         while not cancel.cancelled and server.alive:
@@ -158,6 +177,17 @@ def _run_server(request, served, token, sock, progress, cancel) -> Iterator[obje
     yield ServerStopped(
         tally.requests, engine.generated_tokens, tally.server_errors, time.perf_counter() - started
     )
+
+
+def _lookup_settings(served) -> dict | None:
+    from core.runtime.prompt_lookup import OTHER_KERNEL_NOTE, other_kernel_for_drafts
+
+    if served.lookup is None:
+        return None
+    settings = {"draft_tokens": served.lookup.draft_tokens}
+    if other_kernel_for_drafts(served.loaded.model):
+        settings["note"] = OTHER_KERNEL_NOTE
+    return settings
 
 
 class _Tally:

@@ -186,6 +186,8 @@ class _Answer:
         if isinstance(event, Finished):
             self.state.update(completion_tokens=event.completion_tokens)
             self.state.update(finish_reason=event.finish_reason)
+            self.state.update(drafted_tokens=event.drafted_tokens)
+            self.state.update(accepted_draft_tokens=event.accepted_draft_tokens)
             if self._first_token_at is not None and event.completion_tokens > 1:
                 span = time.perf_counter() - self._first_token_at
                 self.state["tokens_per_s"] = (event.completion_tokens - 1) / max(span, 1e-9)

@@ -15,6 +15,9 @@ class ServerStarted:
     token_file: str  # where the token is kept (mode 0600)
     token_new: bool  # made at this start: the CLI prints it this once
     limits: dict  # ServeLimits as a dict, to show what is refused
+    # Prompt lookup for greedy requests: {"draft_tokens": N} and a "note" where
+    # its answers may differ (quantized ONNX graphs); None: off.
+    prompt_lookup: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class RequestServed:
     completion_tokens: int = 0
     stream: bool = False
     finish_reason: str | None = None
+    drafted_tokens: int = 0  # prompt lookup: draft tokens proposed
+    accepted_draft_tokens: int = 0  # ... and kept
 
 
 @dataclass(frozen=True)

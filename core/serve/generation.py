@@ -20,6 +20,8 @@ class Token:
 class Finished:
     completion_tokens: int
     finish_reason: str  # "stop", "length" or "cancelled" (the client left)
+    drafted_tokens: int = 0  # prompt lookup: draft tokens proposed
+    accepted_draft_tokens: int = 0  # ... and kept (the model agreed)
 
 
 @dataclass(frozen=True)
@@ -40,22 +42,35 @@ class GenerationJob:
 
 def run_generation(served, job: GenerationJob) -> None:
     """Generate for ``job`` on ``served`` (a ServedModel), emitting a Token per
-    generated token and one Finished."""
+    generated token and one Finished. A greedy request on a server started
+    with prompt lookup drafts tokens from its text (the same answer); a
+    sampled one decodes plainly."""
     import torch
 
     from core.runtime.generation import IncrementalDecoder
-    from core.runtime.runners import steps_function
+    from core.runtime.prompt_lookup import LookupCounts
+    from core.runtime.runners import lookup_steps_function, steps_function
     from core.serve.stop_text import StopText
 
     loaded = served.loaded
     input_ids = torch.tensor([job.ids], dtype=torch.long, device=loaded.device)
-    steps = steps_function(loaded.model, loaded.runner)
     decoder = IncrementalDecoder(loaded.tokenizer)
     stop = StopText(job.stops)
+    counts = None
+    if served.lookup is not None and job.sampling.greedy:
+        counts = LookupCounts(served.lookup.draft_tokens)
+        lookup_steps = lookup_steps_function(loaded.model, loaded.runner)
+        stream = lookup_steps(
+            loaded.model, input_ids, job.max_tokens, served.lookup, counts, served.stop_ids,
+            job.cancel,
+        )  # fmt: skip
+    else:
+        steps = steps_function(loaded.model, loaded.runner)
+        stream = steps(
+            loaded.model, input_ids, job.max_tokens, job.sampling, served.stop_ids, job.cancel
+        )
     count, last = 0, None
-    for step in steps(
-        loaded.model, input_ids, job.max_tokens, job.sampling, served.stop_ids, job.cancel
-    ):
+    for step in stream:
         count, last = count + 1, step.token_id
         with served.tokenizer_lock:
             piece = decoder.add(step.token_id)
@@ -71,4 +86,5 @@ def run_generation(served, job: GenerationJob) -> None:
         reason = "cancelled"
     else:
         reason = "length"
-    job.emit(Finished(count, reason))
+    drafted, accepted = (counts.drafted, counts.accepted) if counts else (0, 0)
+    job.emit(Finished(count, reason, drafted, accepted))

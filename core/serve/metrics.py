@@ -55,6 +55,16 @@ class ServeMetrics:
         self.generated_tokens = Counter(
             f"{PREFIX}_generated_tokens", "Tokens generated", registry=r
         )
+        self.drafted_tokens = Counter(
+            f"{PREFIX}_prompt_lookup_drafted_tokens",
+            "Draft tokens prompt lookup proposed (greedy requests)",
+            registry=r,
+        )
+        self.accepted_draft_tokens = Counter(
+            f"{PREFIX}_prompt_lookup_accepted_tokens",
+            "Draft tokens the model agreed with (kept without a step of their own)",
+            registry=r,
+        )
         self.tokens_per_second = Gauge(
             f"{PREFIX}_tokens_per_second",
             "Generation speed of the last finished request (first token to last)",
@@ -76,6 +86,8 @@ class ServeMetrics:
             self.ttft.labels(served.endpoint).observe(served.ttft_ms / 1e3)
         self.prompt_tokens.inc(served.prompt_tokens)
         self.generated_tokens.inc(served.completion_tokens)
+        self.drafted_tokens.inc(served.drafted_tokens)
+        self.accepted_draft_tokens.inc(served.accepted_draft_tokens)
         if decode_tokens_per_s is not None:
             self.tokens_per_second.set(decode_tokens_per_s)
 
@@ -122,6 +134,8 @@ class RecordRequests:
                 completion_tokens=state.get("completion_tokens", 0),
                 stream=state.get("stream", False),
                 finish_reason=state.get("finish_reason"),
+                drafted_tokens=state.get("drafted_tokens", 0),
+                accepted_draft_tokens=state.get("accepted_draft_tokens", 0),
             )
             self.metrics.record(served, state.get("tokens_per_s"))
             self.on_served(served)

@@ -16,6 +16,7 @@ class ServedModel:
     context: int  # prompt + generated tokens the model can attend to
     stop_ids: frozenset[int]
     has_chat_template: bool
+    lookup: object = None  # core.runtime.prompt_lookup.PromptLookup for greedy requests, or None
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
     @property
@@ -27,8 +28,9 @@ class ServedModel:
         return self.context - prompt_tokens
 
 
-def serve_model(loaded, model_id: str, limits) -> ServedModel:
-    """``loaded`` (a causal LM) ready to serve under ``limits`` (ServeLimits)."""
+def serve_model(loaded, model_id: str, limits, lookup=None) -> ServedModel:
+    """``loaded`` (a causal LM) ready to serve under ``limits`` (ServeLimits),
+    with prompt lookup (a PromptLookup) for greedy requests or without."""
     from core.models.loading import require_causal_lm
     from core.runtime.generation import context_length
     from core.runtime.torch_runner import stop_token_ids
@@ -42,4 +44,5 @@ def serve_model(loaded, model_id: str, limits) -> ServedModel:
         context,
         frozenset(stop_token_ids(loaded.model, loaded.tokenizer)),
         bool(getattr(loaded.tokenizer, "chat_template", None)),
+        lookup,
     )

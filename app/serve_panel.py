@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.series_chart import SeriesChart
+from core.message_text import counted
 from core.runtime.prompt_lookup import MAX_DRAFT_TOKENS
 from core.serve.events import ServerStarted, ServerStats, ServerStopped
 
@@ -167,12 +168,14 @@ class ServePanel(QGroupBox):
             self.requests_chart.add_point(event.elapsed_s, event.requests_per_s)
             self.tokens_chart.add_point(event.elapsed_s, event.tokens_per_s)
             self.totals.setText(
-                f"{event.requests} requests, {event.generated_tokens} tokens generated, "
+                f"{counted(event.requests, 'request')}, "
+                f"{counted(event.generated_tokens, 'token')} generated, "
                 f"{event.queue_depth} waiting; {event.client_errors} refused (4xx), "
                 f"{event.server_errors} server errors"
             )
         elif isinstance(event, ServerStopped):
             self.status.setText(
-                f"Stopped after {event.seconds:.0f} s: {event.requests} requests, "
-                f"{event.generated_tokens} tokens, {event.server_errors} server errors."
+                f"Stopped after {event.seconds:.0f} s: {counted(event.requests, 'request')}, "
+                f"{counted(event.generated_tokens, 'token')}, "
+                f"{counted(event.server_errors, 'server error')}."
             )

@@ -26,3 +26,8 @@ def first_line(err: BaseException, limit: int = 300) -> str:
     exception's type where it has no message."""
     text = str(err).strip() or type(err).__name__
     return one_line(text.splitlines()[0][:limit])
+
+
+def counted(count: int, noun: str) -> str:
+    """ "1 request", "2 requests" (nouns that take an s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

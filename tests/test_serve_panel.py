@@ -38,13 +38,13 @@ def test_serve_panel_starts_shows_url_and_token_and_stops(qtbot, window, config_
     headers = {"Authorization": f"Bearer {token}"}
     answer = httpx.post(f"{url}/v1/completions", json=body, headers=headers, timeout=30)
     assert answer.status_code == 200
-    qtbot.waitUntil(lambda: panel.totals.text().startswith("1 requests"), timeout=10_000)
+    qtbot.waitUntil(lambda: panel.totals.text().startswith("1 request,"), timeout=10_000)
     assert panel.requests_chart.series.size > 0 and panel.tokens_chart.series.size > 0
     assert max(panel.requests_chart.series.y) > 0 and max(panel.tokens_chart.series.y) > 0
 
     with qtbot.waitSignal(window.runner.finished, timeout=30_000):
         qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
-    assert panel.status.text().startswith("Stopped") and "1 requests" in panel.status.text()
+    assert panel.status.text().startswith("Stopped") and "1 request," in panel.status.text()
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz", timeout=5)

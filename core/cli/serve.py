@@ -14,7 +14,7 @@ from pathlib import Path
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note, progress, runtime_key
 from core.jobs.serve import DEFAULT_PORT  # cheap: the job imports FastAPI and torch when it runs
-from core.message_text import shown
+from core.message_text import counted, shown
 from core.runtime.prompt_lookup import MAX_DRAFT_TOKENS
 
 
@@ -196,8 +196,9 @@ def _print(event, args) -> None:
         )
     elif isinstance(event, ServerStopped):
         print(
-            f"Stopped after {event.seconds:.0f} s: {event.requests} requests, "
-            f"{event.generated_tokens} tokens generated, {event.server_errors} server errors",
+            f"Stopped after {event.seconds:.0f} s: {counted(event.requests, 'request')}, "
+            f"{counted(event.generated_tokens, 'token')} generated, "
+            f"{counted(event.server_errors, 'server error')}",
             flush=True,
         )
     elif isinstance(event, ServerStats):

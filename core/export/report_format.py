@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from core.export.formats import ExportInputs, FormatWritten, register_format
+from core.message_text import counted
 from core.progress import CancelToken, Progress, ProgressSink
 
 
@@ -53,4 +54,4 @@ def write_report(
 
 
 def _runs(count: int) -> str:
-    return f"{count} run" if count == 1 else f"{count} runs"
+    return counted(count, "run")

@@ -43,10 +43,11 @@ from core.export.formats import FormatWritten
 from core.jobs.prepare_classifier import ClassifierReady
 from core.jobs.write_export import ExportResult
 from core.measure.classifier_speed import ClassificationTiming
+from core.message_text import first_line
 from core.models.loading import LoadedModel
 from core.passes.recipe import CompressedModel
 from core.progress import Progress
-from core.results.store import ResultsStore, RunRecord
+from core.results.store import ResultsStore, RunRecord, identified
 from core.runtime.side_by_side import PaneEvent
 from core.runtime.torch_runner import TokenStep
 from core.search.events import SEARCH_EVENTS
@@ -168,8 +169,16 @@ class MainWindow(QMainWindow):
         self.search_panel.cancel_requested.connect(self.runner.cancel)
         self.export_button.clicked.connect(self.open_export_dialog)
         self.pareto_chart.record_clicked.connect(self.restore)
-        for record in self.store.load():
-            self._show_record(record)
+        try:
+            stored = self.store.load()
+        except OSError as err:  # a folder or a FIFO in its place, no permission
+            stored = []
+            self.notifications.error(
+                f"The stored runs cannot be read ({first_line(err)}); none are shown, and runs "
+                "measured now cannot be stored until it is fixed."
+            )
+        self.results_table.add_many(stored)  # each view drawn once, not once per run
+        self.pareto_chart.add_many(stored)
         if self.store.skipped:
             self.notifications.error(
                 f"{self.store.skipped} line(s) of {self.store.path} could not be read "
@@ -508,11 +517,21 @@ class MainWindow(QMainWindow):
         )
 
     def _on_record(self, event: RunRecord) -> None:
-        record = self.store.append(event)
+        try:
+            record = self.store.append(event)
+        except OSError as err:  # a full disk, a store made read-only: keep what was measured
+            record = identified(event)
+            self.notifications.error(
+                f"{record.recipe_name} was measured but could not be stored "
+                f"({first_line(err)}): it is shown until the window closes; export it to keep it."
+            )
         self._show_record(record)  # the Results tab shows it; no tab switch mid-work
         for note in record.notes:
             self.notifications.notice(note)
-        self.notifications.notice(f"Measured: {record.recipe_name}")
+        if record.broken:
+            self.notifications.error(f"Measured: {record.recipe_name}, BROKEN: {record.broken}")
+        else:
+            self.notifications.notice(f"Measured: {record.recipe_name}")
 
     def _on_progress(self, progress: Progress) -> None:
         self.stage.setText(progress.stage)

@@ -3,6 +3,8 @@ the original marked; axes selectable; clicking a point selects its run."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
@@ -39,6 +41,12 @@ Y_SPREADS = {
         _one_minus(r.metric("accuracy_ci95_high")), _one_minus(r.metric("accuracy_ci95_low"))
     ),
 }
+
+
+# Up to this many points each get a label; beyond it only the Pareto front,
+# the original and the latest run do (the rest say theirs on hover): labels
+# for hundreds of points overlap into a smear and cost a TextItem each redraw.
+LABEL_ALL_UP_TO = 30
 
 
 def _one_minus(value: float | None) -> float | None:
@@ -121,7 +129,11 @@ class ParetoChart(QWidget):
         self.redraw()
 
     def add(self, record: RunRecord) -> None:
-        self.records.append(record)
+        self.add_many([record])
+
+    def add_many(self, records: list[RunRecord]) -> None:
+        """Add runs and redraw once (the stored runs at start: one redraw, not one each)."""
+        self.records.extend(records)
         self.redraw()
 
     def plotted(self) -> list[tuple[RunRecord, float, float]]:
@@ -131,7 +143,7 @@ class ParetoChart(QWidget):
             if self.model is not None and r.model != self.model:
                 continue
             x, y = fx(r), fy(r)
-            if x is not None and y is not None:
+            if _finite(x) and _finite(y):  # a value that is not a number has no place
                 out.append((r, x, y))
         return out
 
@@ -174,7 +186,10 @@ class ParetoChart(QWidget):
             self.plot.removeItem(label)
         self.labels = []
         middle = (min(p[1] for p in points) + max(p[1] for p in points)) / 2 if points else 0
+        labelled = self._labelled([r for r, _, _ in points], [healthy[i][0] for i in front])
         for r, x, y, at in shown:
+            if id(r) not in labelled:
+                continue
             # Right-half labels extend to the left, so none runs off the side.
             text, color = _short(r), "#333"
             if r.broken:
@@ -189,6 +204,14 @@ class ParetoChart(QWidget):
             label.setPos(x, at)
             self.plot.addItem(label)
             self.labels.append(label)
+
+    def _labelled(self, plotted: list[RunRecord], front: list[RunRecord]) -> set[int]:
+        """The runs whose points get a label (by id): all of a few; of many,
+        the front, the original and the latest."""
+        if len(plotted) <= LABEL_ALL_UP_TO:
+            return {id(r) for r in plotted}
+        chosen = [*front, *(r for r in plotted if r.is_original), plotted[-1]]
+        return {id(r) for r in chosen}
 
     def _draw_spreads(self, shown) -> None:
         """Error bars: each point's p10-p90 (timed x) and 95% interval
@@ -238,11 +261,15 @@ def _on_chart(y: float, y_range: tuple[float, float]) -> float:
     return min(max(y, low + inset), high - inset) if not low <= y <= high else y
 
 
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def _short(record: RunRecord) -> str:
     """A point label: pass names with their option values."""
     parts = []
     for p in record.recipe.get("passes", []):
         values = [str(v) for k, v in p.items() if k not in ("pass", "version")]
-        parts.append(p["pass"] + (f"({','.join(values)})" if values else ""))
+        parts.append(str(p["pass"]) + (f"({','.join(values)})" if values else ""))
     label = " + ".join(parts) or "original"
     return label if record.backend == "torch" else f"{label} [{record.backend}]"

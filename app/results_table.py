@@ -78,6 +78,20 @@ class ResultsTable(QTableWidget):
         self.itemSelectionChanged.connect(self._on_selection)
 
     def add(self, record: RunRecord) -> None:
+        self.add_many([record])
+
+    def add_many(self, records: list[RunRecord]) -> None:
+        """Rows for ``records``; columns fitted once, after them all."""
+        self.setUpdatesEnabled(False)
+        try:
+            for record in records:
+                self._add_row(record)
+        finally:
+            self.setUpdatesEnabled(True)
+        self.resizeColumnToContents(0)
+        self.resizeColumnToContents(STATUS_COLUMN)
+
+    def _add_row(self, record: RunRecord) -> None:
         self.records.append(record)
         row = self.rowCount()
         self.insertRow(row)
@@ -92,8 +106,6 @@ class ResultsTable(QTableWidget):
                 item.setBackground(QBrush(QColor(BROKEN_TINT)))
             self.setItem(row, column, item)
         self._mark_status(self.item(row, STATUS_COLUMN), record, status)
-        self.resizeColumnToContents(0)
-        self.resizeColumnToContents(STATUS_COLUMN)
 
     def _mark_status(self, item: QTableWidgetItem, record: RunRecord, status: str) -> None:
         """A red "broken" or amber "busy machine" cell, saying why on hover."""

@@ -6,7 +6,7 @@ hand it a file of their own and never read the user's."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QByteArray, QSettings
 
 ORGANISATION = "CompressionWorkbench"
 APPLICATION = "workbench"
@@ -34,17 +34,22 @@ def save_state(settings: QSettings, window, splitters: dict, tabs, panel) -> Non
 def restore_state(settings: QSettings, window, splitters: dict, tabs, panel) -> list[str]:
     """Put back what ``save_state`` kept; returns notices for what could not be
     (a recipe this build no longer reads). Nothing kept: the default size."""
+    notices = []
     geometry = settings.value("window/geometry")
-    if geometry is None or not window.restoreGeometry(geometry):
-        window.resize(*DEFAULT_SIZE)
+    if not isinstance(geometry, QByteArray) or not window.restoreGeometry(geometry):
+        window.resize(*DEFAULT_SIZE)  # nothing kept, or a hand-edited value
+        if geometry is not None:
+            notices.append("The last session's window size was not restored (not a saved size).")
     for name, splitter in splitters.items():
         state = settings.value(f"splitters/{name}")
-        if state is not None:
-            splitter.restoreState(state)
+        if state is not None and not (
+            isinstance(state, QByteArray) and splitter.restoreState(state)
+        ):
+            notices.append(f"The last session's {name} panel sizes were not restored.")
     tab = _int(settings.value("window/tab"))
     if tab is not None and 0 <= tab < tabs.count():
         tabs.setCurrentIndex(tab)
-    return _restore_recipe(settings, panel)
+    return notices + _restore_recipe(settings, panel)
 
 
 def _restore_recipe(settings: QSettings, panel) -> list[str]:

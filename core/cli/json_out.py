@@ -1,26 +1,9 @@
-"""What ``--json`` prints: strict JSON, which has no NaN or Infinity.
-
-Python's ``json.dumps`` writes a NaN perplexity (a model with NaN weights) as
-the bare word ``NaN``, which ``jq`` and most parsers refuse; such a number is
-written as null, and the report says in words what was not a number.
-"""
+"""What ``--json`` prints: strict JSON (core/strict_json.py), indented."""
 
 from __future__ import annotations
 
-import json
-import math
-
-
-def finite_or_null(value):
-    """``value`` with every float that is not finite replaced by None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_null(item) for item in value]
-    return value
+from core.strict_json import strict_dumps
 
 
 def json_text(data) -> str:
-    return json.dumps(finite_or_null(data), indent=2, allow_nan=False)
+    return strict_dumps(data, indent=2)

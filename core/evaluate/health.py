@@ -30,8 +30,11 @@ def broken_cause(
     backend: str = "torch",
     model_type: str = "",
     agreement_name: str = "top-1 agreement",
+    cause: str = "",
 ) -> str:
-    """Empty when healthy (or nothing was measured), else "collapsed: ...; likely cause: ..."."""
+    """Empty when healthy (or nothing was measured), else "collapsed: ...;
+    likely cause: ...": ``cause`` where it is known (the loaded model's own
+    weights are not numbers), else the recipe's most lossy setting."""
     failures = []
     # Not a number (NaN weights or activations) compares false with every
     # bound, so it is named first: it would otherwise pass as healthy.
@@ -45,7 +48,7 @@ def broken_cause(
         failures.append(f"perplexity {ppl_ratio:.1f}x the original's > {PPL_RATIO_CEILING:g}x")
     if not failures:
         return ""
-    cause = likely_cause(recipe, backend, model_type)
+    cause = cause or likely_cause(recipe, backend, model_type)
     return f"collapsed: {'; '.join(failures)}; likely cause: {cause}"
 
 

@@ -38,6 +38,7 @@ class ModelDescription:
     notes: list[str] = field(default_factory=list)
     task: str = CAUSAL_LM
     labels: list[str] = field(default_factory=list)  # a classifier's classes, by index
+    non_finite_weights: int = 0  # weights that are NaN or infinite (core.models.finite_weights)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,9 +61,13 @@ def _config_value(config, *names):
 def describe(
     model: torch.nn.Module, source: str, folder: Path | None, notes: list[str] | None = None
 ) -> ModelDescription:
+    from core.models.finite_weights import non_finite_note, non_finite_weights
     from core.models.size import measure_size
 
     config = model.config
+    broken_weights = non_finite_weights(model)
+    if broken_weights:
+        notes = [*(notes or []), non_finite_note(broken_weights)]
     # Stored tensors as exported: parameters, quantized weights and scales;
     # not non-persistent buffers such as rotary tables, which are rebuilt.
     size = measure_size(model)
@@ -86,6 +91,7 @@ def describe(
         notes=list(notes or []),
         task=task_of(model),
         labels=_labels(config) if task_of(model) == SEQUENCE_CLASSIFICATION else [],
+        non_finite_weights=broken_weights,
     )
 
 

@@ -8,15 +8,18 @@ back to where it started.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from core.strict_json import strict_dumps
+
 
 def append_json_line(path: Path, data: dict) -> None:
-    """Write ``data`` as one line at the end of ``path`` (made if missing);
-    an OSError (permission, full disk) leaves the file as it was."""
-    line = (json.dumps(data) + "\n").encode("utf-8")
+    """Write ``data`` as one line of strict JSON (a NaN as null) at the end of
+    ``path`` (made if missing); an OSError (permission, full disk, not a
+    regular file) leaves the file as it was."""
+    line = (strict_dumps(data) + "\n").encode("utf-8")
+    require_regular_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
         start = f.seek(0, os.SEEK_END)
@@ -36,6 +39,14 @@ def append_json_line(path: Path, data: dict) -> None:
 def check_appendable(path: Path) -> None:
     """Raise OSError now if ``path`` cannot be appended to (a folder that is
     not writable, a file in its place), before any work is done for it."""
+    require_regular_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab"):
         pass
+
+
+def require_regular_file(path: Path) -> None:
+    """OSError if ``path`` exists and is not a regular file: a folder cannot be
+    read as lines, and opening a FIFO would block until someone wrote to it."""
+    if path.exists() and not path.is_file():
+        raise OSError(f"cannot use {path}: it is not a regular file")

@@ -38,6 +38,10 @@ def record_problem(data) -> str | None:
             return f"{name} is not an object"
     if "recipe" not in data or not isinstance(data["recipe"].get("passes"), list):
         return "recipe has no list of passes"
+    if not all(
+        isinstance(p, dict) and isinstance(p.get("pass"), str) for p in data["recipe"]["passes"]
+    ):
+        return "recipe holds a pass that is not an object naming its pass"
     if not _count(data.get("bytes"), allow_none=False):
         return "bytes is not a whole number >= 0"
     if not _count(data.get("threads"), allow_none=False) or data["threads"] < 1:

@@ -21,7 +21,7 @@ import math
 import time
 from pathlib import Path
 
-from core.results.jsonl_append import append_json_line
+from core.results.jsonl_append import append_json_line, require_regular_file
 from core.results.store import data_dir
 
 
@@ -78,6 +78,7 @@ class SensitivityStore:
     def _lines(self):
         if not self.path.exists():
             return
+        require_regular_file(self.path)
         for text in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 line = json.loads(text)

@@ -9,12 +9,13 @@ progress; a damaged last line (a kill mid-write) is skipped on reading.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from core.results.jsonl_append import append_json_line, check_appendable
+from core.results.jsonl_append import append_json_line, check_appendable, require_regular_file
 from core.results.metrics import (
     CAUSAL_LM,
     FLAT_FIELDS,
@@ -62,6 +63,18 @@ class RunRecord:
     machine_busy: str = ""
     artifact: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A measurement that is not a number (NaN weights) is not a number to
+        # show, chart or store: it is None ("not measured"), and ``broken``
+        # (set by the job from the raw values) says what happened.
+        not_numbers = {
+            f.name: None
+            for f in fields(self.metrics)
+            if isinstance(v := getattr(self.metrics, f.name), float) and not math.isfinite(v)
+        }
+        if not_numbers:
+            object.__setattr__(self, "metrics", replace(self.metrics, **not_numbers))
+
     @property
     def task(self) -> str:
         """``causal-lm`` or ``sequence-classification``: the kind of its metrics."""
@@ -96,6 +109,11 @@ class RunRecord:
         return not self.recipe.get("passes") and self.backend == "torch"
 
 
+def identified(record: RunRecord) -> RunRecord:
+    """``record`` with its run ID (from its time) if it has none yet."""
+    return record if record.run_id else replace(record, run_id=f"{record.created:.6f}")
+
+
 def data_dir() -> Path:
     override = os.environ.get("WORKBENCH_DATA_DIR")
     if override:
@@ -111,8 +129,7 @@ class ResultsStore:
         self.skipped = 0  # lines the last load() could not read
 
     def append(self, record: RunRecord) -> RunRecord:
-        if not record.run_id:
-            record = replace(record, run_id=f"{record.created:.6f}")
+        record = identified(record)
         append_json_line(self.path, record.to_dict())
         return record
 
@@ -127,6 +144,7 @@ class ResultsStore:
         self.skipped = 0
         if not self.path.exists():
             return []
+        require_regular_file(self.path)
         records = []
         text = self.path.read_text(encoding="utf-8", errors="replace")
         for line in text.splitlines():

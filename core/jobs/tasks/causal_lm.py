@@ -59,6 +59,7 @@ class CausalLMTask:
         )
         from core.jobs.on_runtime import prepare
         from core.measure.speed import BenchResult, benchmark
+        from core.models.finite_weights import ORIGINAL_NOT_NUMBERS
         from core.results.store import RunRecord
         from core.runtime.registry import run_title
 
@@ -97,9 +98,12 @@ class CausalLMTask:
                     yield event
 
         total, by_component = _stored_bytes(candidate, runtime)
-        # The original agrees with itself by definition (not measured again).
+        # The original agrees with itself by definition (not measured again),
+        # unless its own perplexity is not a number.
         top1 = fidelity.top1_agreement if fidelity else (1.0 if ppl else None)
         ppl_ratio = fidelity.ppl_ratio if fidelity else (1.0 if ppl else None)
+        if ppl and not math.isfinite(ppl.ppl) and fidelity is None:
+            ppl_ratio = math.nan
         metrics = LMMetrics(
             prefill_ms=bench.prefill_ms.median,
             decode_ms_per_token=bench.decode_ms_per_token.median,
@@ -123,8 +127,13 @@ class CausalLMTask:
             bytes_by_component=by_component,
             metrics=metrics,
             broken=broken_cause(
-                top1, ppl_ratio, recipe.to_dict(), runtime, original.description.model_type
-            ),
+                top1,
+                ppl_ratio,
+                recipe.to_dict(),
+                runtime,
+                original.description.model_type,
+                cause=ORIGINAL_NOT_NUMBERS if original.description.non_finite_weights else "",
+            ),  # fmt: skip
             device=bench.environment.device,
             threads=bench.environment.threads,
             bench_protocol=bench.protocol,

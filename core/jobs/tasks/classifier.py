@@ -62,6 +62,7 @@ class ClassifierTask:
         from core.evaluate.health import broken_cause
         from core.jobs.on_runtime import prepare
         from core.measure.classifier_speed import ClassifierBenchResult, benchmark_classifier
+        from core.models.finite_weights import ORIGINAL_NOT_NUMBERS
         from core.models.size import measure_size
         from core.results.store import RunRecord
         from core.runtime.registry import run_title
@@ -128,6 +129,7 @@ class ClassifierTask:
                 recipe.to_dict(),
                 model_type=original.description.model_type,
                 agreement_name="label agreement with the original",
+                cause=ORIGINAL_NOT_NUMBERS if original.description.non_finite_weights else "",
             ),
             artifact={**prepared.artifact, **(artifact or {})},
         )

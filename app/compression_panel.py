@@ -182,6 +182,7 @@ class CompressionPanel(QGroupBox):
         layout.addWidget(self.eval_text)
         layout.addWidget(self.run_button)
         self.run_button.clicked.connect(lambda: self.run_requested.emit(self.recipe()))
+        self.backend.currentIndexChanged.connect(self.refresh)
         self.refresh()
 
     def set_busy(self, busy: bool) -> None:
@@ -271,8 +272,21 @@ class CompressionPanel(QGroupBox):
         except (RecipeError, OptionError) as err:  # a bad scope text is a RecipeError too
             self.problem.setText(f"Cannot run: {err}")
             recipe, valid = None, False
-        self.run_button.setEnabled(valid and self.model is not None and not self._busy)
-        self._show_estimate(recipe, valid)
+        runnable = valid
+        if valid and self.model is not None and (refusal := self._model_refusal(recipe)):
+            self.problem.setText(f"Cannot run: {refusal}")
+            runnable = False
+        self.run_button.setEnabled(runnable and self.model is not None and not self._busy)
+        self._show_estimate(recipe, valid)  # a recipe this model refuses still has a size
+
+    def _model_refusal(self, recipe: Recipe) -> str | None:
+        """What the loaded model or the Run on choice refuses, known before any work."""
+        from core.jobs.on_runtime import runtime_refusal
+
+        for config in recipe.passes:
+            if refusal := config.model_refusal(self.model.config):
+                return refusal
+        return runtime_refusal(self.backend_key(), self.model, recipe)
 
     def _show_estimate(self, recipe: Recipe, valid: bool) -> None:
         if self.model is None or not valid:

@@ -90,6 +90,24 @@ class DistillPanel(QWidget):
     def set_ready(self, ready: bool) -> None:
         self.run_button.setEnabled(ready)
 
+    def set_model_layers(self, layers: int | None) -> None:
+        """The loaded model's layer count: a student keeps at least one."""
+        most = max(layers - 1, 0) if layers else 64
+        self.drop_layers.setRange(0, most)  # clamps the value too
+        self.drop_layers.setToolTip(
+            "whole layers removed, the least important by Block Influence "
+            f"(at most {most} of this model's {layers})"
+            if layers
+            else "whole layers removed, the least important by Block Influence"
+        )
+
+    def end(self, outcome: str | None) -> None:
+        """A distillation that failed or was cancelled says so (None: it
+        finished, and the result line stays)."""
+        if outcome:
+            last = self.status.text()
+            self.status.setText(outcome + (f" (last: {last})" if last.startswith("step") else ""))
+
     def begin(self) -> None:
         self.loss_chart.clear_points()
         self.ppl_chart.clear_points()

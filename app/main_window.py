@@ -501,6 +501,7 @@ class MainWindow(QMainWindow):
         self.loaded = event
         self.model_panel.show_description(event.description)
         self.compression_panel.set_model(event.model)
+        self.distill_panel.set_model_layers(event.description.layers)
         self.pareto_chart.show_model(event.source, event.is_classifier)
         self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
         self._on_busy(self.runner.busy)  # buttons that need a model follow
@@ -551,6 +552,8 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, name: str) -> None:
         self.live_view.end()
+        if name.startswith("Distil"):
+            self.distill_panel.end(self._outcome)
         self.stage.setText(self._outcome or f"Ready ({name}: done)")
         self._outcome = None
 

@@ -46,12 +46,11 @@ class PromptControls(QWidget):
         self.beams = self._beam_controls() if beams else None
         self.lookup = self._lookup_control() if beams else None
 
+        # Sampling on one row, search settings on a second: one row of all of
+        # them made the window at least 1575 px wide (wider than a laptop's).
         row = QHBoxLayout()
         for widget in (self.max_tokens, self.temperature, self.chat):
             row.addWidget(widget)
-        if self.beams is not None:
-            for widget in (self.beams, self.length_penalty, self.early_stopping, self.lookup):
-                row.addWidget(widget)
         row.addStretch(1)
         row.addWidget(self.button)
         layout = QVBoxLayout(self)
@@ -59,6 +58,12 @@ class PromptControls(QWidget):
         layout.addWidget(QLabel("Prompt"))
         layout.addWidget(self.prompt)
         layout.addLayout(row)
+        if self.beams is not None:
+            search = QHBoxLayout()
+            for widget in (self.beams, self.length_penalty, self.early_stopping, self.lookup):
+                search.addWidget(widget)
+            search.addStretch(1)
+            layout.addLayout(search)
 
     def _beam_controls(self) -> QSpinBox:
         beams = QSpinBox()

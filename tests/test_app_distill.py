@@ -41,6 +41,7 @@ def test_cancelled_distillation_resumes_from_its_checkpoint(qtbot, window, tmp_p
     done = window.distill_panel.loss_chart.series.size
     assert window.results_table.rowCount() == 0
     assert any("cancelled" in m for m in window.notifications.messages())
+    assert "cancelled" in window.distill_panel.status.text()  # not a step still "running"
 
     events = []
     window.runner.event.connect(events.append)
@@ -85,3 +86,11 @@ def test_a_student_distilled_from_the_cli_is_in_the_window_after_a_restart(
     assert student.artifact["kind"] == "trained-weights"
     assert (data / student.artifact["weights_folder"]).is_dir()
     window.close()
+
+
+def test_the_layers_a_student_may_drop_follow_the_loaded_model(qtbot, window):
+    """The tiny Llama has 2 layers: dropping 8 (the default for real models)
+    cannot be asked; the spin box stops at 1."""
+    panel = window.distill_panel
+    assert panel.drop_layers.maximum() == window.loaded.description.layers - 1
+    assert panel.drop_layers.value() <= panel.drop_layers.maximum()

@@ -131,3 +131,24 @@ def test_a_run_that_cannot_be_stored_stays_shown(qtbot, tmp_path, tiny_llama_dir
     assert len(w.results_table.records) == 1
     assert any("could not be stored" in m for m in w.notifications.messages())
     assert math.isfinite(w.results_table.records[0].metric("ppl"))
+
+
+def test_run_is_greyed_with_the_reason_for_what_the_model_or_runtime_refuses(
+    qtbot, tmp_path, tiny_llama_dir
+):
+    from core.passes import REGISTRY as R
+    from core.passes.recipe import Recipe
+
+    w = open_window(qtbot, tmp_path / "runs.jsonl")
+    load(qtbot, w, tiny_llama_dir)
+    panel = w.compression_panel
+    panel.set_recipe(Recipe((R["prune_layers"](2),)))  # the tiny Llama has 2 layers
+    assert not panel.run_button.isEnabled()
+    assert "cannot drop 2 of 2 layers" in panel.problem.text()
+    assert "Estimated size" in panel.estimate.text()  # the size still follows the sliders
+    panel.set_recipe(Recipe((R["int8_weight_only"](),)))
+    assert panel.run_button.isEnabled()
+    panel.set_backend("ort")  # ONNX export cannot trace PyTorch's int8 layers
+    assert not panel.run_button.isEnabled() and "cannot trace" in panel.problem.text()
+    panel.set_backend("torch")
+    assert panel.run_button.isEnabled() and panel.problem.text() == ""

@@ -81,3 +81,11 @@ def test_cancel_stops_generation(qtbot, window, tiny_gpt2_dir):
 def test_generate_without_model_says_so(qtbot, window):
     window.generate(prompt="hi", max_tokens=4, sampling=None, chat=False)
     assert any("Load a model first" in m for m in window.notifications.messages())
+
+
+def test_the_window_fits_its_default_size_on_a_laptop_screen(qtbot, window):
+    """Every tab's controls fit the default 1280 px (a 1366 px laptop screen):
+    the Generate tab's controls on one row made the window 1575 px at least."""
+    from app.window_state import DEFAULT_SIZE
+
+    assert window.minimumSizeHint().width() <= DEFAULT_SIZE[0]

@@ -348,7 +348,10 @@ def test_the_export_target_is_untouched(files, no_model_loads, capsys):
 REFUSED_AFTER_LOADING = [
     (["bench", "--prompt-tokens", "300"], "over the model's 256-token context"),
     (["generate", "-p", ""], "the prompt is empty"),
-    (["distill", "--drop-layers", "2", "--no-eval"], "--drop-layers 2 leaves no layer of 2"),
+    (
+        ["distill", "--drop-layers", "2", "--no-eval"],
+        "dropping 2 layers leaves none of the model's 2",
+    ),
     (
         ["distill", "--drop-layers", "1", "--eval-context", "512"],
         "--eval-context 512 is over the model's 256-token",

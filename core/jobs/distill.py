@@ -172,7 +172,7 @@ def check_fits(teacher, shape, settings) -> None:
 
     layers = teacher.description.layers
     if layers is not None and shape.drop_layers >= layers:
-        raise ValueError(f"--drop-layers {shape.drop_layers} leaves no layer of {layers}")
+        raise ValueError(f"dropping {shape.drop_layers} layers leaves none of the model's {layers}")
     limit = context_length(teacher.model.config)
     if settings.seq_len > limit:
         raise ValueError(f"--seq-len {settings.seq_len} is over the model's {limit}-token context")

@@ -115,20 +115,27 @@ def check_exportable(key: str, loaded, recipe=None) -> None:
     """Refuse, in one line and before anything is built, a runtime that needs
     an ONNX export of a family, or of a recipe, the export cannot take."""
     from core.errors import UnsupportedModelError
+
+    if refusal := runtime_refusal(key, loaded.model, recipe):
+        raise UnsupportedModelError(refusal)
+
+
+def runtime_refusal(key: str, model, recipe=None) -> str | None:
+    """Why runtime ``key`` cannot run ``recipe`` on ``model`` (one line, from
+    the config and the recipe alone: the window greys Run with it), or None."""
     from core.onnx.traceable import onnx_recipe_refusal
     from core.runtime.onnx.families import export_refusal
     from core.runtime.registry import runtime
     from core.runtime.runners import is_onnx_runtime
 
     chosen = runtime(key)
-    if not chosen.onnx or is_onnx_runtime(loaded.model):
-        return
-    if refusal := export_refusal(loaded.model.config):
-        raise UnsupportedModelError(refusal)
-    if recipe is not None and (refusal := onnx_recipe_refusal(recipe)):
-        raise UnsupportedModelError(refusal)
-    if chosen.fused:
+    if not chosen.onnx or is_onnx_runtime(model):
+        return None
+    refusal = export_refusal(model.config)
+    if refusal is None and recipe is not None:
+        refusal = onnx_recipe_refusal(recipe)
+    if refusal is None and chosen.fused:
         from core.onnx.fused import fused_refusal
 
-        if refusal := fused_refusal(loaded.model.config):
-            raise UnsupportedModelError(refusal)
+        refusal = fused_refusal(model.config)
+    return refusal

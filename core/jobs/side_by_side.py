@@ -38,7 +38,7 @@ def side_by_side(
     """Yield the CompressedModel when it was built now (so a caller can reuse
     it), then both panes' events."""
     from core.jobs.experiment import build_compressed
-    from core.jobs.on_runtime import prepare
+    from core.jobs.on_runtime import check_exportable, prepare
     from core.passes.recipe import validate
     from core.runtime.device import set_threads
     from core.runtime.registry import check_supports
@@ -48,6 +48,7 @@ def side_by_side(
         raise ValueError("set a compression first: the demo compares it with the original")
     validate(request.recipe)
     check_supports(request.runtime, request.original.task)
+    check_exportable(request.runtime, request.original, request.recipe)  # before any build
     set_threads(request.threads)
     compressed = request.prebuilt
     if compressed is None:

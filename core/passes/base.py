@@ -179,6 +179,12 @@ class PassConfig:
         None; the recipe's validation refuses the recipe with it."""
         return None
 
+    def model_refusal(self, model_config) -> str | None:
+        """Why these settings cannot apply to a model of ``model_config`` (one
+        line, checked from the config alone so the window can grey Run), or
+        None; ``apply`` refuses the same and whatever else it finds."""
+        return None
+
     def apply(self, model, context: PassContext):
         """Change ``model`` (already a private copy) and return it."""
         raise NotImplementedError

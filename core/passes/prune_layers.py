@@ -42,6 +42,12 @@ class PruneLayersConfig(PassConfig):
         step=1,
     )
 
+    def model_refusal(self, model_config) -> str | None:
+        layers = getattr(model_config, "num_hidden_layers", None)
+        if isinstance(layers, int) and self.count >= layers:
+            return f"prune_layers: cannot drop {self.count} of {layers} layers"
+        return None
+
     def apply(self, model, context: PassContext):
         try:
             layers = decoder_layers(model)

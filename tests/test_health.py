@@ -176,3 +176,24 @@ def test_eval_of_a_nan_model_says_broken_and_prints_strict_json(tiny_llama_dir, 
     report = json.loads(dumped.stdout, parse_constant=lambda word: pytest.fail(word))
     assert report["perplexity"]["ppl"] is None
     assert "not a number" in report["problem"]
+
+
+def test_a_factorisation_of_weights_that_are_not_numbers_is_one_line(tiny_llama_dir, tmp_path):
+    """SVD of NaN weights raised torch's LinAlgError with a traceback; it is one
+    line naming the pass, and the load had already said the weights are not numbers."""
+    from core.errors import UnsupportedModelError
+    from core.passes.recipe import apply_recipe
+    from tests.tiny_models import save_nan_copy
+
+    loaded = load_model(str(save_nan_copy(tiny_llama_dir, tmp_path / "nan")), device="cpu")
+    assert loaded.description.non_finite_weights > 0
+    assert any("NaN or infinite" in note for note in loaded.description.notes)
+    with pytest.raises(UnsupportedModelError, match="linear algebra failed") as error:
+        apply_recipe(loaded, Recipe((REGISTRY["low_rank"](0.3),)))
+    assert str(error.value).startswith("low_rank: ") and "\n" not in str(error.value)
+
+
+def test_healthy_weights_say_nothing_at_load(tiny_llama_dir):
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    assert loaded.description.non_finite_weights == 0
+    assert not any("NaN" in note for note in loaded.description.notes)

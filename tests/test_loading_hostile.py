@@ -205,3 +205,11 @@ def test_a_path_that_is_not_utf8_is_named_as_the_problem(tiny_llama_dir, tmp_pat
         load_model(folder, device="cpu")
     assert "damaged" not in str(refused.value)
     str(refused.value).encode("utf-8")  # the message itself prints anywhere
+
+
+def test_a_location_too_long_for_the_file_system_is_one_line():
+    from core.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="File name too long") as error:
+        load_model("/tmp/" + "a" * 5000, device="cpu")
+    assert "\n" not in str(error.value) and len(str(error.value)) < 200

@@ -22,7 +22,7 @@ from core.errors import (
     UnsupportedModelError,
     WorkbenchError,
 )
-from core.message_text import first_line
+from core.message_text import first_line, shown
 from core.models import default_model, demo_classifier
 from core.models.config_check import check_config
 from core.models.config_read import read_config
@@ -152,7 +152,13 @@ def _check_utf8_path(path: Path) -> None:
 def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
     """A local folder if the path exists, else a hub id if it looks like one."""
     path = Path(source).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as err:  # a name too long for the file system, ...
+        raise ModelNotFoundError(
+            f"{shown(source, 80)} cannot be a folder here: {err.strerror or first_line(err)}"
+        ) from None
+    if exists:
         _check_utf8_path(path)
         if path.is_file():
             if path.suffix == ".onnx":

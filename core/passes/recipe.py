@@ -236,7 +236,7 @@ def apply_recipe(
     for config in recipe.passes:
         context.cancel.raise_if_cancelled()
         context.as_applied = None
-        model = config.apply(model, context)
+        model = _applied(config, model, context)
         applied.append(context.as_applied or config)
     recipe = Recipe(tuple(applied))
     model.eval()
@@ -246,6 +246,23 @@ def apply_recipe(
     description = describe(model, source, None, loaded.description.notes + context.notes)
     new = LoadedModel(model, loaded.tokenizer, source, None, description)
     return CompressedModel(new, recipe, context.notes, context.artifact)
+
+
+def _applied(config, model, context):
+    """``config.apply``, with a failed factorisation (SVD, Cholesky: NaN or
+    infinite weights or activations) as one line naming the pass."""
+    import torch
+
+    from core.errors import UnsupportedModelError
+    from core.message_text import first_line
+
+    try:
+        return config.apply(model, context)
+    except torch.linalg.LinAlgError as err:
+        raise UnsupportedModelError(
+            f"{config.name}: its linear algebra failed ({first_line(err, 160)}); the weights or "
+            "the calibration activations hold values that are not numbers (NaN or infinite)?"
+        ) from err
 
 
 def check_layers_exist(recipe: Recipe, model) -> None:

@@ -9,6 +9,7 @@ ranges are apart, "within noise" when they overlap
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
@@ -65,6 +66,7 @@ class CompareView(QWidget):
         super().__init__(parent)
         self.title = QLabel("Select two runs in the table (Ctrl+click) to compare them here.")
         self.title.setWordWrap(True)
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # recipe names come from runs.jsonl
         self.table = QTableWidget(len(ROW_NAMES), 3)
         self.table.setVerticalHeaderLabels(ROW_NAMES)
         self.table.horizontalHeader().setStretchLastSection(True)

@@ -70,7 +70,7 @@ class DemoPanel(QWidget):
         a, b = self.panes[ORIGINAL].summary, self.panes[COMPRESSED].summary
         if a is None or b is None or not a.tokens_per_s or not b.tokens_per_s:
             return
-        same = "the same text" if a.text == b.text else "different text"
+        same = _texts_compared(a, b)
         steps = self._step_ms
         verdict = speed_verdict(
             steps_range(steps.get(ORIGINAL, [])), steps_range(steps.get(COMPRESSED, []))
@@ -85,3 +85,17 @@ class DemoPanel(QWidget):
             f"tokens/s ({b.tokens_per_s:.1f} vs {a.tokens_per_s:.1f}), {why}; "
             f"they wrote {same}."
         )
+
+
+def _texts_compared(a, b) -> str:
+    """What the two answers' texts say; a cancelled one is cut short, so only
+    the part both wrote can be compared."""
+    if "cancelled" not in (a.stop_reason, b.stop_reason):
+        return "the same text" if a.text == b.text else "different text"
+    shared = min(len(a.text), len(b.text))
+    agree = a.text[:shared] == b.text[:shared]
+    return (
+        "the same text as far as both got before Cancel"
+        if agree
+        else "different text before Cancel"
+    )

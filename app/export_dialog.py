@@ -4,6 +4,7 @@ may not be replaced is named in the dialog, which stays open."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtWidgets import (
@@ -73,7 +74,7 @@ class ExportDialog(QDialog):
         row.addWidget(self.target, 1)
         row.addWidget(browse)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"Export <b>{recipe_name}</b> into a new folder:"))
+        layout.addWidget(QLabel(f"Export <b>{html.escape(recipe_name)}</b> into a new folder:"))
         layout.addLayout(row)
         for name, box in self.formats.items():
             if name == "gguf":  # the type beside its box, usable only when it is ticked
@@ -105,6 +106,7 @@ class ExportDialog(QDialog):
 
         target, _, overwrite = self.chosen()
         try:
+            _check_typed_target(self.target.text())
             check_export_target(target, overwrite)
         except WorkbenchError as err:
             self.problem.setText(str(err))
@@ -116,3 +118,20 @@ class ExportDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "Export into")
         if folder:
             self.target.setText(str(Path(folder) / Path(self.target.text()).name))
+
+
+def _check_typed_target(text: str) -> None:
+    """A folder typed by hand: a full path, one line. A relative one would land
+    in whatever folder the workbench was started from (the repository, under
+    ./run.sh); a newline in a name breaks every listing of it."""
+    from core.errors import WorkbenchError
+
+    if not text.strip():
+        raise WorkbenchError("Give the folder to export into.")
+    if any(not c.isprintable() for c in text):
+        raise WorkbenchError("The folder name holds a line break or a control character.")
+    if not Path(text).expanduser().is_absolute():
+        raise WorkbenchError(
+            f"Give the folder as a full path (like {Path.home() / text.strip()}), or choose "
+            "one with Browse: a relative path would land where the workbench was started."
+        )

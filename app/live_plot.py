@@ -99,7 +99,9 @@ class LivePlot(pg.PlotWidget):
         if view is not None and x_max <= view[0] and view[1] <= y_min and y_max <= view[2]:
             return
         low = 0.0 if y_min >= 0 else -nice_ceiling(-y_min)
-        self._view = (nice_ceiling(x_max), low, nice_ceiling(y_max))
+        # x is a count or seconds: at least 1, so one early sample (t = 5 us)
+        # does not make an axis of microseconds.
+        self._view = (nice_ceiling(max(x_max, 1.0)), low, nice_ceiling(y_max))
         self.setRange(xRange=(0, self._view[0]), yRange=self._view[1:], padding=0)
 
     def points_drawn(self) -> int:

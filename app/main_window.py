@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self.pareto_chart = ParetoChart()
         self.notifications = NotificationArea()
         self.stage = QLabel("Ready")
+        self.stage.setTextFormat(Qt.TextFormat.PlainText)  # it shows names from runs.jsonl
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(240)
         self.progress_bar.setVisible(False)
@@ -206,6 +207,7 @@ class MainWindow(QMainWindow):
     def load_model(self, source: str) -> None:
         if not source:
             self.notifications.error("Give a folder path or a Hugging Face id to load.")
+            self.stage.setText("Ready (nothing to load)")
             return
         from core.jobs.load import LoadRequest, load
 

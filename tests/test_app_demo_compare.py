@@ -99,3 +99,19 @@ def test_run_on_onnx_runtime_is_a_backend_choice(qtbot, window, monkeypatch, tmp
     window.compression_panel.set_backend("torch")
     window.results_table.selectRow(0)
     assert window.compression_panel.backend_key() == "ort"
+
+
+def test_a_cancelled_demo_compares_only_what_both_wrote():
+    from types import SimpleNamespace
+
+    from app.demo_panel import _texts_compared
+
+    def summary(text, reason="length"):
+        return SimpleNamespace(text=text, stop_reason=reason)
+
+    assert _texts_compared(summary("abc"), summary("abc")) == "the same text"
+    assert _texts_compared(summary("abc"), summary("abd")) == "different text"
+    # Cut short by Cancel: the shorter answer is not a different one.
+    shared = _texts_compared(summary("abcdef", "cancelled"), summary("abc", "cancelled"))
+    assert shared == "the same text as far as both got before Cancel"
+    assert "different" in _texts_compared(summary("abX", "cancelled"), summary("abc", "length"))

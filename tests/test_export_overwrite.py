@@ -273,3 +273,28 @@ def test_dialog_says_what_it_replaces_and_refuses_a_user_folder(qtbot, tmp_path)
     dialog.target.setText(str(tmp_path / "new"))  # a new folder is accepted
     dialog.accept()
     assert dialog.result() == dialog.DialogCode.Accepted
+
+
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        ("", "Give the folder"),
+        ("   ", "Give the folder"),
+        ("relative-export", "full path"),
+        ("exports/new", "full path"),
+        ("{tmp}/bad\nname", "line break"),
+    ],
+)
+def test_dialog_refuses_a_typed_folder_that_would_land_elsewhere(qtbot, tmp_path, typed, words):
+    """A relative folder landed in the workbench's working directory (the
+    repository under ./run.sh); a newline made a folder no listing shows well."""
+    from app.export_dialog import ExportDialog
+
+    dialog = ExportDialog("mine", ["report"], tmp_path)
+    qtbot.addWidget(dialog)
+    before = tree(tmp_path)
+    dialog.target.setText(typed.format(tmp=tmp_path))
+    dialog.accept()
+    assert dialog.result() != dialog.DialogCode.Accepted
+    assert words in dialog.problem.text()
+    assert tree(tmp_path) == before

@@ -120,7 +120,9 @@ def distill_student(
         "distill": settings.to_dict(),
         "steps": result.step,
     }
-    note = f"distilled {result.step} steps ({result.settings}); checkpoint {folder}"
+    resumed = result.step - result.steps_this_run
+    so_far = f", {resumed} of them before a resume" if resumed else ""
+    note = f"distilled {result.step} steps{so_far} ({result.settings}); checkpoint {folder}"
     for event in measure_configuration(
         teacher,
         student.loaded,

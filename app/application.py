@@ -17,6 +17,11 @@ def run_window(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
+    # ml_dtypes' extension (imported by onnx) takes about 0.9 s to import and
+    # holds the GIL throughout: imported first by an ONNX export or an ONNX
+    # Runtime run, it froze the window mid-job (GUI sweep, session 14). Here,
+    # before the window exists, there is nothing to freeze.
+    import ml_dtypes  # noqa: F401
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow

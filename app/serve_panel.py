@@ -152,17 +152,9 @@ class ServePanel(QGroupBox):
             self.model_id.setText(event.model_id)
             self.token.setText(event.token)
             self.copy_button.setEnabled(True)
-            lookup = event.prompt_lookup
-            drafting = (
-                f" Greedy requests draft up to {lookup['draft_tokens']} tokens from their text"
-                + (f" ({lookup['note']})" if "note" in lookup else "")
-                + "."
-                if lookup
-                else ""
-            )
             self.status.setText(
-                f"Serving at {event.url}/v1 (token kept in {event.token_file}).{drafting} "
-                f"{BUSY_NOTE}"
+                f"Serving at {event.url}/v1 (token kept in {event.token_file})."
+                f"{_drafting(event.prompt_lookup)} {BUSY_NOTE}"
             )
         elif isinstance(event, ServerStats):
             self.requests_chart.add_point(event.elapsed_s, event.requests_per_s)
@@ -179,3 +171,11 @@ class ServePanel(QGroupBox):
                 f"{counted(event.generated_tokens, 'token')}, "
                 f"{counted(event.server_errors, 'server error')}."
             )
+
+
+def _drafting(lookup: dict | None) -> str:
+    """The status line's words for the server's prompt lookup (none when off)."""
+    if not lookup:
+        return ""
+    note = f" ({lookup['note']})" if "note" in lookup else ""
+    return f" Greedy requests draft up to {lookup['draft_tokens']} tokens from their text{note}."

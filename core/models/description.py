@@ -59,15 +59,15 @@ def _config_value(config, *names):
 
 
 def describe(
-    model: torch.nn.Module, source: str, folder: Path | None, notes: list[str] | None = None
+    model: torch.nn.Module,
+    source: str,
+    folder: Path | None,
+    notes: list[str] | None = None,
+    non_finite_weights: int = 0,
 ) -> ModelDescription:
-    from core.models.finite_weights import non_finite_note, non_finite_weights
     from core.models.size import measure_size
 
     config = model.config
-    broken_weights = non_finite_weights(model)
-    if broken_weights:
-        notes = [*(notes or []), non_finite_note(broken_weights)]
     # Stored tensors as exported: parameters, quantized weights and scales;
     # not non-persistent buffers such as rotary tables, which are rebuilt.
     size = measure_size(model)
@@ -91,7 +91,7 @@ def describe(
         notes=list(notes or []),
         task=task_of(model),
         labels=_labels(config) if task_of(model) == SEQUENCE_CLASSIFICATION else [],
-        non_finite_weights=broken_weights,
+        non_finite_weights=non_finite_weights,
     )
 
 

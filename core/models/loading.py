@@ -27,6 +27,7 @@ from core.models import default_model, demo_classifier
 from core.models.config_check import check_config
 from core.models.config_read import read_config
 from core.models.description import ModelDescription, describe
+from core.models.finite_weights import non_finite_note, non_finite_weights
 from core.models.load_report import load_report_held, show_load_report
 from core.models.loading_onnx import is_onnx_folder
 from core.models.tokenizer_fit import check_tokenizer_fits, embedding_rows
@@ -131,7 +132,11 @@ def load_model(
     model.eval()
     notes += check_tokenizer_fits(tokenizer, embedding_rows(model), source)
     cancel.raise_if_cancelled()
-    description = describe(model, source, folder, notes)
+    # Counted once, for the model as loaded (a compressed copy inherits them).
+    broken_weights = non_finite_weights(model)
+    if broken_weights:
+        notes.append(non_finite_note(broken_weights))
+    description = describe(model, source, folder, notes, broken_weights)
     progress(Progress(f"Loaded {description.architecture}", 1.0))
     return LoadedModel(model, tokenizer, source, folder, description)
 

@@ -183,7 +183,7 @@ def test_existing_target_refused_unless_overwrite(loaded, tmp_path):
     list(run_export(loaded, Recipe(), out, ("report",)))
     with pytest.raises(ExportTargetError, match="already exists"):
         list(run_export(loaded, Recipe(), out, ("hf",)))
-    assert _leftovers(out) == [MARKER_NAME, "report.html", "report.json"]
+    assert _leftovers(out) == [MARKER_NAME, "recipe.json", "report.html", "report.json"]
 
     list(run_export(loaded, Recipe(), out, ("hf",), overwrite=True))
     assert not (out / "report.html").exists() and (out / PLAIN_WEIGHTS).is_file()
@@ -235,7 +235,7 @@ def test_report_holds_measured_numbers_only(loaded, tmp_path):
     ]
     out = tmp_path / "out"
     list(run_export(loaded, recipe, out, ("report",), records=records))
-    assert _leftovers(out) == [MARKER_NAME, "report.html", "report.json"]
+    assert _leftovers(out) == [MARKER_NAME, "recipe.json", "report.html", "report.json"]
     report = json.loads((out / "report.json").read_text())
     assert report["exported_run"]["run_id"] == "b" and report["original_run"]["run_id"] == "a"
     assert [r["run_id"] for r in report["runs"]] == ["a", "b", "c"]  # this model only
@@ -303,10 +303,15 @@ def test_cli_export_from_recipe_and_store(tiny_llama_dir, tmp_path, capsys, monk
     assert code == 2 and "already exists" in err
 
     loaded = load_model(model, device="cpu")
-    stored = ResultsStore().append(_record(loaded, recipe, "", 100, 30.0))
-    code, stdout, err = _cli(
-        ["export", "--model", model, "--last", "--out", str(tmp_path / "o2"), "--json"], capsys
-    )
+    # A run whose bytes are not the rebuilt model's is not that model: refused, nothing written.
+    ResultsStore().append(_record(loaded, recipe, "", 100, 30.0))
+    last = ["export", "--model", model, "--last", "--out", str(tmp_path / "o2"), "--json"]
+    code, _, err = _cli(last, capsys)
+    assert code == 2 and "not the 100 run" in err and not (tmp_path / "o2").exists()
+
+    measured = int(result["details"]["hf"]["measured_bytes"])
+    stored = ResultsStore().append(_record(loaded, recipe, "", measured, 30.0))
+    code, stdout, err = _cli(last, capsys)
     assert code == 0, err
     report = json.loads((tmp_path / "o2" / "report.json").read_text())
     assert report["exported_run"]["run_id"] == stored.run_id

@@ -114,7 +114,7 @@ def test_earlier_export_is_replaced(loaded, tmp_path):
     export(loaded, target, run_id="first")
     first = json.loads((target / MARKER_NAME).read_text())
     assert first["run_id"] == "first" and first["formats"] == ["report"]
-    assert first["files"] == ["report.html", "report.json"]
+    assert first["files"] == ["recipe.json", "report.html", "report.json"]
 
     result = export(loaded, target, overwrite=True, run_id="second")
     assert isinstance(result, ExportResult) and MARKER_NAME in result.files

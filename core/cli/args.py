@@ -79,7 +79,9 @@ def model_source(text: str) -> str:
     default model) and without NUL (no path can hold one)."""
     if not text.strip() or "\0" in text:
         raise argparse.ArgumentTypeError(f"must name a model or a folder, got {shown(text)}")
-    return text
+    from core.models.source_identity import canonical_source
+
+    return canonical_source(text)  # a folder by its absolute path, as runs store it
 
 
 thread_count = whole(1, 4096)

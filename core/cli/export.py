@@ -52,6 +52,7 @@ def add_parser(sub) -> None:
 def choose_run(args, records):
     """(recipe, the stored run or None) from --recipe, --run or --last."""
     from core.errors import WorkbenchError
+    from core.models.source_identity import canonical_source
     from core.passes.recipe import Recipe
 
     if args.recipe is not None:  # at most 1 MB of UTF-8, checked as it is read
@@ -60,12 +61,12 @@ def choose_run(args, records):
         record = next((r for r in records if r.run_id == args.run), None)
         if record is None:
             raise WorkbenchError(f"no run {args.run!r} in the results store")
-        if record.model != args.model:
+        if canonical_source(record.model) != args.model:  # runs before paths were absolute
             raise WorkbenchError(
                 f"run {args.run} was measured on {record.model!r}; pass --model {record.model}"
             )
     else:
-        mine = [r for r in records if r.model == args.model]
+        mine = [r for r in records if canonical_source(r.model) == args.model]
         if not mine:
             raise WorkbenchError(f"the results store has no run of {args.model!r}")
         record = mine[-1]

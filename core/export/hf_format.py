@@ -4,6 +4,7 @@ logits as the compressed model; a folder that does not is a failed export."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -60,6 +61,11 @@ def write_hf(
     max_diff = compare_logits(compressed.model, reloaded.model, ids)
     measured = measure_size(compressed.model).total_bytes
     reloaded_bytes = measure_size(reloaded.model).total_bytes
+    if math.isnan(max_diff):  # NaN never equals NaN: the check cannot pass or say why
+        raise ExportMismatchError(
+            "the model's logits on the check text are not numbers (NaN weights or "
+            "activations), so its export cannot be checked; nothing was kept."
+        )
     if not max_diff <= TOLERANCE or reloaded_bytes != measured:
         raise ExportMismatchError(
             f"the exported folder does not reproduce the model (max |logit diff| {max_diff:.3g},"

@@ -116,12 +116,22 @@ def comparison(chosen, original, runtime_original=None) -> list[dict]:
     return rows
 
 
-def commands(model: str, formats: tuple[str, ...], gguf_type: str | None = None) -> list[str]:
+def commands(
+    model: str, formats: tuple[str, ...], gguf_type: str | None = None, run=None
+) -> list[str]:
+    """The command lines that measure and export the recipe again: on the
+    runtime and in the dtype ``run`` (the exported RunRecord) was measured."""
+    from core.models.source_identity import DTYPE_KEY
+
     m = shlex.quote(model)
     gguf = f" --gguf-type {gguf_type}" if gguf_type and "gguf" in formats else ""
+    dtype = (run.artifact.get(DTYPE_KEY) if run is not None else "") or ""
+    load = f" --dtype {dtype}" if dtype and dtype != "float32" else ""
+    backend = run.backend if run is not None and run.backend else "torch"
+    on = f" --backend {backend}" if backend != "torch" else ""
     return [
-        f"workbench compress --model {m} --recipe recipe.json --save",
-        f"workbench export --model {m} --recipe recipe.json --out EXPORT_FOLDER "
+        f"workbench compress --model {m}{load} --recipe recipe.json{on} --save",
+        f"workbench export --model {m}{load} --recipe recipe.json --out EXPORT_FOLDER "
         f"--format {','.join(formats)}{gguf}",
     ]
 
@@ -166,7 +176,9 @@ def build_report(
         "pareto": pareto,
         "reproduce": {
             "recipe_file": "recipe.json",
-            "commands": commands(model, formats, (exported.get("gguf") or {}).get("gguf_type")),
+            "commands": commands(
+                model, formats, (exported.get("gguf") or {}).get("gguf_type"), chosen
+            ),
         },
         "exported": exported,
         "notes": list(notes),

@@ -26,6 +26,11 @@ def write_report_files(inputs: ExportInputs, folder: Path) -> FormatWritten:
     )
     (folder / "report.json").write_text(json.dumps(report, indent=2))
     (folder / "report.html").write_text(render_html(report), encoding="utf-8")
+    written = ["report.html", "report.json"]
+    recipe_file = folder / report["reproduce"]["recipe_file"]
+    if not recipe_file.exists():  # the report's commands read it (hf writes it too)
+        recipe_file.write_text(json.dumps(inputs.recipe.to_dict(), indent=2))
+        written.append(recipe_file.name)
     run = report["exported_run"] or {}
     measured = "measured runs" if run else "no measured run of this recipe"
     flags = "".join(
@@ -38,7 +43,7 @@ def write_report_files(inputs: ExportInputs, folder: Path) -> FormatWritten:
     )
     return FormatWritten(
         "report",
-        ("report.html", "report.json"),
+        tuple(written),
         f"report ({measured}; {_runs(len(report['runs']))} of this model charted{flags})",
         {"exported_run_id": (report["exported_run"] or {}).get("run_id")},
     )

@@ -126,16 +126,28 @@ def export(
     recipe = Recipe.from_dict(record.recipe) if record is not None else request.recipe
     validate(recipe)
     formats = parse_formats(request.formats)
-    if "onnx" in formats:  # a recipe of PyTorch int8/int4 layers cannot be traced
+    if "onnx" in formats:  # refused before the other formats are written
         from core.errors import UnsupportedModelError
-        from core.onnx.traceable import onnx_recipe_refusal
+        from core.jobs.on_runtime import runtime_refusal
 
-        if refusal := onnx_recipe_refusal(recipe):
+        if original.is_classifier:
+            raise UnsupportedModelError(
+                "ONNX export takes causal language models; a classifier exports as a "
+                "Hugging Face folder (hf) and a report"
+            )
+        # a family the exporter refuses, a recipe of PyTorch int8/int4 layers
+        if refusal := runtime_refusal("ort", original.model, recipe):
             raise UnsupportedModelError(refusal)
     if "gguf" in formats:  # an unsupported family or type is refused before any work
         from core.export.gguf_format import check_gguf_request
 
         check_gguf_request(original.model.config, request.gguf_type)
+    if record is not None:
+        from core.errors import ProvenanceError
+        from core.models.source_identity import identity_problem
+
+        if problem := identity_problem(record.artifact, original, record.run_id):
+            raise ProvenanceError(problem)
     set_threads(request.threads)
     compressed = measured = None
     if record is not None:

@@ -27,6 +27,7 @@ def measured_model(
     from core.jobs.export import _is_student
     from core.jobs.on_runtime import prepare
     from core.jobs.provenance import load_trained
+    from core.models.source_identity import identity_problem
     from core.passes.recipe import Recipe, validate
     from core.runtime.registry import runtime
 
@@ -34,6 +35,8 @@ def measured_model(
         raise ProvenanceError(
             f"run {record.run_id} was measured on {record.model!r}, not {original.source!r}"
         )
+    if problem := identity_problem(record.artifact, original, record.run_id):
+        raise ProvenanceError(problem)
     recipe = Recipe.from_dict(record.recipe)
     validate(recipe)
     on = runtime(record.backend) if record.backend else runtime("torch")

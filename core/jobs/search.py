@@ -128,7 +128,10 @@ class _Search:
         names = {f.name for f in fields(task.metrics)}
         wanted = self.goal.metric_names()
         if wanted and not names & set(wanted):
-            raise ValueError(f"objective {self.goal.key}: this model kind does not measure it")
+            hint = "; a classifier is searched for accuracy" if loaded.is_classifier else ""
+            raise ValueError(
+                f"objective {self.goal.key}: this model kind does not measure it{hint}"
+            )
         request.limits.check_metrics(task.metrics)
         check_supports(request.runtime, loaded.task)
         self.threads = set_threads(request.threads)

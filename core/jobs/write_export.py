@@ -37,6 +37,24 @@ def export_environment(loaded) -> dict:
     return current_environment(parameter.device, parameter.dtype, "torch eager").to_dict()
 
 
+def _check_rebuilt_size(loaded, records, chosen_run_id: str | None) -> None:
+    """A run timed in PyTorch measured the bytes of the very model rebuilt
+    here: any other size means it is not that model (refused, not written)."""
+    from core.errors import ProvenanceError
+    from core.models.size import measure_size
+    from core.runtime.registry import runtime
+
+    record = next((r for r in records if chosen_run_id and r.run_id == chosen_run_id), None)
+    if record is None or runtime(record.backend or "torch").onnx:
+        return  # a graph's bytes are the graph's; no run: nothing to compare
+    rebuilt = measure_size(loaded.model).total_bytes
+    if rebuilt != record.bytes:
+        raise ProvenanceError(
+            f"the model rebuilt now holds {rebuilt:,} bytes, not the {record.bytes:,} run "
+            f"{record.run_id} measured; measure it again to export it"
+        )
+
+
 def run_export(
     original,
     recipe,
@@ -81,6 +99,7 @@ def run_export(
         settings = settings or ExperimentSettings()
         compressed = build_compressed(original, recipe, settings, progress, cancel)
     recipe = compressed.recipe  # as applied: a heal's recorded steps rebuild it
+    _check_rebuilt_size(compressed.loaded, records, chosen_run_id)
     inputs = ExportInputs(
         original=original,
         compressed=compressed.loaded,

@@ -91,6 +91,9 @@ def matrices_outside_linears(model: nn.Module, linears: list | None = None) -> l
     a custom layer's raw parameter. A pass over block linears would leave
     them as they are."""
     inside = {id(module.weight) for _, module in (linears or block_linears(model))}
+    # Lookup tables (MPNet's and T5's relative position buckets) are read a
+    # row at a time, like the token embedding: no pass over linears owes them.
+    inside |= {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     return [
         name
         for name, parameter in model.named_parameters()

@@ -30,6 +30,7 @@ from core.models.description import ModelDescription, describe
 from core.models.finite_weights import non_finite_note, non_finite_weights
 from core.models.load_report import load_report_held, show_load_report
 from core.models.loading_onnx import is_onnx_folder
+from core.models.source_identity import canonical_source
 from core.models.tokenizer_fit import check_tokenizer_fits, embedding_rows
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 from core.runtime.runners import TORCH_RUNNER
@@ -91,6 +92,8 @@ def load_model(
 
     cancel = cancel or CancelToken()
     source = source or DEFAULT_SOURCE
+    if source != DEFAULT_SOURCE and source not in demo_classifier.SOURCES:
+        source = canonical_source(source)  # runs name the folder, not the working directory
     notes: list[str] = []
     if source == DEFAULT_SOURCE:
         folder = default_model.ensure_default_model(progress, cancel)

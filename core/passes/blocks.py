@@ -22,7 +22,10 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     for module in model.modules():
         if isinstance(module, nn.ModuleList) and len(module) == count:
             return module
-    raise ValueError("cannot find the decoder layers of this model")
+    raise ValueError(
+        f"cannot find the transformer layers of {type(model).__name__} (one module per "
+        f"layer, {count} in all; layers shared between positions, as ALBERT's, are not)"
+    )
 
 
 # Two-matrix MLPs (an elementwise activation between them, so each hidden

@@ -82,9 +82,10 @@ class Int8HeadConfig(PassConfig):
     def apply(self, model, context: PassContext):
         head = model.get_output_embeddings()
         if type(head) is not nn.Linear:
+            what = f"its output head is a {type(head).__name__}" if head is not None else "none"
             raise ValueError(
-                f"int8_head: this model has no linear output head over the vocabulary "
-                f"({type(head).__name__ if head is not None else 'none'})"
+                f"int8_head: this model has no linear output head over the vocabulary ({what};"
+                " a classifier's labels head is not one)"
             )
         embedding = model.get_input_embeddings()
         tied = embedding is not None and _same_tensor(head.weight, embedding.weight)

@@ -48,10 +48,11 @@ def _attention(layer):
         or getattr(layer, "attn", None)
         or getattr(layer, "attention", None)
     )
-    known = ("q_proj", "qkv_proj", "query_key_value", "c_attn", "self")
+    known = ("q_proj", "qkv_proj", "query_key_value", "c_attn")
+    bert = hasattr(getattr(attn, "self", None), "query")  # not DeBERTa's query_proj
     if (
         attn is None
-        or not any(hasattr(attn, name) for name in known)
+        or not (bert or any(hasattr(attn, name) for name in known))
         or not (hasattr(attn, "self") or any(hasattr(attn, name) for name in _OUTPUTS))
     ):
         raise UnsupportedModelError(

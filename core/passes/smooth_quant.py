@@ -224,7 +224,12 @@ def smooth(model: nn.Module, calibration, alpha: float, cancel, notes: list | No
     """Apply SmoothQuant scales in place; returns how many groups were smoothed.
     Groups whose fold would not be exact are left as they are, and said in
     one line added to ``notes``."""
-    layers = decoder_layers(model)
+    try:
+        layers = decoder_layers(model)
+    except ValueError as err:  # ALBERT's shared layers: nothing to fold into, plain W8A8
+        if notes is not None:
+            notes.append(f"SmoothQuant: {err}")
+        return 0
     skipped: list[str] = []
     groups, traces = trace_groups(model, layers, calibration[0][:TRACE_TOKENS], skipped)
     smoothed = 0

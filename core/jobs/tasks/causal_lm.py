@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import asdict
 
+from core.models.source_identity import identity
 from core.progress import Progress
 from core.results.metrics import CAUSAL_LM, LMMetrics
 
@@ -141,7 +142,7 @@ class CausalLMTask:
             machine_load=bench.machine_load.to_dict() if bench.machine_load else {},
             machine_busy=bench.machine_busy,
             notes=notes,
-            artifact={**prepared.artifact, **(artifact or {})},
+            artifact={**prepared.artifact, **(artifact or {}), **identity(original)},
         )
 
     def bench(self, request, cancel) -> Iterator[object]:

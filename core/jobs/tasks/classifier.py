@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from core.measure.classifier_speed import ClassifierBenchSettings
+from core.models.source_identity import identity
 from core.progress import Progress
 from core.results.metrics import SEQUENCE_CLASSIFICATION, ClassifierMetrics
 
@@ -131,7 +132,7 @@ class ClassifierTask:
                 agreement_name="label agreement with the original",
                 cause=ORIGINAL_NOT_NUMBERS if original.description.non_finite_weights else "",
             ),
-            artifact={**prepared.artifact, **(artifact or {})},
+            artifact={**prepared.artifact, **(artifact or {}), **identity(original)},
         )
 
     def bench(self, request, cancel) -> Iterator[object]:

@@ -73,6 +73,10 @@ def load_workbench_folder(folder: Path, manifest: dict) -> nn.Module:
     _set_buffer_dtypes(folder, manifest["buffer_dtypes"], frame, entries)
     if overrides:  # the frame was built from adjusted values; the real config rules
         frame_config = build_config(config, overrides)
+        # Building a model sets its config's attention implementation; the
+        # real config was never built into one, and with None BERT-style
+        # encoders and GPT-2 built no attention mask (padding and causality lost).
+        config._attn_implementation = model.config._attn_implementation
         for module in model.modules():
             if getattr(module, "config", None) is not None and type(module.config) is type(
                 frame_config

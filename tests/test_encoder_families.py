@@ -1,0 +1,93 @@
+"""Sequence classifiers beyond BERT (a sweep over DeBERTa-v2, MPNet and
+ALBERT found a traceback and two misleading refusals): every pass either
+works or says why in one line, and the ONNX export refuses a classifier
+before it writes anything."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.errors import UnsupportedModelError
+from core.models.loading import load_model
+from core.passes import REGISTRY as R
+from core.passes.calibration import classifier_calibration
+from core.passes.recipe import Recipe, apply_recipe
+from tests.tiny_models import tiny_wordpiece_tokenizer
+
+SIZES = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+    max_position_embeddings=128, num_labels=2,
+)  # fmt: skip
+
+
+def _save(folder, config_class: str, model_class: str, **extra):
+    import transformers
+
+    tokenizer = tiny_wordpiece_tokenizer()
+    config = getattr(transformers, config_class)(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **SIZES, **extra
+    )
+    torch.manual_seed(0)
+    getattr(transformers, model_class)(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return load_model(str(folder), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("encoders")
+    return {
+        "deberta": _save(
+            root / "deberta", "DebertaV2Config", "DebertaV2ForSequenceClassification",
+            relative_attention=True, pos_att_type=["c2p", "p2c"],
+        ),
+        "mpnet": _save(root / "mpnet", "MPNetConfig", "MPNetForSequenceClassification"),
+        "albert": _save(
+            root / "albert", "AlbertConfig", "AlbertForSequenceClassification", embedding_size=32
+        ),
+    }  # fmt: skip
+
+
+def _agreeing_logits(original, compressed) -> None:
+    inputs = original.tokenizer(["a fine film", "a dull film"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = original.model(**inputs).logits
+        after = compressed.model(**inputs).logits
+    assert after.shape == before.shape and torch.isfinite(after).all()
+
+
+def test_prune_heads_refuses_deberta_in_one_line(models):
+    deberta = models["deberta"]
+    with pytest.raises(UnsupportedModelError, match="not a layout it knows"):
+        apply_recipe(deberta, Recipe((R["prune_heads"](0.5),)), classifier_calibration(
+            deberta.tokenizer, 4
+        ))  # fmt: skip
+
+
+def test_mpnet_position_buckets_do_not_stop_the_quantizers(models):
+    mpnet = models["mpnet"]
+    compressed = apply_recipe(mpnet, Recipe((R["int8_weight_only"](),)))
+    _agreeing_logits(mpnet, compressed.loaded)
+    table = compressed.loaded.model.mpnet.encoder.relative_attention_bias.weight
+    assert table.dtype == torch.float32  # a lookup table, read a row at a time: kept
+
+
+def test_albert_shared_layers_take_plain_w8a8_with_a_note(models):
+    albert = models["albert"]
+    calibration = classifier_calibration(albert.tokenizer, 4)
+    compressed = apply_recipe(albert, Recipe((R["int8_dynamic"](),)), calibration)
+    _agreeing_logits(albert, compressed.loaded)
+    assert any("shared between positions" in note for note in compressed.notes)
+    assert any("plain W8A8" in note for note in compressed.notes)
+    with pytest.raises(ValueError, match="transformer layers of Albert"):
+        apply_recipe(albert, Recipe((R["prune_mlp"](0.25),)), calibration)
+
+
+def test_onnx_export_refuses_a_classifier_before_writing(models, tmp_path):
+    from core.jobs.export import ExportRequest, export
+
+    request = ExportRequest(models["mpnet"], tmp_path / "out", ("hf", "onnx"), recipe=Recipe())
+    with pytest.raises(UnsupportedModelError, match="ONNX export takes causal language models"):
+        list(export(request))
+    assert not (tmp_path / "out").exists()

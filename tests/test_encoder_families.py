@@ -91,3 +91,21 @@ def test_onnx_export_refuses_a_classifier_before_writing(models, tmp_path):
     with pytest.raises(UnsupportedModelError, match="ONNX export takes causal language models"):
         list(export(request))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_classifier_without_a_padding_token_is_refused_in_one_line(tmp_path, capsys):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from core.cli.main import main
+
+    tokenizer = tiny_wordpiece_tokenizer()
+    tokenizer.pad_token = None
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=128,
+        id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+    )  # fmt: skip
+    GPT2ForSequenceClassification(config).save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    code = main(["eval", "--model", str(tmp_path / "m"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no padding token" in err and "Traceback" not in err

@@ -92,6 +92,14 @@ def evaluate_classifier(
     names = label_names(model)
     reference_names = label_names(reference) if reference is not None else None
     examples = protocol.examples()
+    if tokenizer.pad_token is None and protocol.batch_size > 1:
+        from core.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(  # transformers' own message asks for Python code
+            "this classifier's tokenizer has no padding token, so reviews of different "
+            "lengths cannot be scored in batches: name one as pad_token in its "
+            "tokenizer_config.json (and pad_token_id in config.json)"
+        )
     device = next(model.parameters()).device
     predictions: list[str] = []
     same = 0

@@ -80,7 +80,9 @@ def describe(
         hidden_size=_config_value(config, "hidden_size", "n_embd"),
         attention_heads=_config_value(config, "num_attention_heads", "n_head"),
         kv_heads=_config_value(config, "num_key_value_heads", "num_attention_heads", "n_head"),
-        intermediate_size=_config_value(config, "intermediate_size", "n_inner"),
+        intermediate_size=_config_value(
+            config, "intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "hidden_dim"
+        ),
         vocab_size=_config_value(config, "vocab_size"),
         parameters=size.weights,
         bytes_by_dtype=size.by_dtype,

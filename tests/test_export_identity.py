@@ -144,3 +144,16 @@ def test_pruned_heads_reload_with_their_attention_mask(tmp_path):
         alone = reloaded(short).logits
         with_pad = reloaded(padded, attention_mask=mask).logits
     torch.testing.assert_close(alone, with_pad, atol=1e-5, rtol=0)
+
+
+def test_an_onnx_export_of_a_cast_run_says_its_graph_is_float32(tmp_path):
+    from core.jobs.write_export import ExportResult, run_export
+    from core.models.loading import load_model
+    from core.passes import REGISTRY as R
+    from core.passes.recipe import Recipe
+
+    loaded = load_model(str(save_tiny_model("llama", tmp_path / "m")), device="cpu")
+    events = list(run_export(loaded, Recipe((R["cast"]("float16"),)), tmp_path / "o", ("onnx",)))
+    result = next(e for e in events if isinstance(e, ExportResult))
+    assert result.details["onnx"]["upcast_from"] == "float16"
+    assert "upcast to float32" in result.summaries["onnx"]

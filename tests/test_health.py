@@ -78,6 +78,10 @@ def test_likely_causes_read_the_recipe_family_and_backend():
     assert "no setting in the recipe" in likely_cause(_recipe())
     heads = _recipe({"pass": "prune_heads", "version": 1, "fraction": 0.75})
     assert "75% of the attention heads" in likely_cause(heads)
+    two_four = _recipe({"pass": "prune_wanda", "version": 1, "sparsity": 0.1, "pattern": "2:4"})
+    assert "50% of the weights zeroed (2:4 pattern)" in likely_cause(two_four)
+    layer = _recipe({"pass": "prune_layers", "version": 1, "count": 1})
+    assert likely_cause(layer) == "1 whole layer dropped"
 
 
 def test_a_wrecked_configuration_is_flagged_in_its_record(tiny_llama_dir):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+from core.message_text import counted
+
 AGREEMENT_FLOOR = 0.5
 PPL_RATIO_CEILING = 3.0
 # What a perplexity that is not a number says about the model.
@@ -91,7 +93,15 @@ def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
         return 0.2 + fraction, f"aggressive pruning: {fraction:.0%} of the {what} removed"
     if name == "prune_layers":
         count = int(item.get("count", 2))
-        return 0.1 * count, f"{count} whole decoder layers dropped"
+        return 0.1 * count, f"{counted(count, 'whole layer')} dropped"
+    if name in ("prune_wanda", "prune_sparsegpt"):
+        pattern = str(item.get("pattern", "unstructured"))
+        n, _, m = pattern.partition(":")
+        if n.isdigit() and m.isdigit() and int(m) > 0:  # n of every m zero, whatever sparsity says
+            sparsity, shape = int(n) / int(m), f"{pattern} pattern"
+        else:
+            sparsity, shape = float(item.get("sparsity", 0.5)), "unstructured"
+        return sparsity, f"{name}: {sparsity:.0%} of the weights zeroed ({shape})"
     if name == "low_rank":
         ratio = float(item.get("rank_ratio", 0.5))
         return 1.0 - ratio, f"low rank: {ratio:.0%} of full rank kept"

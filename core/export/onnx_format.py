@@ -85,4 +85,16 @@ def write_onnx(
             )
         files += sorted(f"{sub}/{p.name}" for p in (folder / sub).iterdir())
         cancel.raise_if_cancelled()
+    if measured is None and (dtype := _float_dtype(inputs.compressed)) != "float32":
+        # The exporter traces in float32: say so rather than let the size pass as measured.
+        details["upcast_from"] = dtype
+        parts.append(
+            f"the graphs hold the {dtype} weights upcast to float32 (larger than the model "
+            "measured), and their fidelity is against that float32 copy"
+        )
     return FormatWritten("onnx", tuple(files), "ONNX Runtime graphs: " + "; ".join(parts), details)
+
+
+def _float_dtype(loaded) -> str:
+    first = next((p for p in loaded.model.parameters() if p.is_floating_point()), None)
+    return str(first.dtype).removeprefix("torch.") if first is not None else "float32"

@@ -5,6 +5,8 @@ before it writes anything."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -15,18 +17,18 @@ from core.passes.calibration import classifier_calibration
 from core.passes.recipe import Recipe, apply_recipe
 from tests.tiny_models import tiny_wordpiece_tokenizer
 
-SIZES = dict(
+SIZES = dict(  # BERT-style names; DistilBERT takes its own below
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
     max_position_embeddings=128, num_labels=2,
 )  # fmt: skip
 
 
-def _save(folder, config_class: str, model_class: str, **extra):
+def _save(folder, config_class: str, model_class: str, sizes=SIZES, **extra):
     import transformers
 
     tokenizer = tiny_wordpiece_tokenizer()
     config = getattr(transformers, config_class)(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **SIZES, **extra
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **sizes, **extra
     )
     torch.manual_seed(0)
     getattr(transformers, model_class)(config).save_pretrained(folder)
@@ -98,7 +100,7 @@ def test_a_classifier_without_a_padding_token_is_refused_in_one_line(tmp_path, c
 
     from core.cli.main import main
 
-    tokenizer = tiny_wordpiece_tokenizer()
+    tokenizer = copy.deepcopy(tiny_wordpiece_tokenizer())  # the shared one keeps its pad
     tokenizer.pad_token = None
     config = GPT2Config(
         vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=128,
@@ -109,3 +111,36 @@ def test_a_classifier_without_a_padding_token_is_refused_in_one_line(tmp_path, c
     code = main(["eval", "--model", str(tmp_path / "m"), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "has no padding token" in err and "Traceback" not in err
+
+
+def test_prune_mlp_on_distilbert_is_exact_estimated_and_exported(tmp_path):
+    """DistilBERT keeps its MLP as ffn.lin1/lin2 and its width in hidden_dim:
+    silent neurons go first, the function is kept, and the export reloads."""
+    from core.jobs.write_export import run_export
+    from core.models.size import measure_size
+    from core.passes.size_estimate import estimate_size
+
+    distil = _save(
+        tmp_path / "d", "DistilBertConfig", "DistilBertForSequenceClassification",
+        sizes={}, dim=64, n_layers=2, n_heads=4, hidden_dim=128, max_position_embeddings=128,
+    )  # fmt: skip
+    for layer in distil.model.distilbert.transformer.layer:
+        with torch.no_grad():  # neurons 96.. contribute nothing: pruning them is exact
+            layer.ffn.lin2.weight[:, 96:] = 0
+            layer.ffn.lin1.weight[96:] = 0
+            layer.ffn.lin1.bias[96:] = -10
+    recipe = Recipe((R["prune_mlp"](0.25),))
+    compressed = apply_recipe(distil, recipe, classifier_calibration(distil.tokenizer, 4))
+    inputs = distil.tokenizer(["a fine film", "a dull film"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = distil.model(**inputs).logits
+        after = compressed.loaded.model(**inputs).logits
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+    assert compressed.loaded.model.config.hidden_dim == 96
+    measured = measure_size(compressed.loaded.model)
+    assert estimate_size(distil.model, recipe).by_component == measured.by_component
+
+    list(run_export(distil, recipe, tmp_path / "out", ("hf",)))
+    reloaded = load_model(str(tmp_path / "out"), device="cpu").model
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, after, atol=0, rtol=0)

@@ -37,10 +37,11 @@ TWO_MATRIX_MLPS = (
     ("fc1", "fc2"),  # Phi-1/2 (under mlp); OPT, XGLM, BioGPT (on the layer itself)
     ("fc_in", "fc_out"),  # GPT-J, CodeGen
     ("dense_h_to_4h", "dense_4h_to_h"),  # GPT-NeoX, Falcon, BLOOM
+    ("lin1", "lin2"),  # DistilBERT (under ffn)
 )
 # Where a config records the MLP width, by family: the first it has is set
 # (GPT-2's and GPT-J's n_inner defaults to None, meaning 4 x hidden).
-WIDTH_FIELDS = ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size")
+WIDTH_FIELDS = ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "hidden_dim")
 
 
 def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
@@ -50,7 +51,7 @@ def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
         return [mlp.gate_proj, mlp.up_proj], mlp.down_proj
     if mlp is not None and all(hasattr(mlp, n) for n in ("gate_up_proj", "down_proj")):
         return [mlp.gate_up_proj], mlp.down_proj  # Phi-3: rows are [gate | up]
-    for holder in (mlp, layer):
+    for holder in (mlp, getattr(layer, "ffn", None), layer):
         for up, down in TWO_MATRIX_MLPS:
             pair = getattr(holder, up, None), getattr(holder, down, None)
             if holder is not None and all(isinstance(m, nn.Linear) for m in pair):
@@ -63,7 +64,8 @@ def mlp_parts(layer: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
     raise UnsupportedModelError(
         f"{type(layer).__name__}: structured pruning does not know this MLP layout "
         "(gate/up/down_proj, Phi-3's gate_up_proj, up/down_proj, c_fc/c_proj, fc1/fc2, "
-        "fc_in/fc_out, dense_h_to_4h/dense_4h_to_h or BERT's intermediate/output)"
+        "fc_in/fc_out, dense_h_to_4h/dense_4h_to_h, DistilBERT's lin1/lin2 or BERT's "
+        "intermediate/output)"
     )
 
 
@@ -110,6 +112,8 @@ _ROLES = {
     "fc_in": "up",
     "dense_h_to_4h": "up",
     "fc2": "down",
+    "lin1": "up",  # DistilBERT
+    "lin2": "down",
     "fc_out": "down",
     "dense_4h_to_h": "down",
     "gate_proj": "up",

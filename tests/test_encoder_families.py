@@ -144,3 +144,19 @@ def test_prune_mlp_on_distilbert_is_exact_estimated_and_exported(tmp_path):
     reloaded = load_model(str(tmp_path / "out"), device="cpu").model
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, after, atol=0, rtol=0)
+
+
+def test_int4_groups_wider_than_a_layer_say_so(models):
+    mpnet = models["mpnet"]  # 64-wide attention inputs, 128-wide MLP down input
+    wide = apply_recipe(mpnet, Recipe((R["int4_weight_only"](128),)))
+    assert any("groups of 128 are wider than the inputs" in n and "(64)" in n for n in wide.notes)
+    fitting = apply_recipe(mpnet, Recipe((R["int4_weight_only"](32),)))
+    assert not any("wider than the inputs" in n for n in fitting.notes)
+
+
+def test_a_classifier_head_is_counted_as_the_head():
+    from core.models.linear_layers import component_of
+
+    assert component_of("pre_classifier.weight") == "head"  # DistilBERT
+    assert component_of("head.dense.weight") == "head"  # ModernBERT
+    assert component_of("model.layers.0.self_attn.q_proj.weight") == "attention"

@@ -27,7 +27,10 @@ MLP_PARTS = ("fc1", "fc2")
 def component_of(name: str) -> str:
     """Which part of the model a parameter or module path belongs to."""
     parts = name.split(".")
-    if any(p in ("lm_head", "score", "classifier", "pooler") for p in parts):
+    # DistilBERT's pre_classifier and ModernBERT's head.dense feed the classifier.
+    if any(p in ("lm_head", "score", "classifier", "pooler", "pre_classifier") for p in parts) or (
+        parts[0] == "head"
+    ):
         return "head"
     if any(p in ("embed_tokens", "wte", "wpe", "embeddings", "embed_positions") for p in parts):
         return "embeddings"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.message_text import shown
+from core.message_text import counted, shown
 from core.models.linear_layers import (
     replace_module,
 )
@@ -64,6 +64,14 @@ class Int4WeightOnlyConfig(ScopedConfig):
 
     def apply(self, model, context: PassContext):
         layers = self.scoped_linears(model)
+        narrow = sorted({m.in_features for _, m in layers if m.in_features < self.group_size})
+        if narrow:  # padded to a whole group: as many bytes as a wider input would take
+            context.notes.append(
+                f"int4_weight_only: groups of {self.group_size} are wider than the inputs of "
+                f"{counted(sum(m.in_features < self.group_size for _, m in layers), 'layer')} "
+                f"({', '.join(map(str, narrow))}); their rows are padded to {self.group_size}, so "
+                "they shrink less than int4 would (a smaller group_size fits them)"
+            )
         hessians = {}
         if self.method == "awq":  # folds its scales into the model first
             calibration = require_calibration(self.name, context.calibration)

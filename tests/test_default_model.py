@@ -6,7 +6,6 @@ Slower (the first run converts the GGUF, ~40 s); CI runs them once.
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -40,11 +39,16 @@ def test_knows_the_capital_of_france(smollm):
     assert "Paris" in summary.text
 
 
-def test_cached_conversion_loads_fast():
+def test_cached_conversion_is_not_converted_again(monkeypatch):
+    # Asserted on the path taken, not a time: a 5 s bound failed on a busy CI
+    # worker (6.6 s) while the cache was used.
     assert default_model.is_converted()
-    start = time.perf_counter()
-    load_model("default", device="cpu")
-    assert time.perf_counter() - start < 5  # the 30 s GGUF path is not taken again
+
+    def converting_again(*_args):
+        raise AssertionError("the ~30 s GGUF conversion ran again")
+
+    monkeypatch.setattr(default_model, "_convert", converting_again)
+    assert load_model("default", device="cpu").description.layers == 30
 
 
 def test_linear_weights_lie_on_the_q4_1_grid(smollm):

@@ -58,6 +58,7 @@ def _copy_measured(measured: dict, folder: Path, sub: str) -> tuple[dict, str]:
 def write_onnx(
     inputs: ExportInputs, folder: Path, progress: ProgressSink, cancel: CancelToken
 ) -> FormatWritten:
+    from core.models.source_identity import loaded_dtype
     from core.onnx.export import export_onnx
 
     files, details, parts = [], {}, []
@@ -85,7 +86,7 @@ def write_onnx(
             )
         files += sorted(f"{sub}/{p.name}" for p in (folder / sub).iterdir())
         cancel.raise_if_cancelled()
-    if measured is None and (dtype := _float_dtype(inputs.compressed)) != "float32":
+    if measured is None and (dtype := loaded_dtype(inputs.compressed)) not in ("", "float32"):
         # The exporter traces in float32: say so rather than let the size pass as measured.
         details["upcast_from"] = dtype
         parts.append(
@@ -93,8 +94,3 @@ def write_onnx(
             "measured), and their fidelity is against that float32 copy"
         )
     return FormatWritten("onnx", tuple(files), "ONNX Runtime graphs: " + "; ".join(parts), details)
-
-
-def _float_dtype(loaded) -> str:
-    first = next((p for p in loaded.model.parameters() if p.is_floating_point()), None)
-    return str(first.dtype).removeprefix("torch.") if first is not None else "float32"

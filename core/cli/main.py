@@ -64,22 +64,32 @@ def main(argv: list[str] | None = None) -> int:
     except cli_args.ArgumentsError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    terminate = TerminateRequest()
     try:
-        with stopped_by_terminate():
+        with stopped_by_terminate(terminate):
             COMMANDS[args.command].run(args)
-    except (WorkbenchError, ValueError) as err:
-        if isinstance(err, Cancelled):
+    except (WorkbenchError, ValueError, OSError) as err:
+        if terminate.received:  # the signal's KeyboardInterrupt, reworded by a library
+            return _interrupted()
+        if isinstance(err, OSError):  # a folder not writable, a full disk: the system's words
+            print(f"error: {one_line(os_error_text(err))}", file=sys.stderr)
+        elif isinstance(err, Cancelled):
             print("cancelled", file=sys.stderr)
         else:  # escaped: a message quoting user input stays one line
             print(f"error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except OSError as err:  # a folder not writable, a full disk: the system's words, one line
-        print(f"error: {one_line(os_error_text(err))}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except Exception:
+        if terminate.received:
+            return _interrupted()
+        raise
     return 0
+
+
+def _interrupted() -> int:
+    print("interrupted", file=sys.stderr)
+    return 130
 
 
 def os_error_text(err: OSError) -> str:
@@ -89,8 +99,17 @@ def os_error_text(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
+class TerminateRequest:
+    """Whether SIGTERM or SIGHUP arrived. The handler raises KeyboardInterrupt, but
+    a library running Python inside C (torch building a tensor from a sequence)
+    can replace it with its own error; the flag keeps the exit an interruption."""
+
+    def __init__(self):
+        self.received = False
+
+
 @contextmanager
-def stopped_by_terminate():
+def stopped_by_terminate(request: TerminateRequest | None = None):
     """SIGTERM (kill, timeout, systemd, docker stop) and SIGHUP stop a command
     as Ctrl-C does, so the same clean-up runs: half-written folders removed,
     locks released. Only in the main thread, where Python runs handlers."""
@@ -99,6 +118,8 @@ def stopped_by_terminate():
         return
 
     def interrupt(signum, frame):
+        if request is not None:
+            request.received = True
         raise KeyboardInterrupt
 
     wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])

@@ -150,11 +150,17 @@ def run(args) -> None:
 
 def _print(record) -> None:
     from core.cli.record_text import print_record
+    from core.models.source_identity import DIGEST_KEY, same_files
     from core.results.store import ResultsStore
 
-    # The original's latest stored run on PyTorch: its speed is what this one is compared with.
+    # The original's latest stored run of the same files: what this one is compared with.
+    digest = record.artifact.get(DIGEST_KEY, "")
     baseline = next(
-        (r for r in reversed(ResultsStore().load()) if r.model == record.model and r.is_original),
+        (
+            r
+            for r in reversed(ResultsStore().load())
+            if r.model == record.model and r.is_original and same_files(r.artifact, digest)
+        ),
         None,
     )
     print_record(record, None if record.is_original else baseline)

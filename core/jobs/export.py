@@ -169,7 +169,7 @@ def export(
         recipe,
         Path(request.target),
         formats,
-        records=_with_record(request.records, record),
+        records=_with_record(_of_these_files(request.records, request.original), record),
         chosen_run_id=record.run_id if record is not None else None,
         overwrite=request.overwrite,
         compressed=compressed,
@@ -180,6 +180,15 @@ def export(
         provenance=_provenance(record, measured),
         gguf_type=request.gguf_type,
     )
+
+
+def _of_these_files(records, original) -> tuple:
+    """The runs measured on the files loaded now: the report's original and
+    chart are not those of a folder since changed."""
+    from core.models.source_identity import folder_digest, same_files
+
+    digest = folder_digest(original.folder)
+    return tuple(r for r in records if same_files(r.artifact, digest))
 
 
 def _with_record(records, record) -> tuple:

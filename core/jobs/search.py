@@ -114,6 +114,7 @@ class _Search:
     def run(self) -> Iterator[object]:
         from core.jobs.tasks import task_for
         from core.model_kinds import CAUSAL_LM
+        from core.models.source_identity import folder_digest
         from core.passes.recipe import Recipe
         from core.passes.size_estimate import estimate_size
         from core.results.store import ResultsStore
@@ -137,7 +138,8 @@ class _Search:
         self.threads = set_threads(request.threads)
         self.key = settings_key(request.settings, self.threads)
         records = ResultsStore(request.store_path).load() if request.store_path else []
-        self.runs = MeasuredRuns(records, loaded.source, self.key)
+        self.files_digest = folder_digest(loaded.folder)
+        self.runs = MeasuredRuns(records, loaded.source, self.key, self.files_digest)
         self.original_bytes = estimate_size(loaded.model, Recipe()).total_bytes
         self.byte_limit = request.limits.byte_limit(self.original_bytes)
         # The proxy scores next-token predictions: a classifier goes straight
@@ -217,6 +219,7 @@ class _Search:
             "source": loaded.source,
             "dtype": self.spec.dtype,
             "parameters": loaded.description.parameters,
+            "files_sha256": self.files_digest,  # a folder changed since scores anew
         }
         return make_executor(
             request.ray_address, workers, worker_spec, lambda: ProxyScorer(loaded, self.spec)

@@ -122,6 +122,10 @@ def protocol_of(request: SensitivityRequest, context_tokens: int = CONTEXT_TOKEN
 
 
 def model_identity(original) -> dict:
+    """What a stored map's cells were measured on: a folder changed since, or
+    the model loaded in another dtype, measures its map anew."""
+    from core.models.source_identity import folder_digest, loaded_dtype
+
     d = original.description
     return {
         "source": original.source,
@@ -129,6 +133,8 @@ def model_identity(original) -> dict:
         "parameters": d.parameters,
         "layers": d.layers,
         "device": d.device,
+        "dtype": loaded_dtype(original),
+        "files_sha256": folder_digest(original.folder),
     }
 
 

@@ -94,6 +94,15 @@ def identity_problem(artifact: dict, loaded, run_id: str) -> str | None:
     return None
 
 
+def same_files(artifact: dict, digest: str) -> bool:
+    """Whether a run was measured on files whose digest is ``digest``: a run
+    stored before digests existed, or a model without a folder, is taken on
+    its name. Reused runs, baselines and cached scores of a folder changed
+    since would be numbers of another model."""
+    stored = artifact.get(DIGEST_KEY)
+    return not stored or not digest or stored == digest
+
+
 def canonical_source(text: str) -> str:
     """A model name as a run stores it: a local path made absolute (a
     relative one names another folder once the working directory changes),

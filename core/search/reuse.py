@@ -37,11 +37,16 @@ def _calibration(record) -> dict | None:
 
 
 class MeasuredRuns:
-    """The store's records of one model, looked up by recipe and runtime."""
+    """The store's records of one model (of these files, where runs store
+    their digest), looked up by recipe and runtime."""
 
-    def __init__(self, records, model: str, key: str) -> None:
+    def __init__(self, records, model: str, key: str, files_digest: str = "") -> None:
+        from core.models.source_identity import same_files
+
         self.key = key
-        self.records = [r for r in records if r.model == model]
+        self.records = [
+            r for r in records if r.model == model and same_files(r.artifact, files_digest)
+        ]
         keyed = [r for r in self.records if r.artifact.get(SETTINGS_KEY) == key]
         # The protocol lines these settings print, learnt from a keyed record.
         self.protocols = {_protocol(r) for r in keyed}

@@ -10,5 +10,6 @@ scripts/setup.sh
 # Two worker processes on this 2-core machine (pytest-xdist; more where there
 # are more cores, at most 4): the suite is mostly one busy thread at a time,
 # so two halve its wall time. Whole files go to one worker, so a module's
-# fixtures are built once. `./test.sh -n 0` runs in this process.
-exec .venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile "$@"
+# fixtures are built once. `./test.sh -n 0` runs in this process. The 30
+# slowest tests are listed at the end: CI must stay well under 30 minutes.
+exec .venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=30 "$@"

@@ -172,6 +172,13 @@ def test_recipe_json_round_trip_and_allow_list():
         ((R["int4_weight_only"](), R["low_rank"]()), "put the quantization last"),
         ((R["prune_mlp"](), R["prune_mlp"](0.5)), "twice"),
         ((R["prune_unstructured"](), R["low_rank"]()), "discard the zeros"),
+        # low_rank_aware is a factorisation too (a sweep found it past these rules,
+        # then a traceback in the pruning pass or an export that failed at the end)
+        ((R["prune_wanda"](), R["low_rank_aware"]()), "discard the zeros"),
+        ((R["low_rank_aware"](), R["prune_heads"]()), "cannot cut factored layers"),
+        ((R["low_rank_aware"](), R["prune_mlp"]()), "cannot cut factored layers"),
+        ((R["low_rank"](), R["low_rank_aware"]()), "both factorise"),
+        ((R["low_rank_aware"](), R["low_rank"]()), "both factorise"),
     ],
 )
 def test_impossible_combinations_are_refused_before_work(passes, reason):

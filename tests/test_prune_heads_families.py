@@ -140,3 +140,27 @@ def test_a_layout_it_does_not_know_is_refused_in_one_line(folders, name, words):
     with pytest.raises(UnsupportedModelError, match=words) as error:
         pruned(loaded)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["gemma2", "llama", "gpt2"])
+def test_a_large_fraction_leaves_one_head_per_group_not_none(kind, tmp_path):
+    """Groups of 2 query heads per key/value head (the tiny Llama and Gemma 2)
+    at 0.75 rounded the removal up to the whole group: a model with no query
+    heads. GPT-2 with 2 heads (no groups) likewise. One head stays."""
+    overrides = {"n_head": 2} if kind == "gpt2" else {}
+    loaded = load_model(str(save_tiny_model(kind, tmp_path / kind, **overrides)), device="cpu")
+    config = loaded.model.config
+    fraction = 0.75
+    compressed = apply_recipe(
+        loaded, Recipe((R["prune_heads"](fraction),)), calibration_for(loaded)
+    )
+    model = compressed.loaded.model
+    groups = getattr(config, "num_key_value_heads", None) or 1
+    attn = _attention(decoder_layers(model)[0])
+    head_dim = config.hidden_size // config.num_attention_heads
+    if hasattr(attn, "q_proj"):
+        kept = attn.q_proj.out_features // head_dim
+    else:  # GPT-2's c_attn holds q, k and v
+        kept = attn.c_attn.out_features // 3 // head_dim
+    assert kept == groups, compressed.notes
+    assert model(window(loaded)).logits.isfinite().all()

@@ -298,9 +298,12 @@ def head_counts(fraction: float, config, kv_heads: int | None = None):
     kv_heads = kv_heads or getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     group = heads // kv_heads
+    # At least one head stays per group (or in all): rounding 0.75 of a group
+    # of 2 up to 2 would leave an attention with no query heads.
     if group > 1:
-        return heads, kv_heads, head_dim, heads - round(fraction * group) * kv_heads, kv_heads
-    kept = kv_heads - round(fraction * kv_heads)
+        removed = min(round(fraction * group), group - 1)
+        return heads, kv_heads, head_dim, heads - removed * kv_heads, kv_heads
+    kept = kv_heads - min(round(fraction * kv_heads), kv_heads - 1)
     return heads, kv_heads, head_dim, kept, kept
 
 

@@ -187,14 +187,25 @@ def validate(recipe: Recipe) -> None:
                 f"{blocking.name} after {first.name}: passes cannot change quantized weights; "
                 "put the quantization last"
             )
-    structured = {"prune_mlp", "prune_heads", "prune_layers"}
-    if "low_rank" in names and structured & set(names[names.index("low_rank") :]):
+    # Both factorisations (low_rank, low_rank_aware) by their kind: each
+    # replaces a Linear by a pair, which no later pass but a quantizer reads.
+    factored = [p for p in recipe.passes if p.kind == "low_rank"]
+    if len(factored) > 1:
         raise RecipeError(
-            "structured pruning after low_rank cannot cut factored layers; prune first"
+            f"{factored[0].name} and {factored[1].name} both factorise the layers; use one"
         )
-    for zeros in ("prune_unstructured", "prune_wanda", "prune_sparsegpt"):
-        if zeros in names and "low_rank" in names[names.index(zeros) :]:
-            raise RecipeError(f"low_rank after {zeros} would discard the zeros; swap them")
+    if factored:
+        at = recipe.passes.index(factored[0])
+        structured = {"prune_mlp", "prune_heads", "prune_layers"}
+        if blocking := next((p for p in recipe.passes[at:] if p.name in structured), None):
+            raise RecipeError(
+                f"{blocking.name} after {factored[0].name} cannot cut factored layers; prune first"
+            )
+        for zeros in ("prune_unstructured", "prune_wanda", "prune_sparsegpt"):
+            if zeros in names[:at]:
+                raise RecipeError(
+                    f"{factored[0].name} after {zeros} would discard the zeros; swap them"
+                )
     from core.passes.heal import heal_problem
 
     problem = heal_problem(names)

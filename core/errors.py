@@ -43,3 +43,7 @@ class ExportFailedError(WorkbenchError):
 
 class ProvenanceError(WorkbenchError):
     """What a run measured cannot be handed over exactly."""
+
+
+class TrainingDivergedError(WorkbenchError):
+    """Training's loss stopped being a finite number."""

@@ -253,3 +253,44 @@ def test_the_default_evaluation_window_fits_a_short_context(tiny_llama_dir):
     assert out.returncode == 0, out.stderr
     assert "evaluation windows of 256 tokens, not 512" in out.stderr
     assert json.loads(out.stdout)["student_ppl"] > 1
+
+
+def test_a_loss_that_stops_being_a_number_stops_training(tiny_llama_dir, tmp_path):
+    """A NaN teacher (or a learning rate that overflows) made every later step
+    train on NaN, save a NaN checkpoint and print "distilled nan" as a result."""
+    from core.errors import TrainingDivergedError
+    from tests.tiny_models import save_nan_copy
+
+    teacher = load_model(str(save_nan_copy(tiny_llama_dir, tmp_path / "nan")))
+    steps = []
+    with pytest.raises(TrainingDivergedError, match="diverged at step 1.*learning rate"):
+        for event in distill(teacher, make_student(teacher), SETTINGS, checkpoint_dir=tmp_path):
+            steps.append(event)
+    assert steps == [] and not list(tmp_path.glob("step-*"))  # nothing trained on NaN was kept
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--temperature", "1e300"), ("--temperature", "1e-300"), ("--lr", "1e30")]
+)
+def test_settings_past_any_use_are_refused_in_one_line(option, value, tmp_path):
+    out = run_cli(
+        "distill", "-m", str(tmp_path / "never-loaded"), "--drop-layers", "1", option, value
+    )
+    assert out.returncode == 2 and option in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_collapsed_student_is_flagged_with_or_without_a_stored_run():
+    from types import SimpleNamespace
+
+    from core.cli.distill import _broken
+    from core.distill.student import StudentShape
+
+    recipe = StudentShape(drop_layers=1).recipe()
+    teacher = SimpleNamespace(description=SimpleNamespace(layers=2))
+    stored = SimpleNamespace(broken="collapsed: top-1 agreement 0.40 < 0.5; likely cause: x")
+    assert _broken({}, stored, recipe, teacher) == stored.broken
+    report = {"teacher_ppl": 100.0, "student_ppl": 400.0}  # --no-save: by perplexity alone
+    assert _broken(report, None, recipe, teacher).startswith("collapsed: perplexity 4.0x")
+    assert "not a number" in _broken({**report, "student_ppl": float("nan")}, None, recipe, teacher)
+    assert _broken({**report, "student_ppl": 120.0}, None, recipe, teacher) == ""

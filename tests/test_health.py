@@ -201,3 +201,14 @@ def test_healthy_weights_say_nothing_at_load(tiny_llama_dir):
     loaded = load_model(str(tiny_llama_dir), device="cpu")
     assert loaded.description.non_finite_weights == 0
     assert not any("NaN" in note for note in loaded.description.notes)
+
+
+def test_dropping_a_layer_of_a_shallow_model_is_named_before_int8():
+    """A sweep saw "drop 1 layer + int8" on a 2-layer model collapse while the
+    cause named was int8: dropped layers counted 0.1 each, whatever the depth."""
+    recipe = {"passes": [{"pass": "prune_layers", "count": 1}, {"pass": "int8_weight_only"}]}
+    assert likely_cause(recipe, layers=2) == "1 whole layer dropped"
+    assert likely_cause(recipe, layers=30) == "1 whole layer dropped"
+    assert likely_cause(recipe) == "int8 weights"  # depth unknown: the old rule of thumb
+    heavy = {"passes": [{"pass": "prune_layers", "count": 1}, {"pass": "int4_weight_only"}]}
+    assert likely_cause(heavy, layers=30).startswith("int4 without calibration")

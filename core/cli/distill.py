@@ -13,7 +13,12 @@ from core.cli.json_out import json_text
 
 
 def add_parser(sub) -> None:
-    from core.distill.settings import DistillSettings
+    from core.distill.settings import (
+        MAX_LEARNING_RATE,
+        MAX_LOSS_WEIGHT,
+        TEMPERATURE_RANGE,
+        DistillSettings,
+    )
 
     d = DistillSettings()
     parser = sub.add_parser(
@@ -33,11 +38,19 @@ def add_parser(sub) -> None:
         "--steps", type=whole(0), default=d.steps, help=f"step budget ({d.steps}; 0: none)"
     )
     parser.add_argument("--time-budget", type=positive, default=None, help="training seconds")
-    parser.add_argument("--lr", type=positive, default=d.learning_rate)
-    parser.add_argument("--temperature", type=positive, default=d.temperature)
-    parser.add_argument("--alpha-lm", type=number(0.0), default=d.alpha_lm, help="LM loss weight")
+    low, high = TEMPERATURE_RANGE
     parser.add_argument(
-        "--beta-hidden", type=number(0.0), default=d.beta_hidden, help="hidden-state MSE weight"
+        "--lr", type=number(0.0, MAX_LEARNING_RATE, above_minimum=True), default=d.learning_rate
+    )
+    parser.add_argument("--temperature", type=number(low, high), default=d.temperature)
+    parser.add_argument(
+        "--alpha-lm", type=number(0.0, MAX_LOSS_WEIGHT), default=d.alpha_lm, help="LM loss weight"
+    )
+    parser.add_argument(
+        "--beta-hidden",
+        type=number(0.0, MAX_LOSS_WEIGHT),
+        default=d.beta_hidden,
+        help="hidden-state MSE weight",
     )
     parser.add_argument("--batch-size", type=whole(1, 1024), default=d.batch_size)
     parser.add_argument("--seq-len", type=whole(2), default=d.seq_len)
@@ -190,6 +203,7 @@ def run(args) -> None:
     report.setdefault("student_ppl", None)
     if record is not None:
         report["run_id"] = record.run_id
+    report["broken"] = _broken(report, record, recipe, teacher)
     if args.json:
         print(json_text(report))
         return
@@ -205,7 +219,24 @@ def run(args) -> None:
         )
         print(f"  protocol {report['protocol']}")
     print(f"  {result.settings}")
+    if report["broken"]:
+        print(f"  BROKEN: {report['broken']}")
     if result.checkpoint:
         print(f"  checkpoint {result.checkpoint}")
     if record is not None:
         print(f"  stored as run {record.run_id} (the window's table shows it)")
+
+
+def _broken(report: dict, record, recipe, teacher) -> str:
+    """The stored run's verdict; with nothing stored (``--no-save``), the
+    student's perplexity against the teacher's on the same windows."""
+    from core.evaluate.health import broken_cause
+
+    if record is not None:
+        return record.broken
+    student, teacher_ppl = report.get("student_ppl"), report.get("teacher_ppl")
+    if student is None or not teacher_ppl:
+        return ""
+    return broken_cause(
+        None, student / teacher_ppl, recipe.to_dict(), layers=teacher.description.layers
+    )

@@ -6,6 +6,12 @@ from dataclasses import asdict, dataclass, fields
 
 from core.data.texts import NEWS
 
+# Bounds past any useful setting (AdamW above lr 1 only diverges; T^2 scales
+# the loss, so a temperature of 1e300 overflows and one of 1e-300 is NaN).
+MAX_LEARNING_RATE = 1.0
+TEMPERATURE_RANGE = (0.05, 100.0)
+MAX_LOSS_WEIGHT = 1000.0
+
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -40,12 +46,20 @@ class DistillSettings:
             raise ValueError("give a step budget and/or a time budget")
         if (self.steps or 0) < 0 or (self.time_budget_s or 0) < 0:
             raise ValueError("budgets must be positive")
-        if self.learning_rate <= 0 or self.temperature <= 0:
-            raise ValueError("the learning rate and the temperature must be positive")
+        if not 0 < self.learning_rate <= MAX_LEARNING_RATE:
+            raise ValueError(
+                f"the learning rate must be in (0, {MAX_LEARNING_RATE:g}], "
+                f"got {self.learning_rate:g}"
+            )
+        low, high = TEMPERATURE_RANGE
+        if not low <= self.temperature <= high:
+            raise ValueError(
+                f"the temperature must be in [{low:g}, {high:g}], got {self.temperature:g}"
+            )
         if self.batch_size < 1 or self.seq_len < 2:
             raise ValueError("need batch size >= 1 and sequence length >= 2")
-        if self.alpha_lm < 0 or self.beta_hidden < 0:
-            raise ValueError("loss weights must be >= 0")
+        if not (0 <= self.alpha_lm <= MAX_LOSS_WEIGHT and 0 <= self.beta_hidden <= MAX_LOSS_WEIGHT):
+            raise ValueError(f"loss weights must be in [0, {MAX_LOSS_WEIGHT:g}]")
 
     def to_dict(self) -> dict:
         return asdict(self)

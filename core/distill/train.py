@@ -24,6 +24,7 @@ is never written.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -44,7 +45,7 @@ from core.distill.loss import distillation_loss
 from core.distill.schedule import learning_rate, progress_fraction
 from core.distill.settings import DistillSettings
 from core.distill.student import teacher_layer_of
-from core.errors import Cancelled, OutOfMemoryError
+from core.errors import Cancelled, OutOfMemoryError, TrainingDivergedError
 from core.models.loading import LoadedModel
 from core.passes.recipe import CompressedModel
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
@@ -147,6 +148,8 @@ def distill(
         train_s += time.perf_counter() - began
         step += 1
         losses.append(parts.total.item())
+        if not math.isfinite(losses[-1]):  # every later step would train on NaN
+            raise TrainingDivergedError(diverged_message(step, lr, settings))
         yield DistillStep(
             step=step,
             steps_total=settings.steps,
@@ -194,6 +197,14 @@ def distill(
         ppl_ci95=last_eval.ppl_ci95 if last_eval else None,
         checkpoint=checkpoint.path if checkpoint else None,
         settings=settings.describe(),
+    )
+
+
+def diverged_message(step: int, lr: float, settings: DistillSettings) -> str:
+    return (
+        f"distillation diverged at step {step}: the loss is not a finite number (learning "
+        f"rate {lr:.3g}, temperature {settings.temperature:g}); lower the learning rate, or "
+        "check the model's own perplexity. Checkpoints saved before this step are kept."
     )
 
 

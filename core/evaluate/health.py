@@ -33,6 +33,8 @@ def broken_cause(
     model_type: str = "",
     agreement_name: str = "top-1 agreement",
     cause: str = "",
+    layers: int | None = None,
+    compared_with: str = "the original's",
 ) -> str:
     """Empty when healthy (or nothing was measured), else "collapsed: ...;
     likely cause: ...": ``cause`` where it is known (the loaded model's own
@@ -47,16 +49,19 @@ def broken_cause(
     if ppl_ratio is not None and math.isnan(ppl_ratio):
         failures.append(NOT_A_NUMBER)
     elif ppl_ratio is not None and ppl_ratio > PPL_RATIO_CEILING:
-        failures.append(f"perplexity {ppl_ratio:.1f}x the original's > {PPL_RATIO_CEILING:g}x")
+        failures.append(f"perplexity {ppl_ratio:.1f}x {compared_with} > {PPL_RATIO_CEILING:g}x")
     if not failures:
         return ""
-    cause = cause or likely_cause(recipe, backend, model_type)
+    cause = cause or likely_cause(recipe, backend, model_type, layers)
     return f"collapsed: {'; '.join(failures)}; likely cause: {cause}"
 
 
-def likely_cause(recipe: dict | None, backend: str = "torch", model_type: str = "") -> str:
-    """The most damaging setting in ``recipe`` (a Recipe.to_dict()) and ``backend``."""
-    suspects = [_suspect(item, model_type) for item in (recipe or {}).get("passes", [])]
+def likely_cause(
+    recipe: dict | None, backend: str = "torch", model_type: str = "", layers: int | None = None
+) -> str:
+    """The most damaging setting in ``recipe`` (a Recipe.to_dict()) and ``backend``;
+    ``layers``: the original's layer count, which sets what dropping some costs."""
+    suspects = [_suspect(item, model_type, layers) for item in (recipe or {}).get("passes", [])]
     if backend == "ort-int8":
         suspects.append(
             (0.6, "ONNX Runtime int8 (per-tensor activations, no SmoothQuant in the graph)")
@@ -81,7 +86,7 @@ def likely_cause(recipe: dict | None, backend: str = "torch", model_type: str = 
     return max(suspects, key=lambda s: s[0])[1]
 
 
-def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
+def _suspect(item: dict, model_type: str, layers: int | None = None) -> tuple[float, str] | None:
     """(how strong, what) for one pass of a recipe dict; None if it keeps the function."""
     name = item.get("pass")
     if name == "prune_unstructured":
@@ -93,7 +98,10 @@ def _suspect(item: dict, model_type: str) -> tuple[float, str] | None:
         return 0.2 + fraction, f"aggressive pruning: {fraction:.0%} of the {what} removed"
     if name == "prune_layers":
         count = int(item.get("count", 2))
-        return 0.1 * count, f"{counted(count, 'whole layer')} dropped"
+        # By the share dropped where the depth is known: 1 of 2 layers is the
+        # worst setting a recipe can hold, 1 of 30 still more than int8 weights.
+        strength = 0.25 + 1.5 * count / layers if layers else 0.1 * count
+        return strength, f"{counted(count, 'whole layer')} dropped"
     if name in ("prune_wanda", "prune_sparsegpt"):
         pattern = str(item.get("pattern", "unstructured"))
         n, _, m = pattern.partition(":")

@@ -134,6 +134,7 @@ class CausalLMTask:
                 runtime,
                 original.description.model_type,
                 cause=ORIGINAL_NOT_NUMBERS if original.description.non_finite_weights else "",
+                layers=original.description.layers,
             ),  # fmt: skip
             device=bench.environment.device,
             threads=bench.environment.threads,
@@ -196,6 +197,16 @@ class CausalLMTask:
                 "fidelity": asdict(fidelity),
                 "generations": [asdict(p) for p in pairs],
             }
+            from core.evaluate.health import broken_cause
+
+            collapsed = broken_cause(
+                fidelity.top1_agreement,
+                fidelity.ppl_ratio,
+                cause=f"its predictions depart that far from {request.reference}'s",
+                compared_with="the reference's",
+            )
+            if collapsed:  # flagged as a run of the same numbers would be
+                report.setdefault("problem", collapsed)
 
         if request.sentiment:
             from core.evaluate.zero_shot import AccuracyResult, ZeroShotProtocol, evaluate_zero_shot

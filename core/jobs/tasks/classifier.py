@@ -131,6 +131,7 @@ class ClassifierTask:
                 model_type=original.description.model_type,
                 agreement_name="label agreement with the original",
                 cause=ORIGINAL_NOT_NUMBERS if original.description.non_finite_weights else "",
+                layers=original.description.layers,
             ),
             artifact={**prepared.artifact, **(artifact or {}), **identity(original)},
         )

@@ -505,6 +505,7 @@ class MainWindow(QMainWindow):
         self.compression_panel.set_model(event.model)
         self.distill_panel.set_model_layers(event.description.layers)
         self.pareto_chart.show_model(event.source, event.is_classifier)
+        self.search_panel.follow_model_kind(event.is_classifier)
         self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
         self._on_busy(self.runner.busy)  # buttons that need a model follow
 

@@ -152,6 +152,10 @@ class SearchPanel(QWidget):
         self.start_button.setEnabled(ready)
         self.cancel_button.setEnabled(busy and self._running)
 
+    def follow_model_kind(self, classifier: bool) -> None:
+        """The objective the loaded model can measure: a classifier has no perplexity."""
+        self.objective.setCurrentIndex(self.objective.findData("accuracy" if classifier else "ppl"))
+
     def begin(self) -> None:
         self._running = True
         self.cancel_button.setEnabled(True)

@@ -261,3 +261,24 @@ def test_a_classifier_is_searched_by_measurement_alone(tiny_classifier_dir):
     assert measured and all(e.record.metric("accuracy") is not None for e in measured)
     best = of(events, SearchFinished)[0].best
     assert best.value == max(e.record.metric("accuracy") for e in measured if not e.violations)
+
+
+def test_candidates_the_runtime_cannot_run_are_dropped_before_scoring(original):
+    """On ONNX Runtime the PyTorch int8/int4 layers cannot be traced: a sweep saw
+    every candidate proposed, proxy-scored, then dropped at measurement."""
+    events = run_search(original, runtime="ort-w8", budget_s=60)
+    proposed = of(events, CandidateProposed)
+    refused = of(events, CandidateRejected, stage="runtime")
+    assert proposed and len(refused) == len(proposed)  # SMALL holds only PyTorch quantizers
+    assert all("ONNX" in e.reason for e in refused)
+    assert not of(events, CandidateScored)  # no proxy spent on them
+
+
+def test_a_family_the_runtime_refuses_is_refused_before_any_work(tmp_path):
+    from core.errors import UnsupportedModelError
+    from tests.tiny_models import save_tiny_model
+
+    folder = save_tiny_model("gpt2", tmp_path / "gpt2")
+    gpt2 = load_model(str(folder), device="cpu")
+    with pytest.raises(UnsupportedModelError):
+        run_search(gpt2, runtime="ort-fused-w4")

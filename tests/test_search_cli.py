@@ -70,3 +70,18 @@ def test_a_limit_the_model_kind_cannot_measure_is_refused(tiny_classifier_dir, c
     assert main([*argv, "--max-ppl-increase", "5", "--objective", "accuracy"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "does not measure ppl" in errors[0]  # after the load lines
+
+
+def test_a_classifier_is_searched_for_accuracy_by_default_and_its_best_says_so(
+    tiny_classifier_dir, tmp_path, monkeypatch, capsys
+):
+    """With no --objective a classifier was refused ("objective ppl: this model
+    kind does not measure it"), and its best printed neither accuracy nor latency."""
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    argv = ["search", "-m", str(tiny_classifier_dir), *TINY[:4], "--budget-s", "120"]
+    argv += ["--families", "uniform", "--int4-groups", "32", "--int4-methods", "rtn"]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("search: highest accuracy")
+    assert "  accuracy " in out and "latency " in out and "ms per review" in out
+    assert "  proxies: no proxy for this model kind\n" in out  # no dangling "; "

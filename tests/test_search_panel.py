@@ -73,3 +73,14 @@ def test_a_limit_the_model_cannot_take_is_refused_in_one_line(qtbot, window):
     errors = [m for m in window.notifications.messages() if "does not measure accuracy" in m]
     assert len(errors) == 1 and "\n" not in errors[0]
     assert not ResultsStore(window.store.path).load()  # refused before measuring anything
+
+
+def test_the_objective_follows_the_loaded_models_kind(qtbot, tmp_path, tiny_classifier_dir):
+    """A classifier has no perplexity: Start with the language models' default
+    objective was refused in one line."""
+    from tests.test_app_compression import load, make_window
+
+    window = make_window(qtbot, tmp_path)
+    load(qtbot, window, tiny_classifier_dir)
+    assert window.search_panel.choice().objective == "accuracy"
+    window.close()

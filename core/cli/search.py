@@ -39,10 +39,10 @@ def add_parser(sub) -> None:
     )
     parser.add_argument(
         "--objective",
-        default="ppl",
+        default=None,
         choices=["ppl", "kl", "bytes", "speed", "accuracy"],
-        help="what the best optimises: perplexity increase (default), KL, size, decode "
-        "speed, accuracy",
+        help="what the best optimises: perplexity increase (a language model's default), KL, "
+        "size, decode speed, accuracy (a classifier's default)",
     )
     parser.add_argument(
         "--budget-s", type=positive, default=1800.0, help="time budget, seconds (default 1800)"
@@ -133,7 +133,7 @@ def build_inputs(args):
         max_ppl_increase_pct=args.max_ppl_increase,
         min_accuracy=args.min_accuracy,
     )
-    check_inputs(limits, args.objective, args.budget_s, args.proxy_windows)
+    check_inputs(limits, args.objective or "ppl", args.budget_s, args.proxy_windows)
     space = SearchSpace(
         families=_words(args.families, "families"),
         int4_groups=_groups(args.int4_groups),
@@ -172,7 +172,7 @@ def run(args) -> None:
     request = SearchRequest(
         loaded,
         limits,
-        args.objective,
+        args.objective or ("accuracy" if loaded.is_classifier else "ppl"),  # the kind's default
         args.budget_s,
         args.backend,
         settings,
@@ -256,9 +256,13 @@ def _num(value) -> str:
     return "not measured" if value is None else f"{value:.3f}"
 
 
+def _share(value) -> str:
+    return "not measured" if value is None else f"{value:.1%}"
+
+
 def print_summary(data: dict) -> None:
     print(f"search: {data['objective']}; {data['limits']}")
-    print(f"  proxies: {data['scoring']}; {data['proxy']}")
+    print(f"  proxies: {'; '.join(part for part in (data['scoring'], data['proxy']) if part)}")
     counts = data["counts"] or {}
     print(
         f"  {counts.get('proposed', 0)} proposed, {counts.get('scored', 0)} scored, "
@@ -278,6 +282,15 @@ def print_summary(data: dict) -> None:
             f"  perplexity {metrics['ppl']:.3f} ({best.get('ppl_increase_pct', 0):+.2f}%), "
             f"KL {metrics['mean_kl']:.4g}"
         )
+    if metrics.get("accuracy") is not None:
+        low, high = metrics.get("accuracy_ci95_low"), metrics.get("accuracy_ci95_high")
+        ci = f" (95% CI {low:.1%} to {high:.1%})" if low is not None and high is not None else ""
+        print(
+            f"  accuracy {metrics['accuracy']:.1%}{ci}, agreement with the original "
+            f"{_share(metrics.get('agreement'))}"
+        )
+    if metrics.get("latency_ms") is not None:
+        print(f"  latency {metrics['latency_ms']:.2f} ms per review ({best['bench_protocol']})")
     if metrics.get("decode_ms_per_token") is not None:
         print(f"  decode {metrics['decode_ms_per_token']:.2f} ms/token ({best['bench_protocol']})")
     print(f"  recipe: {json.dumps(best['recipe'])}")

@@ -112,6 +112,8 @@ class _Search:
 
     # --- the plan ------------------------------------------------------------
     def run(self) -> Iterator[object]:
+        from core.errors import UnsupportedModelError
+        from core.jobs.on_runtime import runtime_refusal
         from core.jobs.tasks import task_for
         from core.model_kinds import CAUSAL_LM
         from core.models.source_identity import folder_digest
@@ -135,6 +137,8 @@ class _Search:
             )
         request.limits.check_metrics(task.metrics)
         check_supports(request.runtime, loaded.task)
+        if refusal := runtime_refusal(request.runtime, loaded.model):  # the family, before work
+            raise UnsupportedModelError(refusal)
         self.threads = set_threads(request.threads)
         self.key = settings_key(request.settings, self.threads)
         records = ResultsStore(request.store_path).load() if request.store_path else []
@@ -243,6 +247,7 @@ class _Search:
     def _stage(self, candidates: list[Candidate]) -> Iterator[object]:
         """Propose ``candidates``, drop those over the size limit, reuse the
         measured, and score the rest's proxies."""
+        from core.jobs.on_runtime import runtime_refusal
         from core.jobs.run import recipe_artifact
         from core.passes.size_estimate import estimate_size
 
@@ -266,6 +271,10 @@ class _Search:
                     "size",
                     f"estimated {estimated / 1e6:.1f} MB > limit {self.byte_limit / 1e6:.1f} MB",
                 )
+                continue
+            refusal = runtime_refusal(request.runtime, request.original.model, candidate.recipe)
+            if refusal is not None:  # never scored: it could not be measured where asked
+                yield self._reject(item, "runtime", refusal)
                 continue
             self.items[candidate.key] = item
             calibration = recipe_artifact(candidate.recipe, request.settings).get("calibration")

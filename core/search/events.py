@@ -56,7 +56,7 @@ class CandidateScored:
 class CandidateRejected:
     key: str
     label: str
-    stage: str  # "size", "proxy", "promotion", "measurement", "budget"
+    stage: str  # "size", "runtime", "proxy", "promotion", "measurement", "budget"
     reason: str
 
 

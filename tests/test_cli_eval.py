@@ -101,6 +101,15 @@ def test_train_classifier_fast_json(tmp_path, monkeypatch):
     assert (tmp_path / "models" / "minilm-sentiment-fast" / "config.json").is_file()
 
 
+def test_train_classifier_says_up_front_that_other_settings_are_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    out = run_cli("train-classifier", "--fast", "--train-examples", "1", "--threads", "2")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.index("not saved: settings other than") < out.stderr.index("step 1/")
+    assert "not saved (give --out DIR" in out.stdout
+    assert not (tmp_path / "models").exists()  # nothing cached under the standard name
+
+
 def test_train_classifier_rejects_zero_epochs():
     out = run_cli("train-classifier", "--epochs", "0")
     assert out.returncode == 2 and out.stderr.strip() == "error: --epochs must be at least 1"

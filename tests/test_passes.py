@@ -245,3 +245,13 @@ def test_int4_handles_rows_not_a_multiple_of_16():
     q4 = Int4WeightOnlyLinear.from_linear(linear, 32)
     assert q4(x).shape == (2, 20)
     assert torch.allclose(q4(x), linear(x), atol=0.1)
+
+
+def test_a_key_given_twice_in_a_recipe_is_refused_not_the_last_taken():
+    text = (
+        '{"format": 1, "passes": [{"pass": "prune_mlp", "version": 1, '
+        '"fraction": 0.1, "fraction": 0.5}]}'
+    )
+    with pytest.raises(RecipeError, match="'fraction' twice"):
+        Recipe.from_json(text)
+    assert Recipe.from_json(text.replace('"fraction": 0.1, ', "")).passes[0].fraction == 0.5

@@ -116,3 +116,14 @@ def test_the_cli_reads_a_scope_with_commas():
 
     item = parse_pass("int4_weight_only:group_size=64,layers=2-5,9,parts=q,k,method=rtn")
     assert item["layers"] == "2-5,9" and item["parts"] == "q,k" and item["method"] == "rtn"
+
+
+@pytest.mark.parametrize("text", ["١", "0-٣", "２"])
+def test_layer_indices_are_ascii_digits(text):
+    """int() reads Arabic-Indic and full-width digits; a scope stored with them
+    named layers no reader of the recipe would see."""
+    from core.passes.scope import parse_layers
+
+    with pytest.raises(ValueError, match="is not an index"):
+        parse_layers(text)
+    assert parse_layers("0-3, 5") == frozenset({0, 1, 2, 3, 5})

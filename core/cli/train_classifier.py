@@ -51,6 +51,8 @@ def run(args) -> None:
         settings = replace(settings, epochs=args.epochs)
     out = Path(args.out) if args.out else None
     standard = settings in (FAST, ClassifierSettings())
+    if out is None and not standard:  # said before minutes of training, not after
+        note("not saved: settings other than the standard ones are kept only with --out DIR")
     if out is None and standard:  # prepare: train and cache as --model demo-classifier[-fast]
         from core.jobs.prepare_classifier import (
             ClassifierReady,
@@ -87,3 +89,5 @@ def run(args) -> None:
         print(f"  saved to {out}")
     if ready is not None:
         print(f"  cached in {ready.folder}: use --model {ready.source}")
+    if out is None and ready is None:
+        print("  not saved (give --out DIR to keep the trained classifier)")

@@ -67,8 +67,10 @@ class Recipe:
                 f"recipe is {len(text):,} characters; a recipe is at most {MAX_RECIPE_BYTES:,}"
             )
         try:
-            data = json.loads(text, parse_constant=_refuse_constant)
-        except RecipeError:  # NaN or Infinity, from _refuse_constant
+            data = json.loads(
+                text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicate_keys
+            )
+        except RecipeError:  # NaN or Infinity, or a key given twice
             raise
         except json.JSONDecodeError as err:
             raise RecipeError(f"recipe is not valid JSON: {err}") from err
@@ -150,6 +152,17 @@ def _names(keys) -> str:
 
 def _refuse_constant(name: str):
     raise RecipeError(f"recipe holds {name}; every number must be finite")
+
+
+def _refuse_duplicate_keys(pairs: list) -> dict:
+    """A key given twice ("fraction": 0.1, "fraction": 0.5) would silently take
+    the last; the recipe's author meant one of them."""
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise RecipeError(f"recipe gives {shown(key)} twice in one object; give it once")
+        data[key] = value
+    return data
 
 
 def validate(recipe: Recipe) -> None:

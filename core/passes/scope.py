@@ -26,7 +26,7 @@ _BY_LEAF = {
     "fc1": "up", "down_proj": "down", "fc2": "down", "gate_up_proj": "gate_up",
 }  # fmt: skip
 _LAYER = re.compile(r"\.(\d+)\.")
-_RANGE = re.compile(r"^(\d{1,4})(?:-(\d{1,4}))?$")
+_RANGE = re.compile(r"^([0-9]{1,4})(?:-([0-9]{1,4}))?$")  # ASCII: int() also reads "١"
 
 
 def layer_of(name: str) -> int | None:

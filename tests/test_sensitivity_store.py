@@ -128,3 +128,14 @@ def test_cells_of_the_wrong_types_or_numbers_are_skipped(tmp_path):
             f.write(json.dumps({"key": "k", "cell": {**cell, "layer": 4} | bad}).encode() + b"\n")
         f.write(b'{"key": "k", "cell": {"layer": 5, "part": "\xff"}}\n')  # not UTF-8
     assert store.cells("k") == {(3, ""): {"mean_kl": 0.5, "ppl_ratio": 1.1}}
+
+
+def test_a_probe_with_its_own_layers_or_parts_is_refused_before_loading(tmp_path, capsys):
+    """The map sets each cell's layer and part: a probe's own scope was silently ignored."""
+    from core.cli.main import main
+
+    never = str(tmp_path / "never-loaded")
+    for probe in ("int4_weight_only:layers=0", "int8_weight_only:parts=q"):
+        assert main(["sensitivity", "-m", never, "--probe", probe]) == 2
+        err = capsys.readouterr().err
+        assert "takes no layers or parts of its own" in err and err.count("\n") == 1

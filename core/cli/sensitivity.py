@@ -108,4 +108,5 @@ def _finite(cell) -> bool:
 def _measured(cell) -> str:
     if not _finite(cell):
         return "not a number (NaN)"
-    return f"KL {cell.mean_kl:.5f}  perplexity x{cell.ppl_ratio:.4f}"
+    kl = max(cell.mean_kl, 0.0)  # KL is >= 0: a negative one is float round-off ("-0.00000")
+    return f"KL {kl:.5f}  perplexity x{cell.ppl_ratio:.4f}"

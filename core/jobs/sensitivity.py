@@ -85,6 +85,11 @@ def check_probe(probe) -> None:
 
     if not hasattr(probe, "scope") and not isinstance(probe, LayerProbe):
         raise ValueError(f"{probe.name} cannot be limited to one layer")
+    if getattr(probe, "layers", "") or getattr(probe, "parts", ""):  # the map sets both per cell
+        raise ValueError(
+            f"{probe.name}: a probe takes no layers or parts of its own; the map compresses "
+            "each layer (and each part given with --parts) in turn"
+        )
 
 
 def parse_cells(text: str) -> tuple[str, ...]:

@@ -94,7 +94,8 @@ def add_parser(sub) -> None:
     parser.add_argument(
         "--no-save",
         action="store_true",
-        help="do not store measured runs (by default they join the results the window shows)",
+        help="do not store measured runs (by default they join the results the window shows); "
+        "proxy scores and sensitivity cells are still cached beside the store",
     )
     parser.add_argument("--json", action="store_true", help="print the whole account as JSON")
 

@@ -55,3 +55,10 @@ def _collect_in_the_gui_thread_after_window_tests(request):
         from app import gui_gc
 
         gui_gc.release_all()
+
+
+@pytest.fixture
+def private_store(tmp_path, monkeypatch):
+    """A temporary folder whose data/ holds the run store the CLI writes."""
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path

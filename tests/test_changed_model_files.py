@@ -8,27 +8,13 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import pytest
-
-from core.cli.main import main
 from core.jobs.sensitivity import SensitivityRequest, store_key
 from core.models.loading import load_model
 from core.models.source_identity import DIGEST_KEY, folder_digest, same_files
 from core.passes import REGISTRY as R
 from core.search.reuse import SETTINGS_KEY, MeasuredRuns
+from tests.test_export_identity import _cli
 from tests.tiny_models import save_tiny_model
-
-
-def _cli(argv, capsys):
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path
 
 
 def _compress(model, capsys, *passes):
@@ -61,8 +47,8 @@ def test_a_search_does_not_reuse_a_run_of_files_changed_since():
     assert MeasuredRuns([old, unknown], "/m", "k", "new").find({}, "torch", None) is unknown
 
 
-def test_a_sensitivity_map_of_changed_files_or_another_dtype_has_another_key(store):
-    folder = save_tiny_model("llama", store / "m")
+def test_a_sensitivity_map_of_changed_files_or_another_dtype_has_another_key(private_store):
+    folder = save_tiny_model("llama", private_store / "m")
     probe = R["int8_weight_only"]()
 
     def key(dtype="float32"):
@@ -76,35 +62,35 @@ def test_a_sensitivity_map_of_changed_files_or_another_dtype_has_another_key(sto
     assert key() != before
 
 
-def test_the_report_does_not_compare_with_an_original_of_the_old_files(store, capsys):
-    model = save_tiny_model("llama", store / "m")
+def test_the_report_does_not_compare_with_an_original_of_the_old_files(private_store, capsys):
+    model = save_tiny_model("llama", private_store / "m")
     stale = _compress(model, capsys)  # the original, measured on the first files
     save_tiny_model("llama", model, seed=5)
     run = _compress(model, capsys, "prune_mlp:fraction=0.25")
     assert run["artifact"][DIGEST_KEY] == folder_digest(model) != stale["artifact"][DIGEST_KEY]
     code, out, err = _cli(
-        ["export", "--model", str(model), "--last", "--out", str(store / "out"),
+        ["export", "--model", str(model), "--last", "--out", str(private_store / "out"),
          "--device", "cpu", "--format", "report"],
         capsys,
     )  # fmt: skip
     assert code == 0, err
-    report = json.loads((store / "out" / "report.json").read_text())
+    report = json.loads((private_store / "out" / "report.json").read_text())
     assert report["original_run"] is None
     assert stale["run_id"] not in json.dumps(report)
 
     fresh = _compress(model, capsys)  # measured again: the comparison comes back
     code, _, err = _cli(
-        ["export", "--model", str(model), "--run", run["run_id"], "--out", str(store / "again"),
-         "--device", "cpu", "--format", "report"],
+        ["export", "--model", str(model), "--run", run["run_id"],
+         "--out", str(private_store / "again"), "--device", "cpu", "--format", "report"],
         capsys,
     )  # fmt: skip
     assert code == 0, err
-    report = json.loads((store / "again" / "report.json").read_text())
+    report = json.loads((private_store / "again" / "report.json").read_text())
     assert report["original_run"]["run_id"] == fresh["run_id"]
 
 
-def test_a_printed_comparison_names_only_an_original_of_the_same_files(store, capsys):
-    model = save_tiny_model("llama", store / "m")
+def test_a_printed_comparison_names_only_an_original_of_the_same_files(private_store, capsys):
+    model = save_tiny_model("llama", private_store / "m")
     stale = _compress(model, capsys)
     save_tiny_model("llama", model, seed=5)
     code, out, err = _cli(

@@ -21,12 +21,6 @@ def _cli(argv, capsys):
     return code, captured.out, captured.err
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path
-
-
 def _compress(model, capsys, *extra):
     code, out, err = _cli(
         ["compress", "--model", str(model), "--pass", "prune_mlp:fraction=0.25", "--no-eval",
@@ -44,52 +38,52 @@ def _export(model, out, capsys, *extra):
     )
 
 
-def test_run_in_bfloat16_exports_only_in_bfloat16(store, capsys):
-    model = save_tiny_model("llama", store / "m")
+def test_run_in_bfloat16_exports_only_in_bfloat16(private_store, capsys):
+    model = save_tiny_model("llama", private_store / "m")
     run = _compress(model, capsys, "--dtype", "bfloat16")
     assert run["artifact"]["source_dtype"] == "bfloat16" and run["artifact"]["source_sha256"]
 
-    code, _, err = _export(model, store / "in-fp32", capsys)
+    code, _, err = _export(model, private_store / "in-fp32", capsys)
     assert code == 2 and "loaded in bfloat16, not float32" in err
-    assert not (store / "in-fp32").exists()
+    assert not (private_store / "in-fp32").exists()
 
-    code, _, err = _export(model, store / "in-bf16", capsys, "--dtype", "bfloat16")
+    code, _, err = _export(model, private_store / "in-bf16", capsys, "--dtype", "bfloat16")
     assert code == 0, err
-    report = json.loads((store / "in-bf16" / "report.json").read_text())
+    report = json.loads((private_store / "in-bf16" / "report.json").read_text())
     assert all("--dtype bfloat16" in line for line in report["reproduce"]["commands"])
-    weights = (store / "in-bf16" / "model.safetensors").stat().st_size
+    weights = (private_store / "in-bf16" / "model.safetensors").stat().st_size
     assert run["bytes"] <= weights < run["bytes"] + 8192  # the run's bytes and a header
 
 
-def test_model_files_changed_after_the_run_are_refused(store, capsys):
-    model = save_tiny_model("llama", store / "m")
+def test_model_files_changed_after_the_run_are_refused(private_store, capsys):
+    model = save_tiny_model("llama", private_store / "m")
     _compress(model, capsys)
     save_tiny_model("llama", model, seed=5)  # same shapes, other weights
 
-    code, _, err = _export(model, store / "out", capsys)
+    code, _, err = _export(model, private_store / "out", capsys)
     assert code == 2 and "not the ones run" in err and "sha256 differs" in err
-    assert not (store / "out").exists()
+    assert not (private_store / "out").exists()
 
 
-def test_a_relative_model_path_is_stored_absolute(store, capsys, monkeypatch):
-    model = save_tiny_model("llama", store / "a" / "m")
-    monkeypatch.chdir(store / "a")
+def test_a_relative_model_path_is_stored_absolute(private_store, capsys, monkeypatch):
+    model = save_tiny_model("llama", private_store / "a" / "m")
+    monkeypatch.chdir(private_store / "a")
     run = _compress("m", capsys)
     assert run["model"] == str(model)
     assert ResultsStore().load()[-1].model == str(model)
 
     # From another folder the same relative name is another folder (or none).
-    save_tiny_model("llama", store / "b" / "m", seed=5)
-    monkeypatch.chdir(store / "b")
+    save_tiny_model("llama", private_store / "b" / "m", seed=5)
+    monkeypatch.chdir(private_store / "b")
     code, _, err = _cli(
-        ["export", "--model", "m", "--run", run["run_id"], "--out", str(store / "o"),
+        ["export", "--model", "m", "--run", run["run_id"], "--out", str(private_store / "o"),
          "--device", "cpu"],
         capsys,
     )  # fmt: skip
     assert code == 2 and f"pass --model {model}" in err
 
 
-def test_the_report_of_an_onnx_runtime_run_reproduces_on_that_runtime(store):
+def test_the_report_of_an_onnx_runtime_run_reproduces_on_that_runtime(private_store):
     from core.export.report import commands
 
     class Run:

@@ -100,3 +100,18 @@ def test_a_printed_comparison_names_only_an_original_of_the_same_files(private_s
     )  # fmt: skip
     assert code == 0, err
     assert stale["run_id"] not in out and "the original's" not in out
+
+
+def test_the_sensitivity_key_reads_no_model_bytes(private_store, monkeypatch):
+    """The window computes it on its own thread when a model loads: hashing a
+    large model's files there would freeze the window for seconds."""
+    from core.models import source_identity
+
+    folder = save_tiny_model("llama", private_store / "m")
+    loaded = load_model(str(folder), device="cpu")
+
+    def no_hashing(*args):
+        raise AssertionError("the model's files were hashed")
+
+    monkeypatch.setattr(source_identity, "_digest", no_hashing)
+    assert store_key(SensitivityRequest(loaded, R["int8_weight_only"](), (), 1))

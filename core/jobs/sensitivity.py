@@ -128,8 +128,10 @@ def protocol_of(request: SensitivityRequest, context_tokens: int = CONTEXT_TOKEN
 
 def model_identity(original) -> dict:
     """What a stored map's cells were measured on: a folder changed since, or
-    the model loaded in another dtype, measures its map anew."""
-    from core.models.source_identity import folder_digest, loaded_dtype
+    the model loaded in another dtype, measures its map anew. The files by
+    their stamp, not their digest: the window reads stored maps on its own
+    thread, where hashing a large model would freeze it."""
+    from core.models.source_identity import folder_stamp, loaded_dtype
 
     d = original.description
     return {
@@ -139,7 +141,7 @@ def model_identity(original) -> dict:
         "layers": d.layers,
         "device": d.device,
         "dtype": loaded_dtype(original),
-        "files_sha256": folder_digest(original.folder),
+        "files": folder_stamp(original.folder),
     }
 
 

@@ -59,6 +59,19 @@ def folder_digest(folder: Path | None) -> str:
     return _digest(str(folder), stamps)
 
 
+def folder_stamp(folder: Path | None) -> str:
+    """A short hash of the folder's model files' names, sizes and modification
+    times: no byte is read, so the window may key a cache by it on its own
+    thread (the content digest of a 14 GB model takes seconds). Files saved
+    again, even with the same bytes, get a new stamp: the cache is measured anew."""
+    if folder is None:
+        return ""
+    stamps = [
+        (p.name, s.st_size, s.st_mtime_ns) for p in _model_files(Path(folder)) for s in (p.stat(),)
+    ]
+    return hashlib.sha256(repr(stamps).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
 @lru_cache(maxsize=64)
 def _digest(folder: str, stamps: tuple) -> str:
     digest = hashlib.sha256()

@@ -35,6 +35,10 @@ def speed_against(record, baseline) -> str:
     a, b = baseline.metric(name), record.metric(name)
     if a is None or b is None or a <= 0:
         return f"{words} against the original: not measured on both"
+    from core.measure.compare import incomparable
+
+    if why := incomparable(record, baseline, name):
+        return f"{words} not compared with the original's (run {baseline.run_id}): {why}"
     verdict = speed_verdict(speed_range(baseline.metric, name), speed_range(record.metric, name))
     why = "p10-p90 ranges apart" if verdict in (FASTER, SLOWER) else "p10-p90 ranges overlap"
     if verdict == NO_SPREAD:
@@ -51,7 +55,8 @@ def _print_lm(record, m: LMMetrics) -> None:
         spread = f" [p10 {m.decode_ms_p10:.2f}, p90 {m.decode_ms_p90:.2f}]"
     print(
         f"  prefill {m.prefill_ms:.1f} ms, decode {m.decode_ms_per_token:.2f} ms/token{spread} "
-        f"({m.tokens_per_s:.1f} tokens/s), {record.device}, {record.threads} threads"
+        f"({m.tokens_per_s:.1f} tokens/s), {record.backend or 'torch'} on {record.device}, "
+        f"{record.threads} threads"
     )
     ratio = f"{m.ppl_ratio:.4f}" if m.ppl_ratio is not None else "not measured"
     agreement = f"{m.top1_agreement}" if m.top1_agreement is not None else "not measured"

@@ -88,6 +88,12 @@ class PerplexityProtocol:
             return read_text_file(self.text_file).label()
         return f"the {self.split} split of {SOURCES[self.source]}"
 
+    def _which(self) -> str:
+        """Which windows: N of the full protocol's are other tokens than N alone."""
+        if self.mode == QUICK and self.quick_windows < self.full_windows:
+            return f" (evenly spaced among the full protocol's {self.full_windows})"
+        return ""
+
     def describe(self, windows: int | None = None, bos: str = "") -> str:
         """The protocol line. ``windows``: how many were actually scored (the
         text may hold fewer than asked); ``bos``: ``bos_label(tokenizer)``."""
@@ -98,7 +104,8 @@ class PerplexityProtocol:
         return "; ".join(
             part
             for part in (
-                f"{self.mode}: {count} at stride {self.stride}, the last {self.stride} of each "
+                f"{self.mode}: {count} at stride {self.stride}{self._which()}, the last "
+                f"{self.stride} of each "
                 f"scored ({scored * self.stride} tokens, each with >= "
                 f"{self.context_tokens - self.stride} tokens of context), over {self.text_label()}",
                 bos,

@@ -11,7 +11,7 @@ import json
 import shlex
 import time
 
-from core.measure.compare import speed_range, speed_verdict
+from core.measure.compare import incomparable, speed_range, speed_verdict
 from core.results.pareto import pareto_front
 
 # (field, label, unit, lower is better)
@@ -98,16 +98,26 @@ def _ratio(a, b):
 def comparison(chosen, original, runtime_original=None) -> list[dict]:
     """One row per metric: exported, the original (PyTorch eager) and the
     ratio; ``ratio_same_runtime`` divides by the original on the exported
-    run's runtime instead (None where that was not measured)."""
+    run's runtime instead (None where that was not measured). A ratio
+    between runs measured otherwise (threads, device, protocol, windows) is
+    not given: ``why_no_ratio`` says why."""
     rows = []
     for name, label, unit, lower in METRICS:
         a, b = _value(chosen, name), _value(original, name)
         row = {"metric": name, "label": label, "unit": unit, "lower_is_better": lower}
-        row |= {"exported": a, "original": b, "ratio": _ratio(a, b)}
-        row["ratio_same_runtime"] = _ratio(a, _value(runtime_original, name))
+        row |= {"exported": a, "original": b}
+        for key, baseline in (("ratio", original), ("ratio_same_runtime", runtime_original)):
+            why = incomparable(chosen, baseline, name)
+            row[key] = None if why else _ratio(a, _value(baseline, name))
+            if why:
+                row[f"why_no_{key}"] = why
         if name in TIMED:  # faster or slower only when the p10-p90 ranges are apart
-            row["verdict"] = _verdict(original, chosen, name)
-            row["verdict_same_runtime"] = _verdict(runtime_original, chosen, name)
+            row["verdict"] = None if "why_no_ratio" in row else _verdict(original, chosen, name)
+            row["verdict_same_runtime"] = (
+                None
+                if "why_no_ratio_same_runtime" in row
+                else _verdict(runtime_original, chosen, name)
+            )
         if name == "ppl":  # the 95% interval: its ends, and half its width for old runs
             for key, run in (("exported", chosen), ("original", original)):
                 for end in ("ci95", "ci95_low", "ci95_high"):
@@ -244,7 +254,11 @@ def _comparison_rows(report: dict) -> list[list[str]]:
         if row["metric"] == "ppl":
             exported, original = _ppl_text(row, "exported"), _ppl_text(row, "original")
         ratios = [
-            NOT_MEASURED if row.get(key) is None else f"{row[key]:.3f}×" + _verdict_text(row, key)
+            f"not comparable: {row[f'why_no_{key}']}"
+            if row.get(f"why_no_{key}")
+            else NOT_MEASURED
+            if row.get(key) is None
+            else f"{row[key]:.3f}×" + _verdict_text(row, key)
             for key in ("ratio", "ratio_same_runtime")
         ]
         rows.append([row["label"], exported, original, *ratios])

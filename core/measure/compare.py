@@ -82,3 +82,29 @@ def ratio_verdict_text(a: SpeedRange | None, b: SpeedRange | None, ratio: float 
     if ratio is None:
         return "–"
     return f"{ratio:.3f}x, {speed_verdict(a, b)}"
+
+
+# Metrics a clock measures: comparable only on the same device, threads and protocol.
+TIMED_METRICS = (
+    "prefill_ms", "decode_ms_per_token", "tokens_per_s", "latency_ms", "examples_per_s",
+)  # fmt: skip
+
+
+def incomparable(run, baseline, name: str) -> str | None:
+    """Why ``run``'s ``name`` cannot be divided by ``baseline``'s, or None: a
+    speed timed on another device, thread count or protocol, a quality score
+    on other windows or text."""
+    if run is None or baseline is None or name == "bytes":
+        return None
+    if name in TIMED_METRICS:
+        if (run.device, run.threads) != (baseline.device, baseline.threads):
+            return (
+                f"timed on {baseline.device}, {baseline.threads} threads against "
+                f"{run.device}, {run.threads}"
+            )
+        if run.bench_protocol != baseline.bench_protocol:
+            return "timed under another protocol"
+        return None
+    if run.eval_protocol != baseline.eval_protocol:
+        return "scored on other windows or text"
+    return None

@@ -1,0 +1,44 @@
+"""The report divides the exported run's numbers by the original's only where
+both were measured alike: speed on the same device, threads and protocol,
+quality on the same windows and text. An audit found a decode ratio between
+1 and 2 threads, and a perplexity ratio between 10 and 3 windows."""
+
+from __future__ import annotations
+
+from core.export.report import comparison
+from core.results.metrics import LMMetrics
+from core.results.store import RunRecord
+
+
+def _run(passes=(), threads=2, eval_protocol="quick: 10 windows", decode=10.0, ppl=20.0):
+    return RunRecord(
+        model="/m",
+        recipe={"format": 1, "passes": list(passes)},
+        recipe_name="x",
+        backend="torch",
+        bytes=1000,
+        bytes_by_component={},
+        metrics=LMMetrics(decode_ms_per_token=decode, ppl=ppl),
+        device="cpu",
+        threads=threads,
+        bench_protocol="decode 32 tokens",
+        eval_protocol=eval_protocol,
+    )
+
+
+def _row(rows, name):
+    return next(r for r in rows if r["metric"] == name)
+
+
+def test_ratios_only_between_runs_measured_alike():
+    chosen = _run([{"pass": "int8_weight_only"}], decode=5.0, ppl=21.0)
+    alike = comparison(chosen, _run())
+    assert _row(alike, "decode_ms_per_token")["ratio"] == 0.5
+    assert _row(alike, "ppl")["ratio"] == 21.0 / 20.0
+
+    other = comparison(chosen, _run(threads=1, eval_protocol="quick: 3 windows"))
+    decode, ppl = _row(other, "decode_ms_per_token"), _row(other, "ppl")
+    assert decode["ratio"] is None and "1 threads against cpu, 2" in decode["why_no_ratio"]
+    assert decode["verdict"] is None
+    assert ppl["ratio"] is None and "other windows" in ppl["why_no_ratio"]
+    assert _row(other, "bytes")["ratio"] == 1.0  # a size is a size

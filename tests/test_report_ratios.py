@@ -42,3 +42,18 @@ def test_ratios_only_between_runs_measured_alike():
     assert decode["verdict"] is None
     assert ppl["ratio"] is None and "other windows" in ppl["why_no_ratio"]
     assert _row(other, "bytes")["ratio"] == 1.0  # a size is a size
+
+
+def test_a_collapsed_run_is_never_on_the_reports_front():
+    from dataclasses import replace
+
+    from core.export.report import _front_ids
+    from core.export.report_chart import tradeoff_png
+
+    good = replace(_run(decode=10.0, ppl=20.0), run_id="good")
+    collapsed = replace(_run(decode=1.0, ppl=19.0), run_id="collapsed", broken="collapsed: x")
+    charted, front = _front_ids([good, collapsed], "decode_ms_per_token")
+    assert len(charted) == 2 and front == ["good"]  # it beats "good" on both axes, yet is out
+    png = tradeoff_png([(10.0, 20.0), (1.0, 19.0)], ["g", "c"], None, None, "x", "y", "t",
+                       broken=[False, True])  # fmt: skip
+    assert png.startswith(b"\x89PNG")

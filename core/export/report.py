@@ -148,8 +148,9 @@ def commands(
 
 def _front_ids(runs, x_name: str) -> tuple[list, list[str]]:
     measured = [r for r in runs if _value(r, x_name) is not None and r.metric("ppl") is not None]
-    front = pareto_front([(_value(r, x_name), r.metric("ppl")) for r in measured])
-    return measured, [measured[i].run_id for i in front]
+    healthy = [r for r in measured if not r.broken]  # a collapsed run is never on the front
+    front = pareto_front([(_value(r, x_name), r.metric("ppl")) for r in healthy])
+    return measured, [healthy[i].run_id for i in front]
 
 
 def build_report(
@@ -228,13 +229,15 @@ def _chart(report: dict, axis: str, x_label: str, title: str) -> str:
         x_label,
         "perplexity (lower is better)",
         title,
+        broken=[bool(r.broken) for r in measured],
     )
     data = base64.b64encode(png).decode("ascii")
     note = f" {left_out} run(s) without both numbers are not charted." if left_out else ""
     return (
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{len(measured)} runs of this model; star: exported, square: original; "
-        f"line: configurations no other run beats on both axes.{note}</figcaption></figure>"
+        f"line: configurations no other run beats on both axes; ×: collapsed (BROKEN), never on "
+        f"the line.{note}</figcaption></figure>"
     )
 
 

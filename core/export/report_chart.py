@@ -18,16 +18,25 @@ def tradeoff_png(
     x_label: str,
     y_label: str,
     title: str,
+    broken: list[bool] | None = None,
 ) -> bytes:
-    """Every run as a dot, the Pareto front as a line, the original and the
+    """Every run as a dot, the Pareto front (of the runs that did not
+    collapse) as a line, collapsed runs as crosses, the original and the
     chosen run marked; lower is better on both axes."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6.4, 4.0), dpi=110, layout="constrained")
     axes = figure.add_subplot()
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    axes.scatter(xs, ys, s=22, color="#9aa5b1", label="runs", zorder=2)
-    front = pareto_front(points)
+    broken = broken or [False] * len(points)
+    healthy = [i for i in range(len(points)) if not broken[i]]
+    collapsed = [i for i in range(len(points)) if broken[i]]
+    axes.scatter([xs[i] for i in healthy], [ys[i] for i in healthy], s=22, color="#9aa5b1",
+                 label="runs", zorder=2)  # fmt: skip
+    if collapsed:
+        axes.scatter([xs[i] for i in collapsed], [ys[i] for i in collapsed], s=40, marker="x",
+                     color="#d62728", label="collapsed (BROKEN)", zorder=2)  # fmt: skip
+    front = [healthy[i] for i in pareto_front([points[i] for i in healthy])]
     axes.plot(
         [xs[i] for i in front],
         [ys[i] for i in front],

@@ -58,18 +58,23 @@ def _print_lm(record, m: LMMetrics) -> None:
         f"({m.tokens_per_s:.1f} tokens/s), {record.backend or 'torch'} on {record.device}, "
         f"{record.threads} threads"
     )
+    print(f"  protocol {record.bench_protocol}")
     ratio = f"{m.ppl_ratio:.4f}" if m.ppl_ratio is not None else "not measured"
-    agreement = f"{m.top1_agreement}" if m.top1_agreement is not None else "not measured"
+    agreement = f"{m.top1_agreement:.1%}" if m.top1_agreement is not None else "not measured"
+    if record.is_original:  # compared with itself: nothing to measure
+        ratio = agreement = "the original itself"
     print(
-        f"  perplexity {_ppl_text(m)}; top-1 agreement {agreement}; "
+        f"  perplexity {_ppl_text(m, record.eval_protocol)}; top-1 agreement {agreement}; "
         f"perplexity ratio to the original on the same tokens {ratio}"
     )
+    if record.eval_protocol:
+        print(f"  eval protocol {record.eval_protocol}")
 
 
-def _ppl_text(m: LMMetrics) -> str:
+def _ppl_text(m: LMMetrics, eval_protocol: str = "") -> str:
     """Perplexity with both ends of its 95% interval (it is not symmetric)."""
-    if m.ppl is None:
-        return "not evaluated"
+    if m.ppl is None:  # evaluated, yet no number: NaN, stored as null
+        return "not a number (NaN)" if eval_protocol else "not evaluated"
     if m.ppl_ci95_low is None or m.ppl_ci95_high is None:
         return f"{m.ppl:.3f} (one window: no interval)"
     return f"{m.ppl:.3f} (95% CI {m.ppl_ci95_low:.3f} to {m.ppl_ci95_high:.3f})"
@@ -79,7 +84,7 @@ def _print_classifier(record, m: ClassifierMetrics) -> None:
     print(
         f"  latency {m.latency_ms:.2f} ms [p10 {m.latency_ms_p10:.2f}, p90 "
         f"{m.latency_ms_p90:.2f}] ({m.examples_per_s:.1f} examples/s), "
-        f"{record.device}, {record.threads} threads"
+        f"{record.backend or 'torch'} on {record.device}, {record.threads} threads"
     )
     print(f"  protocol {record.bench_protocol}")
     if m.accuracy is None:

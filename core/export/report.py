@@ -264,6 +264,8 @@ def _comparison_rows(report: dict) -> list[list[str]]:
             else f"{row[key]:.3f}×" + _verdict_text(row, key)
             for key in ("ratio", "ratio_same_runtime")
         ]
+        if row["metric"] in ("top1_agreement", "mean_kl") and row["original"] is not None:
+            original = "the original itself"  # compared with itself: defined, not measured
         rows.append([row["label"], exported, original, *ratios])
     return rows
 

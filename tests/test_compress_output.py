@@ -24,3 +24,12 @@ def test_numbers_name_their_runtime_and_protocols(private_store, capsys):
     pruned = _compress(model, capsys, "--pass", "prune_mlp:fraction=0.25")
     agreement = pruned.split("top-1 agreement ")[1].split(";")[0]
     assert agreement.endswith("%") and 0 <= float(agreement[:-1]) <= 100
+
+
+def test_generate_and_bench_name_their_runner_and_threads(private_store, capsys):
+    model = save_tiny_model("llama", private_store / "m")
+    argv = ["-m", str(model), "--device", "cpu", "--threads", "1"]
+    assert main(["generate", *argv, "-n", "4"]) == 0
+    assert "one run, torch-eager on cpu, 1 threads]" in capsys.readouterr().err
+    assert main(["bench", *argv]) == 0
+    assert "1 threads, runner torch-eager" in capsys.readouterr().out.splitlines()[0]

@@ -80,7 +80,7 @@ def _print_bench(args, loaded, result, lines: str) -> None:
     env = result.environment
     print(
         f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
-        f"{env.threads} threads"
+        f"{env.threads} threads, runner {env.runner}"
     )
     print(lines)
     peak = data["peak_memory_bytes"]

@@ -137,9 +137,15 @@ def run(args) -> None:
             f"; prompt lookup kept {counts['accepted']} of {counts['drafted']} draft tokens, "
             f"{counts['steps']} steps after the first"
         )
+    import torch
+
+    from core.runtime.runners import runner_name
+
+    runner = runner_name(loaded.model, loaded.runner)
+    where = f"{runner} on {loaded.device}, {torch.get_num_threads()} threads"
     print(
         f"\n\n[{summary.new_tokens} tokens, first after {summary.prefill_ms:.0f} ms, "
-        f"then {tps}; stopped: {summary.stop_reason}{compiled}{drafts}]",
+        f"then {tps}; stopped: {summary.stop_reason}{compiled}{drafts}; one run, {where}]",
         file=sys.stderr,
     )
     if summary.lookup and summary.lookup.get("note"):

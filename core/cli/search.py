@@ -279,9 +279,12 @@ def print_summary(data: dict) -> None:
     print(f"best: {best['label']}  (run {best['run_id']})")
     print(f"  {best['bytes'] / 1e6:.1f} MB ({best['bytes_ratio']:.3f}x the original)")
     if metrics.get("ppl") is not None:
+        increase = best.get("ppl_increase_pct")
+        change = f"{increase:+.2f}%" if increase is not None else "change not comparable"
+        kl = metrics.get("mean_kl")
         print(
-            f"  perplexity {metrics['ppl']:.3f} ({best.get('ppl_increase_pct', 0):+.2f}%), "
-            f"KL {metrics['mean_kl']:.4g}"
+            f"  perplexity {metrics['ppl']:.3f} ({change}), "
+            f"KL {'not measured' if kl is None else f'{kl:.4g} nats/token'}"
         )
     if metrics.get("accuracy") is not None:
         low, high = metrics.get("accuracy_ci95_low"), metrics.get("accuracy_ci95_high")
@@ -294,4 +297,9 @@ def print_summary(data: dict) -> None:
         print(f"  latency {metrics['latency_ms']:.2f} ms per review ({best['bench_protocol']})")
     if metrics.get("decode_ms_per_token") is not None:
         print(f"  decode {metrics['decode_ms_per_token']:.2f} ms/token ({best['bench_protocol']})")
+    print(
+        f"  on {best.get('backend') or 'torch'}; eval protocol {best.get('eval_protocol') or '-'}"
+    )
+    if best.get("machine_busy"):
+        print(f"  BUSY MACHINE: {best['machine_busy']}")
     print(f"  recipe: {json.dumps(best['recipe'])}")

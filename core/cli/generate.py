@@ -110,7 +110,7 @@ def run(args) -> None:
     summary = None
     request = GenerateRequest(
         loaded, args.prompt, args.max_new_tokens, sampling, args.chat, beam_search=beams,
-        lookup=lookup,
+        lookup=lookup, threads=args.threads,  # the job sets them: None would mean every CPU
     )  # fmt: skip
     for event in generate(request):
         if isinstance(event, TextToken) and not args.json:

@@ -11,7 +11,7 @@ import json
 import shlex
 import time
 
-from core.measure.compare import incomparable, speed_range, speed_verdict
+from core.measure.compare import TIMED_METRICS, incomparable, speed_range, speed_verdict
 from core.results.pareto import pareto_front
 
 # (field, label, unit, lower is better)
@@ -80,11 +80,6 @@ def same_runtime_original(runs, chosen):
     )
 
 
-# Timed metrics: the report says faster or slower only where the runs'
-# p10-p90 ranges do not overlap (core.measure.compare).
-TIMED = ("prefill_ms", "decode_ms_per_token", "tokens_per_s")
-
-
 def _verdict(baseline, run, name: str) -> str | None:
     if baseline is None or run is None or _value(run, name) is None:
         return None
@@ -111,7 +106,7 @@ def comparison(chosen, original, runtime_original=None) -> list[dict]:
             row[key] = None if why else _ratio(a, _value(baseline, name))
             if why:
                 row[f"why_no_{key}"] = why
-        if name in TIMED:  # faster or slower only when the p10-p90 ranges are apart
+        if name in TIMED_METRICS:  # faster or slower only when the p10-p90 ranges are apart
             row["verdict"] = None if "why_no_ratio" in row else _verdict(original, chosen, name)
             row["verdict_same_runtime"] = (
                 None
@@ -256,18 +251,19 @@ def _comparison_rows(report: dict) -> list[list[str]]:
         exported, original = _fmt(row["exported"], unit), _fmt(row["original"], unit)
         if row["metric"] == "ppl":
             exported, original = _ppl_text(row, "exported"), _ppl_text(row, "original")
-        ratios = [
-            f"not comparable: {row[f'why_no_{key}']}"
-            if row.get(f"why_no_{key}")
-            else NOT_MEASURED
-            if row.get(key) is None
-            else f"{row[key]:.3f}×" + _verdict_text(row, key)
-            for key in ("ratio", "ratio_same_runtime")
-        ]
+        ratios = [_ratio_text(row, key) for key in ("ratio", "ratio_same_runtime")]
         if row["metric"] in ("top1_agreement", "mean_kl") and row["original"] is not None:
             original = "the original itself"  # compared with itself: defined, not measured
         rows.append([row["label"], exported, original, *ratios])
     return rows
+
+
+def _ratio_text(row: dict, key: str) -> str:
+    if why := row.get(f"why_no_{key}"):
+        return f"not comparable: {why}"
+    if row.get(key) is None:
+        return NOT_MEASURED
+    return f"{row[key]:.3f}×" + _verdict_text(row, key)
 
 
 def _verdict_text(row: dict, ratio_key: str) -> str:

@@ -54,9 +54,13 @@ def folder_digest(folder: Path | None) -> str:
     hundred runs read a large model once."""
     if folder is None:
         return ""
+    return _digest(str(folder), _stamps(folder))
+
+
+def _stamps(folder: Path) -> tuple:
+    """(name, size, modification time, inode) of each model file."""
     files = _model_files(Path(folder))
-    stamps = tuple((p.name, s.st_size, s.st_mtime_ns, s.st_ino) for p in files for s in (p.stat(),))
-    return _digest(str(folder), stamps)
+    return tuple((p.name, s.st_size, s.st_mtime_ns, s.st_ino) for p in files for s in (p.stat(),))
 
 
 def folder_stamp(folder: Path | None) -> str:
@@ -66,9 +70,7 @@ def folder_stamp(folder: Path | None) -> str:
     again, even with the same bytes, get a new stamp: the cache is measured anew."""
     if folder is None:
         return ""
-    stamps = [
-        (p.name, s.st_size, s.st_mtime_ns) for p in _model_files(Path(folder)) for s in (p.stat(),)
-    ]
+    stamps = [stamp[:3] for stamp in _stamps(folder)]  # names, sizes, times: no inode
     return hashlib.sha256(repr(stamps).encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 

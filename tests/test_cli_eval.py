@@ -128,3 +128,21 @@ def test_reference_keeps_its_default_dtype_when_the_candidate_changes(tiny_llama
     assert out.returncode == 0, out.stderr
     fidelity = json.loads(out.stdout)["fidelity"]
     assert fidelity["mean_kl"] > 0  # bf16 candidate against the float32 reference (itself: 0.0)
+
+
+@pytest.mark.parametrize(
+    "runtime, expected",
+    [
+        ([], ("torch", ["bfloat16"])),
+        (["--backend", "ort", "--int8"], ("onnxruntime-cpu-int8", None)),
+    ],
+)
+def test_eval_says_which_runtime_weights_and_threads_it_measured(tiny_llama_dir, runtime, expected):
+    dtype = ["--dtype", "bfloat16"] if not runtime else []
+    args = ("eval", "-m", str(tiny_llama_dir), *SMALL, *dtype, *runtime, "--threads", "1")
+    data = json.loads(run_cli(*args, "--json").stdout)
+    on = data["measured_on"]
+    assert (on["runtime"], on["device"], on["threads"]) == (expected[0], "cpu", 1)
+    assert on["weights"] == expected[1] if expected[1] else "uint8" in on["weights"]
+    first = run_cli(*args).stdout.splitlines()[0]
+    assert f"weights on {expected[0]}, cpu, 1 threads" in first

@@ -20,6 +20,8 @@ def test_numbers_name_their_runtime_and_protocols(private_store, capsys):
     assert "top-1 agreement the original itself" in original
     assert "torch on cpu, 1 threads" in original
     assert "\n  protocol prompt " in original and "\n  eval protocol quick: " in original
+    size = original.split("  size ")[1].splitlines()[0]  # a sentence, not a Python dict
+    assert "{" not in size and "mlp " in size and size.split(" (")[0].endswith(("MB", "kB"))
 
     pruned = _compress(model, capsys, "--pass", "prune_mlp:fraction=0.25")
     agreement = pruned.split("top-1 agreement ")[1].split(";")[0]

@@ -35,6 +35,7 @@ def test_a_cell_per_layer_and_int4_costs_more_than_int8(original):
     assert all(c.mean_kl > 0 and c.ppl_ratio > 0 for c in int4.cells)
     assert all(a.mean_kl > b.mean_kl for a, b in zip(int4.cells, int8.cells, strict=True))
     assert "dev-split" in int4.protocol and int4.probe["pass"] == "int4_weight_only"
+    assert "tokens of news articles" in int4.protocol  # the text, not only its split
     worst = max(int4.cells, key=lambda c: c.mean_kl).layer
     assert int4.most_sensitive_layers(1) == [worst]
 

@@ -143,10 +143,16 @@ def note_progress(event) -> None:
     note(event.stage)
 
 
+def _where(report: dict) -> str:
+    on = report["measured_on"]
+    weights = "/".join(on["weights"])
+    return f"{weights} weights on {on['runtime']}, {on['device']}, {on['threads']} threads"
+
+
 def _print_classifier(args, loaded, report: dict) -> None:
     a = report["accuracy"]
     flag = "  NEAR OR BELOW CHANCE" if a["near_chance"] else ""
-    print(f"{loaded.description.architecture} from {args.model} on {loaded.device}")
+    print(f"{loaded.description.architecture} from {args.model}, {_where(report)}")
     print(
         f"  accuracy {a['accuracy']:.1%} ({a['correct']}/{a['examples']}, 95% CI "
         f"{a['ci95_low']:.1%} to {a['ci95_high']:.1%}); always-majority scores "
@@ -159,7 +165,7 @@ def _print_classifier(args, loaded, report: dict) -> None:
 
 def _print_eval(loaded, report: dict) -> None:
     p = report["perplexity"]
-    print(f"{loaded.description.architecture} from {report['model']} on {loaded.device}")
+    print(f"{loaded.description.architecture} from {report['model']}, {_where(report)}")
     if p["ci95_low"] is None:
         print(f"  perplexity {p['ppl']:.2f} (one window: no interval)")
     else:

@@ -20,12 +20,21 @@ def print_record(record, baseline=None) -> None:
         print(f"  BROKEN: {record.broken}")
     if record.machine_busy:
         print(f"  BUSY MACHINE: {record.machine_busy}")
-    print(f"  size {record.bytes / 1e6:.1f} MB {record.bytes_by_component}")
+    parts = ", ".join(f"{name} {_mb(n)}" for name, n in record.bytes_by_component.items())
+    print(f"  size {_mb(record.bytes)}" + (f" ({parts})" if parts else ""))
     _PRINTERS[type(record.metrics)](record, record.metrics)
     if baseline is not None and type(baseline.metrics) is type(record.metrics):
         print(f"  {speed_against(record, baseline)}")
     for note in record.notes:
         print(f"  note: {note}")
+
+
+def _mb(n: int) -> str:
+    """Decimal megabytes, as the exported files are sized; kB below 0.1 MB
+    (a tiny model's norms would all read 0.0 MB)."""
+    if n == 0:  # e.g. a head tied to the embeddings: stored once, counted there
+        return "0 B"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 def speed_against(record, baseline) -> str:

@@ -31,6 +31,25 @@ class EvaluationReport:
     data: dict  # what the CLI prints, or dumps as JSON
 
 
+def measured_on(loaded) -> dict:
+    """Where an evaluation ran: its runtime, device, weights' dtypes and
+    threads, so that a stored or printed score says how it was measured."""
+    import torch
+
+    from core.runtime.runners import is_onnx_runtime
+
+    model = loaded.model
+    by_dtype = loaded.description.bytes_by_dtype
+    # a graph's shape constants (int64, bool) are not what its weights are stored as
+    weights = [d for d, n in by_dtype.items() if n >= 0.01 * sum(by_dtype.values())]
+    return {
+        "runtime": model.runner_name if is_onnx_runtime(model) else "torch",
+        "device": str(loaded.device),
+        "weights": sorted(weights),
+        "threads": torch.get_num_threads(),
+    }
+
+
 def reference_for(request: EvaluateRequest, task, progress, cancel):
     """The reference model, refused unless it is of the same kind as the
     model evaluated and reads the same tokens."""

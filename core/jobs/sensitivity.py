@@ -192,6 +192,7 @@ def sensitivity(
 ) -> Iterator[object]:
     """Yield SensitivityResumed (cells from the store, if any), a
     SensitivityCell per newly measured layer (and part), then the map."""
+    from core.data.texts import SOURCES
     from core.evaluate.perplexity import PerplexityProtocol, perplexity_windows
     from core.jobs.experiment import ExperimentSettings, read_calibration
     from core.jobs.layer_probe import probed_copy, record_original, scored
@@ -278,7 +279,7 @@ def sensitivity(
         probe.to_dict(),
         f"KL over the original's top {request.top_k} next tokens (+ one bucket for the rest) "
         f"and paired perplexity ratio over {len(windows)} dev-split windows of "
-        f"{context} tokens, {what}",
+        f"{context} tokens of {SOURCES[protocol.source]}, {what}",
         tuple(grid),
         time.perf_counter() - start,
         len(resumed),

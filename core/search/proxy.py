@@ -31,10 +31,13 @@ class ProxySpec:
     threads: int | None = None  # a worker's torch threads (None: leave as is)
 
     def describe(self) -> str:
+        from core.data.texts import SOURCES
+
         p = self.protocol
         return (
             f"KL to the original over {p.quick_windows} dev-split windows of "
-            f"{p.context_tokens} tokens; calibrated int4 scored by its RTN twin; "
+            f"{p.context_tokens} tokens of {SOURCES[p.source]}; "
+            "calibrated int4 scored by its RTN twin; "
             f"pruning calibrated on {self.calibration_windows} windows of "
             f"{self.calibration_length} tokens"
         )

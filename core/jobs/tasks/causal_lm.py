@@ -165,7 +165,7 @@ class CausalLMTask:
             perplexity_windows,
         )
         from core.evaluate.side_by_side import side_by_side_generations
-        from core.jobs.evaluate import EvaluationReport, reference_for
+        from core.jobs.evaluate import EvaluationReport, measured_on, reference_for
 
         loaded = request.loaded
         model, tokenizer = loaded.model, loaded.tokenizer
@@ -179,7 +179,12 @@ class CausalLMTask:
         for event in evaluate_perplexity(model, tokenizer, protocol, cancel, windows):
             ppl = event if isinstance(event, PerplexityResult) else ppl
             yield event
-        report = {"model": request.name, "task": self.name, "perplexity": asdict(ppl)}
+        report = {
+            "model": request.name,
+            "task": self.name,
+            "perplexity": asdict(ppl),
+            "measured_on": measured_on(loaded),
+        }
         if not math.isfinite(ppl.ppl):  # NaN compares false with everything: say it in words
             from core.evaluate.health import NOT_A_NUMBER
 

@@ -151,7 +151,7 @@ class ClassifierTask:
         """Sentiment accuracy (and agreement with a reference classifier)."""
         from core.evaluate.classifier_accuracy import ClassifierProtocol, evaluate_classifier
         from core.evaluate.zero_shot import AccuracyPartial
-        from core.jobs.evaluate import EvaluationReport, reference_for
+        from core.jobs.evaluate import EvaluationReport, measured_on, reference_for
 
         loaded, reference = request.loaded, None
         if request.reference is not None:
@@ -163,7 +163,12 @@ class ClassifierTask:
         ):
             result = event if not isinstance(event, AccuracyPartial) else result
             yield event
-        report = {"model": request.name, "task": self.name, "accuracy": asdict(result)}
+        report = {
+            "model": request.name,
+            "task": self.name,
+            "accuracy": asdict(result),
+            "measured_on": measured_on(loaded),
+        }
         if reference is not None:
             report["reference"] = request.reference
         yield EvaluationReport(report)

@@ -1,8 +1,9 @@
 """Two runs side by side: every measured number, and B against A.
 
 Shown when exactly two rows of the results table are selected. Ratios are
-only given where both runs measured the number, and the protocols are
-shown so a reader can tell whether the two are comparable at all. A timed
+only given where both runs measured the number alike (the rule the CLI and
+the report follow: core.measure.compare.incomparable); elsewhere the cell
+says why not, and the protocols are shown below. A timed
 number's ratio says faster or slower only when the two runs' p10-p90
 ranges are apart, "within noise" when they overlap
 (core.measure.compare.speed_verdict)."""
@@ -15,32 +16,27 @@ from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayou
 
 from app.run_status import BROKEN_COLOR, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, megabytes
-from core.measure.compare import ratio_verdict_text, speed_range
+from core.measure.compare import TIMED_METRICS, incomparable, ratio_verdict_text, speed_range
 from core.results.store import RunRecord
 
+# (row, the record's metric, format): "bytes" is the record's size.
 METRICS = [
-    (f"Size {UNIT}", lambda r: megabytes(r.bytes), ".2f"),
-    ("Prefill ms", lambda r: r.metric("prefill_ms"), ".1f"),
-    ("Decode ms/token", lambda r: r.metric("decode_ms_per_token"), ".2f"),
-    ("Tokens/s", lambda r: r.metric("tokens_per_s"), ".1f"),
-    ("Latency ms", lambda r: r.metric("latency_ms"), ".2f"),
-    ("Examples/s", lambda r: r.metric("examples_per_s"), ".1f"),
-    ("Perplexity", lambda r: r.metric("ppl"), ".2f"),
-    ("Perplexity 95% low", lambda r: r.metric("ppl_ci95_low"), ".2f"),
-    ("Perplexity 95% high", lambda r: r.metric("ppl_ci95_high"), ".2f"),
-    ("Top-1 agreement", lambda r: r.metric("top1_agreement"), ".3f"),
-    ("Mean KL", lambda r: r.metric("mean_kl"), ".4f"),
+    (f"Size {UNIT}", "bytes", ".2f"),
+    ("Prefill ms", "prefill_ms", ".1f"),
+    ("Decode ms/token", "decode_ms_per_token", ".2f"),
+    ("Tokens/s", "tokens_per_s", ".1f"),
+    ("Latency ms", "latency_ms", ".2f"),
+    ("Examples/s", "examples_per_s", ".1f"),
+    ("Perplexity", "ppl", ".2f"),
+    ("Perplexity 95% low", "ppl_ci95_low", ".2f"),
+    ("Perplexity 95% high", "ppl_ci95_high", ".2f"),
+    ("Top-1 agreement", "top1_agreement", ".3f"),
+    ("Mean KL", "mean_kl", ".4f"),
 ]
-# Rows whose number was timed: the metric whose p10-p90 range it has.
-TIMED = {
-    "Prefill ms": "prefill_ms",  # its spread is not stored: never called faster
-    "Decode ms/token": "decode_ms_per_token",
-    "Tokens/s": "tokens_per_s",
-    "Latency ms": "latency_ms",
-    "Examples/s": "examples_per_s",
-}
+# The original's agreement with itself is defined (1 and 0), not measured.
+AGAINST_ITSELF = ("top1_agreement", "mean_kl")
 TEXT_ROWS = [
-    ("Device", lambda r: f"{r.device}, {r.threads} threads"),
+    ("Runtime", lambda r: f"{r.backend or 'torch'} on {r.device}, {r.threads} threads"),
     ("Speed protocol", lambda r: r.bench_protocol),
     ("Quality protocol", lambda r: r.eval_protocol or "not evaluated"),
     ("Model", lambda r: r.model),
@@ -53,6 +49,16 @@ ROW_NAMES = ["Status"] + [m[0] for m in METRICS] + [t[0] for t in TEXT_ROWS]
 
 def _titled(r: RunRecord) -> str:
     return f"{r.recipe_name} (BROKEN)" if r.broken else r.recipe_name
+
+
+def _value(r: RunRecord, name: str) -> float | None:
+    return megabytes(r.bytes) if name == "bytes" else r.metric(name)
+
+
+def _value_text(r: RunRecord, name: str, value: float | None, fmt: str) -> str:
+    if name in AGAINST_ITSELF and r.is_original and value is not None:
+        return "the original itself"
+    return "–" if value is None else format(value, fmt)
 
 
 def ratio_text(a: float | None, b: float | None) -> str:
@@ -81,19 +87,25 @@ class CompareView(QWidget):
         self.title.setText(f"A: {_titled(a)}   ·   B: {_titled(b)}")
         self.table.setHorizontalHeaderLabels(["A", "B", "B / A"])
         self._show_status(a, b)
-        for row, (name, value, fmt) in enumerate(METRICS, start=1):
-            va, vb = value(a), value(b)
-            self._set(row, 0, "–" if va is None else format(va, fmt))
-            self._set(row, 1, "–" if vb is None else format(vb, fmt))
-            if name not in TIMED:
+        for row, (_, name, fmt) in enumerate(METRICS, start=1):
+            va, vb = _value(a, name), _value(b, name)
+            self._set(row, 0, _value_text(a, name, va, fmt))
+            self._set(row, 1, _value_text(b, name, vb, fmt))
+            if va is None or vb is None:
+                self._set(row, 2, "–")
+            elif why := incomparable(b, a, name):  # one rule with the CLI and the report
+                self._set(row, 2, f"not comparable: {why}")
+            elif name in AGAINST_ITSELF and (a.is_original or b.is_original):
+                self._set(row, 2, "–")
+            elif name not in TIMED_METRICS:
                 self._set(row, 2, ratio_text(va, vb))
-                continue
-            ra, rb = (speed_range(r.metric, TIMED[name]) for r in (a, b))
-            for column, spread in ((0, ra), (1, rb)):
-                if spread is not None:  # the p10-p90 range on hover
-                    self.table.item(row, column).setToolTip(f"median {spread.text()}")
-            ratio = vb / va if va and vb is not None else None
-            self._set(row, 2, ratio_verdict_text(ra, rb, ratio))
+            else:
+                ra, rb = (speed_range(r.metric, name) for r in (a, b))
+                for column, spread in ((0, ra), (1, rb)):
+                    if spread is not None:  # the p10-p90 range on hover
+                        self.table.item(row, column).setToolTip(f"median {spread.text()}")
+                ratio = vb / va if va and vb is not None else None
+                self._set(row, 2, ratio_verdict_text(ra, rb, ratio))
         for offset, (_, value) in enumerate(TEXT_ROWS):
             row = 1 + len(METRICS) + offset
             self._set(row, 0, value(a))

@@ -127,6 +127,7 @@ class DistillPanel(QWidget):
             )
         elif isinstance(event, DistillEval):
             self.ppl_chart.add_point(event.step, event.ppl)
+            self.ppl_chart.setToolTip(f"protocol: {event.protocol}")
         elif isinstance(event, DistillResult):
             self.status.setText(
                 f"Distilled {event.step} steps in {event.train_s:.0f} s (stopped by "

@@ -78,5 +78,5 @@ class GeneratePanel(QGroupBox):
         self.speed.setText(
             f"beam search, {summary.num_beams} beams: {summary.search_steps} steps, first "
             f"(prompt) {summary.prefill_ms:.0f} ms, {step}  ·  {summary.new_tokens} tokens "
-            f"chosen  ·  stopped: {summary.stop_reason}"
+            f"chosen  ·  stopped: {summary.stop_reason}  ·  one run, {summary.measured_on}"
         )

@@ -24,7 +24,6 @@ class LiveRunView(QSplitter):
     def __init__(self, parent=None) -> None:
         super().__init__(Qt.Orientation.Vertical, parent)
         self.latency = LatencyChart()
-        self.latency.setTitle("Benchmark: per-token step time, all runs", size="9pt")
         self.throughput = SeriesChart(
             f"Decode throughput (mean of the last {THROUGHPUT_WINDOW} steps)",
             "token",
@@ -63,9 +62,12 @@ class LiveRunView(QSplitter):
         self._sampler.setInterval(MEMORY_SAMPLE_MS)
         self._sampler.timeout.connect(self._sample_memory)
 
-    def begin(self, device=None, classifier: bool = False) -> None:
+    def begin(self, device=None, classifier: bool = False, what: str = "") -> None:
         """A new run: clear every chart and sample memory until ``end``;
-        a language model's quality is perplexity, a classifier's accuracy."""
+        a language model's quality is perplexity, a classifier's accuracy.
+        ``what``: the run and where it is timed, named in the step chart's title."""
+        title = "Benchmark: per-token step time, all runs (warm-up included)"
+        self.latency.setTitle(f"{title}: {what}" if what else title, size="9pt")
         self.perplexity.setVisible(not classifier)
         self.accuracy.setVisible(classifier)
         for chart in (self.latency, self.throughput, self.memory, self.perplexity, self.accuracy):

@@ -251,7 +251,14 @@ class MainWindow(QMainWindow):
             loaded, recipe, self.compression_panel.backend_key(), self._run_settings(), self.threads
         )
         self.tabs.setCurrentIndex(1)
-        self.live_view.begin(loaded.device, loaded.is_classifier)
+        from core.runtime.device import cpu_count
+
+        # the count the Run job sets (None: every usable CPU); torch's own count
+        # is per thread, so the GUI thread's would not say the worker's
+        threads = self.threads or cpu_count()
+        runtime = self.compression_panel.backend_key()
+        where = f"{recipe.name} on {runtime}, {loaded.device}, {threads} threads"
+        self.live_view.begin(loaded.device, loaded.is_classifier, where)
         # Lay out and paint the Live tab before the model takes the cores:
         # painting five charts for the first time while it ran paused the
         # window 35-55 ms (benchmarks/gui_responsiveness.py).
@@ -478,7 +485,8 @@ class MainWindow(QMainWindow):
         on(
             DistillBaseline,
             lambda e: note(
-                f"Teacher perplexity {e.teacher_ppl:.2f}, untrained student {e.pruned_ppl:.2f}"
+                f"Teacher perplexity {e.teacher_ppl:.2f}, untrained student {e.pruned_ppl:.2f} "
+                f"(training monitor: {e.protocol})"
             ),
         )
         on(
@@ -517,7 +525,7 @@ class MainWindow(QMainWindow):
     def _on_classifier_ready(self, event: ClassifierReady) -> None:
         how = "found in the cache" if event.reused else "fine-tuned and cached"
         self.notifications.notice(
-            f"Demo classifier {how}: {event.result.accuracy:.1%} test accuracy"
+            f"Demo classifier {how}: {event.result.accuracy:.1%} accuracy ({event.result.protocol})"
         )
 
     def _on_record(self, event: RunRecord) -> None:

@@ -13,8 +13,9 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from app.chart_axes import padded_range, readable_axes
 from app.run_status import BROKEN_COLOR, short_cause, status_detail
 from app.sizes import UNIT, megabytes
+from core.evaluate.protocol_text import text_of
 from core.measure.compare import speed_range
-from core.results.pareto import pareto_front
+from core.results.pareto import pareto_front, reference_run, why_off_front
 from core.results.store import RunRecord
 
 X_AXES = {
@@ -27,6 +28,18 @@ Y_AXES = {
     "Perplexity": lambda r: r.metric("ppl"),
     "1 - top-1 agreement": lambda r: _one_minus(r.metric("top1_agreement")),
     "Classifier error (1 - accuracy)": lambda r: _one_minus(r.metric("accuracy")),
+}
+
+# The record metric each axis reads: the one the front's rule checks
+# (core.results.pareto.why_off_front).
+AXIS_METRICS = {
+    "Decode ms/token": "decode_ms_per_token",
+    f"Size {UNIT}": "bytes",
+    "Prefill ms": "prefill_ms",
+    "Classifier latency ms": "latency_ms",
+    "Perplexity": "ppl",
+    "1 - top-1 agreement": "top1_agreement",
+    "Classifier error (1 - accuracy)": "accuracy",
 }
 
 # Each point's spread, drawn as error bars: a timed axis's p10 to p90 (the
@@ -91,9 +104,17 @@ class ParetoChart(QWidget):
             hoverable=True,
             tip=self._tip,
         )
+        # A run timed or scored otherwise than the reference (other threads,
+        # protocol, text, a busy machine) is a hollow point, off the front:
+        # on it, it would win by its protocol rather than its configuration.
+        self.elsewhere = pg.ScatterPlotItem(
+            size=11, pen=pg.mkPen("#7f7f7f", width=1.5), brush=pg.mkBrush(None),
+            hoverable=True, tip=self._tip,
+        )  # fmt: skip
         self.error_bars = pg.ErrorBarItem(pen=pg.mkPen("#555", width=1), beam=0)
         self.plot.addItem(self.error_bars)
-        for item in (self.scatter, self.original, self.broken):
+        self.reference: RunRecord | None = None  # the run the front is measured like
+        for item in (self.scatter, self.elsewhere, self.original, self.broken):
             self.plot.addItem(item)
         self.labels: list[pg.TextItem] = []
         self.spreads: dict[str, list[float]] = {}
@@ -106,6 +127,7 @@ class ParetoChart(QWidget):
         legend = QLabel(
             "★ original &nbsp; - - Pareto front (lower is better on both) &nbsp; "
             "bars: p10-p90 of the timed runs, 95% interval of quality &nbsp; "
+            "○ measured otherwise than the latest original (off the front) &nbsp; "
             f"<span style='color:{BROKEN_COLOR}'>✕ broken (quality collapsed)</span>"
         )
         legend.setWordWrap(True)  # wraps rather than widening the whole window
@@ -115,7 +137,7 @@ class ParetoChart(QWidget):
         layout.addWidget(self.plot)
         self.x_axis.currentIndexChanged.connect(self.redraw)
         self.y_axis.currentIndexChanged.connect(self.redraw)
-        for item in (self.scatter, self.original, self.broken):
+        for item in (self.scatter, self.elsewhere, self.original, self.broken):
             item.sigClicked.connect(self._clicked)
 
     def show_model(self, source: str, classifier: bool) -> None:
@@ -148,13 +170,26 @@ class ParetoChart(QWidget):
         return out
 
     def front_records(self) -> list[RunRecord]:
-        healthy = [p for p in self.plotted() if not p[0].broken]
+        healthy = self._on_front(self.plotted())
         return [healthy[i][0] for i in pareto_front([(x, y) for _, x, y in healthy])]
+
+    def off_front(self, record: RunRecord) -> str:
+        """Why ``record`` is not on the front ("" when it may be): broken, or
+        measured otherwise than the reference run on the axes shown."""
+        axes = (self.x_axis.currentText(), self.y_axis.currentText())
+        return why_off_front(record, self.reference, tuple(AXIS_METRICS[a] for a in axes))
+
+    def _on_front(self, points):
+        """The plotted runs the front is drawn from; sets the reference: the
+        latest quiet original (core.results.pareto.reference_run) of those shown."""
+        self.reference = reference_run([r for r, _, _ in points])
+        return [p for p in points if not self.off_front(p[0])]
 
     def redraw(self) -> None:
         points = self.plotted()
         self.plot.setLabel("bottom", self.x_axis.currentText())
         self.plot.setLabel("left", self.y_axis.currentText())
+        on_front = self._on_front(points)
         healthy = [p for p in points if not p[0].broken]
         # The y range fits the healthy runs: a collapsed run's perplexity
         # (often 1e6 times the rest) would flatten every real trade-off. A
@@ -169,12 +204,16 @@ class ParetoChart(QWidget):
         def spots(keep):
             return [{"pos": (x, at), "data": r} for r, x, _, at in shown if keep(r)]
 
-        self.scatter.setData(spots(lambda r: not r.is_original and not r.broken))
+        otherwise = {id(r) for r, _, _ in points if not r.broken and self.off_front(r)}
+        self.scatter.setData(
+            spots(lambda r: not r.is_original and not r.broken and id(r) not in otherwise)
+        )
+        self.elsewhere.setData(spots(lambda r: not r.is_original and id(r) in otherwise))
         self.original.setData(spots(lambda r: r.is_original and not r.broken))
         self.broken.setData(spots(lambda r: r.broken))
         self._draw_spreads(shown)
-        front = pareto_front([(x, y) for _, x, y in healthy])
-        self.front.setData([healthy[i][1] for i in front], [healthy[i][2] for i in front])
+        front = pareto_front([(x, y) for _, x, y in on_front])
+        self.front.setData([on_front[i][1] for i in front], [on_front[i][2] for i in front])
         if points:
             # Explicit ranges: one point (or equal values) would otherwise get
             # a zero-width range and ticks like 23.25753336097595.
@@ -186,12 +225,14 @@ class ParetoChart(QWidget):
             self.plot.removeItem(label)
         self.labels = []
         middle = (min(p[1] for p in points) + max(p[1] for p in points)) / 2 if points else 0
-        labelled = self._labelled([r for r, _, _ in points], [healthy[i][0] for i in front])
+        labelled = self._labelled([r for r, _, _ in points], [on_front[i][0] for i in front])
         for r, x, y, at in shown:
             if id(r) not in labelled:
                 continue
             # Right-half labels extend to the left, so none runs off the side.
             text, color = _short(r), "#333"
+            if not r.broken and self.off_front(r):
+                text += "".join(f" · {tag}" for tag in _how_else(r, self.reference))
             if r.broken:
                 text, color = f"{text}: broken ({short_cause(r.broken)})", BROKEN_COLOR
                 if at != y:
@@ -246,7 +287,32 @@ class ParetoChart(QWidget):
         x_name, y_name = self.x_axis.currentText(), self.y_axis.currentText()
         values = f"{x_name}: {X_AXES[x_name](data):.4g}{_range_text(X_SPREADS, x_name, data)}; "
         values += f"{y_name}: {Y_AXES[y_name](data):.4g}{_range_text(Y_SPREADS, y_name, data)}"
-        return "\n".join(filter(None, [data.recipe_name, values, status_detail(data)]))
+        where = f"{data.backend or 'torch'} on {data.device}, {data.threads} threads; {data.model}"
+        why = self.off_front(data)
+        off = f"off the front: {why}" if why and not data.broken else ""
+        return "\n".join(filter(None, [data.recipe_name, values, where, off, status_detail(data)]))
+
+
+def _how_else(record: RunRecord, reference: RunRecord | None) -> list[str]:
+    """Short tags for a hollow point's label: how it was measured otherwise
+    than the reference (the whole reason is on hover)."""
+    if reference is None:
+        return []
+    tags = []
+    if (record.device, record.threads) != (reference.device, reference.threads):
+        tags.append(
+            f"{record.threads} threads"
+            + (f" on {record.device}" if record.device != reference.device else "")
+        )
+    if record.bench_protocol != reference.bench_protocol:
+        tags.append("other timing protocol")
+    if record.machine_busy:
+        tags.append("busy machine")
+    if record.model != reference.model:
+        tags.append("other model")
+    elif record.eval_protocol != reference.eval_protocol:
+        tags.append(text_of(record.eval_protocol) or "other eval protocol")
+    return tags
 
 
 def _range_text(spreads: dict, axis: str, record: RunRecord) -> str:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 
 from app.run_status import BROKEN_COLOR, BROKEN_TINT, BUSY_COLOR, status_detail, status_text
 from app.sizes import UNIT, mb_number
+from core.evaluate.protocol_text import text_of
 from core.results.store import RunRecord
 
 COLUMNS = [
@@ -24,7 +25,8 @@ COLUMNS = [
     ("Decode ms/tok", lambda r: _num(r.metric("decode_ms_per_token"), ".2f")),
     ("Tokens/s", lambda r: _num(r.metric("tokens_per_s"), ".1f")),
     ("Perplexity", lambda r: _ppl(r)),
-    ("Top-1 agree", lambda r: _num(r.metric("top1_agreement"), ".3f")),
+    ("Eval text", lambda r: text_of(r.eval_protocol) or "–"),
+    ("Top-1 agree", lambda r: _agreement(r)),
     ("Accuracy", lambda r: _num(r.metric("accuracy"), ".1%")),
     ("Latency ms", lambda r: _num(r.metric("latency_ms"), ".1f")),
     ("Device", lambda r: f"{r.device} · {r.threads} thr · {r.backend}"),
@@ -37,6 +39,12 @@ STATUS_COLUMN = [name for name, _ in COLUMNS].index("Status")
 
 def _num(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
+
+
+def _agreement(r: RunRecord) -> str:
+    """The original's agreement with itself is defined, not measured."""
+    value = r.metric("top1_agreement")
+    return "itself" if r.is_original and value is not None else _num(value, ".3f")
 
 
 def _ppl(r: RunRecord) -> str:

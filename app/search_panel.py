@@ -173,6 +173,7 @@ class SearchPanel(QWidget):
             self.status.setText(f"Searching: {event.objective}; {event.limits}")
         elif isinstance(event, BestSoFar):
             self.best.setText(best_text(event))
+            self.best.setToolTip(best_detail(event))
         elif isinstance(event, SearchFinished):
             self._running = False
             found = "" if event.best else " No measured configuration meets the limits."
@@ -202,14 +203,30 @@ class SearchPanel(QWidget):
 
 
 def best_text(event: BestSoFar) -> str:
+    """The best so far with how it was measured, as the CLI's summary says it
+    (core/cli/search.py): runtime, threads, a busy machine; the protocols
+    are in ``best_detail``, on hover."""
     record = event.record
     parts = [f"{record.bytes / 1e6:.1f} MB ({event.bytes_ratio:.3f}x)"]
     if event.ppl_increase_pct is not None:
         parts.append(f"perplexity {event.ppl_increase_pct:+.2f}%")
+    elif record.metric("ppl") is not None:
+        parts.append(f"perplexity {record.metric('ppl'):.3f} (change not comparable)")
     decode = record.metric("decode_ms_per_token")
     if decode is not None:
         parts.append(f"decode {decode:.1f} ms/token")
     accuracy = record.metric("accuracy")
     if accuracy is not None:
         parts.append(f"accuracy {accuracy:.1%}")
-    return f"Best so far: {event.label}: " + ", ".join(parts)
+    where = f"{record.backend or 'torch'} on {record.device}, {record.threads} threads"
+    busy = "; BUSY MACHINE" if record.machine_busy else ""
+    return f"Best so far: {event.label}: " + ", ".join(parts) + f" ({where}{busy})"
+
+
+def best_detail(event: BestSoFar) -> str:
+    record = event.record
+    lines = [f"speed protocol: {record.bench_protocol}"]
+    lines.append(f"quality protocol: {record.eval_protocol or 'not evaluated'}")
+    if record.machine_busy:
+        lines.append(f"busy machine: {record.machine_busy}")
+    return "\n".join(lines)

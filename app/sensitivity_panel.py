@@ -238,7 +238,8 @@ class SensitivityPanel(QWidget):
             worst = ", ".join(str(i) for i in event.most_sensitive_layers(3))
             self.status.setText(
                 f"Map complete: {len(event.cells)} cells, {len(event.cells) - event.resumed} "
-                f"measured in {event.seconds:.0f} s. Most sensitive layers: {worst}."
+                f"measured in {event.seconds:.0f} s. Most sensitive layers: {worst}.\n"
+                f"Protocol: {event.protocol}"  # its text, windows and scoring
             )
 
     # --- drawing -------------------------------------------------------------------

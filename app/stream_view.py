@@ -51,7 +51,7 @@ class StreamView(QWidget):
             self.speed.setText(
                 f"tokens/s: {tps}  ·  decode {decode}  ·  first token "
                 f"{event.prefill_ms:.0f} ms  ·  {event.new_tokens} tokens  ·  "
-                f"stopped: {event.stop_reason}{drafts}"
+                f"stopped: {event.stop_reason}{drafts}  ·  one run, {event.measured_on}"
             )
 
     def _on_token(self, token: TextToken) -> None:

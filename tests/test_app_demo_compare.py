@@ -33,7 +33,8 @@ def test_demo_streams_original_and_compressed_side_by_side(qtbot, window):
         assert pane.summary is not None and pane.summary.new_tokens == 8
         assert pane.output.toPlainText() == pane.summary.text
         assert "tokens/s" in pane.speed.text()
-    assert "x the original's tokens/s" in window.demo_panel.verdict.text()
+    verdict = window.demo_panel.verdict.text()
+    assert "x the original's tokens/s" in verdict and "original on torch-eager on cpu" in verdict
     # The same recipe again reuses the compressed model instead of rebuilding it.
     again = run_demo(qtbot, window)
     assert not any(isinstance(e, CompressedModel) for e in again)

@@ -49,6 +49,9 @@ def test_load_then_generate_streams_text(qtbot, window, tiny_llama_dir):
     assert isinstance(summary, GenerationSummary) and summary.new_tokens == 20
     assert window.generate_panel.output.toPlainText() == summary.text
     assert "tokens/s" in window.generate_panel.speed.text()
+    assert "one run, torch-eager on cpu, 1 threads" in (
+        window.generate_panel.speed.text()
+    )  # the window says what the CLI says: one run, on which runner and threads
     qtbot.waitUntil(lambda: window.generate_panel.chart.points_drawn() == 20, timeout=3000)
 
 

@@ -230,6 +230,8 @@ def test_cli_distills_the_tiny_model(tiny_llama_dir, tmp_path):
     report = json.loads(out.stdout)
     assert report["result"]["step"] == 6 and report["student_ppl"] > 1
     assert report["teacher_ppl"] > 1 and report["pruned_ppl"] > 1
+    # the training monitor's perplexity (result.ppl) and the reported ones name their protocols
+    assert "dev split" in report["monitor_protocol"] and "report split" in report["protocol"]
     assert "step 3: perplexity" in out.stderr
     out = run_cli(*args[:6], "8", *args[7:], "--resume")
     assert out.returncode == 0, out.stderr

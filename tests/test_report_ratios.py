@@ -52,8 +52,30 @@ def test_a_collapsed_run_is_never_on_the_reports_front():
 
     good = replace(_run(decode=10.0, ppl=20.0), run_id="good")
     collapsed = replace(_run(decode=1.0, ppl=19.0), run_id="collapsed", broken="collapsed: x")
-    charted, front = _front_ids([good, collapsed], "decode_ms_per_token")
+    charted, front = _front_ids([good, collapsed], "decode_ms_per_token", good)
     assert len(charted) == 2 and front == ["good"]  # it beats "good" on both axes, yet is out
     png = tradeoff_png([(10.0, 20.0), (1.0, 19.0)], ["g", "c"], None, None, "x", "y", "t",
-                       broken=[False, True])  # fmt: skip
+                       front=[0], broken=[False, True])  # fmt: skip
     assert png.startswith(b"\x89PNG")
+
+
+def test_runs_measured_otherwise_are_never_on_the_reports_front():
+    """A run timed with other threads, under another protocol or on a busy
+    machine, or scored on other text, would win the front by its protocol."""
+    from dataclasses import replace
+
+    from core.export.report import _front_ids
+
+    chosen = replace(_run(decode=10.0, ppl=20.0), run_id="chosen")
+    others = [
+        replace(_run(threads=1, decode=1.0, ppl=19.0), run_id="threads"),
+        replace(_run(decode=1.0, ppl=19.0), run_id="busy", machine_busy="load 3.0"),
+        replace(_run(decode=1.0, ppl=19.0), run_id="protocol", bench_protocol="decode 8"),
+        replace(_run(decode=1.0, ppl=9.0, eval_protocol="pydoc"), run_id="text"),
+        replace(_run(decode=1.0, ppl=19.0), run_id="model", model="/other"),
+    ]
+    charted, front = _front_ids([chosen, *others], "decode_ms_per_token", chosen)
+    assert len(charted) == 6 and front == ["chosen"]
+    # a size needs no alike timing, a perplexity still needs the same text and model
+    _, front = _front_ids([chosen, *others], "bytes", chosen)
+    assert len(front) == 1 and front[0] in ("threads", "busy", "protocol")  # ppl 19 < 20

@@ -84,3 +84,18 @@ def test_the_objective_follows_the_loaded_models_kind(qtbot, tmp_path, tiny_clas
     load(qtbot, window, tiny_classifier_dir)
     assert window.search_panel.choice().objective == "accuracy"
     window.close()
+
+
+def test_best_so_far_says_how_it_was_measured():
+    """An audit: the window's best named no runtime, threads or busy machine,
+    and dropped a perplexity change that was not comparable (the CLI says so)."""
+    from app.search_panel import best_detail, best_text
+    from core.search.events import BestSoFar
+    from tests.test_chart_labels import record
+
+    run = record(backend="ort-int8", threads=1, machine_busy="load 1.9", eval_protocol="news")
+    event = BestSoFar("k", "int8", run, 1.0, None, 0.5)
+    text = best_text(event)
+    assert "(ort-int8 on cpu, 1 threads; BUSY MACHINE)" in text
+    assert "perplexity 18.457 (change not comparable)" in text
+    assert "quality protocol: news" in best_detail(event)

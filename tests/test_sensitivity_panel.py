@@ -52,6 +52,7 @@ def test_the_map_fills_live_then_resumes_after_a_cancel(qtbot, window):
     assert isinstance(second[0], SensitivityResumed) and len(second[0].cells) == 1
     assert sum(isinstance(e, SensitivityCell) for e in second) == 3  # only the missing ones
     assert panel.map.measured() == 4 and "Map complete" in panel.status.text()
+    assert "Protocol: KL over" in panel.status.text()  # its text and windows, not only a map
     assert not panel.grab().isNull()  # paints (a control named like a QWidget method crashed it)
     tip = panel.map.hover_at(QPointF(1.5, 1.5))  # column 1 (mlp), row 1 (layer 1)
     cell = panel.cells[(1, "mlp")]

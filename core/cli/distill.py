@@ -179,7 +179,12 @@ def run(args) -> None:
             for line in event.notes:
                 note(line)
         elif isinstance(event, DistillBaseline):
-            report |= {"teacher_ppl": event.teacher_ppl, "pruned_ppl": event.pruned_ppl}
+            # teacher_ppl, pruned_ppl and student_ppl: on the report split ("protocol")
+            report |= {
+                "teacher_ppl": event.teacher_ppl,
+                "pruned_ppl": event.pruned_ppl,
+                "protocol": event.protocol,
+            }
             note(f"teacher perplexity {event.teacher_ppl:.3f}")
             note(f"pruned perplexity {event.pruned_ppl:.3f}")
         elif isinstance(event, DistillStep) and (event.step % every == 0 or event.step == 1):
@@ -189,6 +194,7 @@ def run(args) -> None:
             )
         elif isinstance(event, DistillEval):
             note(f"step {event.step}: perplexity {event.ppl:.3f}")
+            report["monitor_protocol"] = event.protocol  # result.ppl's: dev windows
         elif isinstance(event, DistillCheckpoint):
             note(f"step {event.step}: saved {event.path}")
         elif isinstance(event, DistillResumed):

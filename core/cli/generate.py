@@ -137,15 +137,10 @@ def run(args) -> None:
             f"; prompt lookup kept {counts['accepted']} of {counts['drafted']} draft tokens, "
             f"{counts['steps']} steps after the first"
         )
-    import torch
-
-    from core.runtime.runners import runner_name
-
-    runner = runner_name(loaded.model, loaded.runner)
-    where = f"{runner} on {loaded.device}, {torch.get_num_threads()} threads"
     print(
         f"\n\n[{summary.new_tokens} tokens, first after {summary.prefill_ms:.0f} ms, "
-        f"then {tps}; stopped: {summary.stop_reason}{compiled}{drafts}; one run, {where}]",
+        f"then {tps}; stopped: {summary.stop_reason}{compiled}{drafts}; "
+        f"one run, {summary.measured_on}]",
         file=sys.stderr,
     )
     if summary.lookup and summary.lookup.get("note"):
@@ -166,6 +161,6 @@ def _print_beam_summary(summary) -> None:
     print(
         f"\n\n[beam search, {summary.num_beams} beams: {summary.new_tokens} tokens chosen after "
         f"{summary.search_steps} steps, first step (prompt) {summary.prefill_ms:.0f} ms, {step}; "
-        f"stopped: {summary.stop_reason}{compiled}]",
+        f"stopped: {summary.stop_reason}{compiled}; one run, {summary.measured_on}]",
         file=sys.stderr,
     )

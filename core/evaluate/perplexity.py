@@ -41,6 +41,7 @@ from core.data.gil_pieces import long_tensor
 from core.data.texts import EVALUATION_SPLITS, NEWS, REPORT, SOURCES, split_texts
 from core.data.tokens import bos_label, bos_to_prepend, document_stream, with_bos
 from core.evaluate.intervals import mean_interval
+from core.evaluate.protocol_text import TEXT_FOLLOWS
 from core.progress import CancelToken
 
 QUICK = "quick"
@@ -107,7 +108,7 @@ class PerplexityProtocol:
                 f"{self.mode}: {count} at stride {self.stride}{self._which()}, the last "
                 f"{self.stride} of each "
                 f"scored ({scored * self.stride} tokens, each with >= "
-                f"{self.context_tokens - self.stride} tokens of context), over {self.text_label()}",
+                f"{self.context_tokens - self.stride}{TEXT_FOLLOWS}{self.text_label()}",
                 bos,
                 "95% CI from per-window mean NLL",
             )

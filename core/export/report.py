@@ -12,7 +12,7 @@ import shlex
 import time
 
 from core.measure.compare import TIMED_METRICS, incomparable, speed_range, speed_verdict
-from core.results.pareto import pareto_front
+from core.results.pareto import pareto_front, why_off_front
 
 # (field, label, unit, lower is better)
 METRICS = (
@@ -141,9 +141,11 @@ def commands(
     ]
 
 
-def _front_ids(runs, x_name: str) -> tuple[list, list[str]]:
+def _front_ids(runs, x_name: str, reference) -> tuple[list, list[str]]:
+    """The runs charted, and the front among those measured like ``reference``
+    (a collapsed run, or one timed or scored otherwise, is never on it)."""
     measured = [r for r in runs if _value(r, x_name) is not None and r.metric("ppl") is not None]
-    healthy = [r for r in measured if not r.broken]  # a collapsed run is never on the front
+    healthy = [r for r in measured if not why_off_front(r, reference, (x_name, "ppl"))]
     front = pareto_front([(_value(r, x_name), r.metric("ppl")) for r in healthy])
     return measured, [healthy[i].run_id for i in front]
 
@@ -164,7 +166,7 @@ def build_report(
     runtime_original = same_runtime_original(runs, chosen)
     pareto = {}
     for axis in ("bytes", "decode_ms_per_token"):
-        measured, front = _front_ids(runs, axis)
+        measured, front = _front_ids(runs, axis, chosen or original)
         pareto[f"{axis}_vs_ppl"] = {"runs_charted": len(measured), "front_run_ids": front}
     return {
         "title": f"{model}: {recipe.name}",
@@ -216,6 +218,8 @@ def _chart(report: dict, axis: str, x_label: str, title: str) -> str:
     ids = [r.run_id for r in measured]
     chosen = (report["exported_run"] or {}).get("run_id")
     original = (report["original_run"] or {}).get("run_id")
+    front = report["pareto"][f"{axis}_vs_ppl"]["front_run_ids"]
+    reference = _of_id(runs, chosen) or _of_id(runs, original)
     png = tradeoff_png(
         [(_value(r, axis), r.metric("ppl")) for r in measured],
         [r.recipe_name for r in measured],
@@ -224,16 +228,23 @@ def _chart(report: dict, axis: str, x_label: str, title: str) -> str:
         x_label,
         "perplexity (lower is better)",
         title,
+        front=[ids.index(i) for i in front if i in ids],
         broken=[bool(r.broken) for r in measured],
+        elsewhere=[bool(why_off_front(r, reference, (axis, "ppl"))) for r in measured],
     )
     data = base64.b64encode(png).decode("ascii")
     note = f" {left_out} run(s) without both numbers are not charted." if left_out else ""
     return (
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{len(measured)} runs of this model; star: exported, square: original; "
-        f"line: configurations no other run beats on both axes; ×: collapsed (BROKEN), never on "
-        f"the line.{note}</figcaption></figure>"
+        f"line: configurations no other run beats on both axes, among those measured like the "
+        f"exported run; hollow: timed or scored otherwise (threads, protocol, text, busy "
+        f"machine); ×: collapsed (BROKEN). Neither is on the line.{note}</figcaption></figure>"
     )
+
+
+def _of_id(runs, run_id):
+    return next((r for r in runs if r.run_id == run_id), None)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 
-from core.results.pareto import pareto_front
-
 
 def tradeoff_png(
     points: list[tuple[float, float]],
@@ -18,25 +16,34 @@ def tradeoff_png(
     x_label: str,
     y_label: str,
     title: str,
+    front: list[int],
     broken: list[bool] | None = None,
+    elsewhere: list[bool] | None = None,
 ) -> bytes:
-    """Every run as a dot, the Pareto front (of the runs that did not
-    collapse) as a line, collapsed runs as crosses, the original and the
-    chosen run marked; lower is better on both axes."""
+    """Every run as a dot, ``front`` (indices, chosen by the report's rule:
+    core.results.pareto.why_off_front) as a line, collapsed runs as
+    crosses, runs measured otherwise (``elsewhere``) as hollow circles, the
+    original and the chosen run marked; lower is better on both axes."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6.4, 4.0), dpi=110, layout="constrained")
     axes = figure.add_subplot()
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     broken = broken or [False] * len(points)
-    healthy = [i for i in range(len(points)) if not broken[i]]
+    elsewhere = elsewhere or [False] * len(points)
+    plain = [i for i in range(len(points)) if not broken[i] and not elsewhere[i]]
+    other = [i for i in range(len(points)) if elsewhere[i] and not broken[i]]
     collapsed = [i for i in range(len(points)) if broken[i]]
-    axes.scatter([xs[i] for i in healthy], [ys[i] for i in healthy], s=22, color="#9aa5b1",
+    axes.scatter([xs[i] for i in plain], [ys[i] for i in plain], s=22, color="#9aa5b1",
                  label="runs", zorder=2)  # fmt: skip
+    if other:
+        axes.scatter([xs[i] for i in other], [ys[i] for i in other], s=26, facecolors="none",
+                     edgecolors="#9aa5b1", label="measured otherwise (not on the line)",
+                     zorder=2)  # fmt: skip
     if collapsed:
         axes.scatter([xs[i] for i in collapsed], [ys[i] for i in collapsed], s=40, marker="x",
                      color="#d62728", label="collapsed (BROKEN)", zorder=2)  # fmt: skip
-    front = [healthy[i] for i in pareto_front([points[i] for i in healthy])]
+    front = sorted(front, key=lambda i: xs[i])
     axes.plot(
         [xs[i] for i in front],
         [ys[i] for i in front],

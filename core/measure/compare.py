@@ -92,8 +92,9 @@ TIMED_METRICS = (
 
 def incomparable(run, baseline, name: str) -> str | None:
     """Why ``run``'s ``name`` cannot be divided by ``baseline``'s, or None: a
-    speed timed on another device, thread count or protocol, a quality score
-    on other windows or text."""
+    speed timed on another device, thread count or protocol, or on a busy
+    machine; a quality score on other windows or text, or of another model
+    (its own tokens, against its own original)."""
     if run is None or baseline is None or name == "bytes":
         return None
     if name in TIMED_METRICS:
@@ -104,7 +105,11 @@ def incomparable(run, baseline, name: str) -> str | None:
             )
         if run.bench_protocol != baseline.bench_protocol:
             return "timed under another protocol"
+        if run.machine_busy or baseline.machine_busy:
+            return "one of them was timed on a busy machine"
         return None
+    if run.model != baseline.model:
+        return "scored on another model (its own tokens, against its own original)"
     if run.eval_protocol != baseline.eval_protocol:
         return "scored on other windows or text"
     return None

@@ -13,3 +13,28 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
             front.append(i)
             best_y = points[i][1]
     return front
+
+
+def reference_run(records: list):
+    """The run a front is drawn against: the latest original timed on a
+    quiet machine, else the latest original, else the latest run (None: no runs)."""
+    originals = [r for r in records if r.is_original]
+    quiet = [r for r in originals if not r.machine_busy]
+    pool = quiet or originals or list(records)
+    return max(pool, key=lambda r: r.created) if pool else None
+
+
+def why_off_front(record, reference, metrics: tuple[str, ...]) -> str:
+    """Why ``record`` cannot stand on a front with ``reference`` on these
+    metrics ("" when it can): collapsed, or measured otherwise (other
+    threads, protocol, text, model, or a busy machine:
+    core.measure.compare.incomparable). A front mixing those would rank
+    a protocol rather than a configuration."""
+    from core.measure.compare import incomparable
+
+    if record.broken:
+        return "broken: its quality collapsed"
+    for name in metrics:
+        if why := incomparable(record, reference, name):
+            return why
+    return ""

@@ -101,12 +101,25 @@ class RunRecord:
             part = {k: v for k, v in data.items() if k in FLAT_FIELDS}
         known = {f.name for f in fields(cls)} - {"metrics"}
         kept = {k: v for k, v in data.items() if k in known}
-        return cls(**kept, metrics=metrics_from_dict(task, part))
+        record = cls(**kept, metrics=metrics_from_dict(task, part))
+        return record if record.broken else _with_collapse_flagged(record)
 
     @property
     def is_original(self) -> bool:
         """The loaded model as it is, run by PyTorch: what everything is compared with."""
         return not self.recipe.get("passes") and self.backend == "torch"
+
+
+def _with_collapse_flagged(record: RunRecord) -> RunRecord:
+    """A line stored before ``broken`` existed (or merged from elsewhere)
+    whose numbers collapsed: flagged by the same rule a job applies, so no
+    view shows it plain."""
+    from core.evaluate.health import broken_cause
+
+    broken = broken_cause(
+        record.metrics.agreement, record.metric("ppl_ratio"), record.recipe, record.backend
+    )
+    return replace(record, broken=broken) if broken else record
 
 
 def identified(record: RunRecord) -> RunRecord:

@@ -57,7 +57,7 @@ def stream_beam_search(
     """Yield a BeamProgress per step, then one GenerationSummary whose
     timings are per search step (``num_beams`` says so)."""
     from core.runtime.beam_search import BeamResult
-    from core.runtime.generation import GenerationSummary
+    from core.runtime.generation import GenerationSummary, measured_on
 
     beam_steps = beam_steps_function(loaded.model, loaded.runner)
     compile_s = None
@@ -97,4 +97,5 @@ def stream_beam_search(
         compile_s=compile_s,
         num_beams=settings.num_beams,
         search_steps=len(steps),
+        measured_on=measured_on(loaded),
     )

@@ -56,6 +56,18 @@ class GenerationSummary:
     # model steps after the prompt, draft tokens proposed and accepted. The
     # timings above are per token (a step's time shared by its tokens).
     lookup: dict | None = None
+    # Where the one run was timed: "<runner> on <device>, <N> threads".
+    measured_on: str = ""
+
+
+def measured_on(loaded: LoadedModel) -> str:
+    """The runner, device and thread count a generation is timed on."""
+    import torch
+
+    from core.runtime.runners import runner_name
+
+    runner = runner_name(loaded.model, loaded.runner)
+    return f"{runner} on {loaded.device}, {torch.get_num_threads()} threads"
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False):
@@ -199,4 +211,5 @@ def stream_generation(
         stop_reason=reason,
         compile_s=compile_s,
         lookup=None if lookup is None else counts.as_dict(),
+        measured_on=measured_on(loaded),
     )

@@ -46,11 +46,14 @@ def test_the_map_fills_live_then_resumes_after_a_cancel(qtbot, window):
             window.runner.cancel()
 
     first = start(qtbot, window, cancel_after_the_first)
-    assert sum(isinstance(e, SensitivityCell) for e in first) == 1 and filled == [1]
-    assert panel.map.measured() == 1 and "cancelled" in window.stage.text()
+    # On a loaded machine the worker may finish the next cell before the GUI
+    # thread handles the first one's event and cancels: kept, and resumed.
+    kept = sum(isinstance(e, SensitivityCell) for e in first)
+    assert 1 <= kept < 4 and filled[0] == 1
+    assert panel.map.measured() == kept and "cancelled" in window.stage.text()
     second = start(qtbot, window)
-    assert isinstance(second[0], SensitivityResumed) and len(second[0].cells) == 1
-    assert sum(isinstance(e, SensitivityCell) for e in second) == 3  # only the missing ones
+    assert isinstance(second[0], SensitivityResumed) and len(second[0].cells) == kept
+    assert sum(isinstance(e, SensitivityCell) for e in second) == 4 - kept  # only the missing
     assert panel.map.measured() == 4 and "Map complete" in panel.status.text()
     assert "Protocol: KL over" in panel.status.text()  # its text and windows, not only a map
     assert not panel.grab().isNull()  # paints (a control named like a QWidget method crashed it)

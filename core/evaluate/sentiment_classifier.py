@@ -90,7 +90,7 @@ def finetune_sentiment_classifier(
     start = time.perf_counter()
     torch.manual_seed(settings.seed)
     folder = encoder_dir()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(
         folder,
         num_labels=len(LABELS),

@@ -19,6 +19,16 @@ from core.errors import CorruptModelError, ModelNotFoundError, UnsupportedModelE
 from core.message_text import first_line
 from core.models.config_check import SIZES, refuse_bad_size
 
+# What transformers says when a file's ``auto_map`` names the folder's own code.
+CUSTOM_CODE = "contains custom code"
+
+
+def custom_code_refusal(name: str | Path, file: str) -> str:
+    return (
+        f"{name}: its {file} asks to run Python code shipped in the folder (auto_map); "
+        "the workbench never runs a model folder's own code"
+    )
+
 
 def read_config(name: str | Path):
     """The config of a local folder (``name`` a Path) or a hub id."""
@@ -27,7 +37,9 @@ def read_config(name: str | Path):
     if isinstance(name, Path):
         _check_raw_sizes(name)
     try:
-        return AutoConfig.from_pretrained(name)
+        # Never the folder's own Python (an ``auto_map``): unset, transformers
+        # asks on stdin, and one "y" (or one waiting in a pipe) imports it.
+        return AutoConfig.from_pretrained(name, trust_remote_code=False)
     except OSError as err:
         if isinstance(name, Path):
             raise CorruptModelError(f"Cannot read {name}/config.json: {first_line(err)}") from err
@@ -36,6 +48,8 @@ def read_config(name: str | Path):
             f"Hub ({first_line(err)})."
         ) from err
     except ValueError as err:  # unknown model_type
+        if CUSTOM_CODE in str(err):
+            raise UnsupportedModelError(custom_code_refusal(name, "config.json")) from err
         raise UnsupportedModelError(f"{name}: {first_line(err)}") from err
     except Exception as err:  # noqa: BLE001 - only the config's content reaches here
         if "StrictDataclass" in type(err).__name__ and err.__cause__ is not None:

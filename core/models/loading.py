@@ -25,7 +25,7 @@ from core.errors import (
 from core.message_text import first_line, shown
 from core.models import default_model, demo_classifier
 from core.models.config_check import check_config
-from core.models.config_read import read_config
+from core.models.config_read import CUSTOM_CODE, custom_code_refusal, read_config
 from core.models.description import ModelDescription, describe
 from core.models.finite_weights import non_finite_note, non_finite_weights
 from core.models.load_report import load_report_held, show_load_report
@@ -235,7 +235,7 @@ def _built_and_checked(auto, name: str | Path, config, dtype, kind: str):
     refusal of weights that do not fill the model the config describes."""
     try:
         model, info = auto.from_pretrained(
-            name, config=config, dtype=dtype, output_loading_info=True
+            name, config=config, dtype=dtype, output_loading_info=True, trust_remote_code=False
         )
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
@@ -310,10 +310,12 @@ def read_tokenizer(name: str | Path):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except Exception as err:
         if isinstance(err, MemoryError):
             raise
+        if CUSTOM_CODE in str(err):
+            raise UnsupportedModelError(custom_code_refusal(name, "tokenizer_config.json")) from err
         reason = f"{type(err).__name__}: {first_line(err)}"
         raise NotAModelError(f"{name}: no usable tokenizer ({reason}).") from err
 

@@ -21,6 +21,16 @@ def test_a_tiny_temperature_picks_the_best_token(temperature):
     assert torch.equal(picked, logits.argmax(-1, keepdim=True))
 
 
+@pytest.mark.parametrize("top_p", [1e-300, 1e-50, 1e-6])
+def test_a_tiny_top_p_keeps_the_best_token(top_p):
+    """Below float32's smallest number top_p compared as 0 and masked every
+    token: NaN probabilities, a traceback in generate and a 500 in serve."""
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0)) * 3
+    sampling = Sampling(temperature=1.0, top_p=top_p, seed=1)
+    picked = pick_next(logits, sampling, make_generator(sampling, torch.device("cpu")))
+    assert torch.equal(picked, logits.argmax(-1, keepdim=True))
+
+
 @pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -1.0])
 def test_a_temperature_that_is_not_a_number_at_least_0_is_refused(temperature):
     with pytest.raises(ValueError, match="temperature"):

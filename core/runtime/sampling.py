@@ -65,6 +65,9 @@ def pick_next(
         # Drop a token when the mass before it already reaches top_p; the
         # first token always stays.
         drop_sorted = cumulative - sorted_scores.softmax(dim=-1) >= sampling.top_p
+        # explicitly: a top_p below float32's smallest number compares as 0,
+        # which the first token's 0 mass before it "reaches"
+        drop_sorted[..., 0] = False
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         scores = scores.masked_fill(drop, float("-inf"))
     return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)

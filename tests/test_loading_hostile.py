@@ -36,6 +36,9 @@ def edited(source, tmp_path, **fields):
         ({"vocab_size": 2.5}, "vocab_size.*2.5"),
         ({"vocab_size": 10**11}, "cut short, or the config belongs to other weights"),
         ({"num_hidden_layers": 10**6}, "cut short, or the config belongs to other weights"),
+        # the MLP alone: transformers allocated gigabytes for the "missing" weights
+        ({"intermediate_size": 4_000_000}, "intermediate_size 4000000.*cut short"),
+        ({"sliding_window": 0}, "sliding_window is 0"),
         # transformers' own validator divides by it (ZeroDivisionError) before ours runs
         ({"num_attention_heads": 0}, "num_attention_heads is 0"),
         ({"head_dim": -4}, "head_dim is -4"),
@@ -48,6 +51,8 @@ def edited(source, tmp_path, **fields):
         "fraction",
         "vocab-bomb",
         "layer-bomb",
+        "mlp-bomb",
+        "no-window",
         "zero-heads",
         "negative-head-dim",
         "no-context",

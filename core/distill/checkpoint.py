@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,21 +135,48 @@ def save_checkpoint(directory: Path, model, optimizer, state: SavedState) -> Pat
 
 
 def load_checkpoint(folder: Path, model, optimizer) -> SavedState:
-    """Load weights and optimizer state in place; returns the saved state."""
+    """Load weights and optimizer state in place; returns the saved state.
+    A damaged file (cut short, not JSON, a pickle with code in it, fields of
+    another version) is a ValueError naming it: one line, not a traceback."""
     from safetensors.torch import load_model
 
     folder = Path(folder)
-    data = json.loads((folder / STATE).read_text())
-    if data.pop("format", None) != FORMAT:
-        raise ValueError(f"{folder}: unknown checkpoint format")
+    with _damaged(folder / STATE):
+        data = json.loads((folder / STATE).read_text())
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+            raise ValueError("unknown checkpoint format")
+        state = SavedState(**data)
     device = str(next(model.parameters()).device)
     try:
         load_model(model, str(folder / WEIGHTS), strict=True, device=device)
     except RuntimeError as err:  # missing, unexpected or differently shaped tensors
         first = str(err).strip().splitlines()[0]
         raise ValueError(f"{folder}: the checkpoint does not fit this student ({first})") from err
-    optimizer.load_state_dict(torch.load(folder / OPTIMIZER, weights_only=True))
-    return SavedState(**data)
+    except MemoryError:
+        raise
+    except Exception as err:  # safetensors' own error type on a damaged file
+        raise ValueError(f"{folder / WEIGHTS}: damaged ({_reason(err)})") from err
+    with _damaged(folder / OPTIMIZER):
+        optimizer.load_state_dict(torch.load(folder / OPTIMIZER, weights_only=True))
+    return state
+
+
+@contextmanager
+def _damaged(path: Path):
+    """Any failure reading ``path`` as one line naming it (torch's unpickler
+    would suggest weights_only=False: never, a checkpoint is not trusted code)."""
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path}: damaged ({_reason(err)})") from err
+
+
+def _reason(err: Exception) -> str:
+    from core.message_text import first_line
+
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -32,8 +32,8 @@ SIZES = {
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 # Fewest bytes a stored weight can take (a 4-bit checkpoint), and the slack
-# the bound allows: the bound counts only the embedding and two hidden x
-# hidden matrices a layer, far below any real model's weights.
+# the bound allows: the bound counts only the embedding, two hidden x hidden
+# matrices and the MLP's two a layer, far below any real model's weights.
 MIN_BYTES_PER_WEIGHT = 0.5
 SLACK = 2.0
 
@@ -61,6 +61,10 @@ def _sizes(config, where: str) -> dict[str, int]:
             continue
         refuse_bad_size(where, name, value)
         found[key] = value
+    # A window of 0 or less loads, then fails in attention's masks mid-generation.
+    window = getattr(text, "sliding_window", None)
+    if window is not None and getattr(text, "use_sliding_window", True) is not False:
+        refuse_bad_size(where, "sliding_window", window)
     return found
 
 
@@ -77,12 +81,22 @@ def weight_file_bytes(folder: Path) -> int:
     )
 
 
-def fewest_weight_bytes(sizes: dict[str, int]) -> float:
-    """A lower bound on the bytes of weights the config describes."""
+def fewest_weight_bytes(sizes: dict[str, int], experts: bool = False) -> float:
+    """A lower bound on the bytes of weights the config describes: the
+    embedding, and a layer's query and output projections and its MLP's two
+    hidden x intermediate matrices (a raised intermediate_size alone made
+    transformers allocate gigabytes for the "missing" MLP before refusing).
+    ``experts``: a mixture of experts, whose intermediate_size may belong to
+    layers it does not have, so its MLP is not counted."""
     hidden = sizes.get("hidden_size", 0)
+    mlp = 0 if experts else 2 * hidden * sizes.get("intermediate_size", 0)
     weights = sizes.get("vocab_size", 0) * hidden
-    weights += sizes.get("num_hidden_layers", 0) * 2 * hidden * hidden
+    weights += sizes.get("num_hidden_layers", 0) * (2 * hidden * hidden + mlp)
     return weights * MIN_BYTES_PER_WEIGHT
+
+
+# Config fields only a mixture of experts sets.
+EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_intermediate_size")
 
 
 def check_config(config, source) -> None:
@@ -96,12 +110,14 @@ def check_config(config, source) -> None:
     stored = weight_file_bytes(folder)
     if stored == 0:
         return  # transformers says which file is missing
-    needed = fewest_weight_bytes(sizes)
+    experts = any(getattr(text_config(config), name, None) for name in EXPERT_FIELDS)
+    needed = fewest_weight_bytes(sizes, experts)
     if needed > SLACK * stored:
         raise CorruptModelError(
             f"{folder}: config.json describes at least {human_bytes(needed)} of weights "
             f"(hidden_size {sizes.get('hidden_size')}, {sizes.get('num_hidden_layers')} "
-            f"layers, vocab_size {sizes.get('vocab_size')}) but the weight files hold "
+            f"layers, vocab_size {sizes.get('vocab_size')}, intermediate_size "
+            f"{sizes.get('intermediate_size')}) but the weight files hold "
             f"{human_bytes(stored)}: the weight files are cut short, or the config belongs "
             "to other weights"
         )

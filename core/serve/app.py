@@ -33,6 +33,7 @@ from core.serve.request_body import read_json
 from core.serve.served_model import ServedModel
 
 COMPLETION_DEFAULT_TOKENS = 16  # OpenAI's default for /v1/completions; chat: the limit
+DISCONNECT_POLL_S = 0.25  # how often a waiting or whole answer checks its client is still there
 
 
 def create_app(
@@ -150,7 +151,7 @@ async def _answer(request, served: ServedModel, limits: ServeLimits, engine: Eng
         raise ApiError(
             503 if code == "server_shutting_down" else 429, str(err), code=code
         ) from None
-    return await answer.respond()
+    return await answer.respond(request)
 
 
 class _Answer:
@@ -193,11 +194,16 @@ class _Answer:
                 self.state["tokens_per_s"] = (event.completion_tokens - 1) / max(span, 1e-9)
         return event
 
-    async def respond(self):
+    async def respond(self, request):
+        # Until a stream starts (Starlette then ends it when its client goes),
+        # nothing else notices a client that left: a queued or whole answer
+        # would go on holding the one model thread for nobody.
+        watcher = asyncio.create_task(self._watch(request))
         try:
             first = await self._next()  # headers wait for it: a refusal keeps its status
-            _raise_if_refused(first)
+            self._raise_if_refused(first)
             if self.stream:
+                watcher.cancel()
                 return StreamingResponse(
                     self._chunks(first),
                     media_type="text/event-stream",
@@ -207,13 +213,28 @@ class _Answer:
         except BaseException:
             self.cancel.cancel()
             raise
+        finally:
+            watcher.cancel()
+
+    async def _watch(self, request) -> None:
+        while not self.cancel.cancelled:
+            if await request.is_disconnected():
+                self.state["client_left"] = True
+                self.cancel.cancel()  # the engine skips it queued, or stops it mid-answer
+                return
+            await asyncio.sleep(DISCONNECT_POLL_S)
+
+    def _raise_if_refused(self, event) -> None:
+        if self.state.get("client_left") and isinstance(event, Finished):
+            raise ApiError(499, "the client closed the request before its answer")
+        _raise_if_refused(event)
 
     async def _whole(self, event) -> dict:
         from core.serve.responses import full_answer
 
         parts = []
         while True:
-            _raise_if_refused(event)
+            self._raise_if_refused(event)
             if isinstance(event, Token):
                 parts.append(event.text)
             elif isinstance(event, Finished):

@@ -9,6 +9,8 @@ tests/test_prune_heads_families.py's.)"""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import transformers
@@ -18,7 +20,7 @@ from core.jobs.write_export import ExportResult, run_export
 from core.models.loading import load_model
 from core.models.size import measure_size
 from core.passes import REGISTRY as R
-from core.passes.blocks import decoder_layers, mlp_parts
+from core.passes.blocks import WIDTH_FIELDS, decoder_layers, mlp_parts
 from core.passes.recipe import Recipe, apply_recipe
 from core.passes.size_estimate import estimate_size
 from tests.test_passes import calibration_for
@@ -82,6 +84,10 @@ def test_silent_neurons_go_first_and_the_export_reloads(kind, tmp_path):
     back = load_model(str(tmp_path / "out"), device="cpu")
     with torch.no_grad():
         assert (back.model(input_ids=ids).logits - pruned(input_ids=ids).logits).abs().max() == 0
+    # every field that held the old width holds the new one (the tiny OPT's
+    # config carries intermediate_size beside its ffn_dim): a plain folder
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert width not in [saved.get(field) for field in WIDTH_FIELDS]
 
 
 def test_a_config_without_a_width_field_is_refused_in_one_line(tmp_path):

@@ -87,7 +87,12 @@ def set_mlp_width(config, width: int, pass_name: str) -> None:
     """Record the new MLP width where the family's config keeps it, so the
     export reloads."""
     holder, name = mlp_width_field(config, pass_name)
-    setattr(holder, name, width)
+    old = getattr(holder, name)
+    # A config carrying the width twice (OPT's ffn_dim beside an
+    # intermediate_size): both change, or the folder disagrees with itself.
+    for alias in WIDTH_FIELDS:
+        if alias == name or (hasattr(holder, alias) and getattr(holder, alias) == old):
+            setattr(holder, alias, width)
 
 
 # The role of a block linear, from the end of its dotted name: what the

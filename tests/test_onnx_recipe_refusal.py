@@ -77,3 +77,20 @@ def test_a_torch_export_failure_is_named_by_its_cause():
     assert (
         _first_line(RuntimeError(report)) == "<class 'RuntimeError'>: Sizes of tensors must match"
     )
+
+
+@pytest.mark.parametrize("backend", ["ort-fused", "ort-fused-w8", "ort-fused-w4"])
+@pytest.mark.parametrize("name", ["low_rank", "low_rank_aware"])
+def test_a_factored_recipe_is_refused_on_the_fused_graph_before_building(
+    loaded, backend, name, monkeypatch
+):
+    """The builder reloads a plain folder: factored layers came back random,
+    and ort-fused-w8 measured and exported that graph (a sweep found it)."""
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("built before the refusal")
+
+    monkeypatch.setattr(experiment, "build_compressed", never)
+    with pytest.raises(UnsupportedModelError, match="factored layer is not one") as refused:
+        list(experiment.run_experiment(loaded, Recipe((R[name](),)), backend=backend))
+    assert "\n" not in str(refused.value)

@@ -138,4 +138,20 @@ def runtime_refusal(key: str, model, recipe=None) -> str | None:
         from core.onnx.fused import fused_refusal
 
         refusal = fused_refusal(model.config)
+    if refusal is None and chosen.fused and recipe is not None:
+        refusal = fused_recipe_refusal(recipe)
     return refusal
+
+
+def fused_recipe_refusal(recipe) -> str | None:
+    """The fused graph is written by onnxruntime-genai's builder from a plain
+    Hugging Face folder; a factored layer's pair of matrices is not one, and
+    the builder, reloading it, filled those layers with random weights (a
+    sweep found such a graph measured and exported)."""
+    factored = [p.name for p in recipe.passes if p.kind == "low_rank"]
+    if factored:
+        return (
+            f"{factored[0]}: the fused graph is built from a plain transformers folder and a "
+            "factored layer is not one; use ort, ort-w8 or ort-w4 for low-rank recipes"
+        )
+    return None

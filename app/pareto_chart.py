@@ -204,7 +204,9 @@ class ParetoChart(QWidget):
         def spots(keep):
             return [{"pos": (x, at), "data": r} for r, x, _, at in shown if keep(r)]
 
-        otherwise = {id(r) for r, _, _ in points if not r.broken and self.off_front(r)}
+        # measured otherwise: neither on the front's pool nor broken (one rule call a run)
+        pooled = {id(r) for r, _, _ in on_front}
+        otherwise = {id(r) for r, _, _ in points if not r.broken and id(r) not in pooled}
         self.scatter.setData(
             spots(lambda r: not r.is_original and not r.broken and id(r) not in otherwise)
         )
@@ -231,7 +233,7 @@ class ParetoChart(QWidget):
                 continue
             # Right-half labels extend to the left, so none runs off the side.
             text, color = _short(r), "#333"
-            if not r.broken and self.off_front(r):
+            if id(r) in otherwise:
                 text += "".join(f" · {tag}" for tag in _how_else(r, self.reference))
             if r.broken:
                 text, color = f"{text}: broken ({short_cause(r.broken)})", BROKEN_COLOR

@@ -94,3 +94,21 @@ def test_a_factored_recipe_is_refused_on_the_fused_graph_before_building(
     with pytest.raises(UnsupportedModelError, match="factored layer is not one") as refused:
         list(experiment.run_experiment(loaded, Recipe((R[name](),)), backend=backend))
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("backend", ["ort", "ort-w4", "ort-int8-static-minmax", "ort-fused"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_cast_is_refused_on_an_onnx_runtime_before_building(
+    loaded, backend, dtype, monkeypatch
+):
+    """The exporter traces an fp32 copy: the run was timed and sized as an
+    fp32 graph under a 16-bit name (a sweep found such runs stored)."""
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("built before the refusal")
+
+    monkeypatch.setattr(experiment, "build_compressed", never)
+    recipe = Recipe((R["cast"](dtype=dtype),))
+    with pytest.raises(UnsupportedModelError, match=f"cast:dtype={dtype}: .*float32") as refused:
+        list(experiment.run_experiment(loaded, recipe, backend=backend))
+    assert "\n" not in str(refused.value)

@@ -136,7 +136,7 @@ def export(
                 "Hugging Face folder (hf) and a report"
             )
         # a family the exporter refuses, a recipe of PyTorch int8/int4 layers
-        if refusal := runtime_refusal("ort", original.model, recipe):
+        if refusal := runtime_refusal("ort", original.model, recipe, measuring=False):
             raise UnsupportedModelError(refusal)
     if "gguf" in formats:  # an unsupported family or type is refused before any work
         from core.export.gguf_format import check_gguf_request

@@ -120,9 +120,11 @@ def check_exportable(key: str, loaded, recipe=None) -> None:
         raise UnsupportedModelError(refusal)
 
 
-def runtime_refusal(key: str, model, recipe=None) -> str | None:
+def runtime_refusal(key: str, model, recipe=None, measuring: bool = True) -> str | None:
     """Why runtime ``key`` cannot run ``recipe`` on ``model`` (one line, from
-    the config and the recipe alone: the window greys Run with it), or None."""
+    the config and the recipe alone: the window greys Run with it), or None.
+    ``measuring`` False (an export's ONNX file, not a run) lets a 16-bit cast
+    through: the file is an fp32 graph of the rounded weights and says so."""
     from core.onnx.traceable import onnx_recipe_refusal
     from core.runtime.onnx.families import export_refusal
     from core.runtime.registry import runtime
@@ -134,6 +136,8 @@ def runtime_refusal(key: str, model, recipe=None) -> str | None:
     refusal = export_refusal(model.config)
     if refusal is None and recipe is not None:
         refusal = onnx_recipe_refusal(recipe)
+    if refusal is None and recipe is not None and measuring:
+        refusal = half_cast_refusal(recipe)
     if refusal is None and chosen.fused:
         from core.onnx.fused import fused_refusal
 
@@ -141,6 +145,19 @@ def runtime_refusal(key: str, model, recipe=None) -> str | None:
     if refusal is None and chosen.fused and recipe is not None:
         refusal = fused_recipe_refusal(recipe)
     return refusal
+
+
+def half_cast_refusal(recipe) -> str | None:
+    """The exporter traces an fp32 copy (core.onnx.export._exportable_copy),
+    so a 16-bit cast would be timed and sized as an fp32 graph under an fp16
+    or bf16 name (a sweep found such runs stored)."""
+    casts = [p for p in recipe.passes if p.name == "cast"]
+    if casts:
+        return (
+            f"cast:dtype={casts[0].dtype}: the ONNX graph runs in float32 here, so the cast "
+            "would be measured upcast under a 16-bit name; run cast on torch or torch-compile"
+        )
+    return None
 
 
 def fused_recipe_refusal(recipe) -> str | None:

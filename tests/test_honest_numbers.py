@@ -1,6 +1,7 @@
 """Numbers that hold what their names say: block-linear bytes, speedups
 against both baselines, perplexity interval ends in the record."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -219,3 +220,22 @@ def test_niceness_benchmark_helpers_and_one_tiny_round(tiny_llama_dir, capsys):
     if sys.platform.startswith("linux"):  # the thread really ran at the job's niceness
         assert result["niceness_applied"]["nice10_loaded"] == bench.JOB_NICENESS
         assert result["niceness_applied"]["nice0_quiet"] == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_a_runs_top1_and_kl_cover_every_window_its_protocol_names(tiny_llama_dir):
+    """The protocol line names the perplexity windows; top-1 and KL were
+    measured on only the first 4 of them (a sweep found it)."""
+    from core.evaluate.fidelity import FidelityPartial
+    from core.evaluate.perplexity import PerplexityPartial
+    from core.jobs.experiment import run_experiment
+    from tests.test_health import TINY
+
+    windows = dataclasses.replace(TINY.perplexity, quick_windows=6)
+    six = dataclasses.replace(TINY, perplexity=windows)
+    original = load_model(str(tiny_llama_dir), device="cpu")
+    recipe = Recipe((REGISTRY["prune_mlp"](0.25),))
+    events = list(run_experiment(original, recipe, six))
+    ppl_windows = {e.windows_total for e in events if isinstance(e, PerplexityPartial)}
+    fidelity = [e for e in events if isinstance(e, FidelityPartial)]
+    assert ppl_windows == {6} and {e.windows_total for e in fidelity} == {6}
+    assert len(fidelity) == 6

@@ -92,7 +92,7 @@ class CausalLMTask:
             if candidate.model is not original.model:  # else agreement is 1 by definition
                 progress(Progress("Fidelity to the original", None))
                 for event in evaluate_fidelity(
-                    original.model, candidate.model, original.tokenizer, windows[:4], cancel
+                    original.model, candidate.model, original.tokenizer, windows, cancel
                 ):
                     if isinstance(event, FidelityResult):
                         fidelity = event

@@ -33,5 +33,5 @@ def short_cause(cause: str, limit: int = 60) -> str:
     likely cause: <setting>", and the setting is what a reader acts on (the
     numbers are in the table and the hover text)."""
     _, found, likely = cause.partition("likely cause: ")
-    text = likely if found else cause
+    text = likely.split(", or else ")[0] if found else cause  # the runner-up: hover only
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

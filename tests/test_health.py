@@ -53,7 +53,9 @@ def test_collapse_names_both_numbers_and_the_strongest_setting():
     )
     cause = broken_cause(0.12, 8.1, recipe)
     assert cause.startswith("collapsed: top-1 agreement 0.12 < 0.5; perplexity 8.1x")
-    assert cause.endswith("likely cause: unstructured pruning at 90% sparsity")
+    assert cause.endswith(
+        "likely cause: unstructured pruning at 90% sparsity, or else int8 weights"
+    )
 
 
 def test_one_failing_criterion_is_enough_and_only_it_is_named():
@@ -80,6 +82,12 @@ def test_likely_causes_read_the_recipe_family_and_backend():
     assert "75% of the attention heads" in likely_cause(heads)
     two_four = _recipe({"pass": "prune_wanda", "version": 1, "sparsity": 0.1, "pattern": "2:4"})
     assert "50% of the weights zeroed (2:4 pattern)" in likely_cause(two_four)
+    mlp = {"pass": "prune_mlp", "version": 1, "fraction": 0.25}
+    static = likely_cause(_recipe(mlp), backend="ort-int8-static-minmax")
+    assert static == (
+        "ONNX Runtime static int8 (activation ranges from calibration), "
+        "or else aggressive pruning: 25% of the MLP neurons removed"
+    )
     layer = _recipe({"pass": "prune_layers", "version": 1, "count": 1})
     assert likely_cause(layer) == "1 whole layer dropped"
 
@@ -207,8 +215,9 @@ def test_dropping_a_layer_of_a_shallow_model_is_named_before_int8():
     """A sweep saw "drop 1 layer + int8" on a 2-layer model collapse while the
     cause named was int8: dropped layers counted 0.1 each, whatever the depth."""
     recipe = {"passes": [{"pass": "prune_layers", "count": 1}, {"pass": "int8_weight_only"}]}
-    assert likely_cause(recipe, layers=2) == "1 whole layer dropped"
-    assert likely_cause(recipe, layers=30) == "1 whole layer dropped"
-    assert likely_cause(recipe) == "int8 weights"  # depth unknown: the old rule of thumb
+    named_first = [likely_cause(recipe, layers=n).split(", or else ")[0] for n in (2, 30)]
+    assert named_first == ["1 whole layer dropped"] * 2
+    # depth unknown: the old rule of thumb
+    assert likely_cause(recipe) == "int8 weights, or else 1 whole layer dropped"
     heavy = {"passes": [{"pass": "prune_layers", "count": 1}, {"pass": "int4_weight_only"}]}
     assert likely_cause(heavy, layers=30).startswith("int4 without calibration")

@@ -112,3 +112,15 @@ def test_a_half_cast_is_refused_on_an_onnx_runtime_before_building(
     with pytest.raises(UnsupportedModelError, match=f"cast:dtype={dtype}: .*float32") as refused:
         list(experiment.run_experiment(loaded, recipe, backend=backend))
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("backend", ["ort-int8", "ort-w4", "ort-int8-static-entropy"])
+def test_the_refusal_never_suggests_the_runtime_it_refuses(loaded, backend):
+    from core.jobs.on_runtime import runtime_refusal
+
+    recipe = Recipe((R["int8_weight_only"](),))
+    refusal = runtime_refusal(backend, loaded.model, recipe)
+    suggested = refusal.split("quantise the graph (")[1].split(")")[0].split(", ")
+    assert "ort-w8" in suggested and backend not in suggested
+    assert "ort-int8-static-*" not in suggested or "static" not in backend
+    assert "ort-int8" in suggested or backend == "ort-int8"

@@ -135,7 +135,7 @@ def runtime_refusal(key: str, model, recipe=None, measuring: bool = True) -> str
         return None
     refusal = export_refusal(model.config)
     if refusal is None and recipe is not None:
-        refusal = onnx_recipe_refusal(recipe)
+        refusal = onnx_recipe_refusal(recipe, chosen.key)
     if refusal is None and recipe is not None and measuring:
         refusal = half_cast_refusal(recipe)
     if refusal is None and chosen.fused:

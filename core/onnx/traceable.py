@@ -10,13 +10,24 @@ TORCH_QUANTIZED_PASSES = frozenset(
 )
 
 
-def onnx_recipe_refusal(recipe) -> str | None:
-    """One line saying why ``recipe``'s model cannot be exported to ONNX, or None."""
+ORT_QUANTISING = (
+    "ort-int8", "ort-int8-static-*", "ort-w8", "ort-w4", "ort-fused-w8", "ort-fused-w4"
+)  # fmt: skip
+
+
+def onnx_recipe_refusal(recipe, runtime: str = "") -> str | None:
+    """One line saying why ``recipe``'s model cannot be exported to ONNX, or
+    None; the runtimes it suggests leave out ``runtime``, the one refused."""
     quantized = [p.name for p in recipe.passes if p.name in TORCH_QUANTIZED_PASSES]
     if not quantized:
         return None
+    others = [key for key in ORT_QUANTISING if not _names(key, runtime)]
     return (
         f"ONNX export cannot trace {quantized[0]}'s PyTorch int8/int4 layers; leave it out "
-        "and let ONNX Runtime quantise the graph (ort-int8, ort-int8-static-*, ort-w8, ort-w4, "
-        "ort-fused-w8, ort-fused-w4), or export hf/gguf"
+        f"and let ONNX Runtime quantise the graph ({', '.join(others)}), or export hf/gguf"
     )
+
+
+def _names(key: str, runtime: str) -> bool:
+    """Whether suggestion ``key`` ("ort-int8-static-*" is a family) is ``runtime``."""
+    return runtime.startswith(key[:-1]) if key.endswith("*") else runtime == key

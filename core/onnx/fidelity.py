@@ -11,11 +11,17 @@ An fp32 export must match to float rounding: top-1 >= 99.9% and max |logit
 diff| < 1e-3. An int8 graph changes the numbers by
 design, so it is judged by top-1 and KL only, with loose bounds that catch a
 broken graph (wrong weights give near-chance top-1), not a lossy one; its
-measured values are reported as they are.
+measured values are reported as they are. A model whose outputs are nearly
+flat (a tiny random one) has near-ties at most positions, where a quantised
+graph's top-1 flips although its distribution barely moves; there a KL within
+a quarter of the PyTorch model's own KL from uniform passes in place of the
+top-1 bound (a sweep saw int4 Gemma 3 refused at top-1 43%, KL 0.002 against
+0.013 from uniform; permuted weights give more than that KL from uniform).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +37,7 @@ FP32_MAX_ABS = 1e-3
 # gave 0.48 / 1.15 here, int16 saturation in the U8S8 kernel: core.onnx.int8.)
 INT8_MIN_TOP1 = 0.45
 INT8_MAX_KL = 1.5
+NEAR_FLAT_SHARE = 0.25  # of the reference's KL from uniform
 CHECK_WINDOWS = 4
 CHECK_CONTEXT = 256
 DECODE_STEPS = 16
@@ -47,6 +54,7 @@ class OnnxFidelity:
     passed: bool
     criteria: str
     decode_positions: int = 0  # of ``positions``, scored through the KV cache
+    uniform_kl: float = 0.0  # nats per position, KL(PyTorch || uniform): how peaked
 
     def failure(self) -> str:
         return (
@@ -57,9 +65,12 @@ class OnnxFidelity:
         )
 
 
-def criteria(int8: bool) -> str:
+def criteria(int8: bool, uniform_kl: float = 0.0) -> str:
     if int8:
-        return f"top-1 >= {INT8_MIN_TOP1:.0%} and KL <= {INT8_MAX_KL:g}"
+        return (
+            f"top-1 >= {INT8_MIN_TOP1:.0%} (or KL <= {NEAR_FLAT_SHARE:g}x the PyTorch model's "
+            f"KL from uniform, {NEAR_FLAT_SHARE * uniform_kl:.3g}) and KL <= {INT8_MAX_KL:g}"
+        )
     return f"top-1 >= {FP32_MIN_TOP1:.1%} and max |logit diff| < {FP32_MAX_ABS:g}"
 
 
@@ -88,7 +99,7 @@ def compare_logits(
     """Compare on ``windows``; with ``decode_steps``, also the first window's
     last positions decoded one token at a time through the graph's cache."""
     device = next(torch_model.parameters()).device
-    max_abs, agree, kl_sum, positions, decoded = 0.0, 0, 0.0, 0, 0
+    max_abs, agree, kl_sum, positions, decoded, uniform_sum = 0.0, 0, 0.0, 0, 0, 0.0
     for index, window in enumerate(windows):
         cancel.raise_if_cancelled()
         ids = window.unsqueeze(0)
@@ -103,15 +114,20 @@ def compare_logits(
             agree += int((ref.argmax(-1) == candidate.argmax(-1)).sum())
             ref_logp, cand_logp = ref.log_softmax(-1), candidate.log_softmax(-1)
             kl_sum += (ref_logp.exp() * (ref_logp - cand_logp)).sum().item()
+            uniform_sum += (ref_logp.exp() * ref_logp).sum().item() + math.log(ref.shape[-1]) * len(
+                ref
+            )
             positions += ref.shape[0]
-    top1, kl = agree / positions, kl_sum / positions
+    top1, kl, uniform_kl = agree / positions, kl_sum / positions, uniform_sum / positions
     if int8:
-        passed = top1 >= INT8_MIN_TOP1 and kl <= INT8_MAX_KL
+        near_flat = kl <= NEAR_FLAT_SHARE * uniform_kl
+        passed = (top1 >= INT8_MIN_TOP1 or near_flat) and kl <= INT8_MAX_KL
     else:
         passed = top1 >= FP32_MIN_TOP1 and max_abs < FP32_MAX_ABS
     return OnnxFidelity(
-        len(windows), positions, max_abs, top1, kl, int8, passed, criteria(int8), decoded
-    )
+        len(windows), positions, max_abs, top1, kl, int8, passed,
+        criteria(int8, uniform_kl), decoded, uniform_kl,
+    )  # fmt: skip
 
 
 def cached_decode_logits(ort_model, window: torch.Tensor, steps: int) -> torch.Tensor:

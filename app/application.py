@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 
 def run_window(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="workbench", description="Open the workbench window.")
+    from core.cli.args import ArgumentsError, OneLineParser, thread_count
+
+    # The CLI's parser and thread check: a count of 0, -3 or 4096 reached the
+    # window unchecked (-3 failed the load, 4096 hung it; found in session 18).
+    parser = OneLineParser(prog="workbench", description="Open the workbench window.")
     parser.add_argument("--model", "-m", default="default", help="model to load at start")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--threads", type=thread_count, default=None, help="CPU threads for torch")
     parser.add_argument(
         "--screenshot",
         metavar="PATH",
         help="save the window as a PNG once the model has loaded, then quit",
     )
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentsError as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
 
     # ml_dtypes' extension (imported by onnx) takes about 0.9 s to import and
     # holds the GIL throughout: imported first by an ONNX export or an ONNX

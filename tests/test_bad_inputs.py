@@ -111,6 +111,7 @@ REFUSED_BEFORE_LOADING = [
     (["generate", "--threads", "0"], "--threads: must be between 1 and 4,096"),
     (["generate", "--threads", "-2"], "--threads: must be between 1 and 4,096"),
     (["generate", "--threads", "99999999999999999999"], "--threads: must be between 1"),
+    (["generate", "--threads", "4096"], "--threads: must be at most"),  # more than the CPUs
     (["generate", "--device", "foo"], "--device: must be auto, cpu, cuda or cuda:N"),
     (["generate", "--device", "cuda:-1"], "--device: must be auto, cpu, cuda or cuda:N"),
     (["generate", "--device", "meta"], "--device: must be auto, cpu, cuda or cuda:N"),

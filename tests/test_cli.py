@@ -67,8 +67,10 @@ def test_bench_on_the_compiled_runner(tiny_llama_dir):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["environment"]["runner"] == "torch-compile"
-    # compiled before the protocol: even with no warm-up no run times the compile
-    assert data["decode_ms_per_token_p90"] < 100  # a tiny model decodes in a few ms
+    # Compiled before the protocol: even with no warm-up no run times the
+    # compile (seconds a step). A tiny model decodes in a few ms; the bound is
+    # loose enough for a loaded machine (100 ms failed under a sweep's load).
+    assert data["decode_ms_per_token_p90"] < 1000
 
 
 @pytest.mark.parametrize("command", ["info", "generate", "bench", "eval"])

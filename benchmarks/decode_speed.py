@@ -4,7 +4,7 @@ Same model, dtype, threads, prompt and greedy decoding; stop tokens disabled
 so both produce exactly N tokens. Both are timed the same way, end to end:
 decode ms/token = (T(prompt -> N tokens) - T(prompt -> 1 token)) / (N - 1),
 medians over interleaved rounds (A B A B ...) so drift hits both alike.
-Also measures memory bandwidth with a large copy and prints the floor that
+Also measures memory bandwidth (large copies and reads) and prints the floor that
 it implies: weight bytes / bandwidth per token.
 
     .venv/bin/python benchmarks/decode_speed.py [--model default] [--threads N]

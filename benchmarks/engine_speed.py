@@ -108,7 +108,7 @@ def main() -> None:
         built, args.rounds, ROUND, lambda done: print(f"  round {done} done", flush=True)
     )
     bandwidth = max(bandwidth_before, memory_bandwidth_bytes_per_s())
-    print(f"memory bandwidth (best large copy): {bandwidth / 1e9:.1f} GB/s", flush=True)
+    print(f"memory bandwidth (best large copy or read): {bandwidth / 1e9:.1f} GB/s", flush=True)
 
     rows = {}
     for name in names:

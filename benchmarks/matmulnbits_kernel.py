@@ -163,7 +163,7 @@ def main() -> None:
                 times[name].append(timed[name]())
         bandwidth = max(bandwidth, memory_bandwidth_bytes_per_s())
 
-    print(f"{args.threads} threads, bandwidth (best large copy) {bandwidth / 1e9:.1f} GB/s")
+    print(f"{args.threads} threads, bandwidth (best large copy or read) {bandwidth / 1e9:.1f} GB/s")
     summary = {"threads": args.threads, "bandwidth_gb_s": bandwidth / 1e9, "rows": {}}
     for name in names:
         median = statistics.median(times[name])

@@ -14,7 +14,7 @@ from app.chart_axes import padded_range, readable_axes
 from app.run_status import BROKEN_COLOR, short_cause, status_detail
 from app.sizes import UNIT, megabytes
 from core.evaluate.protocol_text import text_of
-from core.measure.compare import speed_range
+from core.measure.compare import same_model_files, speed_range
 from core.results.pareto import pareto_front, reference_run, why_off_front
 from core.results.store import RunRecord
 
@@ -312,6 +312,8 @@ def _how_else(record: RunRecord, reference: RunRecord | None) -> list[str]:
         tags.append("busy machine")
     if record.model != reference.model:
         tags.append("other model")
+    elif not same_model_files(record, reference):
+        tags.append("other files of the model")
     elif record.eval_protocol != reference.eval_protocol:
         tags.append(text_of(record.eval_protocol) or "other eval protocol")
     return tags

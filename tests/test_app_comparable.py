@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from app.compare_view import CompareView
-from app.pareto_chart import ParetoChart
+from app.pareto_chart import ParetoChart, _how_else
 from app.sizes import UNIT
 from core.results.store import ResultsStore
 from tests.test_chart_labels import record
@@ -108,3 +108,24 @@ def test_text_of_reads_a_users_file_and_refuses_other_lines(tmp_path):
     line = PerplexityProtocol(text_file=str(own)).describe()
     assert text_of(line) == "file notes; v2.txt"
     assert text_of("quick: classifier argmax, first 200 film reviews") == ""
+
+
+def test_runs_of_the_folders_older_files_are_not_compared_on_quality(qtbot):
+    """Same folder, other weights (its files changed between the runs): a
+    perplexity of those is another model's, though the name is the same."""
+    new, old = {"source_sha256": "new"}, {"source_sha256": "old"}
+    original = record(top1_agreement=1.0, mean_kl=0.0, created=3.0, ppl=18.0, artifact=new)
+    stale = _int8(recipe_name="stale", ppl=9.0, decode_ms_per_token=9.0, artifact=old)
+    fresh = _int8(recipe_name="fresh", created=4.0, artifact=new)
+    view = CompareView()
+    qtbot.addWidget(view)
+    view.show_pair(original, stale)
+    assert view.cell("Perplexity", 2).startswith("not comparable: scored on other files")
+    view.show_pair(original, _int8())  # a run stored before digests: taken on its name
+    assert view.cell("Perplexity", 2) == f"{18.5 / 18.0:.3f}x"
+    chart = ParetoChart()
+    qtbot.addWidget(chart)
+    chart.add_many([original, stale, fresh])
+    chart.show_model("m", classifier=False)
+    assert {r.recipe_name for r in chart.front_records()} == {"original", "fresh"}
+    assert "other files of the model" in _how_else(stale, original)

@@ -110,6 +110,17 @@ def incomparable(run, baseline, name: str) -> str | None:
         return None
     if run.model != baseline.model:
         return "scored on another model (its own tokens, against its own original)"
+    if not same_model_files(run, baseline):
+        return "scored on other files of this model (its folder changed between the runs)"
     if run.eval_protocol != baseline.eval_protocol:
         return "scored on other windows or text"
     return None
+
+
+def same_model_files(run, baseline) -> bool:
+    """Both runs measured the same files of their folder (core.models.
+    source_identity.same_files: a run without a digest is taken on its name)."""
+    from core.models.source_identity import DIGEST_KEY, same_files
+
+    theirs = (getattr(baseline, "artifact", None) or {}).get(DIGEST_KEY, "")
+    return same_files(getattr(run, "artifact", None) or {}, theirs)

@@ -146,3 +146,25 @@ def test_eval_says_which_runtime_weights_and_threads_it_measured(tiny_llama_dir,
     assert on["weights"] == expected[1] if expected[1] else "uint8" in on["weights"]
     first = run_cli(*args).stdout.splitlines()[0]
     assert f"weights on {expected[0]}, cpu, 1 threads" in first
+
+
+@pytest.mark.parametrize("reference", ["missing", "classifier"])
+def test_a_bad_reference_is_refused_before_the_perplexity_pass(
+    tiny_llama_dir, tiny_classifier_dir, tmp_path, reference
+):
+    """A sweep saw all 200 windows scored, then "No such folder" (or "not a
+    causal language model") for the reference."""
+    from core.errors import WorkbenchError
+    from core.evaluate.perplexity import PerplexityPartial, PerplexityProtocol
+    from core.jobs.evaluate import EvaluateRequest, evaluate
+    from core.models.loading import load_model
+
+    loaded = load_model(str(tiny_llama_dir), device="cpu")
+    other = str(tmp_path / "nope") if reference == "missing" else str(tiny_classifier_dir)
+    protocol = PerplexityProtocol(context_tokens=64, stride=32, quick_windows=3, source="pydoc")
+    request = EvaluateRequest(loaded, str(tiny_llama_dir), protocol, other, device="cpu")
+    events = []
+    with pytest.raises((WorkbenchError, ValueError)):
+        for event in evaluate(request):
+            events.append(event)
+    assert not any(isinstance(e, PerplexityPartial) for e in events)

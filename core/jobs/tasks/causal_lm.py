@@ -170,6 +170,9 @@ class CausalLMTask:
         loaded = request.loaded
         model, tokenizer = loaded.model, loaded.tokenizer
         protocol = request.protocol
+        reference = None  # loaded and checked first: a bad one wasted the whole perplexity pass
+        if request.reference is not None:
+            reference = reference_for(request, self, progress, cancel)
         if request.fit_context:
             protocol, fitted = fitted_to_context(protocol, model.config)
             if fitted:
@@ -190,8 +193,7 @@ class CausalLMTask:
 
             report["problem"] = NOT_A_NUMBER
 
-        if request.reference is not None:
-            reference = reference_for(request, self, progress, cancel)
+        if reference is not None:
             fidelity = None
             for event in evaluate_fidelity(reference.model, model, tokenizer, windows, cancel):
                 fidelity = event if isinstance(event, FidelityResult) else fidelity

@@ -92,6 +92,13 @@ def test_exported_student_is_the_trained_one_not_the_pruned_one(original, tmp_pa
     assert provenance["run_id"] == record.run_id
     report = json.loads((out / "report.json").read_text())
     assert report["exported_run"]["run_id"] == record.run_id
+    # Its title and commands are the trained run's, not the recipe's (whose
+    # commands rebuilt the untrained student; a sweep found them so).
+    assert report["title"].endswith(record.recipe_name) and "distilled" in report["title"]
+    (command,) = report["reproduce"]["commands"]
+    assert f"--run {record.run_id}" in command and "compress" not in command
+    assert report["reproduce"]["training"]["steps"] == DISTIL.steps
+    assert "These weights were trained (3 distillation steps" in (out / "report.html").read_text()
 
 
 def test_tampered_trained_weights_are_refused(original, tmp_path):

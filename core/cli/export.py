@@ -111,4 +111,5 @@ def run(args) -> None:
     if args.json:
         print(json_text(result.to_dict()))
         return
-    print(f"exported {recipe.name} to {result.folder} ({result.bytes_written / 1e6:.1f} MB)")
+    name = record.recipe_name if record is not None else recipe.name  # "+ distilled (N steps)"
+    print(f"exported {name} to {result.folder} ({result.bytes_written / 1e6:.1f} MB)")

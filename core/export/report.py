@@ -134,11 +134,39 @@ def commands(
     load = f" --dtype {dtype}" if dtype and dtype != "float32" else ""
     backend = run.backend if run is not None and run.backend else "torch"
     on = f" --backend {backend}" if backend != "torch" else ""
+    if trained(run):  # the recipe rebuilds the student before training, not these weights
+        return [
+            f"workbench export --model {m} --run {run.run_id} --out EXPORT_FOLDER "
+            f"--format {','.join(formats)}{gguf}"
+        ]
     return [
         f"workbench compress --model {m}{load} --recipe recipe.json{on} --save",
         f"workbench export --model {m}{load} --recipe recipe.json --out EXPORT_FOLDER "
         f"--format {','.join(formats)}{gguf}",
     ]
+
+
+def trained(run) -> bool:
+    """A run whose weights were trained (distillation): kept beside the store,
+    not rebuilt from its recipe (core.jobs.provenance)."""
+    from core.jobs.provenance import TRAINED
+
+    return run is not None and run.artifact.get("kind") == TRAINED
+
+
+def _reproduce_words(report: dict) -> str:
+    """What the Reproduce section says before its commands."""
+    training = report["reproduce"].get("training")
+    if training is None:
+        return (
+            "Save the recipe as <code>recipe.json</code> (it is also in the export folder), then:"
+        )
+    steps = report["reproduce"].get("steps")
+    return html.escape(
+        f"These weights were trained ({steps} distillation steps, settings below): the "
+        "recipe builds the student before training, not these weights. The run keeps them "
+        "beside its results store; this exports them again:"
+    )
 
 
 def _front_ids(runs, x_name: str, reference) -> tuple[list, list[str]]:
@@ -169,7 +197,7 @@ def build_report(
         measured, front = _front_ids(runs, axis, chosen or original)
         pareto[f"{axis}_vs_ppl"] = {"runs_charted": len(measured), "front_run_ids": front}
     return {
-        "title": f"{model}: {recipe.name}",
+        "title": f"{model}: {chosen.recipe_name if trained(chosen) else recipe.name}",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "model": model,
         "recipe_name": recipe.name,
@@ -186,6 +214,11 @@ def build_report(
             "recipe_file": "recipe.json",
             "commands": commands(
                 model, formats, (exported.get("gguf") or {}).get("gguf_type"), chosen
+            ),
+            **(
+                {"training": chosen.artifact.get("distill"), "steps": chosen.artifact.get("steps")}
+                if trained(chosen)
+                else {}
             ),
         },
         "exported": exported,
@@ -424,10 +457,13 @@ def render_html(report: dict) -> str:
         parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report["notes"]) + "</ul>")
     parts += [
         "<h2>Reproduce it</h2>",
-        "<p>Save the recipe as <code>recipe.json</code> (it is also in the export folder), "
-        "then:</p>",
+        f"<p>{_reproduce_words(report)}</p>",
         "<pre>" + esc("\n".join(report["reproduce"]["commands"])) + "</pre>",
         "<pre>" + esc(json.dumps(report["recipe"], indent=2)) + "</pre>",
+    ]
+    if (training := report["reproduce"].get("training")) is not None:
+        parts += ["<pre>" + esc(json.dumps(training, indent=2)) + "</pre>"]
+    parts += [
         "<h2>Environment of the export</h2>",
         _table(env_rows, ["", ""]),
         "</body></html>",

@@ -151,3 +151,30 @@ def test_an_onnx_export_of_a_cast_run_says_its_graph_is_float32(tmp_path):
     result = next(e for e in events if isinstance(e, ExportResult))
     assert result.details["onnx"]["upcast_from"] == "float16"
     assert "upcast to float32" in result.summaries["onnx"]
+
+
+def test_a_classifiers_folder_names_the_auto_class_that_loads_it_whole(tmp_path):
+    """The summary said AutoModelForCausalLM for a classifier too: following
+    it dropped the classifier head and made a random LM head (sweep nine)."""
+    import re
+
+    import transformers
+
+    from core.export.formats import FormatWritten
+    from core.jobs.write_export import run_export
+    from core.models.loading import load_model
+    from core.passes.recipe import Recipe
+    from tests.tiny_models import save_tiny_classifier
+
+    bert = load_model(str(save_tiny_classifier(tmp_path / "c")), device="cpu")
+    events = list(run_export(bert, Recipe(), tmp_path / "out", ("hf",)))
+    (written,) = [e for e in events if isinstance(e, FormatWritten)]
+    auto = re.search(r"(AutoModel\w*)\.from_pretrained loads it", written.summary).group(1)
+    assert auto == "AutoModelForSequenceClassification"
+    model, info = getattr(transformers, auto).from_pretrained(
+        tmp_path / "out", output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.tensor([[2, 40, 41, 42, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, bert.model(ids).logits)

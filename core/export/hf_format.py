@@ -73,8 +73,15 @@ def write_hf(
         )
     files = tuple(sorted(p.name for p in folder.iterdir()))
     loader = "transformers" if plan.plain else "workbench"
+    # The Auto class of the model's task: a classifier read by the causal one
+    # comes back an LM head of random weights (a sweep followed the advice).
+    auto = (
+        "AutoModelForSequenceClassification"
+        if inputs.original.is_classifier
+        else "AutoModelForCausalLM"
+    )
     how = (
-        "AutoModelForCausalLM.from_pretrained loads it"
+        f"{auto}.from_pretrained loads it"
         if plan.plain
         else "core.models.loading.load_model loads it (modules transformers cannot rebuild: "
         f"{'; '.join(plan.reasons[:3])}{' ...' if len(plan.reasons) > 3 else ''})"

@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 
 from core.cli import args as cli_args
+from core.cli import language_model_options
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load
 from core.cli.json_out import json_text
@@ -24,6 +25,7 @@ def add_parser(sub) -> None:
     )
     bench.add_argument("--max-repeats", type=whole(1), default=50)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    language_model_options.mark(bench, ("prompt_tokens", "new_tokens"))
     add_runtime_args(bench)
 
 
@@ -42,6 +44,7 @@ def run(args) -> None:
     )
     request.lm_settings()  # refuses inconsistent counts before any model loads
     loaded = load(args)
+    language_model_options.refuse_for_classifier(args, loaded, "timed on one review input")
     request = replace(request, loaded=loaded)
     result = None
     for event in bench(request):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.cli import args as cli_args
+from core.cli import language_model_options
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note
 from core.cli.json_out import json_text
@@ -65,6 +66,7 @@ def add_parser(sub) -> None:
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     add_runtime_args(ev)
+    language_model_options.mark(ev, ("text", "windows", "context_tokens", "stride", "split"))
 
 
 def _eval_protocol(args):
@@ -104,6 +106,9 @@ def run(args) -> None:
     if args.sentiment and args.backend != "torch":
         raise ValueError("--sentiment runs on the torch backend only")
     loaded = load(args)
+    language_model_options.refuse_for_classifier(
+        args, loaded, "scored on the first film reviews of the sentiment test split"
+    )
     same = args.reference == args.model and args.dtype == "auto" and args.backend == "torch"
     request = EvaluateRequest(
         loaded,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from core.cli import language_model_options
 from core.cli.args import number, whole
 from core.cli.common import add_model_args, load, note
 from core.cli.json_out import json_text
@@ -98,6 +99,10 @@ def add_parser(sub) -> None:
         "proxy scores and sensitivity cells are still cached beside the store",
     )
     parser.add_argument("--json", action="store_true", help="print the whole account as JSON")
+    language_model_options.mark(
+        parser,
+        ("text", "eval_context", "eval_windows", "calibration_windows", "calibration_length"),
+    )
 
 
 def _words(text: str, what: str) -> tuple[str, ...]:
@@ -170,6 +175,9 @@ def run(args) -> None:
     if not args.no_save:
         store.check_writable()
     loaded = load(args, "torch")
+    language_model_options.refuse_for_classifier(
+        args, loaded, "scored by accuracy on film reviews and calibrated on reviews"
+    )
     request = SearchRequest(
         loaded,
         limits,

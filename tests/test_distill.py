@@ -238,6 +238,23 @@ def test_cli_distills_the_tiny_model(tiny_llama_dir, tmp_path):
     assert "resumed" in out.stderr and json.loads(out.stdout)["result"]["steps_this_run"] == 2
 
 
+@pytest.mark.parametrize("where", ["empty", "missing"])
+def test_resume_from_a_folder_without_a_checkpoint_is_refused_before_loading(tmp_path, where):
+    """A mistyped --checkpoint-dir trained from step 0 without a word (sweep nine)."""
+    folder = tmp_path / where
+    if where == "empty":
+        folder.mkdir()
+    out = run_cli(
+        "distill", "-m", str(tmp_path / "never-loaded"), "--drop-layers", "1",
+        "--checkpoint-dir", str(folder), "--resume",
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: --resume: {folder} holds no checkpoint to resume; "
+        "leave --resume out to start from step 0"
+    )
+
+
 def test_cli_refuses_a_student_without_a_shape(tmp_path):
     out = run_cli("distill", "-m", str(tmp_path / "never-loaded"))
     assert out.returncode == 2 and "--drop-layers" in out.stderr

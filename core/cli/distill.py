@@ -139,6 +139,14 @@ def run(args) -> None:
     recipe = shape.recipe()  # refuse before loading
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir")
+    if args.resume:  # asked for: a folder without one (a mistyped path) trained from step 0
+        from core.distill.checkpoint import latest_checkpoint
+
+        if not Path(args.checkpoint_dir).is_dir() or latest_checkpoint(args.checkpoint_dir) is None:
+            raise ValueError(
+                f"--resume: {args.checkpoint_dir} holds no checkpoint to resume; "
+                "leave --resume out to start from step 0"
+            )
     store = ResultsStore()
     if not args.no_save:  # the student's run is stored: refused now, not after training
         store.check_writable()

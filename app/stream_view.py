@@ -35,6 +35,11 @@ class StreamView(QWidget):
             self._on_token(event)
         elif isinstance(event, GenerationSummary):
             self.summary = event
+            if event.tail:  # bytes that never made a character, streamed by no token
+                cursor = self.output.textCursor()
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+                cursor.insertText(event.tail)
+                self.output.setTextCursor(cursor)
             tps = f"{event.tokens_per_s:.1f}" if event.tokens_per_s else "n/a"
             decode = (
                 f"{event.decode_ms_per_token:.1f} ms/token" if event.decode_ms_per_token else "n/a"

@@ -9,6 +9,7 @@ from core.cli import args as cli_args
 from core.cli.args import whole
 from core.cli.common import add_model_args, add_runtime_args, load, note, runtime_key
 from core.cli.json_out import json_text
+from core.cli.terminal_text import visible
 from core.message_text import shown
 from core.runtime.prompt_lookup import MAX_DRAFT_TOKENS
 
@@ -114,14 +115,16 @@ def run(args) -> None:
     )  # fmt: skip
     for event in generate(request):
         if isinstance(event, TextToken) and not args.json:
-            print(event.text, end="", flush=True)
+            print(visible(event.text), end="", flush=True)
         elif isinstance(event, GenerationSummary):
             summary = event
     if args.json:
         print(json_text(summary.__dict__))
         return
+    if beams is None:
+        print(visible(summary.tail), end="", flush=True)  # bytes that never made a character
     if beams is not None:
-        print(summary.text, end="", flush=True)
+        print(visible(summary.text), end="", flush=True)
         _print_beam_summary(summary)
         return
     tps = f"{summary.tokens_per_s:.1f} tokens/s" if summary.tokens_per_s else "n/a tokens/s"

@@ -58,6 +58,9 @@ class GenerationSummary:
     lookup: dict | None = None
     # Where the one run was timed: "<runner> on <device>, <N> threads".
     measured_on: str = ""
+    # The end of ``text`` that no token streamed: bytes that never completed
+    # a character (U+FFFD), added when the output ended.
+    tail: str = ""
 
 
 def measured_on(loaded: LoadedModel) -> str:
@@ -136,6 +139,15 @@ class IncrementalDecoder:
         self._emitted = text
         return delta
 
+    def finish(self) -> str:
+        """What is still held back once the output ends: bytes that never made
+        a character, as U+FFFD (they were dropped: a tiny GPT-2's 8 tokens of
+        one continuation byte printed nothing)."""
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        delta = text[len(self._emitted) :] if text.startswith(self._emitted) else ""
+        self._emitted = text
+        return delta
+
     @property
     def text(self) -> str:
         return self._emitted
@@ -201,6 +213,7 @@ def stream_generation(
         reason = "length"
     decode = steps[1:]
     decode_s = sum(s.step_s for s in decode)
+    tail = decoder.finish()
     yield GenerationSummary(
         prompt_tokens=int(input_ids.shape[1]),
         new_tokens=len(steps),
@@ -212,4 +225,5 @@ def stream_generation(
         compile_s=compile_s,
         lookup=None if lookup is None else counts.as_dict(),
         measured_on=measured_on(loaded),
+        tail=tail,
     )

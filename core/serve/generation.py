@@ -77,6 +77,11 @@ def run_generation(served, job: GenerationJob) -> None:
         job.emit(Token(stop.feed(piece)))
         if stop.stopped:
             break
+    if not stop.stopped:  # bytes that never made a character: U+FFFD, not dropped
+        with served.tokenizer_lock:
+            held = decoder.finish()
+        if held:
+            job.emit(Token(stop.feed(held), 0))
     tail = stop.flush()
     if tail:
         job.emit(Token(tail, 0))

@@ -168,3 +168,17 @@ def _minimal() -> dict:
         bench_protocol="",
         eval_protocol="",
     )
+
+
+def test_a_broken_run_is_exported_as_measured_and_says_so(original, tmp_path):
+    """hf/onnx/gguf exports of a collapsed run printed a plain success, and
+    their files carried no flag (sweep nine)."""
+    recipe = Recipe.from_dict({"format": 1, "passes": [{"pass": "int8_weight_only", "version": 1}]})
+    record = _record(run(RunRequest(original, recipe, settings=SETTINGS, threads=1)))
+    flag = "collapsed: top-1 agreement 0.30 < 0.5; likely cause: int8 weights"
+    record = replace(record, broken=flag)
+    said = []
+    job = ExportRequest(original, tmp_path / "out", ("hf",), record, store_dir=tmp_path)
+    list(export(job, lambda p: said.append(p.stage)))
+    assert f"Exporting a run flagged BROKEN ({flag})" in said
+    assert json.loads((tmp_path / "out" / "provenance.json").read_text())["broken"] == flag

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.jobs.run import _default_settings
-from core.progress import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,8 @@ def export(
             raise ProvenanceError(problem)
     set_threads(request.threads)
     compressed = measured = None
+    if record is not None and record.broken:  # exported as measured, never silently
+        progress(Progress(f"Exporting a run flagged BROKEN ({record.broken})", None))
     if record is not None:
         on = runtime(record.backend) if record.backend else runtime("torch")
         if _is_student(record):
@@ -212,6 +214,8 @@ def _provenance(record, measured: dict | None) -> dict | None:
         "measured_on": label(record.backend),
         "artifact": record.artifact,
     }
+    if record.broken:  # its numbers collapsed (core.evaluate.health): the file says so too
+        data["broken"] = record.broken
     if measured is not None:
         data["onnx_graph"] = {k: measured[k] for k in ("int8", "sha256", "verified")}
     return data

@@ -23,6 +23,11 @@ def test_info_json(tiny_gpt2_dir):
     data = json.loads(out.stdout)
     assert data["architecture"] == "GPT2LMHeadModel"
     assert data["layers"] == 2 and data["parameters"] > 0
+    # n_inner None is 4x the hidden size (it printed "MLP None"); the bytes
+    # by dtype are words, not a Python dict
+    assert data["intermediate_size"] == 4 * data["hidden_size"]
+    text = run_cli("info", "--model", str(tiny_gpt2_dir)).stdout
+    assert f"MLP {4 * data['hidden_size']}," in text and "{'float32'" not in text
 
 
 def test_generate_streams_and_reports_speed(tiny_llama_dir):

@@ -22,11 +22,12 @@ def run(args) -> None:
     print(f"{d.architecture} ({d.model_type}) from {d.source}")
     print(
         f"  layers {d.layers}, hidden {d.hidden_size}, heads {d.attention_heads}/{d.kv_heads} kv,"
-        f" MLP {d.intermediate_size}, vocab {d.vocab_size}"
+        f" MLP {d.intermediate_size or 'not in the config'}, vocab {d.vocab_size}"
     )
+    by_dtype = ", ".join(f"{dtype} {human_bytes(n)}" for dtype, n in d.bytes_by_dtype.items())
     print(
         f"  parameters {d.parameters:,}; in memory {human_bytes(d.bytes_in_memory)} "
-        f"{d.bytes_by_dtype}; on disk {human_bytes(d.bytes_on_disk)}; device {d.device}"
+        f"({by_dtype}); on disk {human_bytes(d.bytes_on_disk)}; device {d.device}"
     )
     for note in d.notes:
         print(f"  note: {note}")

@@ -80,9 +80,7 @@ def describe(
         hidden_size=_config_value(config, "hidden_size", "n_embd"),
         attention_heads=_config_value(config, "num_attention_heads", "n_head"),
         kv_heads=_config_value(config, "num_key_value_heads", "num_attention_heads", "n_head"),
-        intermediate_size=_config_value(
-            config, "intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "hidden_dim"
-        ),
+        intermediate_size=_mlp_width(config),
         vocab_size=_config_value(config, "vocab_size"),
         parameters=size.weights,
         bytes_by_dtype=size.by_dtype,
@@ -122,3 +120,15 @@ def human_bytes(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def _mlp_width(config):
+    """The MLP's width from the config; GPT-2 style configs leave ``n_inner``
+    None for 4x the hidden size (transformers' GPT2MLP), which read as
+    "MLP None" (sweep nine)."""
+    width = _config_value(
+        config, "intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "hidden_dim"
+    )
+    if width is None and hasattr(config, "n_inner") and getattr(config, "n_embd", None):
+        return 4 * config.n_embd
+    return width

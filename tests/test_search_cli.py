@@ -85,3 +85,12 @@ def test_a_classifier_is_searched_for_accuracy_by_default_and_its_best_says_so(
     assert out.splitlines()[0].startswith("search: highest accuracy")
     assert "  accuracy " in out and "latency " in out and "ms per review" in out
     assert "  proxies: no proxy for this model kind\n" in out  # no dangling "; "
+
+
+@pytest.mark.parametrize("option", ["--eval-context", "--calibration-length"])
+def test_a_length_past_the_models_context_is_refused_not_cut(tiny_llama_dir, capsys, option):
+    """eval and distill refused it; search cut it to 256 without a word (sweep nine)."""
+    assert main(["search", "-m", str(tiny_llama_dir), option, "100000"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {option} 100,000: longer than the model's context (256 tokens)"
+    )

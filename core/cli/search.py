@@ -178,6 +178,7 @@ def run(args) -> None:
     language_model_options.refuse_for_classifier(
         args, loaded, "scored by accuracy on film reviews and calibrated on reviews"
     )
+    _refuse_longer_than_context(args, loaded)
     request = SearchRequest(
         loaded,
         limits,
@@ -311,3 +312,22 @@ def print_summary(data: dict) -> None:
     if best.get("machine_busy"):
         print(f"  BUSY MACHINE: {best['machine_busy']}")
     print(f"  recipe: {json.dumps(best['recipe'])}")
+
+
+def _refuse_longer_than_context(args, loaded) -> None:
+    """A window or calibration length given past the model's context was cut
+    to it without a word (eval and distill refuse it); the defaults are still
+    fitted to a short model quietly."""
+    from core.runtime.generation import context_length
+
+    if loaded.is_classifier:
+        return
+    context = context_length(loaded.model.config)
+    defaults = getattr(args, language_model_options.KEY)
+    for dest in ("eval_context", "calibration_length"):
+        value = getattr(args, dest)
+        if value != defaults[dest] and value > context:
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(
+                f"{flag} {value:,}: longer than the model's context ({context:,} tokens)"
+            )

@@ -77,14 +77,19 @@ def _check_existing(
             f"{target} is a symbolic link; a link and what it points to are never replaced: "
             "choose another folder."
         )
+    # What overwrite could not replace is refused first, so that the advice
+    # to overwrite is only given where it works (a file, or a folder the
+    # workbench did not make, was advised to be overwritten, then refused).
+    if not target.is_dir():
+        raise ExportTargetError(
+            f"{target} is a file, not a folder; a file is never replaced: choose another folder."
+        )
+    if replaceable is not None:
+        replaceable(target)
     if not overwrite:
         raise ExportTargetError(
             f"{target} already exists; choose another folder, or overwrite to replace it."
         )
-    if not target.is_dir():
-        raise ExportTargetError(f"{target} exists and is not a folder; remove it first.")
-    if replaceable is not None:
-        replaceable(target)
 
 
 @contextmanager

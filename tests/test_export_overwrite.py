@@ -86,10 +86,16 @@ def refused(call, match):
     return str(info.value)
 
 
-def test_user_folder_is_refused_and_left_intact(loaded, tmp_path, no_model_work):
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_user_folder_is_refused_and_left_intact(loaded, tmp_path, no_model_work, overwrite):
+    """Without overwrite too: that refusal advised overwriting, which then
+    refused (sweep nine)."""
     target = user_folder(tmp_path / "mine")
     before = tree(tmp_path)
-    refused(lambda: export(loaded, target, overwrite=True), "not made by a workbench export")
+    said = refused(
+        lambda: export(loaded, target, overwrite=overwrite), "not made by a workbench export"
+    )
+    assert "overwrite" not in said
     assert tree(tmp_path) == before  # byte for byte, and no temporary folder left
 
 
@@ -177,10 +183,12 @@ def test_tampered_export_is_refused_and_left_intact(loaded, tmp_path, tamper, mo
     assert tree(tmp_path) == before
 
 
-def test_file_target_is_refused(loaded, tmp_path, no_model_work):
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_file_target_is_refused(loaded, tmp_path, no_model_work, overwrite):
     target = tmp_path / "notes.txt"
     target.write_text("mine")
-    refused(lambda: export(loaded, target, overwrite=True), "is not a folder")
+    said = refused(lambda: export(loaded, target, overwrite=overwrite), "is a file, not a folder")
+    assert "overwrite" not in said and "remove it" not in said
     assert target.read_text() == "mine"
 
 

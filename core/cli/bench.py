@@ -42,6 +42,10 @@ def run(args) -> None:
         args.min_time,
         args.max_repeats,
     )
+    if args.min_repeats > args.max_repeats:  # named as the options, not the protocol's fields
+        raise ValueError(
+            f"--min-repeats {args.min_repeats:,} is more than --max-repeats {args.max_repeats:,}"
+        )
     request.lm_settings()  # refuses inconsistent counts before any model loads
     loaded = load(args)
     language_model_options.refuse_for_classifier(args, loaded, "timed on one review input")

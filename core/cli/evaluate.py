@@ -79,6 +79,11 @@ def _eval_protocol(args):
     if args.windows is not None:
         quick = full = args.windows
     context = args.context_tokens or PerplexityProtocol.context_tokens
+    if args.stride is not None and args.stride >= context:  # named as the options, not fields
+        raise ValueError(
+            f"--stride {args.stride:,}: must be less than the window ({context:,} tokens, "
+            "--context-tokens): each window needs some context"
+        )
     protocol = PerplexityProtocol(
         context_tokens=context,
         stride=args.stride or context // 2,

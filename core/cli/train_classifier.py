@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     )
     clf.add_argument("--fast", action="store_true", help="the small CI variant (~15 s)")
     clf.add_argument("--train-examples", type=whole(0), default=None, help="default 4000; 0: all")
-    clf.add_argument("--epochs", type=whole(0, 1000), default=None, help="default 1")
+    clf.add_argument("--epochs", type=whole(1, 1000), default=None, help="default 1")
     clf.add_argument(
         "--out",
         default=None,
@@ -46,8 +46,6 @@ def run(args) -> None:
             raise ValueError("--train-examples must be 0 (all) or more")
         settings = replace(settings, train_examples=args.train_examples or None)
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise ValueError("--epochs must be at least 1")
         settings = replace(settings, epochs=args.epochs)
     out = Path(args.out) if args.out else None
     standard = settings in (FAST, ClassifierSettings())

@@ -83,3 +83,8 @@ def test_the_cli_prints_the_map_as_json(tiny_llama_dir, capsys):
     assert main([*argv, "--parts", "q,nose"]) == 2
     err = capsys.readouterr().err
     assert "nose" in err and err.count("\n") == 1
+    # a probe that changes nothing measured a map of zeros (sweep nine)
+    for probe in ("prune_mlp:fraction=0", "prune_unstructured:sparsity=0"):
+        assert main([*argv, "--probe", probe]) == 2
+        err = capsys.readouterr().err
+        assert "changes nothing" in err and err.count("\n") == 1

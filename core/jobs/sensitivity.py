@@ -90,6 +90,22 @@ def check_probe(probe) -> None:
             f"{probe.name}: a probe takes no layers or parts of its own; the map compresses "
             "each layer (and each part given with --parts) in turn"
         )
+    for field, nothing in NO_CHANGE.items():
+        if getattr(probe, field, None) == nothing and not _pattern(probe):
+            raise ValueError(
+                f"{probe.name}:{field}={nothing:g} changes nothing, so every cell would "
+                "measure 0; give the probe a strength"
+            )
+
+
+# A probe setting that leaves every layer as it was (a sweep mapped
+# prune_mlp:fraction=0: every KL 0, stored as a measurement).
+NO_CHANGE = {"fraction": 0, "sparsity": 0, "param_reduction": 0, "count": 0, "rank_ratio": 1}
+
+
+def _pattern(probe) -> bool:
+    """An n:m pattern sets the zeros whatever the sparsity says."""
+    return ":" in str(getattr(probe, "pattern", ""))
 
 
 def parse_cells(text: str) -> tuple[str, ...]:

@@ -172,6 +172,7 @@ REFUSED_BEFORE_LOADING = [
     (["export", "--recipe", "@count_bool", "--out", "@out"], "count must be a whole number"),
     (["export", "--recipe", "@twice", "--out", "@out", "--format", "pdf"], "unknown export"),
     (["export", "--out", "@out"], "one of the arguments --recipe --run --last is required"),
+    (["export", "--last", "--out", "@out", "--gguf-type", "q4_0"], "add gguf to --format"),
     (["distill"], "a student needs --drop-layers and/or --mlp-remove"),
     (["distill", "--drop-layers", "-1"], "--drop-layers: must be between 0 and"),
     (["distill", "--drop-layers", "1.5"], "--drop-layers: must be a whole number"),

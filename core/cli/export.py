@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     )
     parser.add_argument(
         "--gguf-type",
-        default="q8_0",
+        default=None,
         choices=("f16", "bf16", "q8_0", "q4_0", "q4_1"),
         help="GGUF type of the weight matrices for --format gguf (default: q8_0); int8 "
         "weights keep their values in q8_0, int4 in q4_1",
@@ -84,6 +84,8 @@ def run(args) -> None:
     from core.results.store import ResultsStore
 
     formats = parse_formats(args.format)
+    if args.gguf_type is not None and "gguf" not in formats:  # it was ignored without a word
+        raise ValueError("--gguf-type sets the GGUF file's type; add gguf to --format")
     store = ResultsStore()
     records = store.load()
     recipe, record = choose_run(args, records)
@@ -100,7 +102,7 @@ def run(args) -> None:
         args.overwrite,
         store_dir=store.path.parent,
         threads=args.threads,
-        gguf_type=args.gguf_type,
+        gguf_type=args.gguf_type or "q8_0",
     )
     result = None
     for event in export(request, progress):

@@ -94,3 +94,20 @@ def test_a_length_past_the_models_context_is_refused_not_cut(tiny_llama_dir, cap
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: {option} 100,000: longer than the model's context (256 tokens)"
     )
+
+
+def test_a_summary_whose_best_is_the_original_says_so(capsys):
+    from core.cli.search import print_summary
+
+    best = {
+        "label": "original", "run_id": "r", "bytes": 1e6, "bytes_ratio": 1.0,
+        "recipe": {"format": 1, "passes": []}, "metrics": {}, "bench_protocol": "b",
+    }  # fmt: skip
+    data = {
+        "objective": "ppl", "limits": "none", "scoring": "", "proxy": "", "counts": {},
+        "stopped": "budget", "elapsed_s": 1, "best": best,
+    }  # fmt: skip
+    print_summary(data)
+    assert "no compressed configuration did better than the original" in capsys.readouterr().out
+    print_summary({**data, "best": {**best, "recipe": {"passes": [{"pass": "cast"}]}}})
+    assert "did better than the original" not in capsys.readouterr().out

@@ -286,6 +286,8 @@ def print_summary(data: dict) -> None:
         return
     metrics = best["metrics"]
     print(f"best: {best['label']}  (run {best['run_id']})")
+    if not (best.get("recipe") or {}).get("passes"):  # the original won: say it in words
+        print("  no compressed configuration did better than the original by this objective")
     print(f"  {best['bytes'] / 1e6:.1f} MB ({best['bytes_ratio']:.3f}x the original)")
     if metrics.get("ppl") is not None:
         increase = best.get("ppl_increase_pct")

@@ -388,8 +388,11 @@ class _Search:
                     "with the int8 head" if head is not None else "with the head as it is"
                     for head in skipped
                 )
+                fits_what = (
+                    "fits the size limit" if self.byte_limit else "is allowed (no size limit)"
+                )
                 yield SearchNote(
-                    f"mixed int8/int4 not tried {names}: uniform int8 fits the size limit and "
+                    f"mixed int8/int4 not tried {names}: uniform int8 {fits_what} and "
                     "keeps 8 bits on every layer"
                 )
             heads = kept

@@ -125,7 +125,9 @@ class Limits:
     def describe(self) -> str:
         parts = []
         if self.max_bytes is not None:
-            parts.append(f"size <= {self.max_bytes / 1e6:.1f} MB")
+            small = self.max_bytes < 100_000  # "0.0 MB" for --max-bytes 1 (sweep nine)
+            size = f"{self.max_bytes:,} bytes" if small else f"{self.max_bytes / 1e6:.1f} MB"
+            parts.append(f"size <= {size}")
         if self.max_bytes_ratio is not None:
             parts.append(f"size <= {self.max_bytes_ratio:g}x the original")
         if self.max_decode_ms is not None:

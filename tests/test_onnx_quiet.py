@@ -15,6 +15,7 @@ def test_only_the_known_boilerplate_is_dropped_and_only_during_a_build(caplog):
         with info_logs_off():
             logging.warning(BOILERPLATE[0] + ". Refer to example: ...")
             nbits.warning(BOILERPLATE[1] + ". Force to update it to opset 21, ...")
+            nbits.error(BOILERPLATE[2] + ".")
             nbits.warning("a real problem with node MatMul_3")
             logging.info("node 12 of 4300")
         logging.warning(BOILERPLATE[0])

@@ -149,9 +149,8 @@ def commands(
 def trained(run) -> bool:
     """A run whose weights were trained (distillation): kept beside the store,
     not rebuilt from its recipe (core.jobs.provenance)."""
-    from core.jobs.provenance import TRAINED
-
-    return run is not None and run.artifact.get("kind") == TRAINED
+    # core.jobs.provenance.TRAINED: core.export never imports core.jobs (import contract)
+    return run is not None and run.artifact.get("kind") == "trained-weights"
 
 
 def _reproduce_words(report: dict) -> str:

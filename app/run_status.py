@@ -5,6 +5,7 @@ the table, the compare view and the trade-off chart."""
 
 from __future__ import annotations
 
+from core.evaluate.health import RUNNER_UP
 from core.results.store import RunRecord
 
 BROKEN_COLOR = "#b00020"  # a broken run's mark: dark red
@@ -33,5 +34,5 @@ def short_cause(cause: str, limit: int = 60) -> str:
     likely cause: <setting>", and the setting is what a reader acts on (the
     numbers are in the table and the hover text)."""
     _, found, likely = cause.partition("likely cause: ")
-    text = likely.split(", or else ")[0] if found else cause  # the runner-up: hover only
+    text = likely.split(RUNNER_UP)[0] if found else cause  # the runner-up: hover only
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

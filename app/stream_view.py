@@ -36,10 +36,7 @@ class StreamView(QWidget):
         elif isinstance(event, GenerationSummary):
             self.summary = event
             if event.tail:  # bytes that never made a character, streamed by no token
-                cursor = self.output.textCursor()
-                cursor.movePosition(QTextCursor.MoveOperation.End)
-                cursor.insertText(event.tail)
-                self.output.setTextCursor(cursor)
+                self._append(event.tail)
             tps = f"{event.tokens_per_s:.1f}" if event.tokens_per_s else "n/a"
             decode = (
                 f"{event.decode_ms_per_token:.1f} ms/token" if event.decode_ms_per_token else "n/a"
@@ -59,11 +56,14 @@ class StreamView(QWidget):
                 f"stopped: {event.stop_reason}{drafts}  ·  one run, {event.measured_on}"
             )
 
-    def _on_token(self, token: TextToken) -> None:
+    def _append(self, text: str) -> None:
         cursor = self.output.textCursor()
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(token.text)
+        cursor.insertText(text)
         self.output.setTextCursor(cursor)
+
+    def _on_token(self, token: TextToken) -> None:
+        self._append(token.text)
         self._tokens += 1
         if token.index == 0:
             self._first_ms = token.step_s * 1e3

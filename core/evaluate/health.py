@@ -19,6 +19,7 @@ AGREEMENT_FLOOR = 0.5
 PPL_RATIO_CEILING = 3.0
 # What a perplexity that is not a number says about the model.
 NOT_A_NUMBER = "perplexity is not a number (NaN in the weights or activations)"
+RUNNER_UP = ", or else "  # between the likely cause and the next setting (labels cut here)
 
 # Families whose block layout the SmoothQuant fold was written for
 # (core/passes/smooth_quant.py: Llama-style RMSNorm producers, GPT-2 LayerNorms),
@@ -87,7 +88,7 @@ def likely_cause(
     # The ranking is a rule of thumb (a sweep saw prune_mlp alone collapse a
     # recipe whose static int8 ranked first), so the runner-up is named too.
     ranked = [what for _, what in sorted(suspects, key=lambda s: -s[0])]
-    return ranked[0] if len(ranked) == 1 else f"{ranked[0]}, or else {ranked[1]}"
+    return RUNNER_UP.join(ranked[:2])
 
 
 def _suspect(item: dict, model_type: str, layers: int | None = None) -> tuple[float, str] | None:

@@ -81,8 +81,11 @@ def run_experiment(
     ``backend`` (a key of BACKENDS) says where the built configuration runs;
     for ONNX Runtime it is exported (or found in the export cache) first.
     """
+    from core.jobs.loaded_graph import graph_run_runtime
+
     cancel = cancel or CancelToken()
     validate(recipe)
+    backend = graph_run_runtime(original, recipe, backend)  # a loaded graph: its own runtime
     check_supports(backend, original.task)  # before anything is built
     check_exportable(backend, original, recipe)  # an ONNX runtime: a family and recipe it takes
     candidate, notes, artifact = original, [], {}

@@ -43,7 +43,14 @@ def load(
     loaded = load_model(request.source, request.device, request.dtype, progress, cancel)
     if auto:  # before an ONNX Runtime session opens: it takes torch's count
         auto_threads(loaded, request.sweep_on or chosen.key, progress, cancel)
-    if chosen.key != "torch" and not is_onnx_runtime(loaded.model):
+    if is_onnx_runtime(loaded.model):  # a loaded graph runs as it was built
+        from core.jobs.loaded_graph import graph_run_refusal
+
+        if refusal := graph_run_refusal(loaded.model, loaded.source, None, chosen.key):
+            from core.errors import UnsupportedModelError
+
+            raise UnsupportedModelError(refusal)
+    elif chosen.key != "torch":
         check_supports(chosen.key, loaded.task)
         if chosen.compiled:  # compiled before anything is timed, for the length timed
             loaded = dataclasses.replace(loaded, runner=COMPILED_RUNNER)

@@ -32,8 +32,12 @@ def prepare(
     """``candidate`` ready to run on runtime ``key`` for runs of up to
     ``tokens`` tokens: as it is, compiled now (never timed), or exported to
     ONNX (or found in the export cache) and opened in ONNX Runtime."""
+    from core.runtime.runners import is_onnx_runtime
+
     chosen = check_supports(key, candidate.task)
     artifact = {"runtime": chosen.key, "runtime_label": chosen.label}
+    if is_onnx_runtime(candidate.model):  # a loaded graph runs as it was built
+        return _loaded_graph(candidate, artifact)
     if chosen.compiled:
         from core.runtime.compiled_runner import compile_decode
         from core.runtime.runners import COMPILED_RUNNER
@@ -81,6 +85,18 @@ def prepare(
             )
         return Prepared(loaded, notes, artifact)
     return Prepared(candidate, (), artifact)
+
+
+def _loaded_graph(candidate, artifact: dict) -> Prepared:
+    from core.onnx.cache import graph_digest
+
+    folder = candidate.model.path.parent
+    artifact = {**artifact, "onnx_sha256": graph_digest(folder)}
+    note = (
+        f"measured on the loaded ONNX graph ({candidate.model.runner_name}) sha256 "
+        f"{artifact['onnx_sha256'][:12]}, as it was exported"
+    )
+    return Prepared(candidate, (note,), artifact)
 
 
 def _graph_words(chosen) -> str:

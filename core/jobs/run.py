@@ -51,6 +51,7 @@ def run(
 ) -> Iterator[object]:
     """Yield bench and evaluation events as they happen, then the RunRecord."""
     from core.jobs.experiment import run_experiment
+    from core.jobs.loaded_graph import graph_run_runtime
     from core.jobs.provenance import new_run_id
     from core.jobs.threads import AUTO, auto_threads
     from core.passes.recipe import Recipe, validate
@@ -59,6 +60,9 @@ def run(
     from core.runtime.registry import check_supports
 
     validate(request.recipe)
+    # a loaded ONNX graph runs, and is recorded, on the runtime that built it
+    on = graph_run_runtime(request.original, request.recipe, request.runtime)
+    request = replace(request, runtime=on)
     check_supports(request.runtime, request.original.task)
     if request.threads == AUTO:
         auto_threads(request.original, request.runtime, progress, cancel)

@@ -150,6 +150,9 @@ class CompressionPanel(QGroupBox):
         super().__init__("Compression", parent)
         self.model = None
         self._inventory = None  # the model's size inventory, taken once in set_model
+        self._graph = False  # a loaded ONNX graph: measured as it was built (set_model)
+        self._source = ""
+        self._chosen_backend = "torch"  # the user's Run on while a graph shows its own
         self._busy = False
         self.groups = {name: PassControls(REGISTRY[name]) for name in DISPLAY_ORDER}
         self.estimate = QLabel("Load a model to see the size estimate")
@@ -192,13 +195,33 @@ class CompressionPanel(QGroupBox):
         self._busy = busy
         self.refresh()
 
-    def set_model(self, model) -> None:
-        from core.models.size import measure_size
-        from core.passes.size_estimate import inventory
+    def set_model(self, model, source: str = "the loaded model", description=None) -> None:
+        """A loaded model (``description``: its ModelDescription). An ONNX
+        graph runs as it was built: the passes and Run on grey out, Run
+        measures it on its own runtime, and its size is its stored weights."""
+        from core.jobs.loaded_graph import graph_runtime
+        from core.runtime.runners import is_onnx_runtime
 
-        self.model = model
-        self._original_bytes = measure_size(model).total_bytes  # once, not per slider move
-        self._inventory = inventory(model)  # likewise: walks every module
+        was_graph = self._graph
+        self.model, self._source = model, source
+        self._graph = is_onnx_runtime(model)
+        if self._graph and not was_graph:
+            self._chosen_backend = self.backend_key()  # given back with a PyTorch model
+        elif was_graph and not self._graph:
+            self.set_backend(self._chosen_backend)
+        # The passes stay enabled so that a recipe left on can be switched off;
+        # Run says why it waits while one is.
+        self.backend.setEnabled(not self._graph)
+        if self._graph:
+            self._original_bytes = description.bytes_in_memory if description else None
+            self._inventory = None
+            self.set_backend(graph_runtime(model) or "torch")
+        else:
+            from core.models.size import measure_size
+            from core.passes.size_estimate import inventory
+
+            self._original_bytes = measure_size(model).total_bytes  # once, not per slider move
+            self._inventory = inventory(model)  # likewise: walks every module
         self.refresh()
 
     def recipe(self) -> Recipe:
@@ -207,6 +230,10 @@ class CompressionPanel(QGroupBox):
 
     def backend_key(self) -> str:
         return self.backend.currentData()
+
+    def chosen_backend(self) -> str:
+        """The user's Run on (kept between sessions), not a graph's own."""
+        return self._chosen_backend if self._graph else self.backend_key()
 
     def set_backend(self, key: str) -> None:
         self.backend.setCurrentIndex(max(0, self.backend.findData(key)))
@@ -281,8 +308,11 @@ class CompressionPanel(QGroupBox):
 
     def _model_refusal(self, recipe: Recipe) -> str | None:
         """What the loaded model or the Run on choice refuses, known before any work."""
+        from core.jobs.loaded_graph import graph_run_refusal
         from core.jobs.on_runtime import runtime_refusal
 
+        if self._graph:
+            return graph_run_refusal(self.model, self._source, recipe, self.backend_key())
         for config in recipe.passes:
             if refusal := config.model_refusal(self.model.config):
                 return refusal
@@ -290,6 +320,14 @@ class CompressionPanel(QGroupBox):
 
     def _show_estimate(self, recipe: Recipe, valid: bool) -> None:
         if self.model is None or not valid:
+            return
+        if self._graph:
+            stored = size_text(self._original_bytes) if self._original_bytes else "unknown"
+            self.estimate.setText(
+                f"ONNX graph: {stored} of stored weights, measured as it was exported on "
+                f"{self.backend.currentText()}. The passes rewrite PyTorch modules: load the "
+                "folder it was exported from to compress it."
+            )
             return
         from core.passes.size_estimate import estimate_size
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from app.model_gate import ModelGate
 from app.prompt_controls import PromptControls
 from app.stream_view import StreamView
 from core.measure.compare import FASTER, SLOWER, WITHIN_NOISE, speed_verdict, steps_range
@@ -23,6 +24,7 @@ class DemoPanel(QWidget):
         self.run_button = self.controls.button
         self.recipe_label = QLabel("Compressed: the recipe set in the compression panel")
         self.recipe_label.setWordWrap(True)
+        self.gate = ModelGate(self.run_button, self.recipe_label)
         self.verdict = QLabel("")
         self.verdict.setObjectName("demo_verdict")
         self.panes = {
@@ -46,7 +48,7 @@ class DemoPanel(QWidget):
         self.run_button.clicked.connect(lambda: self.demo_requested.emit(*self.controls.request()))
 
     def set_ready(self, ready: bool) -> None:
-        self.run_button.setEnabled(ready)
+        self.gate.set_ready(ready)
 
     def begin(self, recipe_name: str) -> None:
         self._boxes[COMPRESSED].setTitle(f"Compressed: {recipe_name}")

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.model_gate import ModelGate
 from app.series_chart import SeriesChart
 from core.distill.events import DistillEval, DistillResult, DistillResumed, DistillStep
 
@@ -59,6 +60,7 @@ class DistillPanel(QWidget):
         self.run_button = QPushButton("Distil")
         self.status = QLabel("The student starts as a pruned copy of the loaded model.")
         self.status.setWordWrap(True)
+        self.gate = ModelGate(self.run_button, self.status)
         self.loss_chart = SeriesChart("Distillation loss (T² KL to the teacher)", "step", "loss")
         self.ppl_chart = SeriesChart(
             "Student perplexity (quick windows)", "step", "perplexity", color="#2ca02c"
@@ -88,7 +90,7 @@ class DistillPanel(QWidget):
         self.run_button.clicked.connect(self._request)
 
     def set_ready(self, ready: bool) -> None:
-        self.run_button.setEnabled(ready)
+        self.gate.set_ready(ready)
 
     def set_model_layers(self, layers: int | None) -> None:
         """The loaded model's layer count: a student keeps at least one."""

@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         self.generate_panel.generate_requested.connect(self.generate)
         self.cancel_button.clicked.connect(self.runner.cancel)
         self.runner.progress.connect(self._on_progress)
-        self.router = EventRouter()
+        self.router = EventRouter(on_error=self._on_display_error)
         self._subscribe_panels()
         self.sensitivity_panel.connect_window(self)  # its job, events and cell clicks
         self.runner.event.connect(self._on_event)
@@ -507,15 +507,36 @@ class MainWindow(QMainWindow):
     def _on_event(self, event) -> None:
         self.router.dispatch(event)
 
+    def _on_display_error(self, event, error: Exception) -> None:
+        self.notifications.error(
+            f"The window could not show a {type(event).__name__} ({type(error).__name__}: "
+            f"{first_line(error)}); the work itself went on, and the rest of the window shows it."
+        )
+
     def _on_loaded(self, event: LoadedModel) -> None:
         self.loaded = event
         self.model_panel.show_description(event.description)
-        self.compression_panel.set_model(event.model)
+        self.compression_panel.set_model(event.model, event.source, event.description)
         self.distill_panel.set_model_layers(event.description.layers)
+        self._gate_pytorch_work(event)
         self.pareto_chart.show_model(event.source, event.is_classifier)
         self.search_panel.follow_model_kind(event.is_classifier)
         self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
         self._on_busy(self.runner.busy)  # buttons that need a model follow
+
+    def _gate_pytorch_work(self, loaded: LoadedModel) -> None:
+        """An ONNX graph runs as it was built: the panels whose jobs rewrite
+        PyTorch modules grey their button and say why, in the job's words."""
+        from core.jobs.loaded_graph import DEMO, DISTILLATION, SEARCH, pytorch_refusal
+        from core.runtime.runners import is_onnx_runtime
+
+        graph = is_onnx_runtime(loaded.model)
+        for panel, what in (
+            (self.distill_panel, DISTILLATION),
+            (self.search_panel, SEARCH),
+            (self.demo_panel, DEMO),
+        ):
+            panel.gate.refuse(pytorch_refusal(loaded.source, what) if graph else None)
 
     def _on_compressed(self, event: CompressedModel) -> None:
         self._demo_model = (self.loaded, event)

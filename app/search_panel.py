@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.model_gate import ModelGate
 from core.search.events import BestSoFar, SearchFinished, SearchStarted
 
 # (limit field, label, default, minimum, maximum, step, decimals, suffix, on by default)
@@ -120,6 +121,7 @@ class SearchPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         self.status = QLabel("Load a model, set the limits, and start.")
         self.status.setWordWrap(True)
+        self.gate = ModelGate(self.start_button, self.status)
         box = QGroupBox("Limits and budget")
         box_layout = QVBoxLayout(box)
         box_layout.addLayout(form)
@@ -149,7 +151,7 @@ class SearchPanel(QWidget):
         """Start needs a model and an idle worker; Cancel stops this panel's search."""
         if not busy:
             self._running = False
-        self.start_button.setEnabled(ready)
+        self.gate.set_ready(ready)
         self.cancel_button.setEnabled(busy and self._running)
 
     def follow_model_kind(self, classifier: bool) -> None:

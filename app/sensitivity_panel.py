@@ -164,8 +164,14 @@ class SensitivityPanel(QWidget):
 
     # --- state -----------------------------------------------------------------
     def set_model(self, loaded) -> None:
-        self.loaded = None if loaded.is_classifier else loaded
-        if self.loaded is None:
+        from core.jobs.loaded_graph import SENSITIVITY, pytorch_refusal
+        from core.runtime.runners import is_onnx_runtime
+
+        graph = is_onnx_runtime(loaded.model)
+        self.loaded = None if loaded.is_classifier or graph else loaded
+        if graph:
+            self.status.setText(pytorch_refusal(loaded.source, SENSITIVITY))
+        elif self.loaded is None:
             self.status.setText("The map scores next-token predictions: load a causal LM.")
         self.show_stored()
         self._update_buttons()

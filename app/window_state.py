@@ -27,7 +27,7 @@ def save_state(settings: QSettings, window, splitters: dict, tabs, panel) -> Non
         settings.setValue("recipe/json", panel.recipe().to_json())
     except ValueError:  # a half-typed scope: the last valid recipe stays saved
         pass
-    settings.setValue("recipe/backend", panel.backend_key())
+    settings.setValue("recipe/backend", panel.chosen_backend())
     settings.sync()
 
 

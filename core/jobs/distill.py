@@ -69,7 +69,7 @@ def distill_student(
     from core.distill.train import distill, eval_protocol
     from core.evaluate.perplexity import compute_perplexity
     from core.jobs.experiment import measure_configuration, read_calibration
-    from core.jobs.loaded_graph import require_pytorch
+    from core.jobs.loaded_graph import DISTILLATION, require_pytorch
     from core.jobs.provenance import new_run_id, save_trained
     from core.models.loading import require_causal_lm
     from core.results.store import RunRecord
@@ -78,7 +78,7 @@ def distill_student(
     cancel = cancel or CancelToken()
     teacher, settings = request.teacher, request.settings
     require_causal_lm(teacher, "Distillation")
-    require_pytorch(teacher, "distillation")
+    require_pytorch(teacher, DISTILLATION)
     recipe = request.shape.recipe()  # refuses an empty shape before any work
     folder = checkpoint_folder(request)
     check_checkpoint_dir(folder, teacher.folder)  # the user's files: before any work

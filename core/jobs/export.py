@@ -111,7 +111,7 @@ def export(
     from core.export.formats import parse_formats
     from core.export.marker import check_export_target
     from core.jobs.experiment import build_compressed
-    from core.jobs.loaded_graph import require_pytorch
+    from core.jobs.loaded_graph import EXPORT, require_pytorch
     from core.jobs.write_export import run_export
     from core.passes.recipe import Recipe, validate
     from core.runtime.device import set_threads
@@ -120,7 +120,7 @@ def export(
     cancel = cancel or CancelToken()
     original = request.original
     # an exported graph's folder is already its export; formats rebuild PyTorch modules
-    require_pytorch(original, "export (which rebuilds the configuration)")
+    require_pytorch(original, EXPORT)
     protected = (original.folder,) if original.folder is not None else ()
     check_export_target(Path(request.target), request.overwrite, protected)  # before any work
     record = request.record

@@ -15,6 +15,14 @@ from core.errors import UnsupportedModelError
 from core.runtime.registry import DEFAULT_RUNTIME, RUNTIMES, label
 from core.runtime.runners import is_onnx_runtime
 
+# What each refusing operation is called in its line (the window greys its
+# button with the same line).
+EXPORT = "export (which rebuilds the configuration)"
+DISTILLATION = "distillation"
+SENSITIVITY = "a sensitivity probe"
+SEARCH = "the search (over compression passes)"
+DEMO = "the side-by-side demo (of a compressed copy)"
+
 
 def require_pytorch(loaded, what: str) -> None:
     """Refuse ``what`` (e.g. "distillation") on a loaded ONNX graph."""

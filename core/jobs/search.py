@@ -113,7 +113,7 @@ class _Search:
     # --- the plan ------------------------------------------------------------
     def run(self) -> Iterator[object]:
         from core.errors import UnsupportedModelError
-        from core.jobs.loaded_graph import require_pytorch
+        from core.jobs.loaded_graph import SEARCH, require_pytorch
         from core.jobs.on_runtime import runtime_refusal
         from core.jobs.tasks import task_for
         from core.model_kinds import CAUSAL_LM
@@ -126,7 +126,7 @@ class _Search:
         from core.search.reuse import MeasuredRuns, settings_key
 
         request, loaded = self.request, self.request.original
-        require_pytorch(loaded, "the search (over compression passes)")
+        require_pytorch(loaded, SEARCH)
         self.start = time.monotonic()
         self.deadline = self.start + request.budget_s
         task = task_for(loaded)

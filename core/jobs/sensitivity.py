@@ -212,7 +212,7 @@ def sensitivity(
     from core.evaluate.perplexity import PerplexityProtocol, perplexity_windows
     from core.jobs.experiment import ExperimentSettings, read_calibration
     from core.jobs.layer_probe import probed_copy, record_original, scored
-    from core.jobs.loaded_graph import require_pytorch
+    from core.jobs.loaded_graph import SENSITIVITY, require_pytorch
     from core.jobs.sensitivity_probes import LayerProbe, columns_of
     from core.jobs.tasks import task_for
     from core.passes.base import PassContext
@@ -224,7 +224,7 @@ def sensitivity(
     if task_for(original).name != "causal-lm":
         raise ValueError("the sensitivity map scores next-token predictions: a causal LM only")
     check_probe(probe)
-    require_pytorch(original, "a sensitivity probe")
+    require_pytorch(original, SENSITIVITY)
     for name in request.parts:
         parse_cells(name)  # refuses an unknown part before any work
     parts = columns_of(probe, request.parts)

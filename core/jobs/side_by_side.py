@@ -38,7 +38,7 @@ def side_by_side(
     """Yield the CompressedModel when it was built now (so a caller can reuse
     it), then both panes' events."""
     from core.jobs.experiment import build_compressed
-    from core.jobs.loaded_graph import require_pytorch
+    from core.jobs.loaded_graph import DEMO, require_pytorch
     from core.jobs.on_runtime import check_exportable, prepare
     from core.passes.recipe import validate
     from core.runtime.device import set_threads
@@ -48,7 +48,7 @@ def side_by_side(
     if not request.recipe.passes:
         raise ValueError("set a compression first: the demo compares it with the original")
     validate(request.recipe)
-    require_pytorch(request.original, "the side-by-side demo (of a compressed copy)")
+    require_pytorch(request.original, DEMO)
     check_supports(request.runtime, request.original.task)
     check_exportable(request.runtime, request.original, request.recipe)  # before any build
     set_threads(request.threads)

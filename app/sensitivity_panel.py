@@ -76,7 +76,8 @@ class SensitivityPanel(QWidget):
         super().__init__(parent)
         self.store = store  # core.results.sensitivity_store.SensitivityStore
         self.loaded = None
-        self.settings = None  # ExperimentSettings for a probe that calibrates
+        # ExperimentSettings: the text scored and calibrated on (the window's choice)
+        self._settings = lambda: None
         self._busy = False
         self._running = False
         self.cells: dict[tuple[int, str], SensitivityCell] = {}
@@ -143,12 +144,14 @@ class SensitivityPanel(QWidget):
         from core.jobs.sensitivity import sensitivity
         from core.models.loading import LoadedModel
 
-        self.settings = window.experiment_settings
+        self._settings = window._run_settings  # the evaluation text chosen for runs
         window.router.subscribe(LoadedModel, self.set_model)
         window.router.subscribe(
             (SensitivityCell, SensitivityResumed, SensitivityMap), self.on_event
         )
         window.runner.busy_changed.connect(self.set_busy)
+        # another text is another map: show the cells stored for it
+        window.compression_panel.eval_text.combo.currentIndexChanged.connect(self.show_stored)
         self.cancel_button.clicked.connect(window.runner.cancel)
 
         def start(request) -> None:
@@ -199,7 +202,7 @@ class SensitivityPanel(QWidget):
             probe,
             () if fixed else GRIDS[self.grid.currentText()],
             self.windows.value(),
-            self.settings,
+            self._settings(),
             self.store,
         )
 

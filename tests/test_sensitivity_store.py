@@ -139,3 +139,19 @@ def test_a_probe_with_its_own_layers_or_parts_is_refused_before_loading(tmp_path
         assert main(["sensitivity", "-m", never, "--probe", probe]) == 2
         err = capsys.readouterr().err
         assert "takes no layers or parts of its own" in err and err.count("\n") == 1
+
+
+def test_another_text_is_another_map_and_the_news_key_is_unchanged(original, tmp_path):
+    """The map follows the evaluation text chosen for runs (the window used
+    its own settings and scored news whatever was chosen)."""
+    from dataclasses import replace
+
+    from core.jobs.experiment import ExperimentSettings
+
+    store = SensitivityStore(tmp_path / "sensitivity.jsonl")
+    news = _request(original, store, parts=())
+    pydoc = replace(news, settings=ExperimentSettings(text_source="pydoc"))
+    assert store_key(news) == store_key(replace(news, settings=ExperimentSettings()))
+    assert store_key(pydoc) != store_key(news)
+    result = list(sensitivity(pydoc))[-1]
+    assert "Python" in result.protocol and "news" not in result.protocol.lower()

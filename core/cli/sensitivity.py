@@ -39,6 +39,13 @@ def add_parser(sub) -> None:
     )
     parser.add_argument("--windows", type=whole(1), default=4, help="dev-split windows a cell")
     parser.add_argument(
+        "--text",
+        default="news",
+        choices=["news", "pydoc"],
+        help="the text whose dev split scores the cells (and whose calibration split "
+        "calibrates a probe that needs it; default news)",
+    )
+    parser.add_argument(
         "--fresh",
         action="store_true",
         help="measure every cell again (by default cells stored by an earlier run of the "
@@ -51,6 +58,7 @@ def run(args) -> None:
     from dataclasses import asdict
 
     from core.cli.compress import parse_pass
+    from core.jobs.experiment import ExperimentSettings
     from core.jobs.sensitivity import (
         SensitivityCell,
         SensitivityRequest,
@@ -73,7 +81,8 @@ def run(args) -> None:
     store = SensitivityStore()
     check_appendable(store.path)  # each cell is stored as it is measured
     loaded = load(args, runtime="torch")
-    request = SensitivityRequest(loaded, probe, parts, args.windows, store=store)
+    settings = ExperimentSettings(text_source=args.text)
+    request = SensitivityRequest(loaded, probe, parts, args.windows, settings, store)
     if args.fresh:
         store.reset(store_key(request))
     result = None

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from core.data.texts import NEWS
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 # A cell may compress a component, several parts of each layer at once.
@@ -40,7 +41,7 @@ class SensitivityRequest:
     parts: tuple[str, ...] = ()  # () : whole layers; else a cell per layer and part/component
     # (a LayerProbe has its own columns: () or exactly those)
     windows: int = 4  # dev-split windows each cell is scored on
-    settings: object = None  # ExperimentSettings for a probe that calibrates
+    settings: object = None  # ExperimentSettings: its bundled text is scored and calibrated on
     store: object = None  # a SensitivityStore: its cells are skipped, new ones appended
     top_k: int = TOP_K
 
@@ -130,6 +131,8 @@ def protocol_of(request: SensitivityRequest, context_tokens: int = CONTEXT_TOKEN
         "top_k": request.top_k,
         "scoring": SCORING,
     }
+    if (text := scored_text(request)) != NEWS:  # the news key as before: its stored cells stay
+        protocol["text"] = text
     if request.probe.needs_calibration:
         from core.jobs.experiment import ExperimentSettings
 
@@ -140,6 +143,14 @@ def protocol_of(request: SensitivityRequest, context_tokens: int = CONTEXT_TOKEN
             s.calibration_length,
         ]
     return protocol
+
+
+def scored_text(request: SensitivityRequest) -> str:
+    """The bundled text whose dev split scores the cells: the settings'
+    evaluation text (a user's file has no dev split: news then)."""
+    from core.jobs.experiment import ExperimentSettings
+
+    return (request.settings or ExperimentSettings()).calibration_source
 
 
 def model_identity(original) -> dict:
@@ -242,7 +253,11 @@ def sensitivity(
     todo = [(layer, part) for layer in range(layers) for part in parts]
     todo = [cell for cell in todo if cell not in measured]
     protocol = PerplexityProtocol(
-        context_tokens=context, stride=context // 2, split="dev", quick_windows=request.windows
+        context_tokens=context,
+        stride=context // 2,
+        split="dev",
+        quick_windows=request.windows,
+        source=scored_text(request),
     )
     windows = perplexity_windows(original.tokenizer, protocol)[: request.windows]
     probes = {}

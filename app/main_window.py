@@ -3,6 +3,8 @@ notifications. All long work goes through one JobRunner."""
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import QEventLoop, Qt
 from PySide6.QtWidgets import (
     QApplication,
@@ -72,6 +74,8 @@ class MainWindow(QMainWindow):
         self.loaded: LoadedModel | None = None
         self.runner = JobRunner(self)
         self._outcome: str | None = None  # set when the running job failed or was cancelled
+        self._closing = False  # closed mid-job: closes when the cancelled job stops
+        self._quit_now = lambda: os._exit(0)  # a second close mid-job (tests replace it)
         # (original, CompressedModel) the demo built last, reused while both still match
         self._demo_model: tuple | None = None
 
@@ -689,7 +693,32 @@ class MainWindow(QMainWindow):
         save_state(self.settings, self, self.splitters, self.tabs, self.compression_panel)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if self.runner.busy and self._defer_close():
+            event.ignore()
+            return
         self._save_state()
         self.runner.shutdown()
         super().closeEvent(event)
         gui_gc.release(self)
+
+    def _defer_close(self) -> bool:
+        """Closed while a job runs: cancel it and close when it stops (True:
+        wait). Waiting in closeEvent froze the window for 10 s, then Qt aborted
+        the process on the still-running thread (exit 134) and left the ONNX
+        cache's unfinished folder behind; a step that checks no cancel (an ONNX
+        trace) can run for minutes. A second close quits at once: every run
+        measured so far is already in the results store."""
+        if self._closing:
+            self._save_state()
+            self._quit_now()
+            return True
+        self._closing = True
+        self.runner.cancel()
+        self.runner.finished.connect(lambda _name: self.close())
+        said = (
+            f"Closing once {self.runner.job_name} stops: it is cancelled, and a step that "
+            "cannot be interrupted ends first. Close again to quit at once."
+        )
+        self.stage.setText(said)
+        self.notifications.notice(said)
+        return True

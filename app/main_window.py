@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.runner = JobRunner(self)
         self._outcome: str | None = None  # set when the running job failed or was cancelled
         self._closing = False  # closed mid-job: closes when the cancelled job stops
+        self._noted: set[str] = set()  # the running job's notes already shown
         self._quit_now = lambda: os._exit(0)  # a second close mid-job (tests replace it)
         # (original, CompressedModel) the demo built last, reused while both still match
         self._demo_model: tuple | None = None
@@ -457,6 +458,7 @@ class MainWindow(QMainWindow):
 
     def _start(self, name: str, job) -> bool:
         self._outcome = None
+        self._noted = set()  # a job's notes, said once (a student's again came with its run)
         if self._refuse_if_busy() or not self.runner.start(name, job):
             return False
         self.stage.setText(name)
@@ -485,7 +487,7 @@ class MainWindow(QMainWindow):
         on(DISTILL_EVENTS, self.distill_panel.on_event)
         on(SEARCH_EVENTS, self.search_panel.on_event)
         on(SERVE_EVENTS, self.serve_panel.on_event)
-        on(StudentNotes, lambda e: [note(n) for n in e.notes])
+        on(StudentNotes, lambda e: [self._note_once(n) for n in e.notes])
         on(
             DistillBaseline,
             lambda e: note(
@@ -542,10 +544,15 @@ class MainWindow(QMainWindow):
         ):
             panel.gate.refuse(pytorch_refusal(loaded.source, what) if graph else None)
 
+    def _note_once(self, note: str) -> None:
+        if note not in self._noted:
+            self._noted.add(note)
+            self.notifications.notice(note)
+
     def _on_compressed(self, event: CompressedModel) -> None:
         self._demo_model = (self.loaded, event)
         for note in event.notes:
-            self.notifications.notice(note)
+            self._note_once(note)
 
     def _on_classifier_ready(self, event: ClassifierReady) -> None:
         how = "found in the cache" if event.reused else "fine-tuned and cached"
@@ -564,7 +571,7 @@ class MainWindow(QMainWindow):
             )
         self._show_record(record)  # the Results tab shows it; no tab switch mid-work
         for note in record.notes:
-            self.notifications.notice(note)
+            self._note_once(note)
         if record.broken:
             self.notifications.error(f"Measured: {record.recipe_name}, BROKEN: {record.broken}")
         else:

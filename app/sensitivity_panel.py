@@ -238,10 +238,12 @@ class SensitivityPanel(QWidget):
                 self._add(cell)
             self.status.setText(f"{len(event.cells)} of {event.total} cells read from the store")
         elif isinstance(event, SensitivityCell):
+            from core.cli.sensitivity import cell_text  # the CLI's words: no "KL -0.0000"
+
             self._add(event)
             self.status.setText(
                 f"{event.done} of {event.total} cells: layer {event.layer} {event.part}".strip()
-                + f", KL {event.mean_kl:.4f}"
+                + f", {cell_text(event)}"
             )
         elif isinstance(event, SensitivityMap):
             worst = ", ".join(str(i) for i in event.most_sensitive_layers(3))

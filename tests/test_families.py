@@ -278,3 +278,22 @@ def test_an_unknown_layout_is_refused_in_one_line(folders, swap, config, words):
         apply_recipe(loaded, Recipe((config,)), calibration_for(loaded))
     assert "\n" not in str(error.value)
     assert str(error.value).startswith(f"{config.name}: ")  # which pass refused
+
+
+def test_a_head_fraction_that_rounds_to_no_head_is_refused_before_any_work(loaded):
+    """It was measured and stored as "prune_heads(fraction=0.25)" with nothing
+    removed (sweep ten): now the config alone refuses it, so the window greys
+    Run, and the build refuses it before reading calibration text."""
+    from core.jobs.experiment import build_compressed
+
+    heads, kv_heads, _, _, _ = head_counts(0.0, loaded.model.config)
+    group = heads // kv_heads
+    too_small = 0.4 / (group if group > 1 else kv_heads)  # rounds to zero heads
+    config = R["prune_heads"](too_small)
+    refusal = config.model_refusal(loaded.model.config)
+    assert refusal and refusal.startswith("prune_heads:") and "no head removed" in refusal
+    with pytest.raises(UnsupportedModelError, match="no head removed"):
+        build_compressed(loaded, Recipe((config,)))
+    assert R["prune_heads"](0.0).model_refusal(loaded.model.config) is None  # asks nothing
+    enough = R["prune_heads"](1 / (group if group > 1 else kv_heads))
+    assert enough.model_refusal(loaded.model.config) is None

@@ -329,3 +329,12 @@ def test_heal_trains_on_the_calibration_split_only(originals):
     assert len(batches.unique(dim=0)) == len(batches) > len(every) - data.batch_size
     assert all((data.windows == row).all(dim=1).any() for row in batches)
     assert torch.equal(HealWindows(tokenizer, "pydoc", CONTEXT, seed=0).batch(3), data.batch(3))
+
+
+def test_a_heal_names_its_recorded_steps_only_once_it_took_them():
+    """Before a run the name said "steps_done=0, planned_steps=0, threads=0"
+    as if the heal had trained and taken no step (sweep ten)."""
+    asked = R["heal"](seconds=60.0)
+    assert "steps_done" not in asked.summary() and "seconds=60.0" in asked.summary()
+    applied = R["heal"](seconds=60.0, steps_done=12, planned_steps=20, threads=2)
+    assert "steps_done=12" in applied.summary() and "threads=2" in applied.summary()

@@ -91,7 +91,7 @@ def run(args) -> None:
             note(f"{len(event.cells)} of {event.total} cells read back from {store.path}")
         if isinstance(event, SensitivityCell):
             where = f"layer {event.layer}" + (f" {event.part}" if event.part else "")
-            note(f"{where}: {_measured(event)}")
+            note(f"{where}: {cell_text(event)}")
         result = event
     if args.json:
         print(json_text(asdict(result)))
@@ -102,7 +102,7 @@ def run(args) -> None:
         result.cells, key=lambda c: c.mean_kl if _finite(c) else math.inf, reverse=True
     ):
         where = f"layer {cell.layer:3d}" + (f" {cell.part:9s}" if cell.part else "")
-        print(f"  {where}  {_measured(cell)}")
+        print(f"  {where}  {cell_text(cell)}")
     if broken:
         print(
             f"  BROKEN: {len(broken)} of {len(result.cells)} cells are not numbers (NaN in the "
@@ -114,7 +114,7 @@ def _finite(cell) -> bool:
     return all(v is not None and math.isfinite(v) for v in (cell.mean_kl, cell.ppl_ratio))
 
 
-def _measured(cell) -> str:
+def cell_text(cell) -> str:
     if not _finite(cell):
         return "not a number (NaN)"
     kl = max(cell.mean_kl, 0.0)  # KL is >= 0: a negative one is float round-off ("-0.00000")

@@ -65,7 +65,19 @@ def build_compressed(
 ) -> CompressedModel:
     """Apply ``recipe`` to a copy of ``original``, reading its kind's
     calibration data (never the report split) when a pass needs it."""
+    check_fits_model(recipe, original)
     return task_for(original).build(original, recipe, settings, progress, cancel)
+
+
+def check_fits_model(recipe: Recipe, original: LoadedModel) -> None:
+    """Refuse, before any calibration or build, a pass whose settings this
+    model's config already says it cannot take (the window greys Run with
+    the same line)."""
+    from core.errors import UnsupportedModelError
+
+    for config in recipe.passes:
+        if refusal := config.model_refusal(original.model.config):
+            raise UnsupportedModelError(refusal)
 
 
 def run_experiment(

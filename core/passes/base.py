@@ -167,10 +167,14 @@ class PassConfig:
         }  # an unscoped pass writes no scope: its JSON reads as before scopes existed
 
     def summary(self) -> str:
+        """The pass and its options, as names show it; an unscoped pass
+        names no scope, and a value a run records is named once it is
+        (before the run, "steps_done=0" said a heal had taken no step)."""
         values = ", ".join(
             f"{s.name}={getattr(self, s.name)}"
             for s in self.options()
             if not (s.name in SCOPE_OPTIONS and getattr(self, s.name) == "")
+            and not (s.recorded and getattr(self, s.name) == s.default)
         )
         return f"{self.name}({values})"
 

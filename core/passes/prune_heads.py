@@ -128,8 +128,9 @@ class PruneHeadsConfig(PassConfig):
         group = heads // kv_heads
         per_group_removed = (heads - kept_heads) // kv_heads if group > 1 else 0
         kv_removed = kv_heads - kept_kv
+        if kept_heads == heads and self.fraction > 0:  # a pruning name that prunes nothing
+            raise ValueError(no_head_removed(self.fraction, heads, kv_heads))
         if kept_heads == heads:
-            context.notes.append(f"prune_heads: {self.fraction:.0%} rounds to no head removed")
             return model
         layers = decoder_layers(model)
         scores = measure_head_importance(model, layers, heads, head_dim, calibration, context)
@@ -156,6 +157,15 @@ class PruneHeadsConfig(PassConfig):
             f"({(heads - new_heads) / heads:.0%}; asked {self.fraction:.0%})"
         )
         return model
+
+    def model_refusal(self, model_config) -> str | None:
+        try:
+            heads, kv_heads, _, kept, _ = head_counts(self.fraction, model_config)
+        except (AttributeError, TypeError, ZeroDivisionError):
+            return None  # a config without plain head counts: apply decides from the shapes
+        if kept == heads and self.fraction > 0:  # 0 asks for nothing, and gets it
+            return no_head_removed(self.fraction, heads, kv_heads)
+        return None
 
     def estimate(self, entries, model_config):
         from core.passes.size_estimate import resized
@@ -288,6 +298,19 @@ def measure_head_importance(model, layers, heads, head_dim, calibration, context
         sums[i] * p.weight.detach().float().cpu().view(-1, heads, head_dim).norm(dim=(0, 2))
         for i, p in enumerate(projections)
     ]
+
+
+def no_head_removed(fraction: float, heads: int, kv_heads: int) -> str:
+    group = heads // kv_heads
+    unit, share = (
+        (f"{group} query heads per key/value head", 1 / group)
+        if group > 1
+        else (f"{heads} heads", 1 / kv_heads)
+    )
+    return (
+        f"prune_heads: {fraction:.0%} of {unit} rounds to no head removed; "
+        f"{share:.0%} or more removes one"
+    )
 
 
 def head_counts(fraction: float, config, kv_heads: int | None = None):

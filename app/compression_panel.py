@@ -314,7 +314,8 @@ class CompressionPanel(QGroupBox):
         if self._graph:
             return graph_run_refusal(self.model, self._source, recipe, self.backend_key())
         for config in recipe.passes:
-            if refusal := config.model_refusal(self.model.config):
+            refusal = config.model_refusal(self.model.config)
+            if refusal := refusal or config.module_refusal(self.model):
                 return refusal
         return runtime_refusal(self.backend_key(), self.model, recipe)
 

@@ -534,6 +534,7 @@ class MainWindow(QMainWindow):
         """An ONNX graph runs as it was built: the panels whose jobs rewrite
         PyTorch modules grey their button and say why, in the job's words."""
         from core.jobs.loaded_graph import DEMO, DISTILLATION, SEARCH, pytorch_refusal
+        from core.models.loading import causal_lm_refusal
         from core.runtime.runners import is_onnx_runtime
 
         graph = is_onnx_runtime(loaded.model)
@@ -543,6 +544,11 @@ class MainWindow(QMainWindow):
             (self.demo_panel, DEMO),
         ):
             panel.gate.refuse(pytorch_refusal(loaded.source, what) if graph else None)
+        if not graph:  # the jobs' own refusals of a classifier
+            from core.jobs.side_by_side import DEMO_ON_TEXT
+
+            self.distill_panel.gate.refuse(causal_lm_refusal(loaded, "Distillation"))
+            self.demo_panel.gate.refuse(causal_lm_refusal(loaded, DEMO_ON_TEXT))
 
     def _note_once(self, note: str) -> None:
         if note not in self._noted:

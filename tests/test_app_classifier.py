@@ -31,3 +31,31 @@ def test_classifier_run_charts_accuracy_and_plots_on_classifier_axes(
         qtbot.mouseClick(window.generate_panel.generate_button, Qt.MouseButton.LeftButton)
     assert "classif" in window.notifications.messages()[0].lower()
     window.close()
+
+
+def test_work_a_classifier_cannot_take_is_greyed_with_the_jobs_reason(
+    qtbot, tmp_path, tiny_classifier_dir
+):
+    """Run, Distil and Side by side were enabled and failed once started
+    (sweep ten): the passes' own glance at the modules and the jobs' own
+    refusals now grey them, with the line the job would have said."""
+    window = MainWindow(
+        threads=1, store=ResultsStore(tmp_path / "r.jsonl"), experiment_settings=TINY
+    )
+    qtbot.addWidget(window)
+    load(qtbot, window, tiny_classifier_dir)
+    panel = window.compression_panel
+    panel.groups["int8_head"].setChecked(True)
+    assert not panel.run_button.isEnabled() and "no linear output head" in panel.problem.text()
+    panel.groups["int8_head"].setChecked(False)
+    panel.groups["prune_mlp"].setChecked(True)  # heal follows a structured pruning
+    panel.groups["heal"].setChecked(True)
+    assert not panel.run_button.isEnabled() and "no language-model" in panel.problem.text()
+    panel.groups["heal"].setChecked(False)
+    panel.groups["prune_mlp"].setChecked(False)
+    assert panel.run_button.isEnabled()
+    assert not window.distill_panel.run_button.isEnabled()
+    assert "sequence classifier" in window.distill_panel.status.text()
+    assert not window.demo_panel.run_button.isEnabled()
+    assert "sequence classifier" in window.demo_panel.recipe_label.text()
+    window.close()

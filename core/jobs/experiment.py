@@ -76,7 +76,8 @@ def check_fits_model(recipe: Recipe, original: LoadedModel) -> None:
     from core.errors import UnsupportedModelError
 
     for config in recipe.passes:
-        if refusal := config.model_refusal(original.model.config):
+        refusal = config.model_refusal(original.model.config)
+        if refusal := refusal or config.module_refusal(original.model):
             raise UnsupportedModelError(refusal)
 
 

@@ -16,6 +16,9 @@ from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 DEMO_TOKENS = 256
 
 
+DEMO_ON_TEXT = "the side-by-side demo (two models answering one prompt)"
+
+
 @dataclass(frozen=True)
 class SideBySideRequest:
     original: object  # core.models.loading.LoadedModel
@@ -40,6 +43,7 @@ def side_by_side(
     from core.jobs.experiment import build_compressed
     from core.jobs.loaded_graph import DEMO, require_pytorch
     from core.jobs.on_runtime import check_exportable, prepare
+    from core.models.loading import require_causal_lm
     from core.passes.recipe import validate
     from core.runtime.device import set_threads
     from core.runtime.registry import check_supports
@@ -48,6 +52,7 @@ def side_by_side(
     if not request.recipe.passes:
         raise ValueError("set a compression first: the demo compares it with the original")
     validate(request.recipe)
+    require_causal_lm(request.original, DEMO_ON_TEXT)  # before the compressed copy is built
     require_pytorch(request.original, DEMO)
     check_supports(request.runtime, request.original.task)
     check_exportable(request.runtime, request.original, request.recipe)  # before any build

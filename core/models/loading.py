@@ -70,11 +70,18 @@ class LoadedModel:
 
 def require_causal_lm(loaded: LoadedModel, what: str) -> None:
     """Refuse LM-only work (generation, the decode benchmark) on a classifier."""
-    if loaded.is_classifier:
-        raise UnsupportedModelError(
-            f"{loaded.source} is a sequence classifier: {what} needs a causal language model "
-            "(a classifier is timed by one forward pass and scored by accuracy)."
-        )
+    if refusal := causal_lm_refusal(loaded, what):
+        raise UnsupportedModelError(refusal)
+
+
+def causal_lm_refusal(loaded: LoadedModel, what: str) -> str | None:
+    """require_causal_lm's line, for a window that greys a button with it."""
+    if not loaded.is_classifier:
+        return None
+    return (
+        f"{loaded.source} is a sequence classifier: {what} needs a causal language model "
+        "(a classifier is timed by one forward pass and scored by accuracy)."
+    )
 
 
 def load_model(

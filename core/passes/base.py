@@ -189,6 +189,12 @@ class PassConfig:
         None; ``apply`` refuses the same and whatever else it finds."""
         return None
 
+    def module_refusal(self, model) -> str | None:
+        """Why this pass cannot apply to ``model``'s modules (one line, from a
+        glance at them: no weight is read, so the window greys Run with it),
+        or None. ``apply`` refuses the same first."""
+        return None
+
     def apply(self, model, context: PassContext):
         """Change ``model`` (already a private copy) and return it."""
         raise NotImplementedError

@@ -162,22 +162,27 @@ class HealConfig(PassConfig):
     def warmup_steps(self) -> int:
         return min(WARMUP_STEPS, self.max_steps)
 
-    def apply(self, model, context: PassContext):
+    def module_refusal(self, model) -> str | None:
         if model.get_output_embeddings() is None:
-            raise UnsupportedModelError(
+            return (
                 f"heal distils next-token predictions; {type(model).__name__} has no language-"
                 "model head (classifiers are not healed)"
             )
+        dtype = next(model.parameters()).dtype
+        if not dtype.is_floating_point or dtype.itemsize != 4:
+            return (
+                f"heal trains float32 weights; this model is {str(dtype).removeprefix('torch.')}"
+                " (load it in float32, or cast after heal)"
+            )
+        return None
+
+    def apply(self, model, context: PassContext):
+        if refusal := self.module_refusal(model):
+            raise UnsupportedModelError(refusal)
         if context.heal is None:
             raise ValueError(
                 "heal needs the original model to distil from: run it in a recipe through "
                 "a job (Run, the CLI's compress, Export)"
-            )
-        dtype = next(model.parameters()).dtype
-        if not dtype.is_floating_point or dtype.itemsize != 4:
-            raise UnsupportedModelError(
-                f"heal trains float32 weights; this model is {str(dtype).removeprefix('torch.')}"
-                " (load it in float32, or cast after heal)"
             )
         outcome = context.heal(model, self, context)
         context.as_applied = replace(

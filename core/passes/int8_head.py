@@ -79,22 +79,29 @@ class Int8HeadConfig(PassConfig):
             )
         return options
 
-    def apply(self, model, context: PassContext):
+    def module_refusal(self, model) -> str | None:
         head = model.get_output_embeddings()
         if type(head) is not nn.Linear:
             what = f"its output head is a {type(head).__name__}" if head is not None else "none"
-            raise ValueError(
+            return (
                 f"int8_head: this model has no linear output head over the vocabulary ({what};"
                 " a classifier's labels head is not one)"
             )
         embedding = model.get_input_embeddings()
-        tied = embedding is not None and _same_tensor(head.weight, embedding.weight)
-        with_embeddings = self.targets == "head+embeddings"
-        if with_embeddings and type(embedding) is not nn.Embedding:
-            raise ValueError(
+        if self.targets == "head+embeddings" and type(embedding) is not nn.Embedding:
+            return (
                 f"int8_head: the token embedding is a {type(embedding).__name__}, not a plain "
                 "lookup; quantize the head alone (targets=head)"
             )
+        return None
+
+    def apply(self, model, context: PassContext):
+        if refusal := self.module_refusal(model):
+            raise ValueError(refusal)
+        head = model.get_output_embeddings()
+        embedding = model.get_input_embeddings()
+        tied = embedding is not None and _same_tensor(head.weight, embedding.weight)
+        with_embeddings = self.targets == "head+embeddings"
         label = self._label()
         device = head.weight.device
         if self.bits == 4:  # packed on the CPU: the embedding reads rows of the CPU layout

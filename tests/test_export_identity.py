@@ -83,6 +83,16 @@ def test_a_relative_model_path_is_stored_absolute(private_store, capsys, monkeyp
     assert code == 2 and f"pass --model {model}" in err
 
 
+def test_a_folder_reached_through_a_link_is_stored_as_the_folder(private_store, capsys):
+    """Its runs counted as another model's: refused in comparisons with the
+    folder's own (sweep ten)."""
+    model = save_tiny_model("llama", private_store / "real")
+    link = private_store / "link"
+    link.symlink_to(model, target_is_directory=True)
+    run = _compress(str(link), capsys)
+    assert run["model"] == str(model.resolve())
+
+
 def test_the_report_of_an_onnx_runtime_run_reproduces_on_that_runtime(private_store):
     from core.export.report import commands
 

@@ -120,11 +120,13 @@ def same_files(artifact: dict, digest: str) -> bool:
 
 def canonical_source(text: str) -> str:
     """A model name as a run stores it: a local path made absolute (a
-    relative one names another folder once the working directory changes),
-    anything else (the default model, a hub id) as given."""
+    relative one names another folder once the working directory changes)
+    with its links followed (a folder reached through a link is the same
+    model, and its runs compare with the others), anything else (the default
+    model, a hub id) as given."""
     path = Path(text).expanduser()
     try:
         exists = path.exists()
     except (OSError, ValueError):  # too long, NUL: the loader says why
         return text
-    return os.path.abspath(path) if exists else text
+    return os.path.realpath(path) if exists else text

@@ -601,6 +601,8 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, name: str) -> None:
         self.live_view.end()
+        for view in (self.generate_panel.view, *self.demo_panel.panes.values()):
+            view.end(self._outcome)  # a pane left waiting says how its job ended
         if name.startswith("Distil"):
             self.distill_panel.end(self._outcome)
         self.stage.setText(self._outcome or f"Ready ({name}: done)")

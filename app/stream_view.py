@@ -23,12 +23,25 @@ class StreamView(QWidget):
         layout.addWidget(self.speed)
         self.summary: GenerationSummary | None = None
         self.begin()
+        self._waiting = False  # begun by a job that has not ended
+        self.speed.setText("tokens/s: –")  # no job yet: nothing is awaited
 
     def begin(self) -> None:
         self.output.clear()
         self.summary = None
         self._tokens, self._first_ms, self._decode_s = 0, 0.0, 0.0
+        self._waiting = True
         self.speed.setText("tokens/s: waiting for the first token…")
+
+    def end(self, outcome: str | None) -> None:
+        """The job ended. A view it left without a summary says how (it kept
+        "waiting for the first token" after a failure): ``outcome`` is the
+        window's "<job> failed" or "<job>: cancelled"."""
+        if self._waiting and self.summary is None and outcome:
+            n = self._tokens
+            done = f"after {n} token{'s' * (n != 1)}" if n else "before the first token"
+            self.speed.setText(f"{outcome} {done}; no speed is shown for a cut-off run")
+        self._waiting = False
 
     def on_event(self, event) -> None:
         if isinstance(event, TextToken):

@@ -92,3 +92,21 @@ def test_the_window_fits_its_default_size_on_a_laptop_screen(qtbot, window):
     from app.window_state import DEFAULT_SIZE
 
     assert window.minimumSizeHint().width() <= DEFAULT_SIZE[0]
+
+
+def test_a_pane_left_waiting_says_how_its_job_ended(qtbot):
+    """It kept "waiting for the first token" after a failure (sweep ten)."""
+    from app.stream_view import StreamView
+    from core.runtime.generation import TextToken
+
+    view = StreamView()
+    qtbot.addWidget(view)
+    view.end("Generate failed")  # never begun: nothing to say
+    assert view.speed.text() == "tokens/s: –"
+    view.begin()
+    view.end("Generate failed")
+    assert view.speed.text().startswith("Generate failed before the first token")
+    view.begin()
+    view.on_event(TextToken(index=0, token_id=1, text="a", elapsed_s=0.01, step_s=0.01))
+    view.end("Generate: cancelled")
+    assert view.speed.text().startswith("Generate: cancelled after 1 token;")

@@ -50,6 +50,13 @@ class DemoPanel(QWidget):
     def set_ready(self, ready: bool) -> None:
         self.gate.set_ready(ready)
 
+    def clear(self) -> None:
+        """Another model is loaded: the last pair of answers and its verdict go."""
+        self._boxes[COMPRESSED].setTitle("Compressed")
+        self.verdict.setText("")
+        for view in self.panes.values():
+            view.clear()
+
     def begin(self, recipe_name: str) -> None:
         self._boxes[COMPRESSED].setTitle(f"Compressed: {recipe_name}")
         self.recipe_label.setText(

@@ -110,6 +110,12 @@ class DistillPanel(QWidget):
             last = self.status.text()
             self.status.setText(outcome + (f" (last: {last})" if last.startswith("step") else ""))
 
+    def clear(self) -> None:
+        """Another model is loaded: the last teacher's curves go (the status
+        line is the model gate's, ModelGate.refuse)."""
+        self.loss_chart.clear_points()
+        self.ppl_chart.clear_points()
+
     def begin(self) -> None:
         self.loss_chart.clear_points()
         self.ppl_chart.clear_points()

@@ -525,6 +525,10 @@ class MainWindow(QMainWindow):
         self.compression_panel.set_model(event.model, event.source, event.description)
         self.distill_panel.set_model_layers(event.description.layers)
         self._gate_pytorch_work(event)
+        # another model's answers and curves would read as this one's
+        self.distill_panel.clear()
+        self.demo_panel.clear()
+        self.generate_panel.view.clear()
         self.pareto_chart.show_model(event.source, event.is_classifier)
         self.search_panel.follow_model_kind(event.is_classifier)
         self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")

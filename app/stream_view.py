@@ -22,9 +22,14 @@ class StreamView(QWidget):
         layout.addWidget(self.output, 1)
         layout.addWidget(self.speed)
         self.summary: GenerationSummary | None = None
-        self.begin()
         self._waiting = False  # begun by a job that has not ended
-        self.speed.setText("tokens/s: –")  # no job yet: nothing is awaited
+        self.clear()  # no job yet: nothing is awaited
+
+    def clear(self) -> None:
+        """Another model is loaded: the last model's answer goes."""
+        self.begin()
+        self._waiting = False
+        self.speed.setText("tokens/s: –")
 
     def begin(self) -> None:
         self.output.clear()

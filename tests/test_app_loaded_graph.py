@@ -79,3 +79,16 @@ def test_without_an_error_handler_a_failing_handler_raises():
     router.subscribe(int, lambda event: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         router.dispatch(1)
+
+
+def test_another_model_clears_the_last_ones_answers(qtbot, tmp_path, tiny_llama_dir, int8_graph):
+    window = make_window(qtbot, tmp_path)
+    load(qtbot, window, tiny_llama_dir)
+    window.generate_panel.view.output.setPlainText("the last model's answer")
+    window.demo_panel.verdict.setText("compressed is 2x faster")
+    window.distill_panel.loss_chart.add_point(1, 2.0)
+    load(qtbot, window, int8_graph)
+    assert window.generate_panel.view.output.toPlainText() == ""
+    assert window.demo_panel.verdict.text() == ""
+    assert window.distill_panel.loss_chart.series.size == 0
+    window.close()

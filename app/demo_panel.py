@@ -53,16 +53,20 @@ class DemoPanel(QWidget):
     def clear(self) -> None:
         """Another model is loaded: the last pair of answers and its verdict go."""
         self._boxes[COMPRESSED].setTitle("Compressed")
+        self.recipe_label.setStyleSheet("")  # its text is the model gate's
         self.verdict.setText("")
         for view in self.panes.values():
             view.clear()
 
-    def begin(self, recipe_name: str) -> None:
+    def begin(self, recipe_name: str, quality: str = "") -> None:
+        """``quality``: what the configuration's latest run measured, in words."""
         self._boxes[COMPRESSED].setTitle(f"Compressed: {recipe_name}")
         self.recipe_label.setText(
             "Both answer in turns, one token each, so neither slows the other down; "
-            "each token is timed on its own."
+            "each token is timed on its own." + (f"\n{quality}" if quality else "")
         )
+        broken = quality.startswith("Measured BROKEN")
+        self.recipe_label.setStyleSheet("color: #b00020;" if broken else "")
         self.verdict.setText("")
         self._step_ms = {pane: [] for pane in self.panes}  # decode steps, for their spread
         for view in self.panes.values():

@@ -307,8 +307,34 @@ class MainWindow(QMainWindow):
         )
         title = run_title(recipe.name, runtime)
         if self._start_job(f"Demo: {title}", side_by_side, request):
-            self.demo_panel.begin(title)
+            self.demo_panel.begin(title, self._measured_quality(recipe, runtime))
             self.tabs.setCurrentWidget(self.demo_panel)
+
+    def _measured_quality(self, recipe, runtime: str) -> str:
+        """What the latest run of this configuration measured, for the demo:
+        a collapsed one's answers read as noise, and an audience should be
+        told before they do."""
+        from core.passes.recipe import Recipe
+
+        same = [
+            r
+            for r in self.results_table.records
+            if r.model == self.loaded.source
+            and r.backend == runtime
+            and _same_recipe(Recipe, r.recipe, recipe)
+        ]
+        if not same:
+            return "Its quality is not measured yet: Run it for perplexity and fidelity."
+        last = same[-1]
+        if last.broken:
+            return f"Measured BROKEN: {last.broken}. Expect its answers to read as noise."
+        top1, ratio = last.metric("top1_agreement"), last.metric("ppl_ratio")
+        if top1 is None or ratio is None:
+            return "Its last run measured no quality (evaluation was off)."
+        return (
+            f"Measured: top-1 agreement {top1:.1%} with the original, perplexity "
+            f"x{ratio:.3f} ({last.eval_protocol.split(':')[0]} protocol)."
+        )
 
     def distill_student(self, shape, settings, resume: bool = True, checkpoint_dir=None) -> None:
         """Train a student of ``shape`` from the loaded model, then measure it
@@ -741,3 +767,11 @@ class MainWindow(QMainWindow):
         self.stage.setText(said)
         self.notifications.notice(said)
         return True
+
+
+def _same_recipe(recipe_type, stored: dict, recipe) -> bool:
+    """A stored run's recipe is ``recipe`` (one that no longer reads is not)."""
+    try:
+        return recipe_type.from_dict(stored) == recipe
+    except ValueError:
+        return False

@@ -159,3 +159,24 @@ def test_moving_a_slider_during_a_run_keeps_run_disabled(window, qtbot):
     group.setChecked(not group.isChecked())
     panel.set_busy(False)
     assert panel.run_button.isEnabled()
+
+
+def test_the_demo_says_what_the_configuration_measured(qtbot, window):
+    """A collapsed configuration was shown side by side without a word
+    (sweep ten): the demo now names its latest run's quality, or its absence."""
+    from dataclasses import replace
+
+    panel = window.compression_panel
+    panel.groups["prune_mlp"].setChecked(True)
+    recipe = panel.recipe()
+    said = window._measured_quality(recipe, "torch")
+    assert said.startswith("Its quality is not measured yet")
+    run(qtbot, window)
+    assert window._measured_quality(recipe, "torch").startswith("Measured: top-1 agreement")
+    assert window._measured_quality(recipe, "ort").startswith("Its quality is not measured")
+    record = window.results_table.records[-1]
+    window._show_record(replace(record, broken="collapsed: top-1 agreement 0.30 < 0.5"))
+    said = window._measured_quality(recipe, "torch")
+    assert said.startswith("Measured BROKEN: collapsed")
+    window.demo_panel.begin("prune_mlp", said)
+    assert "BROKEN" in window.demo_panel.recipe_label.text()

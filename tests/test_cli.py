@@ -162,3 +162,19 @@ def test_compress_refuses_a_bad_recipe_before_loading(tmp_path):
     )
     assert out.returncode == 2
     assert "two quantizations" in out.stderr
+
+
+def test_a_stage_is_printed_once_however_many_fractions_it_reports(capsys):
+    """ "[Compressing]" came once per layer (sweep ten)."""
+    from core.cli.common import progress
+    from core.progress import Progress
+
+    for done in range(5):
+        progress(Progress("Compressing", done / 5))
+    progress(Progress("Benchmarking", None))
+    progress(Progress("Compressing", 0.5))  # a later stage of the same name is new again
+    assert capsys.readouterr().err.splitlines() == [
+        "[Compressing]",
+        "[Benchmarking]",
+        "[Compressing]",
+    ]

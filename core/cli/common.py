@@ -69,8 +69,15 @@ def runtime_key(args) -> str:
     return backend
 
 
+_last_stage = [""]  # the stage printed last: a pass reports each layer under one stage
+
+
 def progress(event: Progress) -> None:
-    print(f"[{event.stage}]", file=sys.stderr, flush=True)
+    """A stage on stderr once, however many fractions of it are reported
+    ("[Compressing]" came once per layer)."""
+    if event.stage != _last_stage[0]:
+        _last_stage[0] = event.stage
+        print(f"[{event.stage}]", file=sys.stderr, flush=True)
 
 
 def note(text: str) -> None:

@@ -240,6 +240,11 @@ def _load_transformers_model(name: str | Path, dtype):
 def _built_and_checked(auto, name: str | Path, config, dtype, kind: str):
     """``auto.from_pretrained``, its failures as one-line errors, and a
     refusal of weights that do not fill the model the config describes."""
+    from transformers.utils import logging as transformers_logging
+
+    # Its "Loading weights" bar interleaved with the jobs' own progress lines
+    # (the CLI's stderr); the Load job reports the stage itself.
+    transformers_logging.disable_progress_bar()
     try:
         model, info = auto.from_pretrained(
             name, config=config, dtype=dtype, output_loading_info=True, trust_remote_code=False

@@ -169,6 +169,8 @@ def test_a_stage_is_printed_once_however_many_fractions_it_reports(capsys):
     from core.cli.common import progress
     from core.progress import Progress
 
+    progress(Progress("Loading", None))  # whatever an earlier test printed last
+    capsys.readouterr()
     for done in range(5):
         progress(Progress("Compressing", done / 5))
     progress(Progress("Benchmarking", None))

@@ -119,7 +119,7 @@ def test_the_budget_stops_an_item_and_skips_the_rest(checks, plan):
     report = checks.Report(plan, checks.Budget(0.5), None)
     start = time.perf_counter()
     stopped = report.item("compiled", "bf16", lambda: time.sleep(5) or {})
-    assert time.perf_counter() - start < 3
+    assert time.perf_counter() - start < 4.5  # stopped before the 5 s item ends (3 flaked busy)
     assert "budget ran out" in stopped["error"]
     skipped = report.item("compiled", "fp16", lambda: {"summary": "never"})
     assert "skipped" in skipped and len(report.data["skipped"]) == 1

@@ -112,3 +112,32 @@ def test_the_cli_refuses_pytorch_work_on_a_graph_in_one_line(exported, tmp_path,
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "ONNX graph" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "field, value, said",
+    [("hidden_size", 32, "hidden size: graph 64, config 32"), ("num_hidden_layers", 3, "layers")],
+)
+def test_a_config_that_does_not_describe_the_graph_is_refused(
+    exported, tmp_path, field, value, said
+):
+    """A wrong hidden size was accepted and shown; a wrong layer count was
+    blamed on the graph ("not exported by the workbench") (sweep eleven)."""
+    import json
+    import shutil
+
+    from core.errors import CorruptModelError
+
+    copy = tmp_path / "graph"
+    shutil.copytree(exported / "fp32", copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(config | {field: value}))
+    with pytest.raises(CorruptModelError, match=f"does not describe this graph \\({said}"):
+        _opened(copy)
+
+
+def test_on_disk_counts_the_graphs_external_weights(exported):
+    folder = exported / "fp32"
+    weights = sum(p.stat().st_size for p in folder.glob("model.onnx*"))
+    assert (folder / "model.onnx.data").is_file()
+    assert _opened(folder).description.bytes_on_disk == weights

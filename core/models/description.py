@@ -9,7 +9,8 @@ import torch
 
 from core.model_kinds import CAUSAL_LM, SEQUENCE_CLASSIFICATION
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".onnx", ".onnx_data")
+# ".onnx.data": the external weights our ONNX export writes beside model.onnx
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".onnx", ".onnx_data", ".onnx.data")
 
 
 def task_of(model: torch.nn.Module) -> str:

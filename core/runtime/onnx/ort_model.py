@@ -122,9 +122,11 @@ class OrtCausalLM:
         # A fused graph (core.onnx.fused) returns every new position's logits
         # and takes no logits_positions; the positions are picked here.
         self.picks_positions = LOGITS_POSITIONS in inputs
-        ops = _op_types(self.path)
+        ops, embedding_width = _graph_facts(self.path)
         self.fused = bool(ops & FUSED_OPS)
-        if not {INPUT_IDS, *self._past_names} <= inputs or not (self.picks_positions or self.fused):
+        has_cache = any(name.startswith("past_key_values.") for name in inputs)
+        # (the config's layer count is compared below, with its other sizes)
+        if INPUT_IDS not in inputs or not has_cache or not (self.picks_positions or self.fused):
             from core.errors import NotAModelError
 
             raise NotAModelError(
@@ -133,7 +135,7 @@ class OrtCausalLM:
         # The graph's own dimensions size the cache: families derive their KV
         # heads in their own ways, and a traced graph holds what the model did.
         self._kv_heads, self._head_dim = _graph_cache_shape(self.session) or cache_shape(config)
-        mismatch = _config_mismatch(self.session, config)
+        mismatch = _config_mismatch(self.session, config, embedding_width)
         if mismatch:
             from core.errors import CorruptModelError
 
@@ -332,12 +334,25 @@ def _within(config, positions: int | None):
     return config
 
 
-def _op_types(path: Path) -> set[str]:
-    """Operator types in the graph file (its weights are not read)."""
+# Where a config holds its token embedding's width (OPT's may be narrower than hidden).
+EMBEDDING_WIDTH_FIELDS = ("word_embed_proj_dim", "hidden_size", "n_embd", "d_model")
+
+
+def _graph_facts(path: Path) -> tuple[set[str], int | None]:
+    """Operator types in the graph file, and the width of its token
+    embedding where a plain Gather reads it from a stored matrix (its
+    weights are not read: the shapes are in the file)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    return {node.op_type for node in model.graph.node}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    shapes = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
+    width = None
+    for node in graph.node:
+        if node.op_type == "Gather" and list(node.input[1:2]) == [INPUT_IDS]:
+            dims = shapes.get(node.input[0])
+            width = dims[1] if dims and len(dims) == 2 else None
+            break
+    return {node.op_type for node in graph.node}, width
 
 
 def _graph_cache_shape(session) -> tuple[int, int] | None:
@@ -353,13 +368,15 @@ def _graph_cache_shape(session) -> tuple[int, int] | None:
     return None
 
 
-def _config_mismatch(session, config) -> str | None:
+def _config_mismatch(session, config, embedding_width: int | None = None) -> str | None:
     """Where the graph's fixed dimensions disagree with what ``config``
-    declares: the cache's kv heads and head size (where the config's family
-    has those fields, ``declared_cache_shape``), and the vocabulary of the
-    logits, which sizes the step's logits buffer. A config edited or copied
-    from another model would otherwise run a graph under the wrong name, or
-    read the wrong memory."""
+    declares: the layers, the cache's kv heads and head size (where the
+    config's family has those fields, ``declared_cache_shape``), the
+    vocabulary of the logits, which sizes the step's logits buffer, and the
+    hidden size (the token embedding's width, where the graph shows it). A
+    config edited or copied from another model would otherwise run a graph
+    under the wrong name (a sweep saw "hidden 32" shown for a 64-wide graph),
+    or read the wrong memory."""
     cache = declared_cache_shape(config)
     pasts = [value for value in session.get_inputs() if value.name.startswith("past_key_values.")]
     layers = layer_count(config)
@@ -378,4 +395,10 @@ def _config_mismatch(session, config) -> str | None:
         vocab = value.shape[-1] if value.name == LOGITS and value.shape else None
         if isinstance(vocab, int) and vocab != config.vocab_size:
             return f"vocabulary: graph {vocab}, config {config.vocab_size}"
+    hidden = next(
+        (getattr(config, n) for n in EMBEDDING_WIDTH_FIELDS if hasattr(config, n)),
+        None,
+    )
+    if embedding_width is not None and isinstance(hidden, int) and embedding_width != hidden:
+        return f"hidden size: graph {embedding_width}, config {hidden}"
     return None

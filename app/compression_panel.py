@@ -197,8 +197,9 @@ class CompressionPanel(QGroupBox):
 
     def set_model(self, model, source: str = "the loaded model", description=None) -> None:
         """A loaded model (``description``: its ModelDescription). An ONNX
-        graph runs as it was built: the passes and Run on grey out, Run
-        measures it on its own runtime, and its size is its stored weights."""
+        graph runs as it was built: Run on shows its runtime, greyed, Run
+        measures it there (a pass left on is refused), and its size is its
+        stored weights."""
         from core.jobs.loaded_graph import graph_runtime
         from core.runtime.runners import is_onnx_runtime
 
@@ -208,14 +209,14 @@ class CompressionPanel(QGroupBox):
         if self._graph and not was_graph:
             self._chosen_backend = self.backend_key()  # given back with a PyTorch model
         elif was_graph and not self._graph:
-            self.set_backend(self._chosen_backend)
+            self._show_backend(self._chosen_backend)
         # The passes stay enabled so that a recipe left on can be switched off;
         # Run says why it waits while one is.
         self.backend.setEnabled(not self._graph)
         if self._graph:
             self._original_bytes = description.bytes_in_memory if description else None
             self._inventory = None
-            self.set_backend(graph_runtime(model) or "torch")
+            self._show_backend(graph_runtime(model) or "torch")
         else:
             from core.models.size import measure_size
             from core.passes.size_estimate import inventory
@@ -236,6 +237,15 @@ class CompressionPanel(QGroupBox):
         return self._chosen_backend if self._graph else self.backend_key()
 
     def set_backend(self, key: str) -> None:
+        """The user's Run on. While a graph is loaded it is kept for the next
+        PyTorch model: the combo shows the graph's own runtime (a restored
+        row set it to PyTorch eager, greyed, under the graph)."""
+        if self._graph:
+            self._chosen_backend = key
+            return
+        self._show_backend(key)
+
+    def _show_backend(self, key: str) -> None:
         self.backend.setCurrentIndex(max(0, self.backend.findData(key)))
 
     def set_recipe(self, recipe: Recipe) -> None:

@@ -49,8 +49,10 @@ def test_loading_a_pytorch_model_after_a_graph_gives_the_work_back(
     qtbot, tmp_path, int8_graph, tiny_llama_dir
 ):
     window = make_window(qtbot, tmp_path)
-    window.compression_panel.set_backend("torch-compile")
+    window.compression_panel.set_backend("ort")
     load(qtbot, window, int8_graph)
+    window.compression_panel.set_backend("torch-compile")  # a restored row's, under the graph
+    assert window.compression_panel.backend_key() == "ort-int8"
     load(qtbot, window, tiny_llama_dir)
     assert window.compression_panel.backend.isEnabled()
     assert window.compression_panel.backend_key() == "torch-compile"  # the user's choice back

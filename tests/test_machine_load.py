@@ -8,6 +8,7 @@ import pytest
 
 from core.measure.machine_load import (
     BUSY_CORES,
+    MIN_REGION_S,
     CpuReading,
     MachineLoadMonitor,
     other_cores,
@@ -140,7 +141,20 @@ def test_run_records_keep_the_load_of_their_timing(tiny_llama_dir, tiny_classifi
         loaded = load_model(str(folder), device="cpu")
         record = list(run_experiment(loaded, Recipe(), settings))[-1]
         load = record.machine_load
-        assert load["status"] == "measured" and load["other_cores_during"] >= 0
+        during = load["other_cores_during"]  # None: a region too short to read within
+        assert load["status"] == "measured" and (during is None or during >= 0)
+        assert (during is None) == (load["seconds"] < MIN_REGION_S)
         around = (load["other_cores_before"] + load["other_cores_after"]) / 2
-        busy = max(load["other_cores_during"], around)
+        busy = max(during or 0.0, around)
         assert bool(record.machine_busy) == (busy > BUSY_CORES)
+
+
+def test_a_region_shorter_than_the_ticks_is_judged_by_its_surroundings():
+    """10 ms timed with one 10 ms tick more gave "11.2 cores" of 2 (sweep eleven)."""
+    short = [(0, 0, 0), (0, 0, 0.1), (1, 0, 1), (1.112, 0, 1.01), (1.112, 0, 1.01)]
+    quiet = _run(short + [(1.112, 0, 1.11)])
+    assert quiet.other_cores_during is None and quiet.busy == ""
+    busy = _run(short[:4] + [(2, 0, 2), (2.1, 0, 2.1)])  # one core busy just after
+    assert busy.other_cores_during is None
+    assert busy.busy.startswith("other programs used 0.5 cores on average just before and after")
+    assert "10 ms timed were too short" in busy.busy

@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass
 
 BUSY_CORES = 0.3  # other programs' average use, in cores, that marks a timing busy
 SAMPLE_S = 0.1  # the short samples just before and after the timed region
+# /proc/stat counts in ticks (10 ms at 100 Hz): over a shorter region one
+# tick more or less is a whole core or more (a sweep saw "11.2 cores" of 2
+# over 10 ms), so a region this short is judged by the samples around it.
+MIN_REGION_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,14 @@ class MachineLoad:
         if self.status != "measured":
             return ""
         around = (self.other_cores_before + self.other_cores_after) / 2
+        if self.other_cores_during is None:  # too short to read within (MIN_REGION_S)
+            if around <= BUSY_CORES:
+                return ""
+            return (
+                f"other programs used {around:.1f} cores on average just before and after "
+                f"timing ({self.cpus} usable; the {self.seconds * 1e3:.0f} ms timed were too "
+                "short to read within): timings may be slow and noisy"
+            )
         if self.other_cores_during <= BUSY_CORES and around <= BUSY_CORES:
             return ""
         return (
@@ -130,10 +142,11 @@ class MachineLoadMonitor:
         others, own = other_cores(self._start, end)
         after = self._sample()
         cpus = _usable_cpus()
+        seconds = end.wall_s - self._start.wall_s
         return MachineLoad(
             status="measured",
             other_cores_before=round(self._before, 3),
-            other_cores_during=round(others, 3),
+            other_cores_during=round(others, 3) if seconds >= MIN_REGION_S else None,
             other_cores_after=round(after if after is not None else others, 3),
             own_cores_during=round(own, 3),
             seconds=round(end.wall_s - self._start.wall_s, 3),

@@ -10,6 +10,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGroupBox, QVBoxLayout
 
 from app.latency_chart import LatencyChart
+from app.model_gate import ModelGate
 from app.prompt_controls import PromptControls
 from app.stream_view import StreamView
 from core.runtime.beam_generation import BeamProgress
@@ -27,6 +28,7 @@ class GeneratePanel(QGroupBox):
         self.controls = PromptControls("Generate", beams=True)
         self.generate_button = self.controls.button
         self.view = StreamView("generated_text")
+        self.gate = ModelGate(self.generate_button, self.view.speed)
         self.output, self.speed = self.view.output, self.view.speed
         self.chart = LatencyChart()
         self.chart.setMinimumHeight(180)
@@ -44,7 +46,7 @@ class GeneratePanel(QGroupBox):
         )
 
     def set_ready(self, ready: bool) -> None:
-        self.generate_button.setEnabled(ready)
+        self.gate.set_ready(ready)
 
     def begin(self) -> None:
         self.view.begin()

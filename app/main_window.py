@@ -550,35 +550,40 @@ class MainWindow(QMainWindow):
         self.model_panel.show_description(event.description)
         self.compression_panel.set_model(event.model, event.source, event.description)
         self.distill_panel.set_model_layers(event.description.layers)
-        self._gate_pytorch_work(event)
         # another model's answers and curves would read as this one's
         self.distill_panel.clear()
         self.demo_panel.clear()
         self.generate_panel.view.clear()
+        self.serve_panel.clear()
+        self._gate_work(event)  # after clearing: a gate's line takes the cleared places
         self.pareto_chart.show_model(event.source, event.is_classifier)
         self.search_panel.follow_model_kind(event.is_classifier)
         self.notifications.notice(f"Loaded {event.source} ({event.description.architecture})")
         self._on_busy(self.runner.busy)  # buttons that need a model follow
 
-    def _gate_pytorch_work(self, loaded: LoadedModel) -> None:
-        """An ONNX graph runs as it was built: the panels whose jobs rewrite
-        PyTorch modules grey their button and say why, in the job's words."""
+    def _gate_work(self, loaded: LoadedModel) -> None:
+        """The panels whose jobs refuse this model grey their button and say
+        why, in the job's own words: an ONNX graph runs as it was built (no
+        PyTorch modules to rewrite), and a classifier writes no text."""
         from core.jobs.loaded_graph import DEMO, DISTILLATION, SEARCH, pytorch_refusal
+        from core.jobs.side_by_side import DEMO_ON_TEXT
         from core.models.loading import causal_lm_refusal
         from core.runtime.runners import is_onnx_runtime
 
         graph = is_onnx_runtime(loaded.model)
-        for panel, what in (
-            (self.distill_panel, DISTILLATION),
-            (self.search_panel, SEARCH),
-            (self.demo_panel, DEMO),
-        ):
-            panel.gate.refuse(pytorch_refusal(loaded.source, what) if graph else None)
-        if not graph:  # the jobs' own refusals of a classifier
-            from core.jobs.side_by_side import DEMO_ON_TEXT
-
-            self.distill_panel.gate.refuse(causal_lm_refusal(loaded, "Distillation"))
-            self.demo_panel.gate.refuse(causal_lm_refusal(loaded, DEMO_ON_TEXT))
+        refusals = {
+            self.distill_panel: pytorch_refusal(loaded.source, DISTILLATION)
+            if graph
+            else causal_lm_refusal(loaded, "Distillation"),
+            self.search_panel: pytorch_refusal(loaded.source, SEARCH) if graph else None,
+            self.demo_panel: pytorch_refusal(loaded.source, DEMO)
+            if graph
+            else causal_lm_refusal(loaded, DEMO_ON_TEXT),
+            self.generate_panel: causal_lm_refusal(loaded, "text generation"),
+            self.serve_panel: causal_lm_refusal(loaded, "serving"),
+        }
+        for panel, refusal in refusals.items():
+            panel.gate.refuse(refusal)
 
     def _note_once(self, note: str) -> None:
         if note not in self._noted:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.model_gate import ModelGate
 from app.series_chart import SeriesChart
 from core.message_text import counted
 from core.runtime.prompt_lookup import MAX_DRAFT_TOKENS
@@ -73,6 +74,7 @@ class ServePanel(QGroupBox):
         self.copy_button.setEnabled(False)
         self.status = QLabel(f"Not serving. {BUSY_NOTE}")
         self.status.setWordWrap(True)
+        self.gate = ModelGate(self.start_button, self.status)
         self.totals = QLabel("")
         self.requests_chart = SeriesChart("Requests answered per second", "seconds", "requests/s")
         self.tokens_chart = SeriesChart(
@@ -130,12 +132,22 @@ class ServePanel(QGroupBox):
     def set_ready(self, ready: bool) -> None:
         """Start is possible (a model is loaded, the worker is free); a job
         that ended (this one too) leaves the panel not serving."""
-        self.start_button.setEnabled(ready)
+        self.gate.set_ready(ready)
         if ready and self._serving:
             self._serving = False
             self.stop_button.setEnabled(False)
             if not self.status.text().startswith("Stopped"):
                 self.status.setText(f"Not serving. {BUSY_NOTE}")
+
+    def clear(self) -> None:
+        """Another model is loaded: the last server's address, token and
+        figures go (its status line is the model gate's)."""
+        for field in (self.url, self.model_id, self.token):
+            field.clear()
+        self.copy_button.setEnabled(False)
+        self.totals.clear()
+        self.requests_chart.clear_points()
+        self.tokens_chart.clear_points()
 
     def begin(self) -> None:
         self._serving = True

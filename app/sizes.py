@@ -16,6 +16,8 @@ def mb_number(n: int | float) -> str:
     """The number of MB, without the unit: one decimal, more below 1 MB
     (a tiny model's 0.03 MB should not read as 0.0)."""
     value = n / MB
+    if 0 < abs(value) < 0.001:  # "1e-06" for a bool tensor's byte reads as a typo
+        return "<0.001"
     return f"{value:,.1f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
 
 

@@ -109,3 +109,4 @@ def test_sizes_are_mb_everywhere():
     assert size_text(134_515_008) == "134.5 MB"
     assert size_text(30_000) == "0.03 MB"  # a tiny model is not "0.0"
     assert size_text(None) == "n/a"
+    assert size_text(1) == "<0.001 MB" and size_text(256) == "<0.001 MB"  # not "1e-06 MB"

@@ -103,7 +103,7 @@ def test_candidates_over_the_size_limit_are_dropped_with_the_reason(original):
     for candidate in proposed:
         assert (candidate.key in dropped) == (candidate.estimated_bytes > limit)
     for event in dropped.values():
-        assert f"> limit {limit / 1e6:.1f} MB" in event.reason
+        assert "> limit " in event.reason and event.reason.endswith((" MB", " bytes"))
     scored = {e.key for e in of(events, CandidateScored)}
     assert not scored & set(dropped)  # nothing dropped is scored or measured
     best = of(events, BestSoFar)[-1]
@@ -282,3 +282,11 @@ def test_a_family_the_runtime_refuses_is_refused_before_any_work(tmp_path):
     gpt2 = load_model(str(folder), device="cpu")
     with pytest.raises(UnsupportedModelError):
         run_search(gpt2, runtime="ort-fused-w4")
+
+
+def test_a_size_over_its_limit_reads_apart_from_it():
+    from core.search.limits import sizes_apart
+
+    assert sizes_apart(212_000, 200_000) == ("0.21 MB", "0.20 MB")  # not 0.2 > 0.2
+    assert sizes_apart(134_600_000, 134_500_000) == ("134.6 MB", "134.5 MB")
+    assert sizes_apart(5_000, 4_000) == ("5,000 bytes", "4,000 bytes")

@@ -47,7 +47,7 @@ from core.search.events import (
     SearchNote,
     SearchStarted,
 )
-from core.search.limits import Limits, objective, ppl_increase_pct
+from core.search.limits import Limits, objective, ppl_increase_pct, sizes_apart
 from core.search.promotion import Scored, cannot_win, promotion_order, proxy_rejection
 
 
@@ -268,11 +268,8 @@ class _Search:
             )
             item = Scored(candidate, estimated)
             if self.byte_limit is not None and estimated > self.byte_limit:
-                yield self._reject(
-                    item,
-                    "size",
-                    f"estimated {estimated / 1e6:.1f} MB > limit {self.byte_limit / 1e6:.1f} MB",
-                )
+                size, bound = sizes_apart(estimated, self.byte_limit)
+                yield self._reject(item, "size", f"estimated {size} > limit {bound}")
                 continue
             refusal = runtime_refusal(request.runtime, request.original.model, candidate.recipe)
             if refusal is not None:  # never scored: it could not be measured where asked

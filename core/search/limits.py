@@ -151,7 +151,8 @@ class Limits:
             out.append(f"broken: {record.broken}")
         limit = self.byte_limit(original_bytes)
         if limit is not None and record.bytes > limit:
-            out.append(f"size {record.bytes / 1e6:.1f} MB > {limit / 1e6:.1f} MB")
+            size, bound = sizes_apart(record.bytes, limit)
+            out.append(f"size {size} > {bound}")
         checks = (
             ("max_decode_ms", "decode_ms_per_token", "decode {:.2f} ms/token > {:g}", False),
             ("min_tokens_per_s", "tokens_per_s", "{:.1f} tokens/s < {:g}", True),
@@ -183,3 +184,16 @@ def ppl_increase_pct(record, reference) -> float | None:
     if ppl is None or not base or record.eval_protocol != reference.eval_protocol:
         return None
     return (ppl / base - 1) * 100
+
+
+def sizes_apart(size: int, limit: int) -> tuple[str, str]:
+    """Both sizes with as many decimals as it takes for them to read apart
+    ("0.2 MB > limit 0.2 MB" said a size over its limit, sweep eleven); in
+    bytes below 100 kB, as the limit itself is then written."""
+    if limit < 100_000:
+        return f"{size:,} bytes", f"{limit:,} bytes"
+    for decimals in range(1, 7):
+        a, b = f"{size / 1e6:.{decimals}f}", f"{limit / 1e6:.{decimals}f}"
+        if a != b:
+            break
+    return f"{a} MB", f"{b} MB"

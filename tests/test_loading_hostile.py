@@ -218,3 +218,14 @@ def test_a_location_too_long_for_the_file_system_is_one_line():
     with pytest.raises(ModelNotFoundError, match="File name too long") as error:
         load_model("/tmp/" + "a" * 5000, device="cpu")
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
+
+
+def test_a_folder_without_tokenizer_files_says_so(tiny_llama_dir, tmp_path):
+    """transformers' own words ended mid-sentence ("...from one of: ")."""
+    from core.errors import NotAModelError
+
+    folder = edited(tiny_llama_dir, tmp_path)
+    for path in folder.glob("tokenizer*"):
+        path.unlink()
+    with pytest.raises(NotAModelError, match="no tokenizer files .*tokenizer.json"):
+        load_model(str(folder), device="cpu")

@@ -314,6 +314,10 @@ def layers_past_the_config(unexpected: list[str], config) -> int | None:
     return past[0] if past else None
 
 
+# Any of these in a folder is worth handing to AutoTokenizer.
+TOKENIZER_FILES = ("tokenizer*", "*vocab*", "merges.txt", "*.model", "*.tiktoken", "*.bpe")
+
+
 def read_tokenizer(name: str | Path):
     """The tokenizer of ``name``, or NotAModelError in one line: damaged
     tokenizer files fail inside transformers and tokenizers with any type
@@ -321,6 +325,13 @@ def read_tokenizer(name: str | Path):
     without its fields: KeyError)."""
     from transformers import AutoTokenizer
 
+    folder = Path(name)
+    if folder.is_dir() and not any(any(folder.glob(p)) for p in TOKENIZER_FILES):
+        # transformers' own words end mid-sentence here ("...from one of: ")
+        raise NotAModelError(
+            f"{name}: no tokenizer files (tokenizer.json, tokenizer_config.json, "
+            "vocab.json, tokenizer.model, ...): copy them from the model it came from."
+        )
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except Exception as err:

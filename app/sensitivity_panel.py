@@ -298,7 +298,8 @@ class SensitivityPanel(QWidget):
     def _update_buttons(self) -> None:
         self.start_button.setEnabled(self.loaded is not None and not self._busy)
         self.cancel_button.setEnabled(self._running and self._busy)
-        for control in (self.probe, self.grid, self.windows):  # the running map's grid stays
-            control.setEnabled(not self._running)
+        # the running map's grid stays; with no model to map there is nothing to choose
+        for control in (self.probe, self.grid, self.windows):
+            control.setEnabled(not self._running and self.loaded is not None)
         if not hasattr(self.chosen_probe(), "scope"):
             self.grid.setEnabled(False)  # one column of its own (mlp, or the whole layer)

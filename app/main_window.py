@@ -230,15 +230,23 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentWidget(self.live_view)
 
     def generate(
-        self, prompt: str, max_tokens: int, sampling, chat: bool, beams=None, lookup=None
+        self,
+        prompt: str,
+        max_tokens: int,
+        sampling=None,
+        chat: bool = False,
+        beams=None,
+        lookup=None,
     ) -> None:
+        """Stream an answer; ``sampling`` None: greedy (as the job's default)."""
         if self.loaded is None:
             self.notifications.error("Load a model first.")
             return
         from core.jobs.generate import GenerateRequest, generate
+        from core.runtime.sampling import GREEDY
 
         request = GenerateRequest(
-            self.loaded, prompt, max_tokens, sampling, chat, self.threads, beams, lookup
+            self.loaded, prompt, max_tokens, sampling or GREEDY, chat, self.threads, beams, lookup
         )
         if self._start_job("Generating", generate, request):
             self.generate_panel.begin()

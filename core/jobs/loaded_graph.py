@@ -15,6 +15,8 @@ from core.errors import UnsupportedModelError
 from core.runtime.registry import DEFAULT_RUNTIME, RUNTIMES, label
 from core.runtime.runners import is_onnx_runtime
 
+MAX_RECORD_BYTES = 1_000_000  # an onnx_export.json larger than this is not read
+
 # What each refusing operation is called in its line (the window greys its
 # button with the same line).
 EXPORT = "export (which rebuilds the configuration)"
@@ -105,8 +107,11 @@ def _recorded(folder: Path) -> dict:
     """The export's own record of how it was built (onnx_export.json), or {}."""
     from core.onnx.export import REPORT_FILE
 
+    path = folder / REPORT_FILE
     try:
-        recorded = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_RECORD_BYTES:  # not ours: ours is a few kB
+            return {}
+        recorded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return recorded if isinstance(recorded, dict) else {}

@@ -42,9 +42,9 @@ def pytorch_refusal(source: str, what: str) -> str:
 def graph_runtime(model) -> str | None:
     """The registry key of the runtime that built this graph (what its runs
     record), or None when it cannot be told. The kind of graph is read from
-    its operators and MatMulNBits' bits; a static int8 calibration method,
+    its operators and MatMulNBits' bits (read when it was opened); a static int8 calibration method,
     which leaves no trace in the graph, from the export's record beside it."""
-    bits = _weight_bits(model.path) if model.weight_only else 0
+    bits = model.weight_bits if model.weight_only else 0
     calibration = _recorded(model.path.parent).get("calibration") if model.static_int8 else ""
     for key, runtime in RUNTIMES.items():
         if (
@@ -88,19 +88,6 @@ def graph_run_runtime(loaded, recipe, key: str) -> str:
     if refusal := graph_run_refusal(loaded.model, loaded.source, recipe, key):
         raise UnsupportedModelError(refusal)
     return graph_runtime(loaded.model)
-
-
-def _weight_bits(path: Path) -> int:
-    """MatMulNBits' ``bits`` in the graph file (its weights are not read)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    for node in graph.node:
-        if node.op_type == "MatMulNBits":
-            for attribute in node.attribute:
-                if attribute.name == "bits":
-                    return int(attribute.i)
-    return 0
 
 
 def _recorded(folder: Path) -> dict:

@@ -122,7 +122,7 @@ class OrtCausalLM:
         # A fused graph (core.onnx.fused) returns every new position's logits
         # and takes no logits_positions; the positions are picked here.
         self.picks_positions = LOGITS_POSITIONS in inputs
-        ops, embedding_width = _graph_facts(self.path)
+        ops, embedding_width, self.weight_bits = _graph_facts(self.path)
         self.fused = bool(ops & FUSED_OPS)
         has_cache = any(name.startswith("past_key_values.") for name in inputs)
         # (the config's layer count is compared below, with its other sizes)
@@ -338,10 +338,10 @@ def _within(config, positions: int | None):
 EMBEDDING_WIDTH_FIELDS = ("word_embed_proj_dim", "hidden_size", "n_embd", "d_model")
 
 
-def _graph_facts(path: Path) -> tuple[set[str], int | None]:
-    """Operator types in the graph file, and the width of its token
-    embedding where a plain Gather reads it from a stored matrix (its
-    weights are not read: the shapes are in the file)."""
+def _graph_facts(path: Path) -> tuple[set[str], int | None, int]:
+    """Operator types in the graph file, the width of its token embedding
+    where a plain Gather reads it from a stored matrix, and MatMulNBits'
+    ``bits`` (0: none). Its weights are not read: the shapes are in the file."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -352,7 +352,17 @@ def _graph_facts(path: Path) -> tuple[set[str], int | None]:
             dims = shapes.get(node.input[0])
             width = dims[1] if dims and len(dims) == 2 else None
             break
-    return {node.op_type for node in graph.node}, width
+    bits = next(
+        (
+            int(attribute.i)
+            for node in graph.node
+            if node.op_type == "MatMulNBits"
+            for attribute in node.attribute
+            if attribute.name == "bits"
+        ),
+        0,
+    )
+    return {node.op_type for node in graph.node}, width, bits
 
 
 def _graph_cache_shape(session) -> tuple[int, int] | None:

@@ -20,6 +20,9 @@ MEMORY_SAMPLE_MS = 250
 THROUGHPUT_WINDOW = 8  # decode steps averaged for the throughput curve
 
 
+STEP_TITLE = "Benchmark: per-token step time, all runs (warm-up included)"
+
+
 class LiveRunView(QSplitter):
     def __init__(self, parent=None) -> None:
         super().__init__(Qt.Orientation.Vertical, parent)
@@ -66,7 +69,7 @@ class LiveRunView(QSplitter):
         """A new run: clear every chart and sample memory until ``end``;
         a language model's quality is perplexity, a classifier's accuracy.
         ``what``: the run and where it is timed, named in the step chart's title."""
-        title = "Benchmark: per-token step time, all runs (warm-up included)"
+        title = STEP_TITLE
         self.latency.setTitle(f"{title}: {what}" if what else title, size="9pt")
         self.perplexity.setVisible(not classifier)
         self.accuracy.setVisible(classifier)
@@ -81,6 +84,13 @@ class LiveRunView(QSplitter):
 
     def end(self) -> None:
         self._sampler.stop()
+
+    def clear(self) -> None:
+        """Another model is loaded: the last model's run goes (its title
+        named the run, not the model, so it read as this one's)."""
+        self.latency.setTitle(STEP_TITLE, size="9pt")
+        for chart in (self.latency, self.throughput, self.memory, self.perplexity, self.accuracy):
+            chart.clear_points()
 
     def add_step(self, index: int, step_s: float) -> None:
         """A TokenStep: index 0 starts a benchmark run and includes its prefill."""

@@ -563,6 +563,8 @@ class MainWindow(QMainWindow):
         self.demo_panel.clear()
         self.generate_panel.view.clear()
         self.serve_panel.clear()
+        if self.runner.job_name.startswith("Loading"):  # not the classifier just charted
+            self.live_view.clear()
         self._gate_work(event)  # after clearing: a gate's line takes the cleared places
         self.pareto_chart.show_model(event.source, event.is_classifier)
         self.search_panel.follow_model_kind(event.is_classifier)

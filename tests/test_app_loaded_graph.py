@@ -89,7 +89,9 @@ def test_another_model_clears_the_last_ones_answers(qtbot, tmp_path, tiny_llama_
     window.generate_panel.view.output.setPlainText("the last model's answer")
     window.demo_panel.verdict.setText("compressed is 2x faster")
     window.distill_panel.loss_chart.add_point(1, 2.0)
+    window.live_view.latency.add_point(0, 1.0)
     load(qtbot, window, int8_graph)
+    assert window.live_view.latency.series.size == 0
     assert window.generate_panel.view.output.toPlainText() == ""
     assert window.demo_panel.verdict.text() == ""
     assert window.distill_panel.loss_chart.series.size == 0

@@ -141,3 +141,21 @@ def test_on_disk_counts_the_graphs_external_weights(exported):
     weights = sum(p.stat().st_size for p in folder.glob("model.onnx*"))
     assert (folder / "model.onnx.data").is_file()
     assert _opened(folder).description.bytes_on_disk == weights
+
+
+def test_exporting_a_graphs_run_from_its_source_says_why_not(exported, tiny_llama_dir, tmp_path):
+    """The advice was "pass --model <graph>", which export then refused (sweep twelve)."""
+    import json
+    import os
+
+    env = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path / "data")}
+    graph = exported / "int8"
+    out = run_cli("compress", "--model", str(graph), "--no-eval", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    out = run_cli(
+        "export", "--model", str(tiny_llama_dir), "--run", run_id, "--out", str(tmp_path / "x"),
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == 2 and "measured on the ONNX graph" in out.stderr
+    assert "pass --model" not in out.stderr and not (tmp_path / "x").exists()

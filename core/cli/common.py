@@ -55,7 +55,9 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{key}: {runtime.label}" for key, runtime in RUNTIMES.items()),
     )
     parser.add_argument(
-        "--int8", action="store_true", help="same as --backend ort-int8 (kept for old scripts)"
+        "--int8",
+        action="store_true",
+        help="with --backend ort: the same as --backend ort-int8 (kept for old scripts)",
     )
 
 

@@ -134,7 +134,7 @@ def run(args) -> None:
         elif isinstance(event, FidelityPartial):
             note(
                 f"fidelity {event.windows_done}/{event.windows_total}: "
-                f"KL {event.mean_kl:.4f}, top-1 {event.top1_agreement:.1%}"
+                f"KL {max(event.mean_kl, 0.0):.4f}, top-1 {event.top1_agreement:.1%}"
             )
         elif isinstance(event, AccuracyPartial) and (loaded.is_classifier or event.done % 25 == 0):
             what = "reviews" if loaded.is_classifier else "sentiment"
@@ -189,8 +189,9 @@ def _print_eval(loaded, report: dict) -> None:
     if "fidelity" in report:
         f = report["fidelity"]
         kl_ci = f" +- {f['kl_ci95_halfwidth']:.4f}" if f["kl_ci95_halfwidth"] is not None else ""
+        kl = max(f["mean_kl"], 0.0)  # KL is >= 0: a negative one is round-off ("-0.0000")
         print(
-            f"  fidelity to {report['reference']}: KL {f['mean_kl']:.4f}{kl_ci} nats/token, "
+            f"  fidelity to {report['reference']}: KL {kl:.4f}{kl_ci} nats/token, "
             f"top-1 agreement {f['top1_agreement']:.1%}, {f['tokens']} tokens"
         )
         if f["ppl_ratio_ci95_low"] is not None:

@@ -62,6 +62,14 @@ def choose_run(args, records):
         if record is None:
             raise WorkbenchError(f"no run {args.run!r} in the results store")
         if canonical_source(record.model) != args.model:  # runs before paths were absolute
+            from core.models.loading_onnx import is_onnx_folder
+
+            if is_onnx_folder(Path(record.model)):  # advice that would be refused next
+                raise WorkbenchError(
+                    f"run {args.run} was measured on the ONNX graph {record.model!r}, which is "
+                    "its own export; compress the Hugging Face folder it came from and export "
+                    "that run"
+                )
             raise WorkbenchError(
                 f"run {args.run} was measured on {record.model!r}; pass --model {record.model}"
             )

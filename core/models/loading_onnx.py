@@ -84,7 +84,12 @@ def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None
         bytes_on_disk=bytes_on_disk(folder),
         tied_embeddings=False,  # the export stores a tied head untied (see onnx_graph)
         device=f"{model.device} ({model.provider})",
-        notes=notes + [f"runs in ONNX Runtime ({model.runner_name})"],
+        notes=notes
+        + [
+            f"runs in ONNX Runtime ({model.runner_name})",
+            "parameters: the elements the graph stores (an untied head again, packed int4 "
+            "and scales as stored), not the source model's count",
+        ],
     )
     return LoadedModel(model, tokenizer, source, folder, description)
 

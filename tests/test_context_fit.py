@@ -83,3 +83,21 @@ def test_a_family_that_names_its_context_otherwise_is_fitted_too(tmp_path):
     assert (protocol.context_tokens, protocol.stride) == (128, 64) and "128 tokens" in note
     small = PerplexityProtocol(context_tokens=128, stride=64, quick_windows=2, source="pydoc")
     assert compute_perplexity(loaded.model, loaded.tokenizer, small).ppl > 1
+
+
+def test_a_run_whose_benchmark_outgrows_the_context_is_refused_before_any_work(tmp_path):
+    """compress timed 96 positions of a 4-token model (sweep twelve); bench refused."""
+    import json
+
+    import pytest as _pytest
+
+    from core.models.loading import load_model
+    from core.passes.recipe import Recipe
+    from tests.tiny_models import save_tiny_model
+
+    folder = save_tiny_model("llama", tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 32}))
+    loaded = load_model(str(folder), device="cpu")
+    with _pytest.raises(ValueError, match="= 96, over the model's 32-token context"):
+        next(run_experiment(loaded, Recipe(), ExperimentSettings()))

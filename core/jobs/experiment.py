@@ -99,7 +99,8 @@ def run_experiment(
     cancel = cancel or CancelToken()
     validate(recipe)
     backend = graph_run_runtime(original, recipe, backend)  # a loaded graph: its own runtime
-    check_supports(backend, original.task)  # before anything is built
+    check_supports(backend, original.task)
+    task_for(original).check(original, settings)  # before anything is built
     check_exportable(backend, original, recipe)  # an ONNX runtime: a family and recipe it takes
     candidate, notes, artifact = original, [], {}
     if recipe.passes:

@@ -15,6 +15,9 @@ class Task(Protocol):
     kind: str  # how messages name it ("classifier")
     compared_by: str  # what comparing it with a reference measures ("fidelity")
 
+    def check(self, original, settings) -> None:
+        """Refuse, before any work, protocol settings this model cannot take."""
+
     def build(self, original, recipe, settings, progress: ProgressSink, cancel: CancelToken):
         """``recipe`` applied to a copy of ``original`` (a CompressedModel),
         calibrated on this kind's calibration data when a pass needs it."""

@@ -21,6 +21,20 @@ class CausalLMTask:
     kind = "causal language model"  # how messages name it
     compared_by = "fidelity"  # what comparing it with a reference measures
 
+    def check(self, original, settings) -> None:
+        """The decode protocol's prompt and answer fit the model's context
+        (compress timed positions past it: a sweep's 4-token model)."""
+        from core.runtime.generation import context_length
+
+        needed = settings.bench.prompt_tokens + settings.bench.new_tokens
+        limit = context_length(original.model.config)
+        if needed > limit:
+            raise ValueError(
+                f"the decode benchmark times {settings.bench.prompt_tokens} prompt + "
+                f"{settings.bench.new_tokens} new tokens = {needed}, over the model's "
+                f"{limit}-token context"
+            )
+
     def build(self, original, recipe, settings, progress, cancel):
         from core.jobs.experiment import read_calibration
         from core.passes.recipe import apply_recipe

@@ -31,6 +31,9 @@ class ClassifierTask:
     kind = "classifier"  # how messages name it
     compared_by = "agreement"  # what comparing it with a reference measures
 
+    def check(self, original, settings) -> None:
+        """Nothing: a classifier's inputs are cut to its context as they are read."""
+
     def build(self, original, recipe, settings, progress, cancel):
         from core.passes.calibration import classifier_calibration
         from core.passes.recipe import apply_recipe

@@ -89,7 +89,7 @@ def test_a_run_whose_benchmark_outgrows_the_context_is_refused_before_any_work(t
     """compress timed 96 positions of a 4-token model (sweep twelve); bench refused."""
     import json
 
-    import pytest as _pytest
+    import pytest
 
     from core.models.loading import load_model
     from core.passes.recipe import Recipe
@@ -99,5 +99,5 @@ def test_a_run_whose_benchmark_outgrows_the_context_is_refused_before_any_work(t
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 32}))
     loaded = load_model(str(folder), device="cpu")
-    with _pytest.raises(ValueError, match="= 96, over the model's 32-token context"):
+    with pytest.raises(ValueError, match="= 96, over the model's 32-token context"):
         next(run_experiment(loaded, Recipe(), ExperimentSettings()))

@@ -97,6 +97,7 @@ def test_export_and_distillation_refuse_a_graph(exported, tmp_path):
     [
         ("compress", "--pass", "prune_mlp:fraction=0.25"),
         ("compress", "--backend", "ort-w8", "--no-eval"),
+        ("compress", "--backend", "torch", "--no-eval"),  # named: not "as loaded" (sweep 12)
         ("bench", "--backend", "ort-int8"),
         ("sensitivity", "--probe", "int8_weight_only"),
         ("search", "--max-bytes", "100000", "--budget-s", "30"),

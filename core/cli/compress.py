@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     parser.add_argument(  # dest: the original always loads in PyTorch; the recipe runs on this
         "--backend",
         dest="run_on",
-        default="torch",
+        default=None,  # torch; None tells a loaded graph that no runtime was named
         choices=list(RUNTIMES),
         help="run the built model in PyTorch eager (default), PyTorch with the decode step "
         "compiled (torch.compile), or exported to ONNX Runtime (fp32, dynamic int8, or "
@@ -125,8 +125,19 @@ def run(args) -> None:
     if not args.no_save:
         store.check_writable()  # a run that could not be stored is refused before it is made
     loaded = load(args, "torch")  # the original in PyTorch; the recipe runs on --backend
+    if args.run_on is not None:  # a named runtime must be a loaded graph's own
+        from core.errors import UnsupportedModelError
+        from core.jobs.loaded_graph import graph_run_refusal
+        from core.runtime.runners import is_onnx_runtime
+
+        if is_onnx_runtime(loaded.model) and (
+            refusal := graph_run_refusal(
+                loaded.model, loaded.source, recipe, args.run_on, explicit=True
+            )
+        ):
+            raise UnsupportedModelError(refusal)
     settings = ExperimentSettings(evaluate=not args.no_eval)
-    request = RunRequest(loaded, recipe, args.run_on, settings, args.threads)
+    request = RunRequest(loaded, recipe, args.run_on or "torch", settings, args.threads)
     record = None
     for event in run_job(request, progress):
         if isinstance(event, RunRecord):

@@ -58,10 +58,11 @@ def graph_runtime(model) -> str | None:
     return None
 
 
-def graph_run_refusal(model, source: str, recipe, key: str) -> str | None:
+def graph_run_refusal(model, source: str, recipe, key: str, explicit: bool = False) -> str | None:
     """Why a loaded graph cannot be measured with ``recipe`` on runtime
     ``key``, or None. It runs only as it was built: ``key`` is its own
-    runtime, or the default (which, for a graph, means "as loaded")."""
+    runtime, or the default (which, for a graph, means "as loaded") unless
+    the user named it (``explicit``: ``--backend torch`` was ignored)."""
     passes = getattr(recipe, "passes", ())
     if passes:
         return pytorch_refusal(source, f"{passes[0].name} (a compression pass)")
@@ -71,7 +72,7 @@ def graph_run_refusal(model, source: str, recipe, key: str) -> str | None:
             f"{source}: the workbench cannot tell which of its runtimes built this graph "
             "(a static int8 graph's calibration is read from the onnx_export.json beside it)"
         )
-    if key not in (DEFAULT_RUNTIME, own):
+    if key not in ((own,) if explicit else (DEFAULT_RUNTIME, own)):
         return (
             f"{source} is an ONNX graph built for {label(own)}; it runs only as it was "
             f"exported, not on {label(key)}: load the folder it was exported from for that"

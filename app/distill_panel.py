@@ -117,8 +117,7 @@ class DistillPanel(QWidget):
         self.ppl_chart.clear_points()
 
     def begin(self) -> None:
-        self.loss_chart.clear_points()
-        self.ppl_chart.clear_points()
+        self.clear()
         self.status.setText("Building the student…")
 
     def on_event(self, event) -> None:

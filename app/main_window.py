@@ -47,7 +47,7 @@ from core.jobs.write_export import ExportResult
 from core.measure.classifier_speed import ClassificationTiming
 from core.message_text import first_line
 from core.models.loading import LoadedModel
-from core.passes.recipe import CompressedModel
+from core.passes.recipe import CompressedModel, Recipe
 from core.progress import Progress
 from core.results.store import ResultsStore, RunRecord, identified
 from core.runtime.side_by_side import PaneEvent
@@ -322,14 +322,12 @@ class MainWindow(QMainWindow):
         """What the latest run of this configuration measured, for the demo:
         a collapsed one's answers read as noise, and an audience should be
         told before they do."""
-        from core.passes.recipe import Recipe
-
         same = [
             r
             for r in self.results_table.records
             if r.model == self.loaded.source
             and r.backend == runtime
-            and _same_recipe(Recipe, r.recipe, recipe)
+            and _same_recipe(r.recipe, recipe)
         ]
         if not same:
             return "Its quality is not measured yet: Run it for perplexity and fidelity."
@@ -462,7 +460,7 @@ class MainWindow(QMainWindow):
 
     def restore(self, record: RunRecord) -> None:
         """Put a run's recipe back into the sliders."""
-        from core.passes.recipe import Recipe, RecipeError
+        from core.passes.recipe import RecipeError
 
         try:  # runs.jsonl is the user's file: its recipe may be edited or a later version's
             recipe = Recipe.from_dict(record.recipe)
@@ -784,9 +782,9 @@ class MainWindow(QMainWindow):
         return True
 
 
-def _same_recipe(recipe_type, stored: dict, recipe) -> bool:
+def _same_recipe(stored: dict, recipe: Recipe) -> bool:
     """A stored run's recipe is ``recipe`` (one that no longer reads is not)."""
     try:
-        return recipe_type.from_dict(stored) == recipe
+        return Recipe.from_dict(stored) == recipe
     except ValueError:
         return False

@@ -71,6 +71,20 @@ def test_a_run_of_a_graph_is_recorded_on_its_runtime_with_its_stored_weights(exp
     assert any("loaded ONNX graph" in note for note in record.notes)
 
 
+@pytest.mark.parametrize(
+    ("name", "precision"),
+    [("w4", "int4 weights, float32 activations"), ("static", "int8 weights and activations")],
+)
+def test_bench_names_what_a_graph_computes_in(exported, name, precision):
+    # the header said "float32" for every graph, quantised or not
+    out = run_cli(
+        "bench", "-m", str(exported / name), "--prompt-tokens", "4", "--new-tokens", "4",
+        "--min-repeats", "2", "--min-time", "0", "--threads", "1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert precision in out.stdout.splitlines()[0]
+
+
 def test_passes_and_other_runtimes_are_refused_on_a_graph(exported):
     loaded = _opened(exported / "fp32")
     with pytest.raises(UnsupportedModelError, match="int8_weight_only .*PyTorch modules"):
@@ -102,6 +116,7 @@ def test_export_and_distillation_refuse_a_graph(exported, tmp_path):
         ("sensitivity", "--probe", "int8_weight_only"),
         ("search", "--max-bytes", "100000", "--budget-s", "30"),
         ("distill", "--drop-layers", "1", "--steps", "1"),
+        ("generate", "--dtype", "bfloat16", "--max-new-tokens", "2"),  # was silently ignored
     ],
 )
 def test_the_cli_refuses_pytorch_work_on_a_graph_in_one_line(exported, tmp_path, args):
@@ -113,6 +128,7 @@ def test_the_cli_refuses_pytorch_work_on_a_graph_in_one_line(exported, tmp_path,
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "ONNX graph" in out.stderr
+    assert not list((tmp_path / "data").glob("*.jsonl"))  # no empty store left by a refusal
 
 
 @pytest.mark.parametrize(

@@ -248,6 +248,10 @@ def test_limits_and_bad_bodies_get_json_4xx_and_never_generate(client):
 
     refused(post(url, content=chunked(), headers=AUTH), 413)
     assert refused(post(url, content=b"{nope", headers=AUTH), 400)["code"] == "invalid_json"
+    as_text = {**AUTH, "Content-Type": "text/plain"}  # was parsed as JSON (sweep 12)
+    assert refused(post(url, content=b'{"prompt": "x"}', headers=as_text), 415)
+    json_kind = {**AUTH, "Content-Type": "application/json; charset=utf-8"}
+    assert refused(post(url, content=b'{"prompt": 5}', headers=json_kind), 422)
     assert refused(post(url, json=["a list"], headers=AUTH), 422)
     assert refused(post(url, json={"prompt": 5}, headers=AUTH), 422)["param"] == "prompt"
     assert refused(post(url, json={"prompt": "x", "max_tokens": "8"}, headers=AUTH), 422)
@@ -586,3 +590,17 @@ def test_stopping_ends_a_stream_in_flight_with_503_and_the_server_exits(loaded, 
     assert "data: [DONE]" not in lines
     last = json.loads(lines[-1][6:])
     assert last["error"]["type"] == "service_unavailable" and len(lines) < 200
+
+
+def test_a_format_folder_of_our_export_is_served_under_the_exports_name(tmp_path):
+    # every ONNX export was served as plain "onnx": its subfolder's name
+    from core.jobs.serve import model_id
+
+    export = tmp_path / "smol-int8"
+    (export / "onnx").mkdir(parents=True)
+    (export / "workbench_export.json").write_text("{}")
+    (tmp_path / "plain" / "onnx").mkdir(parents=True)
+    assert model_id(SimpleNamespace(source=str(export / "onnx"))) == "smol-int8/onnx"
+    assert model_id(SimpleNamespace(source=str(export))) == "smol-int8"
+    assert model_id(SimpleNamespace(source=str(tmp_path / "plain" / "onnx"))) == "onnx"
+    assert model_id(SimpleNamespace(source="org/name")) == "name"

@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from core.atomic_folder import ExportTargetError, atomic_folder
-from core.results.jsonl_append import append_json_line
+from core.results.jsonl_append import append_json_line, check_appendable
 
 
 def test_a_line_cut_short_earlier_does_not_swallow_the_next(tmp_path):
@@ -35,6 +35,20 @@ def test_a_failed_append_leaves_the_store_as_it_was(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         append_json_line(store, {"run": 2})
     assert store.read_bytes() == before
+
+
+def test_checking_a_store_that_is_not_there_leaves_nothing_behind(tmp_path):
+    # a refused job checked its store first: it left an empty sensitivity.jsonl
+    store = tmp_path / "data" / "sensitivity.jsonl"
+    check_appendable(store)
+    assert list(store.parent.iterdir()) == []
+    store.write_text('{"a": 1}\n')
+    check_appendable(store)
+    assert store.read_text() == '{"a": 1}\n'
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the store's folder should be")
+    with pytest.raises(OSError):
+        check_appendable(blocked / "runs.jsonl")
 
 
 def test_a_write_that_fails_inside_an_export_is_one_line_and_leaves_nothing(tmp_path):

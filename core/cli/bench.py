@@ -85,8 +85,9 @@ def _print_bench(args, loaded, result, lines: str) -> None:
         print(json_text(data))
         return
     env = result.environment
+    precision = getattr(loaded.model, "precision", env.dtype)  # a graph's own weights
     print(
-        f"{loaded.description.architecture} on {env.device} ({env.device_name}), {env.dtype}, "
+        f"{loaded.description.architecture} on {env.device} ({env.device_name}), {precision}, "
         f"{env.threads} threads, runner {env.runner}"
     )
     print(lines)

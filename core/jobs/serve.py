@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.jobs.run import _default_settings
+from core.models.exported.layout import MANIFEST as EXPORT_MANIFEST
 from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 from core.serve.events import RequestServed, ServerStarted, ServerStats, ServerStopped
 from core.serve.limits import ServeLimits
@@ -87,9 +88,14 @@ def check_serve_lookup(request: ServeRequest) -> None:
 
 def model_id(loaded, record=None) -> str:
     """The name clients pass as "model": the folder's (or hub id's) last
-    part, and the run's ID when a run is served."""
+    part, and the run's ID when a run is served. A format folder inside one of
+    our exports (``onnx``, ``onnx-int8``) is named with the export's folder:
+    every ONNX export served as plain "onnx" told clients nothing."""
     source = str(loaded.source).split(" | ")[0].rstrip("/\\")
     base = source.replace("\\", "/").rsplit("/", 1)[-1] or "model"
+    folder = Path(source)
+    if base != "model" and (folder.parent / EXPORT_MANIFEST).is_file():
+        base = f"{folder.parent.name}/{base}"
     return f"{base}@{record.run_id}" if record is not None else base
 
 

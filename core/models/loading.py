@@ -113,7 +113,10 @@ def load_model(
     else:
         folder, name = _resolve_location(source)
         if folder is not None and is_onnx_folder(folder):  # an export of ours: ONNX Runtime
-            from core.models.loading_onnx import load_onnx_folder
+            from core.models.loading_onnx import graph_dtype_refusal, load_onnx_folder
+
+            if refusal := graph_dtype_refusal(dtype):
+                raise UnsupportedModelError(refusal)
 
             progress(Progress(f"Opening {source} in ONNX Runtime", None))
             return load_onnx_folder(folder, source, device)

@@ -42,6 +42,17 @@ def _stored_weights(path: Path) -> tuple[int, dict[str, int]]:
     return count, dict(by_dtype)
 
 
+def graph_dtype_refusal(dtype: str | None) -> str | None:
+    """A graph computes in the types it was built with: a dtype other than
+    its float32 activations is refused, not silently ignored."""
+    if dtype in (None, "float32"):
+        return None
+    return (
+        f"an exported ONNX graph runs in the types it was built with (float32 activations); "
+        f"--dtype {dtype} applies to PyTorch models only."
+    )
+
+
 def load_onnx_folder(folder: Path, source: str, device: str = "auto", notes=None):
     from transformers import GenerationConfig
 

@@ -41,7 +41,15 @@ def check_appendable(path: Path) -> None:
     not writable, a file in its place), before any work is done for it."""
     require_regular_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab"):
+    if path.exists():
+        with open(path, "ab"):
+            pass
+        return
+    # not made yet: a refused job must not leave an empty store behind, so the
+    # folder is tried with a scratch file of our own, removed at once
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
         pass
 
 

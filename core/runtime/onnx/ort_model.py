@@ -175,6 +175,18 @@ class OrtCausalLM:
         fused = "-fused" if self.fused else ""
         return f"onnxruntime-{'cuda' if self.provider == CUDA else 'cpu'}{fused}-{kind}"
 
+    @property
+    def precision(self) -> str:
+        """What the graph computes in, for a header line ("float32" alone
+        read as if a quantised graph were not)."""
+        if self.static_int8:
+            return "int8 weights and activations (static)"
+        if self.int8:
+            return "int8 weights and activations (dynamic)"
+        if self.weight_only:
+            return f"int{self.weight_bits} weights, float32 activations"
+        return "float32"
+
     def empty_cache(self, capacity: int | None = None) -> list | SharedCache:
         """An empty cache; with ``capacity`` (positions) on a fused graph, one
         that is updated in place (``SharedCache``): the decode loop knows how

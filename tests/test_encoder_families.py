@@ -145,6 +145,12 @@ def test_prune_mlp_on_distilbert_is_exact_estimated_and_exported(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, after, atol=0, rtol=0)
 
+    # heads cannot go: its config derives the head size from dim / n_heads
+    heads = R["prune_heads"](0.5)
+    assert "DistilBERT" in heads.model_refusal(distil.model.config)
+    with pytest.raises(UnsupportedModelError, match="loaded back"):
+        apply_recipe(distil, Recipe((heads,)), classifier_calibration(distil.tokenizer, 4))
+
 
 def test_int4_groups_wider_than_a_layer_say_so(models):
     mpnet = models["mpnet"]  # 64-wide attention inputs, 128-wide MLP down input

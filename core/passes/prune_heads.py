@@ -38,6 +38,11 @@ from core.passes.blocks import (
 )
 from core.passes.calibration import require_calibration, run_calibration
 
+DISTILBERT_REFUSAL = (
+    "prune_heads: DistilBERT derives its head size from dim / n_heads, so a model with "
+    "fewer heads could not be saved and loaded back"
+)
+
 # The attention's output projection, by name (BERT's is attention.output.dense).
 _OUTPUTS = ("o_proj", "out_proj", "dense", "c_proj")
 
@@ -48,6 +53,8 @@ def _attention(layer):
         or getattr(layer, "attn", None)
         or getattr(layer, "attention", None)
     )
+    if hasattr(attn, "q_lin"):
+        raise UnsupportedModelError(DISTILBERT_REFUSAL)
     known = ("q_proj", "qkv_proj", "query_key_value", "c_attn")
     bert = hasattr(getattr(attn, "self", None), "query")  # not DeBERTa's query_proj
     if (
@@ -159,6 +166,8 @@ class PruneHeadsConfig(PassConfig):
         return model
 
     def model_refusal(self, model_config) -> str | None:
+        if getattr(model_config, "model_type", None) == "distilbert":
+            return DISTILBERT_REFUSAL
         try:
             heads, kv_heads, _, kept, _ = head_counts(self.fraction, model_config)
         except (AttributeError, TypeError, ZeroDivisionError):

@@ -7,7 +7,7 @@ split); speed is decode ms/token on the in-place KV cache, each graph timed
 in interleaved rounds in this one process.
 
     .venv/bin/python benchmarks/fused_choices.py [--model default] [--rounds 5]
-        [--methods default] [--blocks 32 64 128]
+        [--methods default] [--blocks 32 64 128] [--head-bits 4 8]
 
 Last line: one JSON object, per variant its dev perplexity (and change
 against the fp32 model), its stored bytes and its decode ms/token.
@@ -49,6 +49,10 @@ def main() -> None:
     parser.add_argument(
         "--blocks", type=int, nargs="*", default=[None], help="input values per scale"
     )
+    parser.add_argument(
+        "--head-bits", type=int, nargs="*", default=[None], choices=[4, 8],
+        help="the int4 graph's head (and tied embedding) in int4 or int8 blocks",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     loaded = load_model(args.model, device="cpu")
@@ -59,12 +63,20 @@ def main() -> None:
     models, results = {}, {"fp32_dev_ppl": base, "variants": {}}
     with tempfile.TemporaryDirectory(prefix="workbench-fused-choices-") as tmp:
         for bits in args.bits:
-            for method, block in product(args.methods, args.blocks):
-                block = fused_settings(bits, method, block)["block_size"]
-                name = f"int{bits}-{method}-b{block}"
+            for method, block, head in product(args.methods, args.blocks, args.head_bits):
+                if method == "gptq" and bits != 4:
+                    continue  # GPTQ rounds int4 blocks only
+                settings = fused_settings(bits, method, block, head if bits == 4 else None)
+                block = settings["block_size"]
+                head_bits = settings.get("head_bits", bits)
+                name = f"int{bits}-{method}-b{block}" + (f"-head{head_bits}" if bits == 4 else "")
+                if name in models:
+                    continue  # --head-bits asks nothing of an int8 graph
                 path = Path(tmp) / name / "model.onnx"
                 start = time.perf_counter()
-                build_fused_graph(loaded.model, loaded.tokenizer, path, bits, method, block)
+                build_fused_graph(
+                    loaded.model, loaded.tokenizer, path, bits, method, block, head_bits=head_bits
+                )
                 built_s = time.perf_counter() - start
                 model = OrtCausalLM(path, config, generation, "cpu", THREADS)
                 ppl = compute_perplexity(model, loaded.tokenizer, dev).ppl

@@ -74,7 +74,7 @@ def test_likely_causes_read_the_recipe_family_and_backend():
     assert "not written for" not in likely_cause(smooth, model_type="llama")
     assert "ONNX Runtime int8" in likely_cause(_recipe(), backend="ort-int8")
     assert "int4 weights rounded to nearest" in likely_cause(_recipe(), backend="ort-w4")
-    assert "GPTQ; the head rounded" in likely_cause(_recipe(), backend="ort-fused-w4")
+    assert "int4 weights in blocks of 32 (GPTQ)" in likely_cause(_recipe(), backend="ort-fused-w4")
     assert "static int8" in likely_cause(_recipe(), backend="ort-int8-static-minmax")
     assert "no setting in the recipe" in likely_cause(_recipe(), backend="ort-w8")
     assert "no setting in the recipe" in likely_cause(_recipe())

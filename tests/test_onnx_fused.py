@@ -19,6 +19,7 @@ from core.errors import UnsupportedModelError
 from core.models.loading import load_model
 from core.onnx.cache import cached_onnx_export, graph_digest
 from core.onnx.export import MODEL_FILE, REPORT_FILE, export_onnx
+from core.onnx.fused import HEAD_BITS
 from core.onnx.nbits import BLOCK_SIZE
 from core.runtime.registry import RUNTIMES
 from tests.tiny_models import save_tiny_model
@@ -154,7 +155,9 @@ def test_weight_only_fused_graphs_hold_every_matrix_in_blocks(cache, loaded, bit
     assert 4 * layers + 1 <= len(nbits) <= 5 * layers + 1
     for node in nbits:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        assert attrs["bits"] == bits and attrs["block_size"] == BLOCK_SIZE
+        head = node.input[1].startswith("lm_head.")  # int8 blocks under an int4 graph
+        assert attrs["bits"] == (HEAD_BITS.get(bits, bits) if head else bits)
+        assert attrs["block_size"] == BLOCK_SIZE
         assert attrs["accuracy_level"] == 4
     report = json.loads((folder / REPORT_FILE).read_text())
     assert report["weight_bits"] == bits and report["fused"] and report["fidelity"]["passed"]
@@ -388,7 +391,8 @@ def test_k_quant_blocks_carry_zero_points_and_fit_the_weights_closer(loaded, tmp
         path = tmp_path / method / MODEL_FILE
         build_fused_graph(loaded.model, loaded.tokenizer, path, 4, method)
         nbits = [n for n in _nodes(path.parent) if n.op_type == "MatMulNBits"]
-        with_zero_points = [len(n.input) > 3 and bool(n.input[3]) for n in nbits]
+        layers = [n for n in nbits if not n.input[1].startswith("lm_head.")]  # int8 head: none
+        with_zero_points = [len(n.input) > 3 and bool(n.input[3]) for n in layers]
         assert all(with_zero_points) if method == "k_quant" else not any(with_zero_points)
         errors[method] = _logit_error(path.parent, loaded, ids)
     assert errors["k_quant"] < errors["default"]

@@ -75,10 +75,8 @@ def likely_cause(
         suspects.append(
             (0.5, "ONNX Runtime int4 weights rounded to nearest in blocks of 32 (no GPTQ/AWQ)")
         )
-    if backend == "ort-fused-w4":  # core.onnx.fused: GPTQ in the layers, not the head
-        suspects.append(
-            (0.5, "ONNX Runtime int4 weights in blocks of 32 (GPTQ; the head rounded to nearest)")
-        )
+    if backend == "ort-fused-w4":  # core.onnx.fused: GPTQ in the layers, the head in int8
+        suspects.append((0.5, "ONNX Runtime int4 weights in blocks of 32 (GPTQ)"))
     suspects = [s for s in suspects if s is not None]
     if not suspects:
         return (

@@ -112,6 +112,8 @@ def _graph_words(chosen) -> str:
             )
         if settings.get("method") == "gptq":
             words += ", decoder layers rounded by GPTQ (act-order) on the calibration split"
+        if "head_bits" in settings:
+            words += f", the head (and a tied embedding) in int{settings['head_bits']} blocks"
         return words
     if chosen.weight_bits:
         from core.onnx.nbits import BLOCK_SIZE

@@ -11,7 +11,8 @@ LayerNormalization`` for the residual adds and norms: 341 nodes for the
 default model's 30 layers. It quantises with ONNX Runtime's own
 ``MatMulNBitsQuantizer`` (symmetric round to nearest, blocks of
 ``BLOCK_SIZE``, int8 compute), the head included; at int4 the decoder
-layers' blocks are then replaced by GPTQ's (``core.onnx.fused_gptq``).
+layers' blocks are then replaced by GPTQ's (``core.onnx.fused_gptq``) and
+the head's by int8 ones (``core.onnx.fused_head``).
 Measured on the 2-core CPU (benchmarks/engine_speed.py): see the README's
 engine table.
 
@@ -34,7 +35,7 @@ from core.onnx.builder_config import configs_as_the_builder_reads
 from core.onnx.fused_rope import needs_unscaled_sliding_rope, write_unscaled_sliding_rope
 from core.onnx.nbits import ACCURACY_LEVEL, BLOCK_SIZE
 from core.onnx.quiet import info_logs_off
-from core.progress import CancelToken, ProgressSink, ignore_progress
+from core.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 # Families whose fused graph passes the strict fidelity gate on tiny random
 # models, sliding windows included (tests/test_onnx_fused.py), model_type ->
@@ -74,6 +75,11 @@ GPTQ_WINDOWS, GPTQ_LENGTH = 16, 256
 # +81.4% (at fp32 compute, int8 b32 / b128 give +0.19 / +0.31%: most of the
 # loss is the activations). Blocks of 32 stay: larger int8 blocks leave the +1% class.
 BLOCK_SIZES = {8: BLOCK_SIZE, 4: BLOCK_SIZE}
+# The head's bits, by the graph's weight bits: the int4 graph's head (and a
+# tied embedding) in int8 blocks (core.onnx.fused_head): dev perplexity
+# +21.9% with an int4 head, +12.1% with an int8 one (default model,
+# benchmarks/fused_choices.py --head-bits 4 8).
+HEAD_BITS = {4: 8}
 
 
 def fused_refusal(config) -> str | None:
@@ -93,9 +99,12 @@ def fused_refusal(config) -> str | None:
     return None
 
 
-def fused_settings(bits: int, method: str | None = None, block: int | None = None) -> dict:
+def fused_settings(
+    bits: int, method: str | None = None, block: int | None = None, head_bits: int | None = None
+) -> dict:
     """Everything that decides the fused graph (its cache key, its report);
-    ``method`` None: ``QUANT_METHOD[bits]``; ``block`` None: ``BLOCK_SIZES[bits]``."""
+    ``method`` None: ``QUANT_METHOD[bits]``; ``block`` None: ``BLOCK_SIZES[bits]``;
+    ``head_bits`` None: ``HEAD_BITS`` (the graph's own bits where it has none)."""
     import onnxruntime_genai
 
     method = method or QUANT_METHOD.get(bits, "default")
@@ -115,6 +124,11 @@ def fused_settings(bits: int, method: str | None = None, block: int | None = Non
         settings["accuracy_level"] = ACCURACY_LEVEL
         if not symmetric:  # the default's settings (and cache keys) are as before
             settings["method"] = method
+        head_bits = head_bits or HEAD_BITS.get(bits, bits)
+        if head_bits not in (bits, 8):
+            raise ValueError(f"the fused graph's head takes {bits} or 8 bits, not {head_bits}")
+        if head_bits != bits:  # a head in the graph's own bits keeps the older cache keys
+            settings["head_bits"] = head_bits
         if method == "gptq":
             if bits != 4:
                 raise ValueError("GPTQ rounds the fused graph's int4 blocks, not int8")
@@ -133,6 +147,7 @@ def build_fused_graph(
     block: int | None = None,
     cancel: CancelToken | None = None,
     progress: ProgressSink = ignore_progress,
+    head_bits: int | None = None,
 ) -> str:
     """Write ``model``'s fused graph (weights fp32, or int8 / int4 blocks of
     ``block`` rounded by ``method``) to ``target`` (the graph file's path;
@@ -140,7 +155,7 @@ def build_fused_graph(
     for a failure's message)."""
     from onnxruntime_genai.models.builder import create_model, parse_extra_options
 
-    settings = fused_settings(bits, method, block)
+    settings = fused_settings(bits, method, block, head_bits)
     method = settings.get("method", "default")
     target = Path(target)
     options = [f"filename={target.name}", "hf_token=false", "hf_remote=false"]
@@ -180,6 +195,11 @@ def build_fused_graph(
             windows = calibration_windows(tokenizer, GPTQ_WINDOWS, GPTQ_LENGTH)
             block = settings["block_size"]
             round_by_gptq(model, out / target.name, windows, block, cancel, progress)
+        if "head_bits" in settings:
+            from core.onnx.fused_head import write_int8_head
+
+            progress(Progress("Rounding the head to int8 blocks", 0.95))
+            write_int8_head(model, out / target.name, settings["block_size"], ACCURACY_LEVEL)
         target.parent.mkdir(parents=True, exist_ok=True)
         for name in (target.name, f"{target.name}.data"):
             (out / name).replace(target.parent / name)

@@ -11,9 +11,10 @@ a dependency), and onnxruntime-genai's builder reads GPTQ weights only from
 an AutoGPTQ checkpoint, whose fp16 scales we would then round once more.
 
 The grid is asymmetric with integer zero points (``integer_zero``), as
-MatMulNBits stores them. The head keeps the builder's rounding: a tied
-head is also the embedding table (``GatherBlockQuantized`` reads the same
-blocks), which GPTQ's input statistics say nothing about.
+MatMulNBits stores them. The head is not GPTQ's: a tied head is also the
+embedding table (``GatherBlockQuantized`` reads the same blocks), which
+GPTQ's input statistics say nothing about; it takes int8 blocks instead
+(``core.onnx.fused_head``).
 """
 
 from __future__ import annotations

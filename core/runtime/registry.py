@@ -65,7 +65,7 @@ RUNTIMES: dict[str, Runtime] = {
         ),
         Runtime(
             "ort-fused-w4",
-            "ONNX Runtime fused graph (GQA), int4 weight-only (GPTQ)",
+            "ONNX Runtime fused graph (GQA), int4 weight-only (GPTQ, int8 head)",
             onnx=True,
             weight_bits=4,
             fused=True,

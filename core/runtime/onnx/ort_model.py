@@ -353,7 +353,8 @@ EMBEDDING_WIDTH_FIELDS = ("word_embed_proj_dim", "hidden_size", "n_embd", "d_mod
 def _graph_facts(path: Path) -> tuple[set[str], int | None, int]:
     """Operator types in the graph file, the width of its token embedding
     where a plain Gather reads it from a stored matrix, and MatMulNBits'
-    ``bits`` (0: none). Its weights are not read: the shapes are in the file."""
+    ``bits`` (0: none; the fewest where they differ, as under an int4 graph's
+    int8 head). Its weights are not read: the shapes are in the file."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -364,7 +365,7 @@ def _graph_facts(path: Path) -> tuple[set[str], int | None, int]:
             dims = shapes.get(node.input[0])
             width = dims[1] if dims and len(dims) == 2 else None
             break
-    bits = next(
+    bits = min(
         (
             int(attribute.i)
             for node in graph.node
@@ -372,7 +373,7 @@ def _graph_facts(path: Path) -> tuple[set[str], int | None, int]:
             for attribute in node.attribute
             if attribute.name == "bits"
         ),
-        0,
+        default=0,
     )
     return {node.op_type for node in graph.node}, width, bits
 

@@ -165,6 +165,14 @@ class CompressionPanel(QGroupBox):
         self.backend = QComboBox()
         for key, label in BACKENDS.items():
             self.backend.addItem(label, key)
+        # Its longest runtime name set the whole left column's width (and the
+        # window's past 1,280 px): the closed box elides, the open list does not.
+        self.backend.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.backend.setMinimumContentsLength(28)
+        view = self.backend.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 24)
         self.backend.setToolTip(
             "Where the configuration runs. PyTorch compiled compiles the decode step with "
             "torch.compile first (tens of seconds, once per configuration). ONNX Runtime "

@@ -27,6 +27,7 @@ class DemoPanel(QWidget):
         self.gate = ModelGate(self.run_button, self.recipe_label)
         self.verdict = QLabel("")
         self.verdict.setObjectName("demo_verdict")
+        self.verdict.setWordWrap(True)  # one long line widened the window to 2,500 px for good
         self.panes = {
             ORIGINAL: StreamView("original_text"),
             COMPRESSED: StreamView("compressed_text"),
@@ -100,7 +101,7 @@ class DemoPanel(QWidget):
         self.verdict.setText(
             f"Compressed decodes at {tps_b / tps_a:.2f}x the original's tokens/s "
             f"({tps_b:.1f} vs {tps_a:.1f} over the first {shared} tokens after the prompt of "
-            f"each), {why}; they wrote {same}. One generation each, compressed on "
+            f"each), {why}; they wrote {same}.\nOne generation each, compressed on "
             f"{b.measured_on}, original on {a.measured_on}; machine load not monitored."
         )
 

@@ -47,7 +47,8 @@ class ExportDialog(QDialog):
         self.target = QLineEdit(str(start_dir / folder_name(recipe_name)))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
-        self.formats = {name: QCheckBox(FORMAT_HELP.get(name, name)) for name in formats}
+        ordered = sorted(formats, key=lambda name: name in OPT_IN)  # quick ones first
+        self.formats = {name: QCheckBox(FORMAT_HELP.get(name, name)) for name in ordered}
         for name, box in self.formats.items():
             box.setChecked(name not in OPT_IN)
         self.gguf_types = QComboBox()
@@ -67,6 +68,7 @@ class ExportDialog(QDialog):
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
 
@@ -74,18 +76,20 @@ class ExportDialog(QDialog):
         row.addWidget(self.target, 1)
         row.addWidget(browse)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"Export <b>{html.escape(recipe_name)}</b> into a new folder:"))
+        heading = QLabel(f"Export <b>{html.escape(recipe_name)}</b> into a new folder:")
+        heading.setWordWrap(True)
+        layout.addWidget(heading)
         layout.addLayout(row)
         for name, box in self.formats.items():
-            if name == "gguf":  # the type beside its box, usable only when it is ticked
+            layout.addWidget(box)
+            if name == "gguf":  # its type on a row of its own (beside it, 1,129 px wide)
                 gguf_row = QHBoxLayout()
-                gguf_row.addWidget(box, 1)
-                gguf_row.addWidget(self.gguf_types)
+                gguf_row.addSpacing(24)
+                gguf_row.addWidget(QLabel("GGUF type"))
+                gguf_row.addWidget(self.gguf_types, 1)
                 self.gguf_types.setEnabled(box.isChecked())
                 box.toggled.connect(self.gguf_types.setEnabled)
                 layout.addLayout(gguf_row)
-            else:
-                layout.addWidget(box)
         layout.addWidget(self.overwrite)
         layout.addWidget(self.problem)
         layout.addWidget(

@@ -52,6 +52,11 @@ class GeneratePanel(QGroupBox):
         self.view.begin()
         self.chart.clear_points()
 
+    def clear(self) -> None:
+        """Another model is loaded: the last model's text and step times go."""
+        self.view.clear()
+        self.chart.clear_points()
+
     def on_event(self, event) -> None:
         if isinstance(event, BeamProgress):
             self._on_beam_step(event)

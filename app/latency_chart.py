@@ -8,9 +8,10 @@ from app.series_chart import SeriesChart
 class LatencyChart(SeriesChart):
     def __init__(self, parent=None) -> None:
         super().__init__(
-            "Per-token latency (first token includes prefill)",
+            "Step time per token",
             "token",
             "step time",
             "ms",
             parent=parent,
         )
+        self.setToolTip("each generation's or timed run's first step includes its prefill")

@@ -87,9 +87,14 @@ class LivePlot(pg.PlotWidget):
     def mark_dirty(self) -> None:
         self._dirty = True
 
+    empty_y_range = (0.0, 1.0)  # an empty chart's y axis (the memory chart's is 1 MB)
+
     def reset_view(self) -> None:
-        """A new series starts: the next fit_view chooses ranges afresh."""
+        """A new series starts: the next fit_view chooses ranges afresh, and
+        until it does the axes are back to the empty ones (an empty chart
+        kept the last run's or model's scale: 0 to 120,000 of perplexity)."""
         self._view = None
+        self.setRange(xRange=(0.0, 1.0), yRange=self.empty_y_range, padding=0)
         self.mark_dirty()
 
     def fit_view(self, x_max: float, y_min: float, y_max: float) -> None:

@@ -8,7 +8,7 @@ import time
 from collections import deque
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QSplitter
+from PySide6.QtWidgets import QLabel, QSplitter
 
 from app.latency_chart import LatencyChart
 from app.perplexity_chart import PerplexityChart
@@ -20,34 +20,35 @@ MEMORY_SAMPLE_MS = 250
 THROUGHPUT_WINDOW = 8  # decode steps averaged for the throughput curve
 
 
-STEP_TITLE = "Benchmark: per-token step time, all runs (warm-up included)"
+# Chart titles stay short (longer ones were cut off below 1,920 px); the run
+# and how it is timed go in the heading above the charts, which wraps.
+STEP_TITLE = "Step time per token"
+WAITING = "Press Run: the charts fill in as the configuration is benchmarked and evaluated."
+HOW_TIMED = (
+    "every timed run's steps, warm-ups included; the first step of each includes the prefill"
+)
 
 
 class LiveRunView(QSplitter):
     def __init__(self, parent=None) -> None:
         super().__init__(Qt.Orientation.Vertical, parent)
+        self.heading = QLabel(WAITING)
+        self.heading.setObjectName("live_heading")
+        self.heading.setWordWrap(True)
+        self.heading.setMaximumHeight(self.heading.fontMetrics().lineSpacing() * 3 + 8)
         self.latency = LatencyChart()
-        self.throughput = SeriesChart(
-            f"Decode throughput (mean of the last {THROUGHPUT_WINDOW} steps)",
-            "token",
-            "tokens/s",
-            color="#ff7f0e",
-        )
-        self.memory = SeriesChart(
-            "Memory while running (process RSS, or CUDA allocated on a GPU)",
-            "seconds",
-            "memory",
-            UNIT,
-            color="#9467bd",
-        )
+        self.throughput = SeriesChart("Decode throughput", "token", "tokens/s", color="#ff7f0e")
+        self.throughput.setToolTip(f"tokens/s over the last {THROUGHPUT_WINDOW} decode steps")
+        self.memory = SeriesChart("Memory", "seconds", "memory", UNIT, color="#9467bd")
+        self.memory.setToolTip("process RSS, or CUDA memory allocated on a GPU")
         self.memory.getAxis("left").setScale(1 / MB)  # bytes drawn, MB written
+        self.memory.empty_y_range = (0.0, float(MB))
         self.perplexity = PerplexityChart()
         self.accuracy = SeriesChart(
-            "Classifier accuracy while evaluating (test reviews)",
-            "reviews scored",
-            "accuracy",
-            color="#2ca02c",
+            "Accuracy while evaluating", "reviews scored", "accuracy", color="#2ca02c"
         )
+        self.accuracy.setToolTip("the classifier's accuracy on the test reviews scored so far")
+        self.accuracy.setVisible(False)  # a language model's quality is perplexity
         self.top_row = QSplitter(Qt.Orientation.Horizontal)
         self.top_row.addWidget(self.latency)
         self.top_row.addWidget(self.throughput)
@@ -55,8 +56,12 @@ class LiveRunView(QSplitter):
         self.bottom_row.addWidget(self.perplexity)
         self.bottom_row.addWidget(self.accuracy)
         self.bottom_row.addWidget(self.memory)
+        self.addWidget(self.heading)
         self.addWidget(self.top_row)
         self.addWidget(self.bottom_row)
+        self.setCollapsible(0, False)
+        self.setStretchFactor(1, 1)
+        self.setStretchFactor(2, 1)
         self._tokens = 0
         self._recent: deque[float] = deque(maxlen=THROUGHPUT_WINDOW)
         self._started = time.monotonic()
@@ -69,8 +74,12 @@ class LiveRunView(QSplitter):
         """A new run: clear every chart and sample memory until ``end``;
         a language model's quality is perplexity, a classifier's accuracy.
         ``what``: the run and where it is timed, named in the step chart's title."""
-        title = STEP_TITLE
-        self.latency.setTitle(f"{title}: {what}" if what else title, size="9pt")
+        unit = "forward pass" if classifier else "token"
+        self.latency.setTitle(f"Step time per {unit}", size="9pt")
+        self.throughput.setTitle(
+            "Examples per second" if classifier else "Decode throughput", size="9pt"
+        )
+        self.heading.setText(f"Benchmark of {what}: {HOW_TIMED}." if what else HOW_TIMED + ".")
         self.perplexity.setVisible(not classifier)
         self.accuracy.setVisible(classifier)
         for chart in (self.latency, self.throughput, self.memory, self.perplexity, self.accuracy):
@@ -89,6 +98,7 @@ class LiveRunView(QSplitter):
         """Another model is loaded: the last model's run goes (its title
         named the run, not the model, so it read as this one's)."""
         self.latency.setTitle(STEP_TITLE, size="9pt")
+        self.heading.setText(WAITING)
         for chart in (self.latency, self.throughput, self.memory, self.perplexity, self.accuracy):
             chart.clear_points()
 

@@ -559,7 +559,7 @@ class MainWindow(QMainWindow):
         # another model's answers and curves would read as this one's
         self.distill_panel.clear()
         self.demo_panel.clear()
-        self.generate_panel.view.clear()
+        self.generate_panel.clear()
         self.serve_panel.clear()
         if self.runner.job_name.startswith("Loading"):  # not the classifier just charted
             self.live_view.clear()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -55,6 +55,7 @@ class ModelPanel(QGroupBox):
         self.fields: dict[str, QLabel] = {}
         form = QFormLayout()
         for key, label in [
+            ("source", "Source"),
             ("architecture", "Architecture"),
             ("shape", "Layers · hidden · heads"),
             ("parameters", "Parameters"),
@@ -103,7 +104,10 @@ class ModelPanel(QGroupBox):
 
     def show_description(self, d: ModelDescription) -> None:
         dtypes = ", ".join(f"{k} {size_text(v)}" for k, v in d.bytes_by_dtype.items())
-        self.fields["architecture"].setText(f"{d.architecture} ({d.model_type})")
+        arch = d.architecture  # a graph's reads "LlamaForCausalLM (ONNX Runtime)"
+        kind = f"{arch[:-1]}, {d.model_type})" if arch.endswith(")") else f"{arch} ({d.model_type})"
+        self.fields["architecture"].setText(kind)
+        self._show_source(str(d.source))
         self.fields["shape"].setText(
             f"{d.layers} · {d.hidden_size} · {d.attention_heads} ({d.kv_heads} kv)"
         )
@@ -112,7 +116,13 @@ class ModelPanel(QGroupBox):
         self.fields["disk"].setText(size_text(d.bytes_on_disk))
         self.fields["device"].setText(d.device)
         self.note.setText("\n".join(d.notes))
-        self.setTitle(f"Model: {d.source}")
+
+    def _show_source(self, source: str) -> None:
+        """The source elided in the middle, whole in the tooltip: a long path
+        in the box's title widened the column past its fixed width."""
+        label = self.fields["source"]
+        label.setToolTip(source)
+        label.setText(label.fontMetrics().elidedText(source, Qt.TextElideMode.ElideMiddle, 260))
 
     def _on_kind_changed(self) -> None:
         kind = self.source_kind.currentData()

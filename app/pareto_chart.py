@@ -132,8 +132,14 @@ class ParetoChart(QWidget):
         )
         legend.setWordWrap(True)  # wraps rather than widening the whole window
         row.addWidget(legend, 1)
+        # Why the chart shows no front, or nothing at all, in words.
+        self.note = QLabel("")
+        self.note.setObjectName("pareto_note")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #8a6d00;")
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addWidget(self.note)
         layout.addWidget(self.plot)
         self.x_axis.currentIndexChanged.connect(self.redraw)
         self.y_axis.currentIndexChanged.connect(self.redraw)
@@ -216,19 +222,23 @@ class ParetoChart(QWidget):
         self._draw_spreads(shown)
         front = pareto_front([(x, y) for _, x, y in on_front])
         self.front.setData([on_front[i][1] for i in front], [on_front[i][2] for i in front])
+        x_range = (0.0, 1.0)  # no runs: empty axes, not the last model's scale
         if points:
             # Explicit ranges: one point (or equal values) would otherwise get
             # a zero-width range and ticks like 23.25753336097595.
             fx = X_SPREADS.get(self.x_axis.currentText(), lambda r: None)
             x_values = [x for _, x, _ in points] + [e for r, _, _ in points for e in fx(r) or ()]
             x_range = padded_range(x_values)
-            self.plot.setRange(xRange=x_range, yRange=y_range, padding=0)
+        self.plot.setRange(xRange=x_range, yRange=y_range or (0.0, 1.0), padding=0)
+        self.note.setText(self._note(points, len(on_front)))
+        self.note.setVisible(bool(self.note.text()))
         for label in self.labels:
             self.plot.removeItem(label)
         self.labels = []
-        middle = (min(p[1] for p in points) + max(p[1] for p in points)) / 2 if points else 0
+        middle = (x_range[0] + x_range[1]) / 2
         labelled = self._labelled([r for r, _, _ in points], [on_front[i][0] for i in front])
-        for r, x, y, at in shown:
+        placed = LabelSpace(self.plot, x_range, y_range or (0.0, 1.0))
+        for r, x, y, at in sorted(shown, key=lambda s: _label_priority(s[0])):
             if id(r) not in labelled:
                 continue
             # Right-half labels extend to the left, so none runs off the side.
@@ -243,10 +253,27 @@ class ParetoChart(QWidget):
             # Labels near the top hang below their point, so none leaves the chart.
             below = y_range is not None and at > y_range[1] - (y_range[1] - y_range[0]) / 4
             anchor = (1 if x > middle else 0, 0 if below else 1)
+            if not placed.take(text, x, at, anchor) and not (r.broken or r.is_original):
+                continue  # it would cover another label: its point keeps its hover text
             label = pg.TextItem(text, color=color, anchor=anchor)
             label.setPos(x, at)
             self.plot.addItem(label)
             self.labels.append(label)
+
+    def _note(self, points, pooled: int) -> str:
+        """Why there is no front, where the chart alone would not say."""
+        if not points:
+            if self.model is None:
+                return ""
+            return "No runs of this model on these axes yet: press Run (the original first)."
+        reference = self.reference
+        if reference is not None and reference.is_original and reference.machine_busy:
+            if pooled < 2:
+                return (
+                    "No front: the original was timed on a busy machine, so no run can be "
+                    "ranked against it. Run the original again when the machine is quiet."
+                )
+        return ""
 
     def _labelled(self, plotted: list[RunRecord], front: list[RunRecord]) -> set[int]:
         """The runs whose points get a label (by id): all of a few; of many,
@@ -343,3 +370,43 @@ def _short(record: RunRecord) -> str:
         parts.append(str(p["pass"]) + (f"({','.join(values)})" if values else ""))
     label = " + ".join(parts) or "original"
     return label if record.backend == "torch" else f"{label} [{record.backend}]"
+
+
+def _label_priority(record: RunRecord) -> tuple[int, float]:
+    """Labels placed first win a contested spot: the original, broken runs,
+    then the rest, latest first."""
+    rank = 0 if record.is_original else 1 if record.broken else 2
+    return (rank, -record.created)
+
+
+class LabelSpace:
+    """The chart's labels as boxes in data units, so a label that would
+    cover another is left to its point's hover text (four labels on one
+    spot were unreadable). Sizes come from the font and the plot's pixels."""
+
+    def __init__(self, plot, x_range, y_range) -> None:
+        from PySide6.QtGui import QFontMetrics
+
+        box = plot.getViewBox()
+        width_px, height_px = max(box.width(), 300.0), max(box.height(), 200.0)
+        self._per_px_x = (x_range[1] - x_range[0]) / width_px
+        self._per_px_y = (y_range[1] - y_range[0]) / height_px
+        self._metrics = QFontMetrics(plot.font())  # TextItem draws in the widget's font
+        self._boxes: list[tuple[float, float, float, float]] = []
+
+    def take(self, text: str, x: float, y: float, anchor: tuple[int, int]) -> bool:
+        """Reserve the label's box; False (nothing reserved) if it overlaps one."""
+        lines = text.split("\n")
+        width = (max(self._metrics.horizontalAdvance(line) for line in lines) + 6) * self._per_px_x
+        height = (self._metrics.lineSpacing() * len(lines) + 4) * self._per_px_y
+        left = x - width if anchor[0] == 1 else x
+        bottom = y if anchor[1] == 1 else y - height  # anchor y 1: the text sits above
+        box = (left, bottom, left + width, bottom + height)
+        if any(_overlap(box, other) for other in self._boxes):
+            return False
+        self._boxes.append(box)
+        return True
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

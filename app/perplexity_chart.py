@@ -10,11 +10,12 @@ from app.live_plot import GrowingSeries, LivePlot
 class PerplexityChart(LivePlot):
     def __init__(self, parent=None) -> None:
         super().__init__(
-            "Perplexity while evaluating (band: 95% interval)",
+            "Perplexity while evaluating",
             "windows scored",
             "perplexity",
             parent=parent,
         )
+        self.setToolTip("perplexity of the windows scored so far; the band is its 95% interval")
         self.value = GrowingSeries()
         self.low = GrowingSeries()
         self.high = GrowingSeries()

@@ -136,7 +136,9 @@ class SearchPanel(QWidget):
         self.log.setMaximumBlockCount(5000)
         right = QVBoxLayout()
         right.addWidget(self.best)
-        right.addWidget(QLabel("Candidates: proposed, dropped (why), measured"))
+        heading = QLabel("Candidates: proposed, dropped (why), measured")
+        heading.setWordWrap(True)  # unwrapped, it set the tab's (and window's) least width
+        right.addWidget(heading)
         right.addWidget(self.log, 1)
         layout = QHBoxLayout(self)
         layout.addWidget(box)

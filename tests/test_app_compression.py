@@ -82,8 +82,8 @@ def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):
     assert window.results_table.rowCount() == 2
     assert len(window.pareto_chart.plotted()) == 2
     assert window.bench_chart.series.size > 0
-    title = window.live_view.latency.getPlotItem().titleLabel.text
-    assert "prune" in title and "on torch, cpu, 1 threads" in title  # which run, where
+    heading = window.live_view.heading.text()
+    assert "prune" in heading and "on torch, cpu, 1 threads" in heading  # which run, where
     window.tabs.setCurrentWidget(window.live_view)  # charts draw while they are shown
     qtbot.waitUntil(lambda: window.perplexity_chart.points_drawn() > 0, timeout=3000)
     record = window.results_table.records[1]

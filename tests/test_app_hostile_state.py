@@ -79,12 +79,21 @@ def test_hundreds_of_stored_runs_open_at_once_with_a_few_labels(qtbot, tmp_path)
     assert opened_s < 60  # was 100 s (a redraw per stored run); generous for a busy CI
 
 
-def test_a_few_runs_are_all_labelled(qtbot, tmp_path):
+def test_a_few_runs_are_all_labelled_and_crowded_labels_never_cover_each_other(qtbot, tmp_path):
     store = tmp_path / "runs.jsonl"
-    write_lines(store, [good(i) for i in range(LABEL_ALL_UP_TO)])
+    write_lines(store, [good(i * 10) for i in range(3)])  # far apart
     w = open_window(qtbot, store)
     w.pareto_chart.show_model("m", classifier=False)
-    assert len(w.pareto_chart.labels) == LABEL_ALL_UP_TO
+    assert len(w.pareto_chart.labels) == 3
+    crowded = tmp_path / "crowded.jsonl"  # four labels on one spot were unreadable (sweep 14)
+    write_lines(crowded, [good(i) for i in range(LABEL_ALL_UP_TO)])
+    w = open_window(qtbot, crowded)
+    w.pareto_chart.show_model("m", classifier=False)
+    labels = w.pareto_chart.labels
+    assert 3 <= len(labels) < LABEL_ALL_UP_TO
+    boxes = [label.sceneBoundingRect() for label in labels]
+    for i, box in enumerate(boxes):
+        assert not any(box.intersects(other) for other in boxes[i + 1 :])
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,9 @@ def test_load_then_generate_streams_text(qtbot, window, tiny_llama_dir):
     load(qtbot, window, tiny_llama_dir)
     assert window.loaded is not None
     assert window.model_panel.fields["architecture"].text().startswith("LlamaForCausalLM")
+    source = window.model_panel.fields["source"]  # elided, whole in its tooltip
+    assert source.toolTip() == str(tiny_llama_dir) and source.text().endswith(tiny_llama_dir.name)
+    assert window.model_panel.title() == "Model"  # a long path there clipped the column
     assert window.generate_panel.generate_button.isEnabled()
 
     received = []

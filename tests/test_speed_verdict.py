@@ -131,6 +131,7 @@ def test_side_by_side_verdict_uses_the_per_token_ranges(qtbot):
     assert "faster" not in noisy
     apart = feed(panel, {ORIGINAL: [40, 41, 42, 43, 44, 45], COMPRESSED: [20, 21, 22, 23, 21, 20]})
     assert "faster: the per-token p10-p90 ranges are apart" in apart
+    assert panel.minimumSizeHint().width() < 800  # the verdict wraps: it widened the window
 
 
 def test_report_and_cli_name_noise_and_never_call_overlapping_runs_faster(capsys):

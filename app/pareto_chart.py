@@ -252,9 +252,14 @@ class ParetoChart(QWidget):
                     text += f"\n{self.y_axis.currentText()} {y:.3g}, {where} the chart"
             # Labels near the top hang below their point, so none leaves the chart.
             below = y_range is not None and at > y_range[1] - (y_range[1] - y_range[0]) / 4
-            anchor = (1 if x > middle else 0, 0 if below else 1)
-            if not placed.take(text, x, at, anchor) and not (r.broken or r.is_original):
-                continue  # it would cover another label: its point keeps its hover text
+            side, height = (1 if x > middle else 0), (0 if below else 1)
+            # the preferred side first, then the other side, then the other height
+            tries = [(side, height), (1 - side, height), (side, 1 - height)]
+            anchor = next((a for a in tries if placed.take(text, x, at, a)), None)
+            if anchor is None:
+                if not (r.broken or r.is_original):
+                    continue  # it would cover another label: its point keeps its hover text
+                anchor = tries[0]
             label = pg.TextItem(text, color=color, anchor=anchor)
             label.setPos(x, at)
             self.plot.addItem(label)

@@ -408,3 +408,17 @@ def test_compress_on_onnx_runtime_applies_the_recipe_then_exports(
     # the pruned model was exported (MLP 128 -> 64 neurons), not the original
     (export,) = (tmp_path / "cache" / "onnx").iterdir()
     assert json.loads((export / "config.json").read_text())["intermediate_size"] == 64
+
+
+def test_an_export_of_graphs_only_names_the_folders_to_load(tmp_path, capsys):
+    # an export with onnx and gguf but no hf: "has no config.json" alone misled (sweep 14)
+    root = tmp_path / "export"
+    for name in ("onnx", "onnx-int8"):
+        (root / name).mkdir(parents=True)
+        (root / name / "config.json").write_text("{}")
+    (root / "gguf").mkdir()
+    assert main(["info", "--model", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "load one of its folders" in err and str(root / "onnx-int8") in err
+    assert str(root / "gguf") not in err

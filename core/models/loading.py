@@ -188,6 +188,12 @@ def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
                 )
             raise NotAModelError(f"{path} is a file; give the folder that holds config.json.")
         if not (path / "config.json").is_file() and not is_onnx_folder(path):
+            inside = _model_folders_in(path)
+            if inside:  # an export of ONNX graphs only: the graphs are one level down
+                raise NotAModelError(
+                    f"{path} holds no model itself (no config.json); load one of its "
+                    f"folders: {', '.join(str(path / name) for name in inside)}"
+                )
             raise NotAModelError(
                 f"{path} is not a Hugging Face model folder (it has no config.json)."
             )
@@ -199,6 +205,16 @@ def _resolve_location(source: str) -> tuple[Path | None, str | Path]:
     if snapshot is not None:
         return snapshot, snapshot
     return None, source
+
+
+def _model_folders_in(path: Path, most: int = 4) -> list[str]:
+    """Names of ``path``'s sub-folders that a load would take (a config.json
+    inside), a few at most; an unreadable folder has none."""
+    try:
+        children = sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+    return [p.name for p in children if (p / "config.json").is_file()][:most]
 
 
 def _cached_snapshot(repo_id: str) -> Path | None:

@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
         self.search_panel.search_requested.connect(self.run_search)
         self.search_panel.cancel_requested.connect(self.runner.cancel)
         self.export_button.clicked.connect(self.open_export_dialog)
+        self.results_table.itemSelectionChanged.connect(lambda: self._export_follows())
         self.pareto_chart.record_clicked.connect(self.restore)
         try:
             stored = self.store.load()
@@ -660,10 +661,22 @@ class MainWindow(QMainWindow):
         self.compression_panel.set_busy(busy)
         self.generate_panel.set_ready(not busy and self.loaded is not None)
         self.demo_panel.set_ready(not busy and self.loaded is not None)
-        self.export_button.setEnabled(not busy)
+        self._export_follows(busy)
         self.distill_panel.set_ready(not busy and self.loaded is not None)
         self.serve_panel.set_ready(not busy and self.loaded is not None)
         self.search_panel.set_ready(not busy and self.loaded is not None, busy)
+
+    def _export_follows(self, busy: bool | None = None) -> None:
+        """Export asks for one selected run, and no job running: enabled with
+        nothing selected, it could only answer with an error."""
+        busy = self.runner.busy if busy is None else busy
+        one = len(self.results_table.selected_records()) == 1
+        self.export_button.setEnabled(one and not busy)
+        self.export_button.setToolTip(
+            "Write the selected run as a Hugging Face folder, an ONNX model and/or a report"
+            if one
+            else "Select one run in the table to export it"
+        )
 
     # --- menu bar and state kept between sessions -----------------------------
     def _build_menu(self) -> None:

@@ -154,3 +154,15 @@ def test_a_recipe_this_version_cannot_read_is_not_restored_and_says_why(qtbot, t
     (message,) = window.notifications.messages()
     assert "The recipe of from the future cannot be restored" in message
     assert "unknown recipe format 2" in message
+
+
+def test_two_busy_runs_have_the_same_status_and_say_both(qtbot):
+    import dataclasses
+
+    view = CompareView()
+    qtbot.addWidget(view)
+    assert view.table.horizontalHeaderItem(2).text() == "B / A"  # not "3" while empty
+    other = dataclasses.replace(BUSY_RUN, machine_busy="load 3.1 of 2 cores", run_id="other")
+    view.show_pair(BUSY_RUN, other)
+    assert view.cell("Status", 2) == "same"  # their readings differ, their status does not
+    assert "both were timed on a busy machine" in view.cell("Decode ms/token", 2)

@@ -82,6 +82,7 @@ def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):
     assert window.results_table.rowCount() == 2
     assert len(window.pareto_chart.plotted()) == 2
     assert window.bench_chart.series.size > 0
+    assert not window.export_button.isEnabled()  # no run selected yet
     heading = window.live_view.heading.text()
     assert "prune" in heading and "on torch, cpu, 1 threads" in heading  # which run, where
     window.tabs.setCurrentWidget(window.live_view)  # charts draw while they are shown
@@ -100,6 +101,7 @@ def test_run_fills_charts_table_pareto_and_restores(qtbot, window, tmp_path):
     window.results_table.selectRow(1)
     assert panel.groups["prune_mlp"].isChecked()
     assert panel.groups["prune_mlp"].controls["fraction"].value() == 0.5
+    assert window.export_button.isEnabled() and window.export_action.isEnabled()
 
     # Persisted as measured: a new window on the same store shows both runs.
     again = make_window(qtbot, tmp_path)

@@ -105,6 +105,8 @@ def incomparable(run, baseline, name: str) -> str | None:
             )
         if run.bench_protocol != baseline.bench_protocol:
             return "timed under another protocol"
+        if run.machine_busy and baseline.machine_busy:
+            return "both were timed on a busy machine"
         if run.machine_busy or baseline.machine_busy:
             return "one of them was timed on a busy machine"
         return None

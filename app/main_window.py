@@ -640,8 +640,10 @@ class MainWindow(QMainWindow):
         self._outcome = f"{name} failed"
 
     def _on_cancelled(self, name: str) -> None:
-        self.notifications.notice(f"{name}: cancelled")
-        self._outcome = f"{name}: cancelled"
+        # a server runs until it is stopped: "cancelled" read as a failure
+        said = "the server stopped" if name == "Serving" else "cancelled"
+        self.notifications.notice(f"{name}: {said}")
+        self._outcome = f"{name}: {said}"
 
     def _on_finished(self, name: str) -> None:
         self.live_view.end()

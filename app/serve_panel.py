@@ -94,7 +94,7 @@ class ServePanel(QGroupBox):
         buttons.addWidget(self.stop_button)
         buttons.addStretch(1)
         form.addRow("", buttons)
-        form.addRow("URL", self.url)
+        form.addRow("Base URL (OpenAI)", self.url)
         form.addRow("Model name", self.model_id)
         token_row = QHBoxLayout()
         token_row.addWidget(self.token, 1)
@@ -160,7 +160,7 @@ class ServePanel(QGroupBox):
 
     def on_event(self, event) -> None:
         if isinstance(event, ServerStarted):
-            self.url.setText(event.url)
+            self.url.setText(f"{event.url}/v1")  # what an OpenAI client takes, as the status says
             self.model_id.setText(event.model_id)
             self.token.setText(event.token)
             self.copy_button.setEnabled(True)

@@ -24,7 +24,8 @@ def test_serve_panel_starts_shows_url_and_token_and_stops(qtbot, window, config_
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.url.text().startswith("http://127.0.0.1:"), timeout=60_000)
-    url = panel.url.text()
+    assert panel.url.text().endswith("/v1")  # the base URL an OpenAI client takes
+    url = panel.url.text().removesuffix("/v1")
     token = (config_dir / "serve-token").read_text().strip()
     assert panel.token.text() == token
     assert panel.token.echoMode() == QLineEdit.EchoMode.Password
@@ -46,6 +47,7 @@ def test_serve_panel_starts_shows_url_and_token_and_stops(qtbot, window, config_
         qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
     assert panel.status.text().startswith("Stopped") and "1 request," in panel.status.text()
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert "Serving: the server stopped" in window.notifications.messages()  # not "cancelled"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz", timeout=5)
 
@@ -66,7 +68,7 @@ def test_serving_with_prompt_lookup_from_the_panel(qtbot, window, config_dir):
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.url.text().startswith("http://127.0.0.1:"), timeout=60_000)
     assert "Greedy requests draft up to 5 tokens" in panel.status.text()
-    url = panel.url.text()
+    url = panel.url.text().removesuffix("/v1")
     token = (config_dir / "serve-token").read_text().strip()
     body = {"prompt": "a b c a b c a b", "max_tokens": 6, "temperature": 0}
     headers = {"Authorization": f"Bearer {token}"}

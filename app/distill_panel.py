@@ -19,7 +19,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.model_gate import ModelGate
+from app.run_status import BROKEN_COLOR
 from app.series_chart import SeriesChart
+from app.sizes import size_text
 from core.distill.events import DistillEval, DistillResult, DistillResumed, DistillStep
 
 
@@ -115,9 +117,11 @@ class DistillPanel(QWidget):
         line is the model gate's, ModelGate.refuse)."""
         self.loss_chart.clear_points()
         self.ppl_chart.clear_points()
+        self.status.setStyleSheet("")
 
     def begin(self) -> None:
         self.clear()
+        self.status.setStyleSheet("")
         self.status.setText("Building the student…")
 
     def on_event(self, event) -> None:
@@ -140,6 +144,25 @@ class DistillPanel(QWidget):
                 f"Distilled {event.step} steps in {event.train_s:.0f} s (stopped by "
                 f"{event.stopped}); now measuring the student like any configuration."
             )
+
+    def show_measured(self, record) -> None:
+        """The student's run: its line replaces "now measuring" (which stayed
+        after the measurement, even for a student that came out broken)."""
+        ppl, decode = record.metric("ppl"), record.metric("decode_ms_per_token")
+        numbers = ", ".join(
+            part
+            for part in (
+                f"perplexity {ppl:.2f}" if ppl is not None else "",
+                f"decode {decode:.2f} ms/token" if decode is not None else "",
+                f"{size_text(record.bytes)}" if record.bytes else "",
+            )
+            if part
+        )
+        text = f"Student measured ({record.recipe_name}): {numbers}; in the Results tab."
+        if record.broken:
+            text = f"BROKEN: {record.broken}\n{text}"
+        self.status.setText(text)
+        self.status.setStyleSheet(f"color: {BROKEN_COLOR};" if record.broken else "")
 
     def _request(self) -> None:
         from core.distill.settings import DistillSettings

@@ -620,6 +620,8 @@ class MainWindow(QMainWindow):
                 f"({first_line(err)}): it is shown until the window closes; export it to keep it."
             )
         self._show_record(record)  # the Results tab shows it; no tab switch mid-work
+        if self.runner.job_name.startswith("Distil"):
+            self.distill_panel.show_measured(record)
         for note in record.notes:
             self._note_once(note)
         if record.broken:

@@ -29,6 +29,10 @@ def test_distil_charts_loss_and_the_student_joins_the_results(qtbot, window, tmp
     assert "distilled (6 steps)" in record.recipe_name
     assert record.metrics.ppl is not None and record.metrics.top1_agreement is not None
     assert record.metrics.top1_agreement < 1.0  # measured against the teacher, not assumed
+    status = panel.status.text()  # "now measuring" stayed after the measurement
+    assert (
+        status.startswith(("Student measured", "BROKEN")) and f"{record.metrics.ppl:.2f}" in status
+    )
     assert len(window.pareto_chart.plotted()) == 1
 
 

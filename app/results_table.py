@@ -37,6 +37,9 @@ COLUMNS = [
 STATUS_COLUMN = [name for name, _ in COLUMNS].index("Status")
 
 
+RECIPE_WIDTH = 280  # px at most for the recipe column
+
+
 def _num(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
@@ -54,9 +57,15 @@ def _ppl(r: RunRecord) -> str:
     if ppl is None:
         return "–"
     if low is not None and high is not None:
-        return f"{ppl:.2f} ({low:.2f}–{high:.2f})"
+        return f"{_big(ppl)} ({_big(low)}–{_big(high)})"
     half = r.metric("ppl_ci95")
-    return f"{ppl:.2f} ± {half:.2f}" if half else f"{ppl:.2f}"
+    return f"{_big(ppl)} ± {_big(half)}" if half else _big(ppl)
+
+
+def _big(value: float) -> str:
+    """Two decimals, or three significant digits for a collapsed run's
+    perplexity ("19630797.04 (337787.79–1140858864.99)" filled the column)."""
+    return f"{value:.2f}" if abs(value) < 1e5 else f"{value:.3g}"
 
 
 class MarkerDelegate(QStyledItemDelegate):
@@ -97,6 +106,9 @@ class ResultsTable(QTableWidget):
         finally:
             self.setUpdatesEnabled(True)
         self.resizeColumnToContents(0)
+        # a search's long recipe names pushed every number off screen: the
+        # name is elided past this width, whole in its tooltip
+        self.setColumnWidth(0, min(self.columnWidth(0), RECIPE_WIDTH))
         self.resizeColumnToContents(STATUS_COLUMN)
 
     def _add_row(self, record: RunRecord) -> None:

@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor
 from app.compare_view import CompareView
 from app.main_window import MainWindow
 from app.pareto_chart import ParetoChart
-from app.results_table import STATUS_COLUMN, ResultsTable
+from app.results_table import COLUMNS, STATUS_COLUMN, ResultsTable
 from app.run_status import BROKEN_COLOR, BUSY_COLOR
 from core.results.store import ResultsStore
 from tests.test_chart_labels import record
@@ -166,3 +166,24 @@ def test_two_busy_runs_have_the_same_status_and_say_both(qtbot):
     view.show_pair(BUSY_RUN, other)
     assert view.cell("Status", 2) == "same"  # their readings differ, their status does not
     assert "both were timed on a busy machine" in view.cell("Decode ms/token", 2)
+
+
+def test_a_collapsed_perplexity_and_a_long_recipe_name_keep_the_numbers_in_view(qtbot):
+    import dataclasses
+
+    from app.results_table import RECIPE_WIDTH
+
+    table = ResultsTable()
+    qtbot.addWidget(table)
+    huge = dataclasses.replace(
+        BROKEN,
+        recipe_name="int8_weight_only() + int8_head(targets=head+embeddings, bits=8) " * 3,
+        metrics=dataclasses.replace(
+            BROKEN.metrics, ppl=19630797.04, ppl_ci95_low=337787.79, ppl_ci95_high=1140858864.99
+        ),
+    )
+    table.add(huge)
+    ppl = next(i for i, (name, _) in enumerate(COLUMNS) if name.startswith("Perplexity"))
+    assert table.item(0, ppl).text() == "1.96e+07 (3.38e+05–1.14e+09)"
+    assert table.columnWidth(0) <= RECIPE_WIDTH
+    assert table.item(0, 0).toolTip().startswith(huge.recipe_name)

@@ -183,15 +183,21 @@ class CompressionPanel(QGroupBox):
         for group in self.groups.values():
             layout.addWidget(group)
             group.changed.connect(self.refresh)
-        layout.addWidget(self.estimate)
-        layout.addWidget(self.problem)
+        # The estimate, the reason Run is greyed, where it runs and Run itself:
+        # the window pins them under the scrolled passes (below fourteen pass
+        # groups they were ~1,400 px down a scroll).
+        self.footer = QWidget()
+        footer = QVBoxLayout(self.footer)
+        footer.setContentsMargins(0, 0, 0, 0)
+        footer.addWidget(self.estimate)
+        footer.addWidget(self.problem)
         run_row = QHBoxLayout()
         run_row.addWidget(QLabel("Run on"))
         run_row.addWidget(self.backend, 1)
-        layout.addLayout(run_row)
+        footer.addLayout(run_row)
         self.eval_text = EvaluationTextControl()
-        layout.addWidget(self.eval_text)
-        layout.addWidget(self.run_button)
+        footer.addWidget(self.eval_text)
+        footer.addWidget(self.run_button)
         self.run_button.clicked.connect(lambda: self.run_requested.emit(self.recipe()))
         self.backend.currentIndexChanged.connect(self.refresh)
         self.refresh()

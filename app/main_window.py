@@ -119,7 +119,14 @@ class MainWindow(QMainWindow):
             + scroll.verticalScrollBar().sizeHint().width()
             + 2 * scroll.frameWidth()
         )
-        scroll.setFixedWidth(max(420, needed))
+        width = max(420, needed, self.compression_panel.footer.minimumSizeHint().width())
+        scroll.setFixedWidth(width)
+        left_column = QWidget()
+        left_column.setFixedWidth(width)
+        column = QVBoxLayout(left_column)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(scroll, 1)
+        column.addWidget(self.compression_panel.footer)  # Run stays in view
 
         self.export_button = QPushButton("Export selected run…")
         self.export_button.setToolTip(
@@ -152,7 +159,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.search_panel, "Search")
 
         top = QHBoxLayout()
-        top.addWidget(scroll)
+        top.addWidget(left_column)
         top.addWidget(self.tabs, 1)
         central = QWidget()
         layout = QVBoxLayout(central)

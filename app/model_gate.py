@@ -8,14 +8,21 @@ from __future__ import annotations
 from PySide6.QtWidgets import QAbstractButton, QLabel
 
 
+NO_MODEL = "Load a model first."
+
+
 class ModelGate:
     def __init__(self, button: QAbstractButton, label: QLabel) -> None:
         self.button, self.label = button, label
         self.default_text = label.text()
         self.reason: str | None = None
+        self.loaded = False  # before any model: greyed, and saying why
+        label.setText(NO_MODEL)
+        button.setToolTip(NO_MODEL)
 
     def refuse(self, reason: str | None) -> None:
         """The loaded model's refusal (None: it is taken)."""
+        self.loaded = True
         self.reason = reason
         self.label.setText(reason or self.default_text)
         self.button.setToolTip(reason or "")

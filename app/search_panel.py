@@ -119,7 +119,7 @@ class SearchPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
-        self.status = QLabel("Load a model, set the limits, and start.")
+        self.status = QLabel("Set the limits and the budget, and start.")
         self.status.setWordWrap(True)
         self.gate = ModelGate(self.start_button, self.status)
         box = QGroupBox("Limits and budget")

@@ -84,9 +84,16 @@ def test_cancel_stops_generation(qtbot, window, tiny_gpt2_dir):
     assert summaries[0].new_tokens < 4000
 
 
-def test_generate_without_model_says_so(qtbot, window):
+def test_generate_without_model_says_so(qtbot, window, tiny_llama_dir):
     window.generate(prompt="hi", max_tokens=4, sampling=None, chat=False)
     assert any("Load a model first" in m for m in window.notifications.messages())
+    # every greyed start button says why before a model is loaded (sweep 14)
+    for panel in (window.generate_panel, window.distill_panel, window.search_panel):
+        assert not panel.gate.button.isEnabled()
+        assert panel.gate.button.toolTip() == panel.gate.label.text() == "Load a model first."
+    load(qtbot, window, tiny_llama_dir)
+    assert window.search_panel.status.text().startswith("Set the limits")
+    assert window.generate_panel.generate_button.toolTip() == ""
 
 
 def test_the_window_fits_its_default_size_on_a_laptop_screen(qtbot, window):

@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QCursor
-from PySide6.QtWidgets import QToolTip, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from app.chart_axes import readable_axes
 
@@ -60,6 +60,10 @@ class Heatmap(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+        # Beside the bar the name was cut off past the widget's edge; here it wraps.
+        self.scale = QLabel("")
+        self.scale.setWordWrap(True)
+        layout.addWidget(self.scale)
 
     def set_grid(self, rows: list[str], columns: list[str], row_label: str, column_label: str):
         """An empty grid: every cell transparent until a value arrives."""
@@ -74,6 +78,11 @@ class Heatmap(QWidget):
         self.plot.setLabel("bottom", column_label)
         self.plot.setRange(xRange=(0, len(columns)), yRange=(0, len(rows)), padding=0.02)
         self._draw()
+
+    def set_scale(self, label: str) -> None:
+        """What the colours stand for, written along the colour bar (colour
+        alone carried the meaning)."""
+        self.scale.setText(f"Colour: {label}, from the lowest (dark) to the highest (yellow)")
 
     def set_cell(self, row: int, column: int, value: float, tip: str) -> None:
         self.values[column, row] = value

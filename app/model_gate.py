@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QAbstractButton, QLabel
 
-
 NO_MODEL = "Load a model first."
 
 

@@ -132,6 +132,7 @@ class SensitivityPanel(QWidget):
 
         self.start_button.clicked.connect(self._start)
         self.color_by.currentIndexChanged.connect(self._redraw)
+        self.map.set_scale(self.color_by.currentText())
         for control in (self.probe, self.grid):
             control.currentIndexChanged.connect(self.show_stored)
         self.probe.currentIndexChanged.connect(self._update_buttons)
@@ -275,6 +276,7 @@ class SensitivityPanel(QWidget):
         self.map.set_cell(cell.layer, self._columns.index(cell.part), value, cell_tip(cell))
 
     def _redraw(self) -> None:
+        self.map.set_scale(self.color_by.currentText())
         for cell in list(self.cells.values()):
             self._add(cell)
 

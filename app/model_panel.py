@@ -103,7 +103,7 @@ class ModelPanel(QGroupBox):
         self.prepare_button.setEnabled(not busy)
 
     def show_description(self, d: ModelDescription) -> None:
-        dtypes = ", ".join(f"{k} {size_text(v)}" for k, v in d.bytes_by_dtype.items())
+        dtypes = _dtype_text(d.bytes_by_dtype)
         arch = d.architecture  # a graph's reads "LlamaForCausalLM (ONNX Runtime)"
         kind = f"{arch[:-1]}, {d.model_type})" if arch.endswith(")") else f"{arch} ({d.model_type})"
         self.fields["architecture"].setText(kind)
@@ -140,3 +140,16 @@ class ModelPanel(QGroupBox):
 
     def _request_load(self) -> None:
         self.load_requested.emit(self.source())
+
+
+def _dtype_text(by_dtype: dict[str, int]) -> str:
+    """Bytes by dtype, largest first; types under 1% of the whole go together
+    (a graph's int64 shapes and bool masks read "int64 <0.001 MB, bool ...")."""
+    total = sum(by_dtype.values()) or 1
+    ordered = sorted(by_dtype.items(), key=lambda item: -item[1])
+    shown = [(k, v) for k, v in ordered if v >= total / 100]
+    rest = sum(v for k, v in ordered if v < total / 100)
+    parts = [f"{k} {size_text(v)}" for k, v in shown]
+    if rest:
+        parts.append(f"other {size_text(rest)}")
+    return ", ".join(parts)

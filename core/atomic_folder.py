@@ -108,7 +108,8 @@ def atomic_folder(
     try:
         yield temp
         _readable_as_the_umask_says(temp)
-        _move_into_place(temp, target, overwrite, replaceable)
+        with _one_mover(target):
+            _move_into_place(temp, target, overwrite, replaceable)
     except BaseException as err:
         shutil.rmtree(temp, ignore_errors=True)
         reason = _write_failure(err)
@@ -146,6 +147,20 @@ def _readable_as_the_umask_says(folder: Path) -> None:
             os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
+@contextmanager
+def _one_mover(target: Path) -> Iterator[None]:
+    """One workbench process at a time swaps ``target``: two exports replacing
+    the same folder at once each renamed the other's folder aside, and one
+    left a hidden copy of an old export behind with a wrong message."""
+    from filelock import FileLock
+
+    from core.cache_lock import lock_path
+
+    # its own lock, not the target's: a cache entry is built under that one
+    with FileLock(str(lock_path(target.with_name(f"{target.name}.moving")))):
+        yield
+
+
 def _move_into_place(
     temp: Path, target: Path, overwrite: bool, replaceable: Callable[[Path], None] | None
 ) -> None:
@@ -168,6 +183,12 @@ def _move_into_place(
     try:
         os.rename(temp, target)
     except BaseException:
+        if os.path.lexists(target):  # put there meanwhile by a process not holding the lock
+            shutil.rmtree(aside, onerror=_writable_then_retry)  # the old export: replaced
+            raise ExportTargetError(
+                f"another process replaced {target} while this export was moved in; "
+                "its folder is there, not this one"
+            ) from None
         os.rename(aside, target)
         raise
     shutil.rmtree(aside, onerror=_writable_then_retry)

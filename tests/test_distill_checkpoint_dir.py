@@ -80,3 +80,38 @@ def test_the_cli_refuses_before_training_and_leaves_the_folder_alone(tiny_llama_
         assert "Traceback" not in out.stderr and "KD at" not in out.stdout  # no training
     assert (folder / "step-by-step-notes" / "notes.txt").read_text() == "mine"
     assert not [p for p in tiny_llama_dir.iterdir() if p.name == "LATEST" or "step-" in p.name]
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_at_once(tiny_llama_dir, tmp_path):
+    # two runs sharing a folder deleted each other's newest step (sweep 13)
+    folder = tmp_path / "ck"
+    args = ["--drop-layers", "1", "--no-save", "--no-eval", "--steps", "2", "--seq-len", "16"]
+    with ckpt.writing_checkpoints(folder):
+        out = run_cli("distill", "-m", str(tiny_llama_dir), *args, "--checkpoint-dir", str(folder))
+    assert out.returncode == 2, out.stderr
+    assert "another distillation is writing checkpoints" in out.stderr.splitlines()[-1]
+    assert "KD at" not in out.stdout and not folder.exists()  # refused before any work
+
+
+def test_a_latest_naming_a_missing_step_falls_back_to_the_newest_complete_one(tmp_path):
+    _save(tmp_path, 10)
+    (tmp_path / ckpt.LATEST).write_text("step-00000020")  # deleted by a run sharing the folder
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "step-00000010"
+    _save(tmp_path, 30)  # and the next save puts things right
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "step-00000030"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ckpt.LATEST).write_text("step-00000020")
+    assert ckpt.latest_checkpoint(empty) is None  # nothing complete: a fresh start
+
+
+def test_a_save_cut_short_by_a_kill_is_removed_by_the_next_save(tmp_path):
+    _save(tmp_path, 1)
+    killed = tmp_path / ".step-00000002.wbfn1zwj"  # a kill mid-save left it
+    killed.mkdir()
+    (killed / ckpt.WEIGHTS).write_bytes(b"half")
+    mine = tmp_path / ".step-00000003.notes"  # hidden, named alike, the user's
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("mine")
+    _save(tmp_path, 4)
+    assert not killed.exists() and (mine / "thesis.tex").read_text() == "mine"

@@ -56,11 +56,22 @@ def test_a_broken_memory_is_measured_again(loaded, cache_dir, monkeypatch):
     monkeypatch.setattr(threads_job, "candidate_counts", lambda cores: [1, 2])
     (cache_dir / CACHE_FILE).write_text("{not json")
     swept = []
-    monkeypatch.setattr(threads_job, "_sweep", lambda *a: swept.append(a) or {1: 5.0, 2: 3.0})
+    monkeypatch.setattr(threads_job, "_sweep", lambda *a: swept.append(a) or ({1: 5.0, 2: 3.0}, ""))
     assert auto_threads(loaded, "torch") == 2 and len(swept) == 1
     key = sweep_key(loaded, "torch")
     (cache_dir / CACHE_FILE).write_text(json.dumps({key: {"threads": 999}}))
     assert auto_threads(loaded, "torch") == 2 and len(swept) == 2  # not a count it would try
+
+
+def test_a_choice_measured_on_a_busy_machine_is_used_not_remembered(loaded, cache_dir, monkeypatch):
+    # a sweep beside another process chose 1 thread and kept it (sweep 13)
+    monkeypatch.setattr(threads_job, "candidate_counts", lambda cores: [1, 2])
+    busy = ({1: 1.4, 2: 15.4}, "load 3.0 on 2 cores")
+    monkeypatch.setattr(threads_job, "_sweep", lambda *a: busy)
+    lines = []
+    assert auto_threads(loaded, "torch", lines.append) == 1
+    assert "not remembered" in lines[-1].stage
+    assert not (cache_dir / CACHE_FILE).exists()
 
 
 def test_each_runtime_has_its_own_choice(loaded):

@@ -80,3 +80,37 @@ def test_an_export_is_readable_as_the_umask_says(tmp_path):
     folder = tmp_path / "export"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
     assert stat.S_IMODE((folder / "model.safetensors").stat().st_mode) == 0o644
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from core.atomic_folder import atomic_folder
+target = Path(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    with atomic_folder(target, overwrite=True) as temp:
+        (temp / "who").write_text(sys.argv[3] + str(i))
+"""
+
+
+def test_exports_replacing_one_folder_at_once_leave_no_hidden_copies(tmp_path):
+    # three processes overwriting one target: 20 hidden ".T.old-*" copies of old
+    # exports were left, each failure with a wrong message (sweep 13)
+    import subprocess
+    import sys
+
+    target = tmp_path / "T"
+    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target), "60", name],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for name in "abc"
+    ]
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T", "cache"]
+    assert (target / "who").read_text()[0] in "abc"

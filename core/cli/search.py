@@ -11,7 +11,7 @@ import json
 
 from core.cli import language_model_options
 from core.cli.args import number, whole
-from core.cli.common import add_model_args, load, note
+from core.cli.common import add_model_args, load, note, progress
 from core.cli.json_out import json_text
 from core.message_text import shown
 from core.runtime.registry import RUNTIMES
@@ -194,7 +194,7 @@ def run(args) -> None:
         store_path=store.path,
     )
     summary = SearchSummary()
-    for event in search(request, lambda p: note(p.stage)):
+    for event in search(request, progress):  # each stage once (it came once per layer)
         if isinstance(event, RunRecord):
             if not args.no_save:  # as it arrives: an interrupt keeps what was measured
                 store.append(event)

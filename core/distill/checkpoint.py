@@ -85,21 +85,56 @@ def check_checkpoint_dir(directory: Path, protected: Path | None = None) -> None
 def _ours(entry: Path) -> bool:
     if entry.is_symlink() or not _OURS.match(entry.name):
         return False
-    if entry.name.startswith("step-"):
+    if entry.name.startswith(("step-", ".step-")):  # a step, or a save a kill cut short
         files = (STATE, WEIGHTS, OPTIMIZER)
         return entry.is_dir() and all(child.name in files for child in entry.iterdir())
     return entry.is_file() if entry.name in (LATEST, f".{LATEST}.tmp") else entry.is_dir()
 
 
+class CheckpointsInUseError(ValueError):
+    """Another process is writing checkpoints to the same folder."""
+
+
+@contextmanager
+def writing_checkpoints(directory: Path):
+    """Hold ``directory`` for one distillation: a second one writing there
+    at the same time deleted the first one's newest step (each save removes
+    the older ones) and left LATEST naming nothing, for every later run
+    too. The second is refused at once, not made to wait: a run can train
+    for hours. The lock file lives in the cache's lock folder (the
+    checkpoint folder holds checkpoints only)."""
+    from filelock import FileLock, Timeout
+
+    from core.cache_lock import lock_path
+
+    lock = FileLock(str(lock_path(Path(directory))))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise CheckpointsInUseError(
+            f"another distillation is writing checkpoints to {directory}: wait for it to "
+            "finish, or give this one another checkpoint folder (--checkpoint-dir)"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint in ``directory``, or None."""
+    """The newest complete checkpoint in ``directory``, or None. A LATEST
+    naming a step that is not there (two runs that shared the folder before
+    it was locked) falls back to the newest complete step folder."""
     pointer = Path(directory) / LATEST
     if not pointer.is_file():
         return None
     folder = Path(directory) / pointer.read_text().strip()
-    if not (folder / STATE).is_file():
-        raise ValueError(f"{pointer} names {folder.name}, which is not a complete checkpoint")
-    return folder
+    if (folder / STATE).is_file():
+        return folder
+    complete = sorted(
+        p for p in Path(directory).glob("step-*") if _ours(p) and (p / STATE).is_file()
+    )
+    return complete[-1] if complete else None
 
 
 def save_checkpoint(directory: Path, model, optimizer, state: SavedState) -> Path:
@@ -128,8 +163,10 @@ def save_checkpoint(directory: Path, model, optimizer, state: SavedState) -> Pat
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    for old in directory.glob("step-*"):
-        if old != target and _ours(old):  # never a folder of the user's
+    for old in [*directory.glob("step-*"), *directory.glob(".step-*")]:
+        # older steps, and the temporary folders of saves a kill cut short
+        # (the folder is held by one run: writing_checkpoints); never the user's
+        if old != target and _ours(old):
             shutil.rmtree(old, ignore_errors=True)
     return target
 

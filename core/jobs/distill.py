@@ -63,25 +63,33 @@ def distill_student(
 ) -> Iterator[object]:
     """Yield the student's notes, distillation events, then (with ``measure``)
     the measurement events and the student's RunRecord."""
-    from core.distill.checkpoint import check_checkpoint_dir
-    from core.distill.events import DistillResult
-    from core.distill.student import build_student
-    from core.distill.train import distill, eval_protocol
-    from core.evaluate.perplexity import compute_perplexity
-    from core.jobs.experiment import measure_configuration, read_calibration
+    from core.distill.checkpoint import check_checkpoint_dir, writing_checkpoints
     from core.jobs.loaded_graph import DISTILLATION, require_pytorch
-    from core.jobs.provenance import new_run_id, save_trained
     from core.models.loading import require_causal_lm
-    from core.results.store import RunRecord
-    from core.runtime.device import set_threads
 
     cancel = cancel or CancelToken()
-    teacher, settings = request.teacher, request.settings
+    teacher = request.teacher
     require_causal_lm(teacher, "Distillation")
     require_pytorch(teacher, DISTILLATION)
     recipe = request.shape.recipe()  # refuses an empty shape before any work
     folder = checkpoint_folder(request)
     check_checkpoint_dir(folder, teacher.folder)  # the user's files: before any work
+    with writing_checkpoints(folder):  # one run per checkpoint folder, refused before any work
+        yield from _distill_held(request, folder, recipe, progress, cancel)
+
+
+def _distill_held(request: DistillRequest, folder: Path, recipe, progress, cancel):
+    """The distillation, its checkpoint folder held (``distill_student``)."""
+    from core.distill.events import DistillResult
+    from core.distill.student import build_student
+    from core.distill.train import distill, eval_protocol
+    from core.evaluate.perplexity import compute_perplexity
+    from core.jobs.experiment import measure_configuration, read_calibration
+    from core.jobs.provenance import new_run_id, save_trained
+    from core.results.store import RunRecord
+    from core.runtime.device import set_threads
+
+    teacher, settings = request.teacher, request.settings
     if request.fit_eval_context:
         settings = _eval_context_fitted(teacher, settings, progress)
     check_fits(teacher, request.shape, settings)

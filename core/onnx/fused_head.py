@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.onnx.quiet import info_logs_off
+
 HEAD_INPUT_PREFIX = "lm_head."  # the builder's head: MatMulNBits on lm_head.MatMul.weight_Q4
 HEAD_BITS = 8
 
@@ -49,7 +51,8 @@ def int8_head_blocks(weight, block: int, accuracy_level: int):
         model, bits=HEAD_BITS, block_size=block, is_symmetric=True,
         accuracy_level=accuracy_level, op_types_to_quantize=("MatMul",),
     )  # fmt: skip
-    with np.errstate(divide="ignore", invalid="ignore"):  # a block of zeros has scale 0
+    # a block of zeros has scale 0; the quantiser logs each node at INFO
+    with np.errstate(divide="ignore", invalid="ignore"), info_logs_off():
         quantizer.process()
     quantized = quantizer.model.model
     (node,) = [n for n in quantized.graph.node if n.op_type == "MatMulNBits"]
@@ -104,6 +107,9 @@ def write_int8_head(model, path: Path, block: int, accuracy_level: int) -> None:
                 _drop_zero_points(gather)
                 _set_int(gather, "bits", HEAD_BITS)
     read = {name for node in graph.node for name in node.input}
+    for constant in [n for n in graph.node if n.op_type == "Constant"]:
+        if not set(constant.output) & read:  # the int4 rows' shape, now read by nothing
+            graph.node.remove(constant)
     unread = [i for i in graph.initializer if i.name not in read]
     for initializer in unread:  # the int4 blocks nothing reads any more
         graph.initializer.remove(initializer)

@@ -9,6 +9,7 @@ back to where it started.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.strict_json import strict_dumps
@@ -21,19 +22,40 @@ def append_json_line(path: Path, data: dict) -> None:
     line = (strict_dumps(data) + "\n").encode("utf-8")
     require_regular_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
+    # unbuffered: a failed flush kept the line in the buffer, and closing the
+    # file wrote it after the truncation (a failure reported, the line kept)
+    with open(path, "a+b", buffering=0) as f, _one_writer(f):
         start = f.seek(0, os.SEEK_END)
         if start:
             f.seek(start - 1)
             if f.read(1) != b"\n":  # the end of a line cut short earlier
                 line = b"\n" + line
         try:
-            f.write(line)
-            f.flush()
+            rest = memoryview(line)
+            while rest:
+                rest = rest[f.write(rest) :]
             os.fsync(f.fileno())
         except OSError:
             f.truncate(start)
             raise
+
+
+@contextmanager
+def _one_writer(f):
+    """An exclusive lock on the open store while a line is appended: two
+    writers on a full disk each cut the file back to where their own line
+    began, and one cut past the other's end filled the gap with NUL bytes.
+    (flock: POSIX; elsewhere lines are appended unlocked, as before.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def check_appendable(path: Path) -> None:

@@ -49,6 +49,25 @@ class InProcessExecutor:
         self._scorer = None
 
 
+def end_with_parent() -> None:
+    """A pool worker's first act: on Linux, ask the kernel to end it when the
+    process that started it dies. A parent killed mid-search (SIGKILL) left
+    its workers running on for seconds, each printing a BrokenPipeError
+    traceback; with a big model they would have scored on, unseen. SIGTERM
+    ends a Python process without a word. (Elsewhere: as before.)"""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # no such libc: the worker ends when its pipe breaks, as before
+
+
 class PoolExecutor:
     """``workers`` spawned processes (spawn: a forked copy of a process that
     runs torch threads can deadlock), started at the first batch; each loads
@@ -67,7 +86,8 @@ class PoolExecutor:
 
         _check(cancel, deadline)
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self._workers)
+            context = multiprocessing.get_context("spawn")
+            self._pool = context.Pool(self._workers, initializer=end_with_parent)
         pending = [
             self._pool.apply_async(score_in_worker, (self.spec, i, recipe))
             for i, recipe in enumerate(recipes)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 from dataclasses import asdict
 from pathlib import Path
 
+from core.results.jsonl_append import append_json_line
 from core.search.proxy import PROXY_VERSION, ProxyScore
 
 FILE_NAME = "search_proxies.jsonl"
@@ -48,8 +49,9 @@ class ProxyCache:
         self._scores[key] = score
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"key": key, "score": asdict(score)}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        values = asdict(score)
+        if not all(math.isfinite(v) for v in values.values()):
+            return  # a score that is not a number is not kept: it is scored again
+        # whole lines or none (a kill or a full disk mid-write merged the next
+        # score into a damaged line), and one writer at a time
+        append_json_line(self.path, {"key": key, "score": values})

@@ -81,6 +81,8 @@ def _check_existing(
     # to overwrite is only given where it works (a file, or a folder the
     # workbench did not make, was advised to be overwritten, then refused).
     if not target.is_dir():
+        if not os.path.lexists(target):  # gone meanwhile (another export moving it aside)
+            return
         raise ExportTargetError(
             f"{target} is a file, not a folder; a file is never replaced: choose another folder."
         )
@@ -152,13 +154,20 @@ def _one_mover(target: Path) -> Iterator[None]:
     """One workbench process at a time swaps ``target``: two exports replacing
     the same folder at once each renamed the other's folder aside, and one
     left a hidden copy of an old export behind with a wrong message."""
-    from filelock import FileLock
-
-    from core.cache_lock import lock_path
-
-    # its own lock, not the target's: a cache entry is built under that one
-    with FileLock(str(lock_path(target.with_name(f"{target.name}.moving")))):
+    # The lock is the parent folder's own (flock on the folder: no lock file
+    # is left beside the user's export); a move takes milliseconds, so one
+    # mover per folder costs nothing. Not POSIX: as before, unlocked.
+    try:
+        import fcntl
+    except ImportError:
         yield
+        return
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _move_into_place(

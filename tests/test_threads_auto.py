@@ -21,6 +21,15 @@ def cache_dir(tmp_path, monkeypatch):
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def quiet(monkeypatch):
+    """The machine taken as quiet: the test suite's other worker keeps it busy,
+    and a choice swept on a busy machine is not remembered (its own test)."""
+    from core.measure.machine_load import MachineLoad
+
+    monkeypatch.setattr(MachineLoad, "busy", property(lambda self: ""))
+
+
 @pytest.fixture(scope="module")
 def loaded(tiny_llama_dir):
     return load_model(str(tiny_llama_dir), device="cpu")
@@ -33,7 +42,7 @@ def test_candidate_counts_cover_one_to_all_cores():
     assert candidate_counts(6) == [1, 2, 4, 6]
 
 
-def test_sweep_measures_each_count_and_is_remembered(loaded, cache_dir, monkeypatch):
+def test_sweep_measures_each_count_and_is_remembered(loaded, cache_dir, monkeypatch, quiet):
     monkeypatch.setattr(threads_job, "candidate_counts", lambda cores: [1, 2])
     chosen = auto_threads(loaded, "torch")
     assert torch.get_num_threads() == chosen
@@ -78,7 +87,7 @@ def test_each_runtime_has_its_own_choice(loaded):
     assert sweep_key(loaded, "torch") != sweep_key(loaded, "ort-w4")
 
 
-def test_cli_bench_with_auto_threads(tiny_llama_dir, cache_dir, capsys):
+def test_cli_bench_with_auto_threads(tiny_llama_dir, cache_dir, capsys, quiet):
     from core.cli.main import main
 
     args = ["bench", "-m", str(tiny_llama_dir), "--threads", "auto", "--json"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from app.series_chart import SeriesChart
 
+TITLE = "Step time per token"
+
 
 class LatencyChart(SeriesChart):
     def __init__(self, parent=None) -> None:
         super().__init__(
-            "Step time per token",
+            TITLE,
             "token",
             "step time",
             "ms",

@@ -10,7 +10,7 @@ from collections import deque
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QSplitter
 
-from app.latency_chart import LatencyChart
+from app.latency_chart import TITLE, LatencyChart
 from app.perplexity_chart import PerplexityChart
 from app.series_chart import SeriesChart
 from app.sizes import MB, UNIT
@@ -22,7 +22,6 @@ THROUGHPUT_WINDOW = 8  # decode steps averaged for the throughput curve
 
 # Chart titles stay short (longer ones were cut off below 1,920 px); the run
 # and how it is timed go in the heading above the charts, which wraps.
-STEP_TITLE = "Step time per token"
 WAITING = "Press Run: the charts fill in as the configuration is benchmarked and evaluated."
 HOW_TIMED = (
     "every timed run's steps, warm-ups included; the first step of each includes the prefill"
@@ -97,7 +96,7 @@ class LiveRunView(QSplitter):
     def clear(self) -> None:
         """Another model is loaded: the last model's run goes (its title
         named the run, not the model, so it read as this one's)."""
-        self.latency.setTitle(STEP_TITLE, size="9pt")
+        self.latency.setTitle(TITLE, size="9pt")
         self.heading.setText(WAITING)
         for chart in (self.latency, self.throughput, self.memory, self.perplexity, self.accuracy):
             chart.clear_points()

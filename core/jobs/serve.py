@@ -94,7 +94,7 @@ def model_id(loaded, record=None) -> str:
     source = str(loaded.source).split(" | ")[0].rstrip("/\\")
     base = source.replace("\\", "/").rsplit("/", 1)[-1] or "model"
     folder = Path(source)
-    if base != "model" and (folder.parent / EXPORT_MANIFEST).is_file():
+    if folder.is_dir() and (folder.parent / EXPORT_MANIFEST).is_file():  # not a hub id
         base = f"{folder.parent.name}/{base}"
     return f"{base}@{record.run_id}" if record is not None else base
 

@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 from core.onnx.builder_config import configs_as_the_builder_reads
+from core.onnx.fused_head import INT8
 from core.onnx.fused_rope import needs_unscaled_sliding_rope, write_unscaled_sliding_rope
 from core.onnx.nbits import ACCURACY_LEVEL, BLOCK_SIZE
 from core.onnx.quiet import info_logs_off
@@ -79,7 +80,7 @@ BLOCK_SIZES = {8: BLOCK_SIZE, 4: BLOCK_SIZE}
 # tied embedding) in int8 blocks (core.onnx.fused_head): dev perplexity
 # +21.9% with an int4 head, +12.1% with an int8 one (default model,
 # benchmarks/fused_choices.py --head-bits 4 8).
-HEAD_BITS = {4: 8}
+HEAD_BITS = {4: INT8}
 
 
 def fused_refusal(config) -> str | None:
@@ -125,8 +126,8 @@ def fused_settings(
         if not symmetric:  # the default's settings (and cache keys) are as before
             settings["method"] = method
         head_bits = head_bits or HEAD_BITS.get(bits, bits)
-        if head_bits not in (bits, 8):
-            raise ValueError(f"the fused graph's head takes {bits} or 8 bits, not {head_bits}")
+        if head_bits not in (bits, INT8):
+            raise ValueError(f"the fused graph's head takes {bits} or {INT8} bits, not {head_bits}")
         if head_bits != bits:  # a head in the graph's own bits keeps the older cache keys
             settings["head_bits"] = head_bits
         if method == "gptq":

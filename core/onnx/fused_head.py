@@ -23,7 +23,7 @@ from pathlib import Path
 from core.onnx.quiet import info_logs_off
 
 HEAD_INPUT_PREFIX = "lm_head."  # the builder's head: MatMulNBits on lm_head.MatMul.weight_Q4
-HEAD_BITS = 8
+INT8 = 8  # the bits the head is written in
 
 
 class HeadNotFoundError(ValueError):
@@ -48,7 +48,7 @@ def int8_head_blocks(weight, block: int, accuracy_level: int):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     quantizer = MatMulNBitsQuantizer(
-        model, bits=HEAD_BITS, block_size=block, is_symmetric=True,
+        model, bits=INT8, block_size=block, is_symmetric=True,
         accuracy_level=accuracy_level, op_types_to_quantize=("MatMul",),
     )  # fmt: skip
     # a block of zeros has scale 0; the quantiser logs each node at INFO
@@ -90,7 +90,7 @@ def write_int8_head(model, path: Path, block: int, accuracy_level: int) -> None:
     )
     head.input[1], head.input[2] = blocks_name, scales_name
     _drop_zero_points(head)  # symmetric int8: an asymmetric int4 grid's (k_quant) would not fit
-    _set_int(head, "bits", HEAD_BITS)
+    _set_int(head, "bits", INT8)
     rows, width = packed.shape[0], packed.shape[1] * packed.shape[2]
     for node in list(graph.node):  # the tied embedding: a Reshape of the head's blocks, gathered
         if node.op_type != "Reshape" or node.input[0] != old_blocks:
@@ -105,7 +105,7 @@ def write_int8_head(model, path: Path, block: int, accuracy_level: int) -> None:
             if gather.op_type == "GatherBlockQuantized" and gather.input[0] == node.output[0]:
                 gather.input[2] = scales_name
                 _drop_zero_points(gather)
-                _set_int(gather, "bits", HEAD_BITS)
+                _set_int(gather, "bits", INT8)
     read = {name for node in graph.node for name in node.input}
     for constant in [n for n in graph.node if n.op_type == "Constant"]:
         if not set(constant.output) & read:  # the int4 rows' shape, now read by nothing
